@@ -1,0 +1,105 @@
+"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point.
+
+Keep this free of imports beyond the version: Airflow calls it for every CLI command and DAG parse,
+and a malformed answer breaks ``airflow providers list`` for the whole installation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_here_batch import __version__
+
+INTEGRATION_NAME = "HERE Batch"
+
+# The connection form, declared here so the UI does not import the hook (Airflow >= 3.2 reads these).
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "access_key_id": {
+        "label": "OAuth access key id",
+        "schema": {"type": ["string", "null"]},
+        "description": "here.access.key.id, for OAuth bearer tokens instead of an API key.",
+    },
+    "access_key_secret": {
+        "label": "OAuth access key secret",
+        "schema": {"type": ["string", "null"], "format": "password"},
+        "description": "here.access.key.secret.",
+    },
+    "token_url": {
+        "label": "OAuth token endpoint",
+        "schema": {"type": ["string", "null"]},
+        "description": "Defaults to https://account.api.here.com/oauth2/token.",
+    },
+    "credentials_file": {
+        "label": "Path to credentials.properties",
+        "schema": {"type": ["string", "null"]},
+        "description": "A HERE platform credentials.properties file (alternative to the three fields above).",
+    },
+    "timeout": {
+        "label": "Request timeout (s)",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
+    "max_retries": {
+        "label": "Retries on 429/5xx/connection errors",
+        "schema": {"type": ["integer", "null"], "default": 5},
+    },
+    "backoff_base": {
+        "label": "Retry backoff base (s)",
+        "schema": {"type": ["number", "null"], "default": 1},
+    },
+    "backoff_max": {
+        "label": "Retry backoff cap (s)",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
+    "proxies": {
+        "label": "Proxies (JSON)",
+        "schema": {"type": ["string", "null"]},
+        "description": 'e.g. {"https": "http://proxy:3128"}',
+    },
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "login", "extra"],
+    "relabeling": {"host": "Base URL", "password": "API key"},
+    "placeholders": {
+        "host": "https://batch.search.hereapi.com/v7 (or http://127.0.0.1:8765/v7 for the emulator)",
+        "password": "HERE API key (leave empty when using OAuth credentials)",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider description that Airflow validates against ``provider_info.schema.json``."""
+    return {
+        "package-name": "airflow-here-batch",
+        "name": "HERE Batch",
+        "description": "HERE Batch API v7: batch geocoding, reverse geocoding and lookup by id.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION_NAME,
+                "external-doc-url": "https://www.here.com/docs/category/geocoding-search-v7",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": INTEGRATION_NAME, "python-modules": ["airflow_here_batch.hooks.here_batch"]}
+        ],
+        "operators": [
+            {"integration-name": INTEGRATION_NAME, "python-modules": ["airflow_here_batch.operators.batch_job"]}
+        ],
+        "sensors": [
+            {"integration-name": INTEGRATION_NAME, "python-modules": ["airflow_here_batch.sensors.batch_job"]}
+        ],
+        "triggers": [
+            {"integration-name": INTEGRATION_NAME, "python-modules": ["airflow_here_batch.triggers.batch_job"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "here_batch",
+                "hook-class-name": "airflow_here_batch.hooks.here_batch.HereBatchHook",
+                "hook-name": "HERE Batch",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            }
+        ],
+    }
