@@ -1,0 +1,219 @@
+"""HERE's error bodies mapped to one exception hierarchy.
+
+Every exception carries HERE's ``cause``, ``action`` and ``correlationId`` so a failed task's log says
+what went wrong and what to quote to HERE support. None of them ever carries a URL: request URLs may
+hold the ``apiKey``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+class ErrorCode(str, enum.Enum):
+    """HERE Batch v7 error codes (shared doc §10)."""
+
+    ID_INVALID = "E6004001"
+    ARGUMENT_TOO_LONG = "E6004002"
+    INPUT_TOO_LARGE = "E6004003"
+    INPUT_INVALID = "E6004004"
+    DELIMITER_UNSUPPORTED = "E6004005"
+    JOB_RUNNING = "E6004006"
+    JOB_NOT_FOUND = "E6004041"
+    RESULTS_UNAVAILABLE = "E6004042"
+    SERVICE_NOT_FOUND = "E6004043"
+    INPUT_UNDEFINED = "E6004044"
+    TOO_MANY_JOBS = "E6004291"
+
+
+class HereBatchError(Exception):
+    """Base of every error this provider raises about the HERE Batch API.
+
+    :param message: what happened, in words.
+    :param status: HTTP status, when there was an answer.
+    :param code: HERE's error code (``E6004041`` …), when given.
+    :param title: HERE's short title.
+    :param cause: HERE's explanation.
+    :param action: what HERE suggests doing about it.
+    :param correlation_id: HERE's id of the failed request (``X-Correlation-ID``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        cause: str | None = None,
+        action: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.title = title
+        self.cause = cause
+        self.action = action
+        self.correlation_id = correlation_id
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.cause and self.cause not in self.message:
+            parts.append(f"Cause: {self.cause}")
+        if self.action:
+            parts.append(f"Action: {self.action}")
+        if self.correlation_id:
+            parts.append(f"Correlation id: {self.correlation_id}")
+        return " ".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the keyword fields when pickled (Airflow ships exceptions between processes).
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[HereBatchError], message: str, state: dict[str, Any]) -> HereBatchError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class AuthenticationError(HereBatchError):
+    """401/403: missing, wrong or insufficient credentials (or an OAuth token request refused)."""
+
+
+class InvalidRequestError(HereBatchError):
+    """400/413 and other client errors: fix the request, retrying will not help."""
+
+
+class NotFoundError(HereBatchError):
+    """404 that is not one of the more specific cases below."""
+
+
+class JobNotFoundError(NotFoundError):
+    """404 ``E6004041``: no job with this id (or it expired: metadata is kept 60 days)."""
+
+
+class ResultsNotReadyError(NotFoundError):
+    """404 ``E6004042`` (or the errors report's equivalent): the job has not ended yet."""
+
+
+class ServiceNotFoundError(NotFoundError):
+    """404 ``E6004043``: the ``serviceHrn`` is unknown or not enabled for these credentials."""
+
+
+class RateLimitError(HereBatchError):
+    """429: too many requests or too many jobs; ``retry_after`` is HERE's ``Retry-After`` in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class TooManyJobsError(RateLimitError):
+    """429 ``E6004291``: the account's limit of concurrently running jobs is reached."""
+
+
+class ServerError(HereBatchError):
+    """5xx from HERE."""
+
+
+class TransportError(HereBatchError):
+    """No usable answer: connection refused or reset, timeout, truncated body."""
+
+
+class ProtocolError(HereBatchError):
+    """An answer that does not match HERE's documented format."""
+
+
+_BY_CODE: dict[str, type[HereBatchError]] = {
+    ErrorCode.JOB_NOT_FOUND.value: JobNotFoundError,
+    ErrorCode.RESULTS_UNAVAILABLE.value: ResultsNotReadyError,
+    ErrorCode.SERVICE_NOT_FOUND.value: ServiceNotFoundError,
+    ErrorCode.TOO_MANY_JOBS.value: TooManyJobsError,
+}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds; HTTP dates are rare for APIs and treated as unknown."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return max(0.0, seconds)
+
+
+def _decode_body(body: bytes | str | Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if body is None:
+        return {}
+    if isinstance(body, Mapping):
+        return body
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return parsed if isinstance(parsed, Mapping) else {}
+
+
+def _excerpt(body: bytes | str | Mapping[str, Any] | None) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        return " ".join(body.split())[:200]
+    return ""
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | str | Mapping[str, Any] | None,
+    *,
+    operation: str,
+) -> HereBatchError:
+    """Map a non-2xx answer to the matching exception.
+
+    :param status: the HTTP status.
+    :param headers: response headers (``X-Correlation-ID``, ``Retry-After`` are read).
+    :param body: the raw or parsed body: an ``ErrorResponse``, an ``AuthErrorResponse`` or anything.
+    :param operation: what was attempted, in words (``"get job JOB-…"``); never a URL.
+    """
+    data = _decode_body(body)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    correlation_id = str(data.get("correlationId") or lowered.get("x-correlation-id") or "") or None
+    code = str(data.get("code") or "") or None
+    title = str(data.get("title") or data.get("error") or "") or None
+    cause = str(data.get("cause") or data.get("error_description") or "") or None
+    action = str(data.get("action") or "") or None
+    detail = title or _excerpt(body) or "no details"
+    message = f"HERE Batch API refused to {operation}: HTTP {status}" + (f" {code}" if code else "")
+    message += f" {detail}."
+    fields: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "title": title,
+        "cause": cause,
+        "action": action,
+        "correlation_id": correlation_id,
+    }
+    if status == 429:
+        cls429 = TooManyJobsError if code == ErrorCode.TOO_MANY_JOBS.value else RateLimitError
+        return cls429(message, retry_after=parse_retry_after(lowered.get("retry-after")), **fields)
+    cls: type[HereBatchError]
+    if code in _BY_CODE:
+        cls = _BY_CODE[code]
+    elif status in (401, 403):
+        cls = AuthenticationError
+    elif status == 404:
+        cls = NotFoundError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = InvalidRequestError
+    return cls(message, **fields)
