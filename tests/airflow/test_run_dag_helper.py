@@ -1,0 +1,37 @@
+"""The ``run_dag`` helper itself: a trivial TaskFlow DAG from ``tests/airflow/dags/`` runs under
+``dag.test()`` and its states and XComs (including mapped tasks) come back as plain data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.airflow.conftest import RunDag, resolve_dag_file
+from tests.conftest import TEST_DAGS_DIR
+
+
+def test_resolve_dag_file_by_id_and_name() -> None:
+    assert resolve_dag_file("helper_smoke") == (TEST_DAGS_DIR / "helper_smoke_dag.py", "helper_smoke")
+    assert resolve_dag_file("helper_smoke_dag.py") == (TEST_DAGS_DIR / "helper_smoke_dag.py", None)
+
+
+def test_run_dag_returns_states_and_xcoms(run_dag: RunDag) -> None:
+    result = run_dag("helper_smoke")
+    assert result.state == "success"
+    assert result.task_states == {
+        "produce": "success",
+        "consume": "success",
+        "fan_out": "success",
+        "square[0]": "success",
+        "square[1]": "success",
+        "square[2]": "success",
+    }
+    assert result.xcom("produce") == {"answer": 42}
+    assert result.xcom("consume") == 43
+    assert [result.xcom("square", map_index=i) for i in range(3)] == [1, 4, 9]
+
+
+def test_run_dag_twice_gives_two_runs(run_dag: RunDag) -> None:
+    first = run_dag("helper_smoke")
+    second = run_dag(Path(TEST_DAGS_DIR / "helper_smoke_dag.py"))
+    assert first.run_id != second.run_id
+    assert second.xcom("consume") == 43
