@@ -1,0 +1,62 @@
+"""Lookup by HERE id with the HERE Batch API v7 (manual trigger).
+
+Refreshes the details of places known by their HERE ids (``data/here_ids_default.csv``, ``recId|id``;
+two deliberately bad ids). Submits a ``lookup`` job with JSON-lines output, waits with the deferrable
+sensor, then downloads results and errors side by side to ``$HERE_BATCH_OUTPUT_DIR/lookup/<date>/``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import DAG
+from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
+from airflow_here_batch.sensors.batch_job import BatchJobSensor
+
+DATA_DIR = Path(__file__).parent / "data"
+OUTPUT_DIR = os.environ.get(
+    "HERE_BATCH_OUTPUT_DIR", str(Path(__file__).resolve().parent.parent / ".output" / "here_batch")
+)
+POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
+RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+
+with DAG(
+    dag_id="here_batch_lookup",
+    description="HERE batch lookup of places by HERE id",
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    tags=["here", "lookup", "example"],
+    doc_md=__doc__,
+) as dag:
+    submit = SubmitBatchJobOperator(
+        task_id="submit_lookup_job",
+        service="lookup",
+        input=str(DATA_DIR / "here_ids_default.csv"),
+        output_type="jsonl",
+        output_filter="id,title,address.label,position",
+        tag=f"lookup-{RUN_DATE}",
+    )
+
+    wait = BatchJobSensor(
+        task_id="wait_for_job",
+        job_id=submit.output["job_id"],
+        deferrable=True,
+        poll_interval=POLL_INTERVAL,
+        timeout=2 * 60 * 60,
+        retries=3,  # apache/airflow#67287
+        retry_delay=timedelta(seconds=10),
+    )
+
+    download = DownloadBatchResultsOperator(
+        task_id="download_results",
+        job_id=submit.output["job_id"],
+        destination=f"{OUTPUT_DIR}/lookup/{RUN_DATE}/",
+        what="both",
+    )
+
+    wait >> download

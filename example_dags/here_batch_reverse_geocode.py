@@ -1,0 +1,57 @@
+"""Reverse geocoding of GPS fixes with the HERE Batch API v7 (manual trigger).
+
+Submits ``data/positions_default.csv`` (``recId|at``, ``at`` = ``lat,lng``; two deliberately bad rows)
+as a ``revgeocode`` job and waits in the same task, deferred (the operator's own
+``wait_for_completion=True, deferrable=True``: one task instead of submit + sensor). The results are
+converted to a GeoJSON FeatureCollection under ``$HERE_BATCH_OUTPUT_DIR/revgeocode/<date>.geojson``.
+Trigger with a conf to use another file: ``{"input": "/path/to/positions.csv"}``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import DAG, Param
+from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
+
+DATA_DIR = Path(__file__).parent / "data"
+OUTPUT_DIR = os.environ.get(
+    "HERE_BATCH_OUTPUT_DIR", str(Path(__file__).resolve().parent.parent / ".output" / "here_batch")
+)
+POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
+RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+
+with DAG(
+    dag_id="here_batch_reverse_geocode",
+    description="HERE batch reverse geocoding of positions to addresses",
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    params={"input": Param(str(DATA_DIR / "positions_default.csv"), type="string")},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    tags=["here", "geocoding", "example"],
+    doc_md=__doc__,
+) as dag:
+    submit_and_wait = SubmitBatchJobOperator(
+        task_id="reverse_geocode",
+        service="revgeocode",
+        input="{{ params.input }}",
+        output_columns=["addressLabel", "addressCity", "addressCountryCode", "distance"],
+        tag=f"revgeocode-{RUN_DATE}",
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=POLL_INTERVAL,
+        timeout=2 * 60 * 60,
+        retries=3,  # apache/airflow#67287: a deferral can be lost when many tasks defer at once
+    )
+
+    DownloadBatchResultsOperator(
+        task_id="download_geojson",
+        job_id=submit_and_wait.output["job_id"],
+        destination=f"{OUTPUT_DIR}/revgeocode/{RUN_DATE}.geojson",
+        what="results",
+        output_format="geojson",
+    )
