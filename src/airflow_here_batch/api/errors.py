@@ -124,7 +124,15 @@ class ServerError(HereBatchError):
 
 
 class TransportError(HereBatchError):
-    """No usable answer: connection refused or reset, timeout, truncated body."""
+    """No usable answer: connection refused or reset, timeout, truncated body.
+
+    :param connect_failed: the connection was never established, so HERE cannot have acted on the
+        request (what makes retrying a job creation safe).
+    """
+
+    def __init__(self, message: str, *, connect_failed: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.connect_failed = connect_failed
 
 
 class ProtocolError(HereBatchError):

@@ -57,3 +57,33 @@ class RetryPolicy:
             return min(float(retry_after), self.backoff_max)
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+@dataclass
+class RetryState:
+    """The attempts of one logical request; ``after`` says whether and when to try again.
+
+    Both transports run the same loop around it::
+
+        state = RetryState(policy, idempotent=True)
+        while True:
+            try:
+                return attempt()
+            except HereBatchError as error:
+                delay = state.after(error)
+                if delay is None:
+                    raise
+                sleep(delay)
+    """
+
+    policy: RetryPolicy
+    idempotent: bool = True
+    attempts: int = 0
+
+    def after(self, error: BaseException) -> float | None:
+        self.attempts += 1
+        if self.attempts > self.policy.max_retries or not isinstance(error, HereBatchError):
+            return None
+        if not self.policy.is_retryable(error, idempotent=self.idempotent):
+            return None
+        return self.policy.delay(self.attempts, error)

@@ -1,0 +1,876 @@
+"""Hooks for the HERE Batch API v7: ``HereBatchHook`` (requests) and ``HereBatchAsyncHook`` (aiohttp).
+
+Both are thin transports over :mod:`airflow_here_batch.api`: the core builds each request and reads
+each answer; the hooks add the base URL and credentials, send, retry and stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO, TypeVar
+
+import requests
+from airflow.sdk import BaseHook
+
+from airflow_here_batch.api import protocol
+from airflow_here_batch.api.errors import (
+    AuthenticationError,
+    HereBatchError,
+    JobNotFoundError,
+    TransportError,
+)
+from airflow_here_batch.api.models import DEFAULT_BASE_URL, BatchJob, DeletedJobs, JobStatus
+from airflow_here_batch.api.oauth import (
+    DEFAULT_TOKEN_URL,
+    AccessToken,
+    OAuthCredentials,
+    interpret_token_response,
+    token_request,
+)
+from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
+from airflow_here_batch.api.protocol import ApiRequest, JobOptions, redact_url
+from airflow_here_batch.api.retry import RetryPolicy, RetryState
+from airflow_here_batch.api.transfer import CHUNK_SIZE, DownloadDecoder, gzip_chunks, iter_lines_as_chunks
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+UploadData = str | os.PathLike[str] | bytes | BinaryIO | Iterable[str | bytes]
+Destination = str | os.PathLike[str] | BinaryIO
+DEFAULT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 10.0
+
+
+def _mask_secret(value: str | None) -> None:
+    """Register a secret with Airflow's masker so no log line shows it."""
+    if not value:
+        return
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - older task SDKs
+        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    mask_secret(value)
+
+
+# -------------------------------------------------------------------------------------------------
+# Connection settings
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What a ``here_batch`` connection says, resolved. ``repr`` shows no secret.
+
+    :param base_url: API root including ``/v7``.
+    :param api_key: HERE API key (the connection's password), or None when OAuth is used.
+    :param oauth: HERE platform credentials for bearer tokens, or None.
+    :param timeout: read timeout per request, seconds.
+    :param retry: retry policy for 429, 5xx and connection errors.
+    :param proxies: requests-style proxies by scheme.
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = field(default=None, repr=False)
+    oauth: OAuthCredentials | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    proxies: Mapping[str, str] | None = None
+
+
+def _extra(extra: Mapping[str, Any], name: str) -> Any:
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__here_batch__{name}")
+    return None if value in (None, "") else value
+
+
+def base_url_from_connection(
+    host: str | None, port: int | None, schema: str | None, scheme: str | None
+) -> str:
+    """The API root from a connection's fields.
+
+    ``host`` may be a full URL (``http://127.0.0.1:8765/v7``, the usual way to point at the emulator)
+    or a bare host name, completed with ``port``, ``schema`` (the path, default ``v7``) and the extra
+    ``scheme`` (default ``https``).
+    """
+    if not host:
+        return DEFAULT_BASE_URL
+    host = host.strip().rstrip("/")
+    if "://" in host:
+        scheme_part, _, rest = host.partition("://")
+        netloc, _, path = rest.partition("/")
+        if port and ":" not in netloc:
+            netloc = f"{netloc}:{port}"
+        path = path or (schema or "").strip("/")
+        return f"{scheme_part}://{netloc}" + (f"/{path}" if path else "")
+    netloc = f"{host}:{port}" if port else host
+    return f"{scheme or 'https'}://{netloc}/{(schema or 'v7').strip('/')}"
+
+
+def settings_from_connection(
+    conn: Any, *, timeout: float | None = None, retry_policy: RetryPolicy | None = None
+) -> ConnectionSettings:
+    """Resolve an Airflow connection (type ``here_batch``) into :class:`ConnectionSettings`.
+
+    Reads a ``credentials_file`` when one is named, so call it off the event loop in async code.
+    """
+    extra: Mapping[str, Any] = conn.extra_dejson or {}
+    api_key = conn.password or None
+    oauth = None
+    if not api_key:
+        key_id, secret = _extra(extra, "access_key_id"), _extra(extra, "access_key_secret")
+        token_url = _extra(extra, "token_url") or DEFAULT_TOKEN_URL
+        if key_id and secret:
+            oauth = OAuthCredentials(str(key_id), str(secret), str(token_url))
+        elif path := _extra(extra, "credentials_file"):
+            text = Path(os.path.expanduser(str(path))).read_text(encoding="utf-8")
+            oauth = OAuthCredentials.from_properties(text)
+            if _extra(extra, "token_url"):
+                oauth = OAuthCredentials(oauth.access_key_id, oauth.access_key_secret, str(token_url))
+        else:
+            raise AuthenticationError(
+                f"connection {conn.conn_id!r} has no credentials: put the HERE API key in the password "
+                "field, or OAuth access_key_id + access_key_secret (or credentials_file) in the extras"
+            )
+    _mask_secret(api_key)
+    if oauth:
+        _mask_secret(oauth.access_key_secret)
+    policy = retry_policy or RetryPolicy(
+        max_retries=int(_extra(extra, "max_retries") if _extra(extra, "max_retries") is not None else 5),
+        backoff_base=float(_extra(extra, "backoff_base") or 1.0),
+        backoff_max=float(_extra(extra, "backoff_max") or 60.0),
+    )
+    proxies = _extra(extra, "proxies")
+    if isinstance(proxies, str):
+        proxies = json.loads(proxies)
+    return ConnectionSettings(
+        base_url=base_url_from_connection(conn.host, conn.port, conn.schema, _extra(extra, "scheme")),
+        api_key=api_key,
+        oauth=oauth,
+        timeout=float(timeout or _extra(extra, "timeout") or DEFAULT_TIMEOUT),
+        retry=policy,
+        proxies=proxies or None,
+    )
+
+
+# -------------------------------------------------------------------------------------------------
+# Tokens are shared by every hook of a process (a triggerer runs many), keyed by credentials.
+
+_tokens: dict[tuple[str, str], AccessToken] = {}
+_token_lock = threading.Lock()
+_async_token_locks: dict[tuple[int, str, str], asyncio.Lock] = {}
+
+
+def _token_key(creds: OAuthCredentials) -> tuple[str, str]:
+    return (creds.token_url, creds.access_key_id)
+
+
+def _cached_token(creds: OAuthCredentials) -> AccessToken | None:
+    token = _tokens.get(_token_key(creds))
+    return token if token and token.is_fresh() else None
+
+
+def _store_token(creds: OAuthCredentials, token: AccessToken) -> None:
+    _mask_secret(token.value)
+    _tokens[_token_key(creds)] = token
+
+
+def _forget_token(creds: OAuthCredentials) -> None:
+    _tokens.pop(_token_key(creds), None)
+
+
+def _auth_parts(
+    settings: ConnectionSettings, token: AccessToken | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Query parameters and headers that authenticate one request."""
+    if settings.api_key:
+        return {"apiKey": settings.api_key}, {}
+    assert token is not None
+    return {}, {"Authorization": f"Bearer {token.value}"}
+
+
+def _log_failure(request: ApiRequest, error: HereBatchError, delay: float | None) -> None:
+    where = f" (X-Correlation-ID {error.correlation_id})" if error.correlation_id else ""
+    if delay is None:
+        log.error("HERE Batch: %s failed%s: %s", request.operation, where, error.message)
+    else:
+        log.warning(
+            "HERE Batch: %s failed%s, retrying in %.1f s: %s", request.operation, where, delay, error.message
+        )
+
+
+# -------------------------------------------------------------------------------------------------
+# Sync hook
+
+
+class HereBatchHook(BaseHook):
+    """Talks to the HERE Batch API v7 with ``requests`` over one pooled session.
+
+    :param here_conn_id: Airflow connection of type ``here_batch``.
+    :param retry_policy: overrides the connection's retry settings.
+    :param timeout: overrides the connection's request timeout, seconds.
+    """
+
+    conn_name_attr = "here_conn_id"
+    default_conn_name = "here_batch_default"
+    conn_type = "here_batch"
+    hook_name = "HERE Batch"
+
+    def __init__(
+        self,
+        here_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.here_conn_id = here_conn_id
+        self._retry_policy = retry_policy
+        self._timeout = timeout
+        self._settings: ConnectionSettings | None = None
+        self._session: requests.Session | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Connection form behaviour (also declared in the provider info, which Airflow >= 3.2 prefers)."""
+        from airflow_here_batch.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {
+            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+        }
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            conn = self.get_connection(self.here_conn_id)
+            self._settings = settings_from_connection(
+                conn, timeout=self._timeout, retry_policy=self._retry_policy
+            )
+        return self._settings
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    def get_conn(self) -> requests.Session:
+        """The pooled ``requests`` session (created on first use)."""
+        if self._session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = protocol.USER_AGENT
+            if self.settings.proxies:
+                session.proxies.update(self.settings.proxies)
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _token(self, *, force: bool = False) -> AccessToken | None:
+        creds = self.settings.oauth
+        if creds is None:
+            return None
+        with _token_lock:
+            if not force and (token := _cached_token(creds)):
+                return token
+            signed = token_request(creds)
+            try:
+                response = self.get_conn().post(
+                    signed.url, data=signed.body, headers=dict(signed.headers), timeout=self._timeouts()
+                )
+            except requests.RequestException as exc:
+                raise TransportError(
+                    f"could not reach HERE's token endpoint ({type(exc).__name__})", connect_failed=True
+                ) from None
+            token = interpret_token_response(response.status_code, response.headers, response.content)
+            _store_token(creds, token)
+            log.info("HERE Batch: obtained an OAuth access token for key id %s", creds.access_key_id)
+            return token
+
+    def _timeouts(self) -> tuple[float, float]:
+        return (min(CONNECT_TIMEOUT, self.settings.timeout), self.settings.timeout)
+
+    def _send_once(self, request: ApiRequest, *, body: Any = None, stream: bool = False) -> requests.Response:
+        """One HTTP exchange; non-2xx answers raise the core's mapped exception, never requests' (URL!)."""
+        settings = self.settings
+        params, auth_headers = _auth_parts(settings, self._token())
+        headers = {**protocol.default_headers(), **request.headers, **auth_headers}
+        try:
+            response = self.get_conn().request(
+                request.method,
+                request.url(settings.base_url),
+                params={**request.params, **params},
+                headers=headers,
+                data=body,
+                stream=stream,
+                timeout=self._timeouts(),
+            )
+        except requests.ConnectionError as exc:
+            connect_failed = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
+            raise TransportError(
+                f"could not {request.operation}: connection to HERE failed ({type(exc).__name__})",
+                connect_failed=connect_failed,
+            ) from None
+        except requests.Timeout as exc:
+            raise TransportError(f"could not {request.operation}: timed out ({type(exc).__name__})") from None
+        except requests.RequestException as exc:
+            raise TransportError(f"could not {request.operation}: {type(exc).__name__}") from None
+        if not 200 <= response.status_code < 300:
+            content = response.content
+            response.close()
+            protocol.raise_for_status(request, response.status_code, response.headers, content)
+        return response
+
+    def _call(self, request: ApiRequest, attempt: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run ``attempt`` with the connection's retry policy (and one token refresh on a 401)."""
+        state = RetryState(self.settings.retry, idempotent=idempotent)
+        refreshed = False
+        while True:
+            try:
+                return attempt()
+            except AuthenticationError as error:
+                if self.settings.oauth and not refreshed and error.status == 401:
+                    refreshed = True
+                    _forget_token(self.settings.oauth)
+                    continue
+                _log_failure(request, error, None)
+                raise
+            except HereBatchError as error:
+                delay = state.after(error)
+                _log_failure(request, error, delay)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    def _json_call(self, request: ApiRequest, interpret: Callable[..., T], *, idempotent: bool = True) -> T:
+        def attempt() -> T:
+            response = self._send_once(request)
+            return interpret(request, response.status_code, response.headers, response.content)
+
+        return self._call(request, attempt, idempotent=idempotent)
+
+    # -- endpoints --------------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        data: UploadData,
+        *,
+        options: JobOptions,
+        compress: bool = False,
+        reattach_by_tag: bool = False,
+    ) -> BatchJob:
+        """Create a job (``POST /batch/jobs``), uploading ``data`` as a stream.
+
+        :param data: a local file path, ``bytes``, a binary file object, or an iterable of lines
+            (``str`` or ``bytes``, with or without the newline).
+        :param options: the job's parameters (service, columns, delimiters, tag, ``start_job`` …).
+        :param compress: gzip the upload on the fly (``Content-Encoding: gzip``).
+        :param reattach_by_tag: ``options.tag`` is unique to this submission, so after an ambiguous
+            failure (timeout, reset, 5xx) a job carrying that tag is the one this request created.
+
+        Creating a job is not idempotent. It is retried where HERE cannot have created it (429, or a
+        connection never established), and after ambiguous failures only with ``reattach_by_tag``,
+        which first looks for the job by its tag. A body that cannot be replayed (an iterator, a
+        non-seekable file) is sent once.
+        """
+        request = protocol.create_job_request(options, gzip_body=compress)
+        make_body = _body_factory(data, compress)
+        replayable = make_body is not None
+        first_body = make_body() if make_body else _one_shot_body(data, compress)
+        sent = [False]
+
+        def attempt() -> BatchJob:
+            if sent[0]:
+                if not replayable:
+                    raise TransportError("the upload cannot be replayed (it was an iterator or a pipe)")
+                if reattach_by_tag and options.tag and (existing := self.find_job_by_tag(options.tag)):
+                    log.info("HERE Batch: job %s was created by the failed attempt; using it", existing.id)
+                    return existing
+            body = first_body if not sent[0] else make_body()  # type: ignore[misc]
+            sent[0] = True
+            response = self._send_once(request, body=body)
+            return protocol.interpret_job(request, response.status_code, response.headers, response.content)
+
+        idempotent = bool(reattach_by_tag and options.tag and replayable)
+        job = self._call(request, attempt, idempotent=idempotent)
+        log.info("HERE Batch: created job %s (%s, status %s)", job.id, job.service_hrn, job.status.value)
+        return job
+
+    def get_job(self, job_id: str) -> BatchJob:
+        """Job details and status (``GET /batch/jobs/{jobId}``)."""
+        return self._json_call(protocol.get_job_request(job_id), protocol.interpret_job)
+
+    def start_job(self, job_id: str) -> BatchJob:
+        """Start, or resume a stopped job (``PUT …/start``); a running job is left as it is."""
+        return self._json_call(protocol.start_job_request(job_id), protocol.interpret_job)
+
+    def stop_job(self, job_id: str) -> BatchJob:
+        """Ask HERE to halt the job (``PUT …/stop``); the status turns ``stopped`` asynchronously."""
+        return self._json_call(protocol.stop_job_request(job_id), protocol.interpret_job)
+
+    def delete_job(self, job_id: str) -> BatchJob:
+        """Delete the job and its files (``DELETE …``); its metadata stays readable by id."""
+        return self._json_call(protocol.delete_job_request(job_id), protocol.interpret_job)
+
+    def list_jobs(
+        self, *, status: JobStatus | str | None = None, tag: str | None = None, page_size: int = 100
+    ) -> Iterator[BatchJob]:
+        """Every job matching ``status``/``tag``, page after page (HERE does not list deleted jobs)."""
+        offset = 0
+        while True:
+            request = protocol.list_jobs_request(status=status, tag=tag, offset=offset, limit=page_size)
+            page = self._json_call(request, protocol.interpret_jobs_page)
+            yield from page.items
+            if page.is_last(page_size):
+                return
+            offset += page_size
+
+    def find_job_by_tag(self, tag: str) -> BatchJob | None:
+        """The newest job carrying ``tag``, or None."""
+        jobs = list(self.list_jobs(tag=tag))
+        if not jobs:
+            return None
+        return max(jobs, key=lambda j: j.created.timestamp() if j.created else 0.0)
+
+    def delete_jobs(self, *, status: JobStatus | str, tag: str | None = None) -> DeletedJobs:
+        """Bulk delete by ``status`` (required; ``"any"`` for all) and optional ``tag``."""
+        request = protocol.delete_jobs_request(status=status, tag=tag)
+        return self._json_call(request, protocol.interpret_deleted_jobs)
+
+    def download_results(self, job_id: str, destination: Destination) -> int | None:
+        """Stream the results to ``destination``; bytes written, or None when there are none (204).
+
+        A path is written atomically: a temporary file beside it, renamed when complete, so a failed
+        download leaves nothing at the destination. Raises ``ResultsNotReadyError`` before the job ends.
+        """
+        return self._download(protocol.results_request(job_id), destination)
+
+    def download_errors(self, job_id: str, destination: Destination) -> int | None:
+        """Stream the errors report to ``destination``, like :meth:`download_results`."""
+        return self._download(protocol.errors_request(job_id), destination)
+
+    def download_errors_head(self, job_id: str, max_lines: int = 20) -> list[str]:
+        """The first lines of the errors report (for messages); [] when there is none."""
+        request = protocol.errors_request(job_id)
+
+        def attempt() -> list[str]:
+            response = self._send_once(request, stream=True)
+            with contextlib.closing(response):
+                if response.status_code == 204:
+                    return []
+                return _head_lines(_iter_raw(response), response.headers.get("Content-Encoding"), max_lines)
+
+        return self._call(request, attempt)
+
+    def _download(self, request: ApiRequest, destination: Destination) -> int | None:
+        with _DestinationWriter(destination) as writer:
+
+            def attempt() -> int | None:
+                writer.rewind()
+                response = self._send_once(request, stream=True)
+                with contextlib.closing(response):
+                    if response.status_code == 204:
+                        return None
+                    decoder = _decoder_for(response.headers)
+                    for chunk in _iter_raw(response):
+                        writer.write(decoder.feed(chunk))
+                    writer.write(decoder.finish())
+                    return decoder.bytes_out
+
+            written = self._call(request, attempt)
+            if written is None:
+                writer.discard()
+            else:
+                writer.commit()
+                log.info("HERE Batch: %s: %d bytes", request.operation, written)
+            return written
+
+    def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        schedule: PollSchedule | None = None,
+        timeout: float | None = None,
+    ) -> BatchJob:
+        """Poll until the job is terminal (completed, failure, deleted) or stopped.
+
+        :param schedule: the poll schedule (default: start at 10 s, grow to 5 min).
+        :param timeout: give up after this many seconds with ``TimeoutError``.
+        """
+        schedule = schedule or PollSchedule()
+        tracker = ProgressTracker()
+        start = time.monotonic()
+        while True:
+            job = self.get_job(job_id)
+            now = time.monotonic()
+            tracker.observe(job, now)
+            log.info("HERE Batch: %s", tracker.describe(job))
+            if job.is_terminal or job.status is JobStatus.STOPPED:
+                return job
+            elapsed = now - start
+            remaining = None if timeout is None else timeout - elapsed
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"job {job_id} still {job.status.value} after {timeout:.0f} s")
+            time.sleep(schedule.next_delay(elapsed, eta=tracker.eta(job), remaining=remaining))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """An authenticated, cheap call (list one job), for the UI's Test button."""
+        try:
+            request = protocol.list_jobs_request(limit=1)
+            self._json_call(request, protocol.interpret_jobs_page)
+        except (HereBatchError, OSError, ValueError) as exc:
+            return False, str(exc)
+        return True, f"Connected to the HERE Batch API at {redact_url(self.base_url)}"
+
+
+# -------------------------------------------------------------------------------------------------
+# Upload bodies and download sinks
+
+
+def _path_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            yield chunk
+
+
+def _file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK_SIZE):
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8")
+        yield chunk
+
+
+def _body_factory(data: UploadData, compress: bool) -> Callable[[], Any] | None:
+    """A function that produces the upload body afresh for each attempt, or None if it cannot."""
+    if isinstance(data, bytes):
+        payload = b"".join(gzip_chunks([data])) if compress else data
+        return lambda: payload
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if not path.is_file():
+            raise FileNotFoundError(f"input file {path} does not exist")
+        if compress:
+            return lambda: gzip_chunks(_path_chunks(path))
+        return lambda: _path_chunks(path)
+    if hasattr(data, "read"):
+        handle: Any = data
+        try:
+            position = handle.tell() if handle.seekable() else None
+        except (OSError, ValueError):
+            position = None
+        if position is None:
+            return None
+
+        def from_file() -> Iterator[bytes]:
+            handle.seek(position)
+            chunks = _file_chunks(handle)
+            return gzip_chunks(chunks) if compress else chunks
+
+        return from_file
+    return None
+
+
+def _one_shot_body(data: UploadData, compress: bool) -> Iterator[bytes]:
+    chunks = _file_chunks(data) if hasattr(data, "read") else iter_lines_as_chunks(data)  # type: ignore[arg-type]
+    return gzip_chunks(chunks) if compress else chunks
+
+
+def _iter_raw(response: requests.Response) -> Iterator[bytes]:
+    """The body as sent (still gzip-encoded), so the decoder can tell a complete stream from a cut one."""
+    import urllib3.exceptions
+
+    try:
+        yield from response.raw.stream(CHUNK_SIZE, decode_content=False)
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        raise TransportError(f"the download was interrupted ({type(exc).__name__})") from None
+
+
+def _decoder_for(headers: Mapping[str, str]) -> DownloadDecoder:
+    length = headers.get("Content-Length")
+    return DownloadDecoder(
+        headers.get("Content-Encoding"), int(length) if length and length.isdigit() else None
+    )
+
+
+def _head_lines(chunks: Iterable[bytes], content_encoding: str | None, max_lines: int) -> list[str]:
+    decoder = DownloadDecoder(content_encoding)
+    buffer = b""
+    for chunk in chunks:
+        buffer += decoder.feed(chunk)
+        if buffer.count(b"\n") >= max_lines:
+            break
+    else:
+        buffer += decoder.finish()
+    return buffer.decode("utf-8", "replace").splitlines()[:max_lines]
+
+
+class _DestinationWriter:
+    """Writes a download to a path atomically (temp file + ``os.replace``) or into a file object."""
+
+    def __init__(self, destination: Destination) -> None:
+        self._handle: IO[bytes] | None = None
+        self._path: Path | None = None
+        self._tmp: Path | None = None
+        self._start: int | None = None
+        if isinstance(destination, (str, os.PathLike)):
+            self._path = Path(destination)
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = self._path.with_name(f".{self._path.name}.{uuid.uuid4().hex}.part")
+        else:
+            self._handle = destination
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                self._start = destination.tell() if destination.seekable() else None
+
+    def __enter__(self) -> _DestinationWriter:
+        if self._tmp is not None:
+            self._handle = self._tmp.open("wb")
+        self._written = False
+        return self
+
+    def rewind(self) -> None:
+        """Start over before a retry; a one-way stream that already got bytes cannot."""
+        assert self._handle is not None
+        if not self._written:
+            return
+        if self._start is None and self._tmp is None:
+            raise TransportError("the download failed midway and the destination cannot be rewound")
+        self._handle.seek(self._start or 0)
+        self._handle.truncate()
+        self._written = False
+
+    def write(self, data: bytes) -> None:
+        if data:
+            assert self._handle is not None
+            self._handle.write(data)
+            self._written = True
+
+    def commit(self) -> None:
+        if self._tmp is not None and self._path is not None and self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            os.replace(self._tmp, self._path)
+            self._tmp = None
+
+    def discard(self) -> None:
+        if self._tmp is not None and self._handle is not None:
+            self._handle.close()
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+
+# -------------------------------------------------------------------------------------------------
+# Async hook
+
+
+class HereBatchAsyncHook(BaseHook):
+    """The endpoints a trigger needs, over ``aiohttp``, with the sync hook's rules.
+
+    Use it as an async context manager: it opens one ``aiohttp.ClientSession`` on entry and closes it
+    on exit. The connection is looked up without blocking the event loop.
+
+    :param here_conn_id: Airflow connection of type ``here_batch``.
+    :param retry_policy: overrides the connection's retry settings.
+    :param timeout: overrides the connection's request timeout, seconds.
+    """
+
+    conn_name_attr = "here_conn_id"
+    default_conn_name = "here_batch_default"
+    conn_type = "here_batch"
+    hook_name = "HERE Batch (async)"
+
+    def __init__(
+        self,
+        here_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.here_conn_id = here_conn_id
+        self._retry_policy = retry_policy
+        self._timeout = timeout
+        self._settings: ConnectionSettings | None = None
+        self._session: Any = None
+
+    async def get_settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            aget = getattr(BaseHook, "aget_connection", None)
+            if aget is not None:
+                conn = await aget(self.here_conn_id)
+            else:  # Airflow < 3.1: the lookup is a blocking call, so run it in a thread.
+                conn = await asyncio.to_thread(BaseHook.get_connection, self.here_conn_id)
+            # A credentials_file is read from disk: keep that off the loop too.
+            self._settings = await asyncio.to_thread(
+                settings_from_connection, conn, timeout=self._timeout, retry_policy=self._retry_policy
+            )
+        return self._settings
+
+    async def __aenter__(self) -> HereBatchAsyncHook:
+        import aiohttp
+
+        settings = await self.get_settings()
+        self._session = aiohttp.ClientSession(
+            headers={"User-Agent": protocol.USER_AGENT},
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=settings.timeout),
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _proxy(self, url: str) -> str | None:
+        proxies = (self._settings.proxies if self._settings else None) or {}
+        return proxies.get(url.split("://", 1)[0])
+
+    async def _token(self, *, force: bool = False) -> AccessToken | None:
+        settings = await self.get_settings()
+        creds = settings.oauth
+        if creds is None:
+            return None
+        if not force and (token := _cached_token(creds)):
+            return token
+        key = (id(asyncio.get_running_loop()), *_token_key(creds))
+        lock = _async_token_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one refresh for all the triggers of this loop
+            if not force and (token := _cached_token(creds)):
+                return token
+            signed = token_request(creds)
+            status, headers, body = await self._exchange(
+                "POST",
+                signed.url,
+                "issue an OAuth access token",
+                headers=dict(signed.headers),
+                data=signed.body,
+            )
+            token = interpret_token_response(status, headers, body)
+            _store_token(creds, token)
+            return token
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        operation: str,
+        read: Callable[[Any], Awaitable[bytes]] | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request; ``read`` may consume only part of a 2xx body (the session decodes gzip)."""
+        import aiohttp
+
+        if self._session is None:
+            raise RuntimeError("use HereBatchAsyncHook as 'async with HereBatchAsyncHook(...) as hook'")
+        try:
+            async with self._session.request(method, url, proxy=self._proxy(url), **kwargs) as response:
+                ok = 200 <= response.status < 300
+                body = await read(response) if read is not None and ok else await response.read()
+                return response.status, response.headers, body
+        except aiohttp.ClientConnectorError:
+            raise TransportError(
+                f"could not {operation}: connection to HERE failed", connect_failed=True
+            ) from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise TransportError(f"could not {operation}: {type(exc).__name__}") from None
+
+    async def _send_once(
+        self, request: ApiRequest, read: Callable[[Any], Awaitable[bytes]] | None = None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        settings = await self.get_settings()
+        params, auth_headers = _auth_parts(settings, await self._token())
+        status, headers, body = await self._exchange(
+            request.method,
+            request.url(settings.base_url),
+            request.operation,
+            read,
+            params={**request.params, **params},
+            headers={**protocol.default_headers(), **request.headers, **auth_headers},
+        )
+        protocol.raise_for_status(request, status, headers, body)
+        return status, headers, body
+
+    async def _call(
+        self,
+        request: ApiRequest,
+        interpret: Callable[..., T],
+        read: Callable[[Any], Awaitable[bytes]] | None = None,
+    ) -> T:
+        """Send with retries (and one token refresh on a 401), then interpret the answer."""
+        settings = await self.get_settings()
+        state = RetryState(settings.retry)
+        refreshed = False
+        while True:
+            try:
+                status, headers, body = await self._send_once(request, read)
+                return interpret(request, status, headers, body)
+            except AuthenticationError as error:
+                if settings.oauth and not refreshed and error.status == 401:
+                    refreshed = True
+                    _forget_token(settings.oauth)
+                    continue
+                _log_failure(request, error, None)
+                raise
+            except HereBatchError as error:
+                delay = state.after(error)
+                _log_failure(request, error, delay)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+
+    async def get_job(self, job_id: str) -> BatchJob:
+        return await self._call(protocol.get_job_request(job_id), protocol.interpret_job)
+
+    async def start_job(self, job_id: str) -> BatchJob:
+        return await self._call(protocol.start_job_request(job_id), protocol.interpret_job)
+
+    async def stop_job(self, job_id: str) -> BatchJob:
+        return await self._call(protocol.stop_job_request(job_id), protocol.interpret_job)
+
+    async def delete_job(self, job_id: str) -> BatchJob:
+        return await self._call(protocol.delete_job_request(job_id), protocol.interpret_job)
+
+    async def download_errors_head(self, job_id: str, max_lines: int = 20) -> list[str]:
+        """The first lines of the errors report; [] when there is none (or the job has gone)."""
+
+        async def read_head(response: Any) -> bytes:
+            lines = []
+            while len(lines) < max_lines and (line := await response.content.readline()):
+                lines.append(line)
+            return b"".join(lines)
+
+        def interpret(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> list[str]:
+            if status == 204:
+                return []
+            return body.decode("utf-8", "replace").splitlines()[:max_lines]
+
+        try:
+            return await self._call(protocol.errors_request(job_id), interpret, read_head)
+        except JobNotFoundError:
+            return []
+
+
+__all__ = [
+    "ConnectionSettings",
+    "HereBatchAsyncHook",
+    "HereBatchHook",
+    "base_url_from_connection",
+    "settings_from_connection",
+]
