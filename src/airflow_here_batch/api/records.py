@@ -168,7 +168,7 @@ class ColumnDescriptor:
         if len(values) != len(self.columns):
             return None
         params = dict(self.defaults)
-        params.update(zip(self.columns, values))
+        params.update(zip(self.columns, values, strict=True))
         return params
 
 

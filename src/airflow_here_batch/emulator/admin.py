@@ -28,27 +28,47 @@ class EmulatorAdmin:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.root_url}/_emulator{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        req = urllib.request.Request(
+            f"{self.root_url}/_emulator{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"} if data else {},
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise EmulatorAdminError(f"{method} /_emulator{path}: {exc.code} {exc.read().decode(errors='replace')}") \
-                from None
+            raise EmulatorAdminError(
+                f"{method} /_emulator{path}: {exc.code} {exc.read().decode(errors='replace')}"
+            ) from None
         return json.loads(raw) if raw else None
 
-    def inject_fault(self, endpoint: str = "*", kind: str = "status", *, status: int = 503,
-                     retry_after: float | None = None, count: int = 1, delay: float = 1.0,
-                     code: str | None = None) -> dict[str, Any]:
+    def inject_fault(
+        self,
+        endpoint: str = "*",
+        kind: str = "status",
+        *,
+        status: int = 503,
+        retry_after: float | None = None,
+        count: int = 1,
+        delay: float = 1.0,
+        code: str | None = None,
+    ) -> dict[str, Any]:
         """Answer the next ``count`` requests to ``endpoint`` with a fault.
 
         ``kind``: ``"status"`` (HTTP ``status`` + HERE ErrorResponse, ``Retry-After`` if ``retry_after``),
         ``"drop"`` (close the connection without an answer), ``"slow"`` (wait ``delay`` s, then answer
         normally), ``"truncate"`` (send half of the body, then close).
         """
-        body: dict[str, Any] = {"endpoint": endpoint, "kind": kind, "status": status, "count": count,
-                                "delay": delay, "retry_after": retry_after, "code": code}
+        body: dict[str, Any] = {
+            "endpoint": endpoint,
+            "kind": kind,
+            "status": status,
+            "count": count,
+            "delay": delay,
+            "retry_after": retry_after,
+            "code": code,
+        }
         return self._call("POST", "/faults", body)["fault"]  # type: ignore[no-any-return]
 
     def faults(self) -> list[dict[str, Any]]:

@@ -8,41 +8,30 @@ code is tested for real, and issues random opaque bearer tokens that expire afte
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import secrets
 import threading
 import time
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-__all__ = ["TokenIssuer", "hmac_sha256_signature", "parse_oauth_header", "percent_encode", "signature_base_string"]
+# One implementation of RFC 5849 signing for client and emulator: the emulator verifies with exactly the
+# functions the hook signs with (a mismatch in either is then caught by the token tests).
+from airflow_here_batch.api.oauth import hmac_sha256_signature, percent_encode, signature_base_string
+
+__all__ = [
+    "TokenIssuer",
+    "hmac_sha256_signature",
+    "parse_oauth_header",
+    "percent_encode",
+    "signature_base_string",
+]
 
 #: Accepted difference between ``oauth_timestamp`` and the emulator's clock.
 TIMESTAMP_TOLERANCE = 300
 
 
-def percent_encode(value: str) -> str:
-    """RFC 5849 §3.6 percent-encoding (unreserved: ALPHA, DIGIT, ``-._~``)."""
-    return quote(value, safe="-._~")
-
-
-def signature_base_string(method: str, base_url: str, params: list[tuple[str, str]]) -> str:
-    """RFC 5849 §3.4.1 signature base string from already-decoded parameters (oauth_signature excluded)."""
-    pairs = sorted((percent_encode(k), percent_encode(v)) for k, v in params)
-    normalized = "&".join(f"{k}={v}" for k, v in pairs)
-    return "&".join((method.upper(), percent_encode(base_url), percent_encode(normalized)))
-
-
-def hmac_sha256_signature(base_string: str, consumer_secret: str, token_secret: str = "") -> str:
-    """Base64 HMAC-SHA256 over the base string, key ``enc(consumer_secret)&enc(token_secret)``."""
-    key = f"{percent_encode(consumer_secret)}&{percent_encode(token_secret)}".encode()
-    return base64.b64encode(hmac.new(key, base_string.encode(), hashlib.sha256).digest()).decode()
-
-
 def parse_oauth_header(header: str) -> dict[str, str] | None:
     """Parse ``OAuth k="v", ...`` into a dict (values percent-decoded); ``None`` if not an OAuth header."""
-    if not header[:6].lower() == "oauth ":
+    if header[:6].lower() != "oauth ":
         return None
     out: dict[str, str] = {}
     for part in header[6:].split(","):

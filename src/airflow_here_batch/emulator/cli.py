@@ -35,16 +35,28 @@ def _rate(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     d = EmulatorSettings()
-    p = argparse.ArgumentParser(prog="here-batch-emulator",
-                                description="Local emulator of the HERE Batch API v7 (geocode, revgeocode, lookup).")
+    p = argparse.ArgumentParser(
+        prog="here-batch-emulator",
+        description="Local emulator of the HERE Batch API v7 (geocode, revgeocode, lookup).",
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
     p.add_argument("--port", type=int, default=8765, help="port (0 = pick a free one; default 8765)")
-    p.add_argument("--data-dir", type=Path, help="keep jobs here across restarts (default: temp dir, removed)")
+    p.add_argument(
+        "--data-dir", type=Path, help="keep jobs here across restarts (default: temp dir, removed)"
+    )
     p.add_argument("--api-key", help="accept only this apiKey (default: any non-empty key)")
-    p.add_argument("--records-per-second", type=_rate, default=d.records_per_second,
-                   help=f"records per second per job; 0 = hold, inf = unlimited (default {d.records_per_second:g})")
-    p.add_argument("--queue-delay", type=float, default=d.queue_delay,
-                   help=f"seconds a started job stays queued (default {d.queue_delay:g})")
+    p.add_argument(
+        "--records-per-second",
+        type=_rate,
+        default=d.records_per_second,
+        help=f"records per second per job; 0 = hold, inf = unlimited (default {d.records_per_second:g})",
+    )
+    p.add_argument(
+        "--queue-delay",
+        type=float,
+        default=d.queue_delay,
+        help=f"seconds a started job stays queued (default {d.queue_delay:g})",
+    )
     p.add_argument("--max-running-jobs", type=int, default=d.max_running_jobs)
     p.add_argument("--max-startable-jobs", type=int, default=d.max_startable_jobs)
     p.add_argument("--max-records", type=int, default=d.max_records)
@@ -58,12 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace, data_dir: Path) -> None:
-    settings = EmulatorSettings(records_per_second=args.records_per_second, queue_delay=args.queue_delay,
-                                max_running_jobs=args.max_running_jobs, max_startable_jobs=args.max_startable_jobs,
-                                max_records=args.max_records, max_input_bytes=args.max_input_bytes,
-                                token_ttl=args.token_ttl)
-    emulator = Emulator(data_dir, api_key=args.api_key, settings=settings,
-                        oauth_credentials={args.access_key_id: args.access_key_secret})
+    settings = EmulatorSettings(
+        records_per_second=args.records_per_second,
+        queue_delay=args.queue_delay,
+        max_running_jobs=args.max_running_jobs,
+        max_startable_jobs=args.max_startable_jobs,
+        max_records=args.max_records,
+        max_input_bytes=args.max_input_bytes,
+        token_ttl=args.token_ttl,
+    )
+    emulator = Emulator(
+        data_dir,
+        api_key=args.api_key,
+        settings=settings,
+        oauth_credentials={args.access_key_id: args.access_key_secret},
+    )
     runner, port = await start_site(emulator, args.host, args.port, access_log=not args.quiet)
     host = f"[{args.host}]" if ":" in args.host else args.host
     sys.stdout.write(f"http://{host}:{port}/v7\n")
@@ -82,8 +103,9 @@ async def _serve(args: argparse.Namespace, data_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     tmp = None
     data_dir = args.data_dir
     if data_dir is None:

@@ -1,14 +1,18 @@
-"""Names HERE defines (service HRNs, job statuses, error codes), kept local to the emulator.
+"""Names HERE defines (service HRNs, job statuses, error codes) as plain strings for the emulator.
 
-The emulator must start without importing Airflow, and ``airflow_here_batch.api`` (the client side's
-definitions) may pull in more than we need; these are plain string constants with HERE's exact values.
+The values come from the client side's enums in ``airflow_here_batch.api`` (one definition of HERE's
+names for both sides; that package does not import Airflow). Plain ``str`` constants keep the hot
+paths free of enum lookups. Codes HERE does not define are the emulator's own (docs/emulator.md).
 """
 
 from __future__ import annotations
 
-GEOCODE_HRN = "hrn:here:service::olp-here:search-geocode-7"
-REVGEOCODE_HRN = "hrn:here:service::olp-here:search-revgeocode-7"
-LOOKUP_HRN = "hrn:here:service::olp-here:search-lookup-7"
+from airflow_here_batch.api.errors import ErrorCode
+from airflow_here_batch.api.models import JobStatus, ServiceType
+
+GEOCODE_HRN = ServiceType.GEOCODE.hrn
+REVGEOCODE_HRN = ServiceType.REVGEOCODE.hrn
+LOOKUP_HRN = ServiceType.LOOKUP.hrn
 
 #: serviceHrn -> short service name used inside the emulator.
 SERVICES: dict[str, str] = {
@@ -17,14 +21,14 @@ SERVICES: dict[str, str] = {
     LOOKUP_HRN: "lookup",
 }
 
-SUBMITTED = "submitted"
-QUEUED = "queued"
-PENDING = "pending"
-IN_PROGRESS = "inProgress"
-COMPLETED = "completed"
-FAILURE = "failure"
-STOPPED = "stopped"
-DELETED = "deleted"
+SUBMITTED: str = JobStatus.SUBMITTED.value
+QUEUED: str = JobStatus.QUEUED.value
+PENDING: str = JobStatus.PENDING.value
+IN_PROGRESS: str = JobStatus.IN_PROGRESS.value
+COMPLETED: str = JobStatus.COMPLETED.value
+FAILURE: str = JobStatus.FAILURE.value
+STOPPED: str = JobStatus.STOPPED.value
+DELETED: str = JobStatus.DELETED.value
 
 ALL_STATUSES = (SUBMITTED, QUEUED, PENDING, IN_PROGRESS, COMPLETED, FAILURE, STOPPED, DELETED)
 #: Values accepted by the ``status`` filter of list / bulk delete (``deleted`` is not one).
@@ -35,17 +39,17 @@ RUNNING_STATUSES = (PENDING, IN_PROGRESS)
 STARTABLE_STATUSES = (QUEUED, SUBMITTED, FAILURE)
 
 # Error codes (HERE's, plus a few emulator-specific ones documented in docs/emulator.md).
-E_ID_INVALID = "E6004001"
-E_ARG_TOO_LONG = "E6004002"
-E_INPUT_TOO_LARGE = "E6004003"
-E_INPUT_INVALID = "E6004004"
-E_DELIMITER = "E6004005"
-E_JOB_NOT_MODIFIABLE = "E6004006"
-E_JOB_NOT_FOUND = "E6004041"
-E_RESULTS_UNAVAILABLE = "E6004042"
-E_SERVICE_NOT_FOUND = "E6004043"
-E_INPUT_NOT_DEFINED = "E6004044"
-E_TOO_MANY_RUNNING = "E6004291"
+E_ID_INVALID: str = ErrorCode.ID_INVALID.value
+E_ARG_TOO_LONG: str = ErrorCode.ARGUMENT_TOO_LONG.value
+E_INPUT_TOO_LARGE: str = ErrorCode.INPUT_TOO_LARGE.value
+E_INPUT_INVALID: str = ErrorCode.INPUT_INVALID.value
+E_DELIMITER: str = ErrorCode.DELIMITER_UNSUPPORTED.value
+E_JOB_NOT_MODIFIABLE: str = ErrorCode.JOB_RUNNING.value
+E_JOB_NOT_FOUND: str = ErrorCode.JOB_NOT_FOUND.value
+E_RESULTS_UNAVAILABLE: str = ErrorCode.RESULTS_UNAVAILABLE.value
+E_SERVICE_NOT_FOUND: str = ErrorCode.SERVICE_NOT_FOUND.value
+E_INPUT_NOT_DEFINED: str = ErrorCode.INPUT_UNDEFINED.value
+E_TOO_MANY_RUNNING: str = ErrorCode.TOO_MANY_JOBS.value
 # Emulator choices where HERE gives no code:
 E_ARG_INVALID = "E6004000"
 E_ERRORS_UNAVAILABLE = "E6004045"

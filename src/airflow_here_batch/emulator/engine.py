@@ -50,8 +50,21 @@ ERR_RECORD_INVALID = "E6001003"
 ERR_BACKEND = "E6001004"
 ERR_JOB_FAILED = "E6001005"
 
-_KNOWN_PARAMS = {"recid", "q", "qq", "in", "at", "id", "lang", "limit", "types", "politicalview", "show",
-                 "showmaptypes", "withinbusinesshours"}
+_KNOWN_PARAMS = {
+    "recid",
+    "q",
+    "qq",
+    "in",
+    "at",
+    "id",
+    "lang",
+    "limit",
+    "types",
+    "politicalview",
+    "show",
+    "showmaptypes",
+    "withinbusinesshours",
+}
 
 
 @dataclass
@@ -63,7 +76,9 @@ class InputLayout:
     data_offset: int  # byte offset of the first data line (after a header line, if any)
 
 
-def detect_layout(first_line: str, first_line_bytes: int, delimiter: str, input_columns: str | None) -> InputLayout:
+def detect_layout(
+    first_line: str, first_line_bytes: int, delimiter: str, input_columns: str | None
+) -> InputLayout:
     """Decide header / descriptor / query form from the first non-empty line and the parameters.
 
     ``inputColumns`` wins over a header line; the first line is still skipped when it looks like a
@@ -321,11 +336,18 @@ class Engine:
         self._formatters.pop(job_id, None)
         self._budget.pop(job_id, None)
 
-    def _parse(self, job: Job, layout: InputLayout, line: str, index: int) -> tuple[str, dict[str, str] | None, str, str]:
+    def _parse(
+        self, job: Job, layout: InputLayout, line: str, index: int
+    ) -> tuple[str, dict[str, str] | None, str, str]:
         """Parse one data line -> (recId, params or None, error code, error cause)."""
         s = self.settings
         if len(line) > s.max_line_length:
-            return str(index), None, ERR_LINE_TOO_LONG, f"Record line has {len(line)} characters (max {s.max_line_length})"
+            return (
+                str(index),
+                None,
+                ERR_LINE_TOO_LONG,
+                f"Record line has {len(line)} characters (max {s.max_line_length})",
+            )
         try:
             if layout.query_form:
                 params: dict[str, str] | None = parse_query_form(line)
@@ -340,15 +362,29 @@ class Engine:
         if rec_id is None:
             rec_id = str(index)
         if len(rec_id) > s.max_recid_length:
-            return rec_id[:32] + "...", None, ERR_RECID_TOO_LONG, \
-                f"recId has {len(rec_id)} characters (max {s.max_recid_length})"
+            return (
+                rec_id[:32] + "...",
+                None,
+                ERR_RECID_TOO_LONG,
+                f"recId has {len(rec_id)} characters (max {s.max_recid_length})",
+            )
         return rec_id, params, "", ""
 
-    def _error_line(self, job: Job, rec_id: str, code: str, status: int, title: str, cause: str, action: str,
-                    line: str) -> str:
-        message = json.dumps({"status": status, "recordId": rec_id, "title": title, "cause": cause,
-                              "action": action, "jobRecord": line[: self.settings.max_line_length]},
-                             ensure_ascii=False, separators=(",", ":"))
+    def _error_line(
+        self, job: Job, rec_id: str, code: str, status: int, title: str, cause: str, action: str, line: str
+    ) -> str:
+        message = json.dumps(
+            {
+                "status": status,
+                "recordId": rec_id,
+                "title": title,
+                "cause": cause,
+                "action": action,
+                "jobRecord": line[: self.settings.max_line_length],
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
         return format_record([rec_id, code], job.output_delimiter) + job.output_delimiter + message + "\n"
 
     def _validate(self, job: Job) -> ChunkResult:
@@ -366,8 +402,18 @@ class Engine:
                 rec_id, params, code, cause = self._parse(job, layout, line, index)
                 if params is None:
                     invalid += 1
-                    errors.append(self._error_line(job, rec_id, code, 400, "Invalid record", cause,
-                                                   "Fix the record and submit it in a new job", line))
+                    errors.append(
+                        self._error_line(
+                            job,
+                            rec_id,
+                            code,
+                            400,
+                            "Invalid record",
+                            cause,
+                            "Fix the record and submit it in a new job",
+                            line,
+                        )
+                    )
                 else:
                     valid += 1
         errors_size = 0
@@ -377,9 +423,16 @@ class Engine:
                 out.write(format_record(ERROR_HEADER, job.output_delimiter) + "\n")
                 out.writelines(errors)
         errors_size = path.stat().st_size
-        return ChunkResult(input_offset=layout.data_offset, record_index=0, results_size=job.results_size,
-                           errors_size=errors_size, error_lines=len(errors), valid=valid, invalid=invalid,
-                           layout={"query_form": layout.query_form})
+        return ChunkResult(
+            input_offset=layout.data_offset,
+            record_index=0,
+            results_size=job.results_size,
+            errors_size=errors_size,
+            error_lines=len(errors),
+            valid=valid,
+            invalid=invalid,
+            layout={"query_form": layout.query_form},
+        )
 
     def _process(self, job: Job, max_records: int, fail_reason: str | None = None) -> ChunkResult:
         """Process up to ``max_records`` valid records from ``job.input_offset``.
@@ -391,8 +444,13 @@ class Engine:
         fmt = self._formatter(job)
         results: list[str] = []
         errors: list[str] = []
-        res = ChunkResult(input_offset=job.input_offset, record_index=job.record_index,
-                          results_size=job.results_size, errors_size=job.errors_size, error_lines=job.error_lines)
+        res = ChunkResult(
+            input_offset=job.input_offset,
+            record_index=job.record_index,
+            results_size=job.results_size,
+            errors_size=job.errors_size,
+            error_lines=job.error_lines,
+        )
         service = job.service
         offset = job.input_offset
         index = job.record_index
@@ -413,8 +471,18 @@ class Engine:
                     continue  # already reported by validation
                 if fail_reason is not None:
                     res.failed += 1
-                    errors.append(self._error_line(job, rec_id, ERR_JOB_FAILED, 500, "Job failed", fail_reason,
-                                                   "Fix the cause and start the job again", line))
+                    errors.append(
+                        self._error_line(
+                            job,
+                            rec_id,
+                            ERR_JOB_FAILED,
+                            500,
+                            "Job failed",
+                            fail_reason,
+                            "Fix the cause and start the job again",
+                            line,
+                        )
+                    )
                     continue
                 if c.FAIL_JOB_MARKER in params.values():
                     offset -= len(raw)
@@ -426,8 +494,11 @@ class Engine:
                     items = call_backend(service, params)
                 except BackendError as exc:
                     res.failed += 1
-                    errors.append(self._error_line(job, rec_id, ERR_BACKEND, exc.status, exc.title, exc.cause,
-                                                   exc.action, line))
+                    errors.append(
+                        self._error_line(
+                            job, rec_id, ERR_BACKEND, exc.status, exc.title, exc.cause, exc.action, line
+                        )
+                    )
                     continue
                 res.succeeded += 1
                 results.extend(fmt.lines(rec_id, items))

@@ -14,8 +14,20 @@ from typing import Any
 
 __all__ = ["ENDPOINTS", "KINDS", "Fault", "FaultRegistry"]
 
-ENDPOINTS = ("create_job", "list_jobs", "delete_jobs", "get_job", "delete_job", "start_job", "stop_job",
-             "results", "errors", "token", "health", "version")
+ENDPOINTS = (
+    "create_job",
+    "list_jobs",
+    "delete_jobs",
+    "get_job",
+    "delete_job",
+    "start_job",
+    "stop_job",
+    "results",
+    "errors",
+    "token",
+    "health",
+    "version",
+)
 KINDS = ("status", "drop", "slow", "truncate")
 
 

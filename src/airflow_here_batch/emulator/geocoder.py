@@ -95,14 +95,30 @@ _ES_STREETS = ("Calle Mayor", "Avenida de la Constitución", "Calle del Sol", "P
 _IT_STREETS = ("Via Roma", "Via Garibaldi", "Corso Italia", "Via Dante")
 
 CITIES: tuple[City, ...] = (
-    City("Berlin", "DEU", "Berlin", 52.52, 13.405, "10115",
-         ("Invalidenstraße", "Friedrichstraße", "Unter den Linden", *_DE_STREETS)),
+    City(
+        "Berlin",
+        "DEU",
+        "Berlin",
+        52.52,
+        13.405,
+        "10115",
+        ("Invalidenstraße", "Friedrichstraße", "Unter den Linden", *_DE_STREETS),
+    ),
     City("Hamburg", "DEU", "Hamburg", 53.5511, 9.9937, "20095", ("Mönckebergstraße", *_DE_STREETS)),
-    City("Munich", "DEU", "Bayern", 48.1372, 11.5755, "80331", ("Marienplatz", *_DE_STREETS),
-         ("münchen", "muenchen")),
+    City(
+        "Munich",
+        "DEU",
+        "Bayern",
+        48.1372,
+        11.5755,
+        "80331",
+        ("Marienplatz", *_DE_STREETS),
+        ("münchen", "muenchen"),
+    ),
     City("Cologne", "DEU", "Nordrhein-Westfalen", 50.9375, 6.9603, "50667", _DE_STREETS, ("köln", "koeln")),
-    City("Frankfurt am Main", "DEU", "Hessen", 50.1109, 8.6821, "60311", ("Zeil", *_DE_STREETS),
-         ("frankfurt",)),
+    City(
+        "Frankfurt am Main", "DEU", "Hessen", 50.1109, 8.6821, "60311", ("Zeil", *_DE_STREETS), ("frankfurt",)
+    ),
     City("Stuttgart", "DEU", "Baden-Württemberg", 48.7758, 9.1829, "70173", _DE_STREETS),
     City("Paris", "FRA", "Île-de-France", 48.8566, 2.3522, "75001", ("Rue de Rivoli", *_FR_STREETS)),
     City("Lyon", "FRA", "Auvergne-Rhône-Alpes", 45.764, 4.8357, "69001", _FR_STREETS),
@@ -115,26 +131,68 @@ CITIES: tuple[City, ...] = (
     City("Rome", "ITA", "Lazio", 41.9028, 12.4964, "00184", ("Via del Corso", *_IT_STREETS), ("roma",)),
     City("Milan", "ITA", "Lombardia", 45.4642, 9.19, "20121", _IT_STREETS, ("milano",)),
     City("Amsterdam", "NLD", "Noord-Holland", 52.3676, 4.9041, "1012 JS", ("Damrak", "Kalverstraat")),
-    City("Rotterdam", "NLD", "Zuid-Holland", 51.9244, 4.4777, "3011 AD", ("Coolsingel", "Witte de Withstraat")),
-    City("Warsaw", "POL", "Mazowieckie", 52.2297, 21.0122, "00-001", ("Marszałkowska", "Nowy Świat"),
-         ("warszawa",)),
+    City(
+        "Rotterdam", "NLD", "Zuid-Holland", 51.9244, 4.4777, "3011 AD", ("Coolsingel", "Witte de Withstraat")
+    ),
+    City(
+        "Warsaw",
+        "POL",
+        "Mazowieckie",
+        52.2297,
+        21.0122,
+        "00-001",
+        ("Marszałkowska", "Nowy Świat"),
+        ("warszawa",),
+    ),
     City("Vienna", "AUT", "Wien", 48.2082, 16.3738, "1010", ("Kärntner Straße", *_DE_STREETS), ("wien",)),
     City("Zurich", "CHE", "Zürich", 47.3769, 8.5417, "8001", ("Bahnhofstrasse", "Limmatquai"), ("zürich",)),
     City("Stockholm", "SWE", "Stockholm", 59.3293, 18.0686, "111 20", ("Drottninggatan", "Kungsgatan")),
-    City("Lisbon", "PRT", "Lisboa", 38.7223, -9.1393, "1100-148", ("Rua Augusta", "Avenida da Liberdade"),
-         ("lisboa",)),
+    City(
+        "Lisbon",
+        "PRT",
+        "Lisboa",
+        38.7223,
+        -9.1393,
+        "1100-148",
+        ("Rua Augusta", "Avenida da Liberdade"),
+        ("lisboa",),
+    ),
     City("Prague", "CZE", "Praha", 50.0755, 14.4378, "110 00", ("Václavské náměstí", "Národní"), ("praha",)),
-    City("New York", "USA", "NY", 40.7128, -74.006, "10007", ("Broadway", "5th Ave", *_EN_STREETS),
-         ("new york city", "nyc")),
+    City(
+        "New York",
+        "USA",
+        "NY",
+        40.7128,
+        -74.006,
+        "10007",
+        ("Broadway", "5th Ave", *_EN_STREETS),
+        ("new york city", "nyc"),
+    ),
     City("Chicago", "USA", "IL", 41.8781, -87.6298, "60601", ("Michigan Ave", "State St", *_EN_STREETS)),
     City("San Francisco", "USA", "CA", 37.7749, -122.4194, "94103", ("Market St", "Mission St")),
     City("Los Angeles", "USA", "CA", 34.0522, -118.2437, "90012", ("Sunset Blvd", "Wilshire Blvd")),
     City("Washington", "USA", "DC", 38.9072, -77.0369, "20500", ("Pennsylvania Ave NW", "K St NW")),
     City("Toronto", "CAN", "ON", 43.6532, -79.3832, "M5H 2N2", ("Yonge St", "Queen St W")),
-    City("Mexico City", "MEX", "CDMX", 19.4326, -99.1332, "06000", ("Paseo de la Reforma", "Avenida Juárez"),
-         ("ciudad de méxico",)),
-    City("São Paulo", "BRA", "SP", -23.5505, -46.6333, "01001-000", ("Avenida Paulista", "Rua Augusta"),
-         ("sao paulo",)),
+    City(
+        "Mexico City",
+        "MEX",
+        "CDMX",
+        19.4326,
+        -99.1332,
+        "06000",
+        ("Paseo de la Reforma", "Avenida Juárez"),
+        ("ciudad de méxico",),
+    ),
+    City(
+        "São Paulo",
+        "BRA",
+        "SP",
+        -23.5505,
+        -46.6333,
+        "01001-000",
+        ("Avenida Paulista", "Rua Augusta"),
+        ("sao paulo",),
+    ),
     City("Buenos Aires", "ARG", "CABA", -34.6037, -58.3816, "C1002", ("Avenida de Mayo", "Florida")),
     City("Tokyo", "JPN", "Tokyo", 35.6762, 139.6503, "100-0005", ("Chuo-dori", "Meiji-dori")),
     City("Beijing", "CHN", "Beijing", 39.9042, 116.4074, "100000", ("Chang'an Avenue", "Wangfujing Street")),
@@ -156,8 +214,15 @@ CITIES: tuple[City, ...] = (
 _COUNTRY_CITY: dict[str, int] = {}
 for _i, _c in enumerate(CITIES):
     _COUNTRY_CITY.setdefault(_c.country, _i)
-for _cc, _name in (("AUS", "Sydney"), ("CHE", "Zurich"), ("CAN", "Toronto"), ("IND", "Delhi"),
-                   ("USA", "Washington"), ("TUR", "Istanbul"), ("CHN", "Beijing")):
+for _cc, _name in (
+    ("AUS", "Sydney"),
+    ("CHE", "Zurich"),
+    ("CAN", "Toronto"),
+    ("IND", "Delhi"),
+    ("USA", "Washington"),
+    ("TUR", "Istanbul"),
+    ("CHN", "Beijing"),
+):
     _COUNTRY_CITY[_cc] = next(i for i, c in enumerate(CITIES) if c.name == _name)
 
 
@@ -206,14 +271,16 @@ def _haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
 
 def _encode_id(city: int, seed: int, street: str, house: str) -> str:
     raw = json.dumps([city, seed, street, house], ensure_ascii=False, separators=(",", ":"))
-    return "here:af:streetsection:" + base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+    return "here:af:streetsection:" + base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip(
+        "="
+    )
 
 
 def _decode_id(value: str) -> tuple[int, int, str, str] | None:
     prefix = "here:af:streetsection:"
     if not value.startswith(prefix):
         return None
-    data = value[len(prefix):]
+    data = value[len(prefix) :]
     try:
         city, seed, street, house = json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
         if not (isinstance(city, int) and 0 <= city < len(CITIES) and isinstance(seed, int)):
@@ -223,8 +290,14 @@ def _decode_id(value: str) -> tuple[int, int, str, str] | None:
         return None
 
 
-def _place(city_idx: int, seed: int, street: str, house: str, result_type: str,
-           position: tuple[float, float] | None = None) -> dict[str, Any]:
+def _place(
+    city_idx: int,
+    seed: int,
+    street: str,
+    house: str,
+    result_type: str,
+    position: tuple[float, float] | None = None,
+) -> dict[str, Any]:
     """Build one HERE-shaped item for an address in a gazetteer city."""
     city = CITIES[city_idx]
     if position is None:
@@ -235,15 +308,29 @@ def _place(city_idx: int, seed: int, street: str, house: str, result_type: str,
     district = f"{city.name}-{['Mitte', 'Nord', 'Süd', 'Ost', 'West'][seed % 5]}"
     if result_type == "locality":
         label = f"{city.name}, {country}"
-        address: dict[str, Any] = {"label": label, "countryCode": city.country, "countryName": country,
-                                   "state": city.state, "city": city.name, "postalCode": city.postal}
+        address: dict[str, Any] = {
+            "label": label,
+            "countryCode": city.country,
+            "countryName": country,
+            "state": city.state,
+            "city": city.name,
+            "postalCode": city.postal,
+        }
         title = label
     else:
         street_part = f"{street} {house}".strip() if house else street
         label = f"{street_part}, {city.postal} {city.name}, {country}"
-        address = {"label": label, "countryCode": city.country, "countryName": country, "state": city.state,
-                   "county": city.state, "city": city.name, "district": district, "street": street,
-                   "postalCode": city.postal}
+        address = {
+            "label": label,
+            "countryCode": city.country,
+            "countryName": country,
+            "state": city.state,
+            "county": city.state,
+            "city": city.name,
+            "district": district,
+            "street": street,
+            "postalCode": city.postal,
+        }
         if house:
             address["houseNumber"] = house
         title = label
@@ -255,8 +342,12 @@ def _place(city_idx: int, seed: int, street: str, house: str, result_type: str,
         "address": address,
         "position": {"lat": lat, "lng": lng},
         "access": [{"lat": _round(lat + 0.0001), "lng": _round(lng - 0.0001)}],
-        "mapView": {"west": _round(lng - d), "south": _round(lat - d), "east": _round(lng + d),
-                    "north": _round(lat + d)},
+        "mapView": {
+            "west": _round(lng - d),
+            "south": _round(lat - d),
+            "east": _round(lng + d),
+            "north": _round(lat + d),
+        },
     }
 
 
@@ -265,18 +356,26 @@ def _limit(params: dict[str, str]) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise BackendError(400, "Illegal input for parameter 'limit'", f"'{raw}' is not an integer",
-                           "Use an integer between 1 and 100") from None
+        raise BackendError(
+            400,
+            "Illegal input for parameter 'limit'",
+            f"'{raw}' is not an integer",
+            "Use an integer between 1 and 100",
+        ) from None
     if not 1 <= value <= 100:
-        raise BackendError(400, "Illegal input for parameter 'limit'", f"{value} is out of range 1..100",
-                           "Use an integer between 1 and 100")
+        raise BackendError(
+            400,
+            "Illegal input for parameter 'limit'",
+            f"{value} is out of range 1..100",
+            "Use an integer between 1 and 100",
+        )
     return value
 
 
 def _country_filter(params: dict[str, str]) -> str | None:
     value = params.get("in", "")
     if value.startswith("countryCode:"):
-        value = value[len("countryCode:"):]
+        value = value[len("countryCode:") :]
     code = value.split(",")[0].strip().upper()
     return code if code in COUNTRIES else None
 
@@ -285,8 +384,9 @@ def geocode(params: dict[str, str]) -> list[dict[str, Any]]:
     """Fake ``/geocode``: ``q`` (or ``qq``) -> up to ``min(limit, 3)`` items, best first."""
     query = (params.get("q") or params.get("qq") or "").strip()
     if not query:
-        raise BackendError(400, "Illegal input for parameter 'q'", "The query is empty",
-                           "Provide a non-empty 'q' or 'qq'")
+        raise BackendError(
+            400, "Illegal input for parameter 'q'", "The query is empty", "Provide a non-empty 'q' or 'qq'"
+        )
     limit = _limit(params)
     low = query.lower().replace(";", " ").replace("=", " ")
     seed = _crc(query)
@@ -318,8 +418,13 @@ def geocode(params: dict[str, str]) -> list[dict[str, Any]]:
     for rank in range(min(limit, MAX_RESULTS)):
         s = seed if rank == 0 else _crc(f"{query}#{rank}")
         item_street = street if rank == 0 else CITIES[city_idx].streets[s % len(CITIES[city_idx].streets)]
-        item = _place(city_idx, s, item_street, house if rank == 0 else str(s % 200 + 1),
-                      result_type if rank == 0 else "houseNumber")
+        item = _place(
+            city_idx,
+            s,
+            item_street,
+            house if rank == 0 else str(s % 200 + 1),
+            result_type if rank == 0 else "houseNumber",
+        )
         item["scoring"] = {"queryScore": round(1.0 - 0.15 * rank, 2)}
         items.append(item)
     return items
@@ -329,12 +434,20 @@ def _parse_at(params: dict[str, str]) -> tuple[float, float]:
     raw = params.get("at", "")
     m = _AT_RE.match(raw)
     if not m:
-        raise BackendError(400, "Illegal input for parameter 'at'", f"Could not parse '{raw}' as 'lat,lng'",
-                           "Send 'at' as two decimal degrees separated by a comma")
+        raise BackendError(
+            400,
+            "Illegal input for parameter 'at'",
+            f"Could not parse '{raw}' as 'lat,lng'",
+            "Send 'at' as two decimal degrees separated by a comma",
+        )
     lat, lng = float(m.group(1)), float(m.group(2))
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
-        raise BackendError(400, "Illegal input for parameter 'at'", f"'{raw}' is out of range",
-                           "Latitude must be within ±90 and longitude within ±180")
+        raise BackendError(
+            400,
+            "Illegal input for parameter 'at'",
+            f"'{raw}' is out of range",
+            "Latitude must be within ±90 and longitude within ±180",
+        )
     return lat, lng
 
 
@@ -342,8 +455,10 @@ def revgeocode(params: dict[str, str]) -> list[dict[str, Any]]:
     """Fake ``/revgeocode``: the nearest gazetteer city's address, a few metres from ``at``."""
     lat, lng = _parse_at(params)
     limit = _limit(params)
-    city_idx = min(range(len(CITIES)),
-                   key=lambda i: (CITIES[i].lat - lat) ** 2 + ((CITIES[i].lng - lng) * math.cos(math.radians(lat))) ** 2)
+    city_idx = min(
+        range(len(CITIES)),
+        key=lambda i: (CITIES[i].lat - lat) ** 2 + ((CITIES[i].lng - lng) * math.cos(math.radians(lat))) ** 2,
+    )
     seed = _crc(params.get("at", ""))
     city = CITIES[city_idx]
     items = []

@@ -24,13 +24,36 @@ from airflow_here_batch.api.records import format_record
 
 __all__ = ["CsvFormatter", "JsonlFormatter", "default_columns"]
 
-_ADDRESS_LEAVES = ("addressLabel", "addressCountryCode", "addressCountryName", "addressState", "addressCounty",
-                   "addressCity", "addressDistrict", "addressStreet", "addressPostalCode", "addressHouseNumber")
-_ADDRESS_KEYS = ("label", "countryCode", "countryName", "state", "county", "city", "district", "street",
-                 "postalCode", "houseNumber")
+_ADDRESS_LEAVES = (
+    "addressLabel",
+    "addressCountryCode",
+    "addressCountryName",
+    "addressState",
+    "addressCounty",
+    "addressCity",
+    "addressDistrict",
+    "addressStreet",
+    "addressPostalCode",
+    "addressHouseNumber",
+)
+_ADDRESS_KEYS = (
+    "label",
+    "countryCode",
+    "countryName",
+    "state",
+    "county",
+    "city",
+    "district",
+    "street",
+    "postalCode",
+    "houseNumber",
+)
 
-_STANDARD = {"geocode": ("recId", "seqNumber", "seqLength"), "revgeocode": ("recId", "seqNumber", "seqLength"),
-             "lookup": ("recId",)}
+_STANDARD = {
+    "geocode": ("recId", "seqNumber", "seqLength"),
+    "revgeocode": ("recId", "seqNumber", "seqLength"),
+    "lookup": ("recId",),
+}
 
 _DEFAULTS = {
     "geocode": ("positionLat", "positionLng", *_ADDRESS_LEAVES, "title"),
@@ -41,22 +64,33 @@ _DEFAULTS = {
 # Column name -> how to get its value from an item. Keys are canonical camelCase names.
 _COORD_OBJECTS = {"position": "position", "displayCoordinate": "position", "access": "access"}
 _LEAVES: dict[str, tuple[str, ...]] = {
-    "title": ("title",), "id": ("id",), "resultType": ("resultType",), "distance": ("distance",),
-    "positionLat": ("position", "lat"), "positionLng": ("position", "lng"),
-    "displayCoordinateLat": ("position", "lat"), "displayCoordinateLng": ("position", "lng"),
-    "accessLat": ("access", "lat"), "accessLng": ("access", "lng"),
-    "mapViewWest": ("mapView", "west"), "mapViewSouth": ("mapView", "south"),
-    "mapViewEast": ("mapView", "east"), "mapViewNorth": ("mapView", "north"),
+    "title": ("title",),
+    "id": ("id",),
+    "resultType": ("resultType",),
+    "distance": ("distance",),
+    "positionLat": ("position", "lat"),
+    "positionLng": ("position", "lng"),
+    "displayCoordinateLat": ("position", "lat"),
+    "displayCoordinateLng": ("position", "lng"),
+    "accessLat": ("access", "lat"),
+    "accessLng": ("access", "lng"),
+    "mapViewWest": ("mapView", "west"),
+    "mapViewSouth": ("mapView", "south"),
+    "mapViewEast": ("mapView", "east"),
+    "mapViewNorth": ("mapView", "north"),
     "scoringQueryScore": ("scoring", "queryScore"),
-    **{leaf: ("address", key) for leaf, key in zip(_ADDRESS_LEAVES, _ADDRESS_KEYS)},
+    **{leaf: ("address", key) for leaf, key in zip(_ADDRESS_LEAVES, _ADDRESS_KEYS, strict=True)},
 }
 _EXPAND = {
     "address": _ADDRESS_LEAVES,
     "mapView": ("mapViewWest", "mapViewSouth", "mapViewEast", "mapViewNorth"),
     "scoring": ("scoringQueryScore",),
 }
-_SERVICE_EXCLUDES = {"geocode": {"distance"}, "revgeocode": {"scoringQueryScore", "scoring"},
-                     "lookup": {"distance", "scoringQueryScore", "scoring"}}
+_SERVICE_EXCLUDES = {
+    "geocode": {"distance"},
+    "revgeocode": {"scoringQueryScore", "scoring"},
+    "lookup": {"distance", "scoringQueryScore", "scoring"},
+}
 
 
 def _norm(name: str) -> str:
@@ -187,7 +221,7 @@ def _merge(into: dict[str, Any], part: dict[str, Any]) -> None:
         if key in into and isinstance(into[key], dict) and isinstance(value, dict):
             _merge(into[key], value)
         elif key in into and isinstance(into[key], list) and isinstance(value, list):
-            for target, extra in zip(into[key], value):
+            for target, extra in zip(into[key], value, strict=False):
                 if isinstance(target, dict) and isinstance(extra, dict):
                     _merge(target, extra)
         else:

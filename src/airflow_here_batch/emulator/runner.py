@@ -21,12 +21,17 @@ from airflow_here_batch.emulator.store import EmulatorSettings
 __all__ = ["EmulatorServer", "start_site"]
 
 
-async def start_site(emulator: Emulator, host: str, port: int, access_log: bool = True) -> tuple[web.AppRunner, int]:
+async def start_site(
+    emulator: Emulator, host: str, port: int, access_log: bool = True
+) -> tuple[web.AppRunner, int]:
     """Start the app on ``host:port`` (``0`` = a free port); returns the runner and the bound port."""
     app = create_app(emulator)
-    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger,
-                           access_log=logging.getLogger("aiohttp.access") if access_log else None,
-                           handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log_class=RedactingAccessLogger,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        handle_signals=False,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -43,10 +48,19 @@ class EmulatorServer:
     at ``emu.base_url``. ``data_dir=None`` uses a temporary directory removed on exit.
     """
 
-    def __init__(self, api_key: str | None = None, records_per_second: float = 5.0, queue_delay: float = 1.0,
-                 data_dir: str | Path | None = None, oauth_credentials: dict[str, str] | None = None,
-                 token_ttl: float = 3600.0, host: str = "127.0.0.1", port: int = 0,
-                 forbidden_api_keys: set[str] | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        records_per_second: float = 5.0,
+        queue_delay: float = 1.0,
+        data_dir: str | Path | None = None,
+        oauth_credentials: dict[str, str] | None = None,
+        token_ttl: float = 3600.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        forbidden_api_keys: set[str] | None = None,
+        **settings: Any,
+    ) -> None:
         self.host = host
         self._port = port
         self._tmp: str | None = None
@@ -54,10 +68,19 @@ class EmulatorServer:
             self._tmp = tempfile.mkdtemp(prefix="here-batch-emulator-")
             data_dir = self._tmp
         self.data_dir = Path(data_dir)
-        self.settings = EmulatorSettings(records_per_second=float(records_per_second),
-                                         queue_delay=float(queue_delay), token_ttl=float(token_ttl), **settings)
-        self.emulator = Emulator(self.data_dir, api_key=api_key, oauth_credentials=oauth_credentials,
-                                 settings=self.settings, forbidden_api_keys=forbidden_api_keys)
+        self.settings = EmulatorSettings(
+            records_per_second=float(records_per_second),
+            queue_delay=float(queue_delay),
+            token_ttl=float(token_ttl),
+            **settings,
+        )
+        self.emulator = Emulator(
+            self.data_dir,
+            api_key=api_key,
+            oauth_credentials=oauth_credentials,
+            settings=self.settings,
+            forbidden_api_keys=forbidden_api_keys,
+        )
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -143,6 +166,7 @@ class EmulatorServer:
     def __enter__(self) -> EmulatorServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -48,6 +48,10 @@ _JOB_ID_RE = re.compile(r"^JOB-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 _BILLING_TAG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{2,14})[A-Za-z0-9]$")
 _SECRET_QUERY_RE = re.compile(r"((?:apiKey|apikey|access_token|token)=)[^&\s\"]*")
 _NO_AUTH = {"health", "token"}
+EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("emulator")
+_RequestKey = getattr(web, "RequestKey", None)
+CORRELATION: Any = _RequestKey("correlation_id", str) if _RequestKey else "correlation_id"
+TRUNCATE: Any = _RequestKey("truncate", bool) if _RequestKey else "truncate"
 _READ_CHUNK = 1 << 16
 
 
@@ -60,15 +64,29 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """aiohttp access log that never prints an ``apiKey`` value (the query string is redacted)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info('%s "%s %s" %s %s %.3fs', request.remote, request.method, redact(request.path_qs),
-                         response.status, response.body_length, time)
+        self.logger.info(
+            '%s "%s %s" %s %s %.3fs',
+            request.remote,
+            request.method,
+            redact(request.path_qs),
+            response.status,
+            response.body_length,
+            time,
+        )
 
 
 class ApiError(Exception):
     """Raised by handlers; rendered as HERE's ``ErrorResponse``."""
 
-    def __init__(self, status: int, code: str, title: str, cause: str = "", action: str = "",
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        cause: str = "",
+        action: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(title)
         self.status, self.code, self.title = status, code, title
         self.cause = cause or title
@@ -79,10 +97,15 @@ class ApiError(Exception):
 class Emulator:
     """All emulator state: jobs, engine, settings, faults, tokens and request statistics."""
 
-    def __init__(self, data_dir: Path, *, api_key: str | None = None,
-                 oauth_credentials: dict[str, str] | None = None,
-                 settings: EmulatorSettings | None = None,
-                 forbidden_api_keys: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        api_key: str | None = None,
+        oauth_credentials: dict[str, str] | None = None,
+        settings: EmulatorSettings | None = None,
+        forbidden_api_keys: set[str] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.api_key = api_key
         self.oauth_credentials = dict(oauth_credentials or DEFAULT_OAUTH_CREDENTIALS)
@@ -112,7 +135,8 @@ class Emulator:
         self.settings.__dict__.update(self._initial_settings.__dict__)
 
 
-# ---- helpers ------------------------------------------------------------------------------------------------
+# ---- helpers -------------------------------------------------------------------------------------------
+
 
 def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}/v7"
@@ -123,8 +147,14 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _error_body(request: web.Request, err: ApiError) -> web.Response:
-    body = {"title": err.title, "status": err.status, "code": err.code, "cause": err.cause,
-            "action": err.action, "correlationId": request.get("correlation_id", "")}
+    body = {
+        "title": err.title,
+        "status": err.status,
+        "code": err.code,
+        "cause": err.cause,
+        "action": err.action,
+        "correlationId": request.get(CORRELATION, ""),
+    }
     return _json(body, err.status, err.headers)
 
 
@@ -134,18 +164,24 @@ def _auth_error(status: int, description: str) -> web.Response:
 
 
 def _emu(request: web.Request) -> Emulator:
-    return request.app["emulator"]  # type: ignore[no-any-return]
+    return request.app[EMULATOR_KEY]
 
 
 def _job(request: web.Request) -> Job:
     job_id = request.match_info["job_id"]
     if not _JOB_ID_RE.match(job_id):
-        raise ApiError(400, c.E_ID_INVALID, "ID argument invalid", f"'{job_id[:80]}' is not a job id",
-                       "Use the id returned when the job was created")
+        raise ApiError(
+            400,
+            c.E_ID_INVALID,
+            "ID argument invalid",
+            f"'{job_id[:80]}' is not a job id",
+            "Use the id returned when the job was created",
+        )
     job = _emu(request).store.jobs.get(job_id)
     if job is None:
-        raise ApiError(404, c.E_JOB_NOT_FOUND, "Job not found", f"No job with id {job_id}",
-                       "Check the job id")
+        raise ApiError(
+            404, c.E_JOB_NOT_FOUND, "Job not found", f"No job with id {job_id}", "Check the job id"
+        )
     return job
 
 
@@ -155,13 +191,23 @@ def _detail(request: web.Request, job: Job) -> dict[str, Any]:
 
 
 def _bad_arg(name: str, cause: str) -> ApiError:
-    return ApiError(400, c.E_ARG_INVALID, "Invalid argument", f"Parameter '{name}': {cause}",
-                    "Correct the parameter and retry")
+    return ApiError(
+        400,
+        c.E_ARG_INVALID,
+        "Invalid argument",
+        f"Parameter '{name}': {cause}",
+        "Correct the parameter and retry",
+    )
 
 
 def _too_long(name: str, limit: int) -> ApiError:
-    return ApiError(400, c.E_ARG_TOO_LONG, f"Argument exceeds maximum length limit ({limit} characters)",
-                    f"Parameter '{name}' is longer than {limit} characters", "Shorten the parameter")
+    return ApiError(
+        400,
+        c.E_ARG_TOO_LONG,
+        f"Argument exceeds maximum length limit ({limit} characters)",
+        f"Parameter '{name}' is longer than {limit} characters",
+        "Shorten the parameter",
+    )
 
 
 def _int_arg(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -190,19 +236,34 @@ def _status_filter(request: web.Request, required: bool) -> str:
 
 def _parse_billing_tags(raw: str) -> list[str]:
     if "+" in raw and "," in raw:
-        raise ApiError(400, c.E_ARG_INVALID, "Invalid billing tags.", "Mixes '+' and ',' separators",
-                       "Join billing tags with '+' or ',' only")
+        raise ApiError(
+            400,
+            c.E_ARG_INVALID,
+            "Invalid billing tags.",
+            "Mixes '+' and ',' separators",
+            "Join billing tags with '+' or ',' only",
+        )
     tags = [t for t in re.split(r"[+,]", raw)]
     out: list[str] = []
     for tag in tags:
         if not _BILLING_TAG_RE.match(tag):
-            raise ApiError(400, c.E_ARG_INVALID, "Invalid billing tags.", f"Billing tag '{tag[:40]}' is invalid",
-                           "Use 4-16 characters [A-Za-z0-9._-], not starting/ending with . _ -")
+            raise ApiError(
+                400,
+                c.E_ARG_INVALID,
+                "Invalid billing tags.",
+                f"Billing tag '{tag[:40]}' is invalid",
+                "Use 4-16 characters [A-Za-z0-9._-], not starting/ending with . _ -",
+            )
         if tag not in out:
             out.append(tag)
     if len(out) > 6:
-        raise ApiError(400, c.E_ARG_INVALID, "Invalid billing tags.", "More than 6 billing tags",
-                       "Use at most 6 billing tags")
+        raise ApiError(
+            400,
+            c.E_ARG_INVALID,
+            "Invalid billing tags.",
+            "More than 6 billing tags",
+            "Use at most 6 billing tags",
+        )
     return out
 
 
@@ -212,14 +273,20 @@ def _delimiter(request: web.Request, name: str) -> str:
         value = decode_delimiter(raw)
     except ValueError:
         value = ""
-    bad = ' .\"()' if name == "outputDelimiter" else "\n\r\""
+    bad = ' ."()' if name == "outputDelimiter" else '\n\r"'
     if not value or value in bad:
-        raise ApiError(400, c.E_DELIMITER, "Delimiter character is unsupported",
-                       f"{name} '{raw}' is not supported", "Use e.g. '|', ';', ',' or '\\t'")
+        raise ApiError(
+            400,
+            c.E_DELIMITER,
+            "Delimiter character is unsupported",
+            f"{name} '{raw}' is not supported",
+            "Use e.g. '|', ';', ',' or '\\t'",
+        )
     return value
 
 
-# ---- middleware ---------------------------------------------------------------------------------------------
+# ---- middleware ----------------------------------------------------------------------------------------
+
 
 class _Dropped(Exception):
     """The connection was closed on purpose (fault injection)."""
@@ -255,10 +322,11 @@ async def _truncate(request: web.Request, resp: web.Response) -> web.StreamRespo
 
 
 @web.middleware
-async def _middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                      ) -> web.StreamResponse:
+async def _middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     emu = _emu(request)
-    request["correlation_id"] = str(uuid.uuid4())
+    request[CORRELATION] = str(uuid.uuid4())
     name = request.match_info.route.name
     try:
         if name and not name.startswith("admin_"):
@@ -270,25 +338,38 @@ async def _middleware(request: web.Request, handler: Callable[[web.Request], Awa
                 elif fault.kind == "drop":
                     raise _Dropped()
                 elif fault.kind == "status":
-                    headers = {"Retry-After": str(int(fault.retry_after) if float(fault.retry_after).is_integer()
-                                                  else fault.retry_after)} if fault.retry_after is not None else {}
+                    headers = (
+                        {
+                            "Retry-After": str(
+                                int(fault.retry_after)
+                                if float(fault.retry_after).is_integer()
+                                else fault.retry_after
+                            )
+                        }
+                        if fault.retry_after is not None
+                        else {}
+                    )
                     status = int(fault.status)
                     code = fault.code or ("E6004290" if status == 429 else f"E600{status}0")
-                    return _error_body(request, ApiError(status, code, "Injected fault",
-                                                         f"The emulator was told to answer {status}",
-                                                         "Retry later", headers))
+                    return _error_body(
+                        request,
+                        ApiError(
+                            status,
+                            code,
+                            "Injected fault",
+                            f"The emulator was told to answer {status}",
+                            "Retry later",
+                            headers,
+                        ),
+                    )
                 elif fault.kind == "truncate":
-                    request["truncate"] = True
-            if name not in _NO_AUTH and name != "version":
-                denied = _check_auth(request, emu)
-                if denied is not None:
-                    return denied
-            elif name == "version":
+                    request[TRUNCATE] = True
+            if (name not in _NO_AUTH and name != "version") or name == "version":
                 denied = _check_auth(request, emu)
                 if denied is not None:
                     return denied
         resp = await handler(request)
-        if request.get("truncate") and isinstance(resp, web.Response):
+        if request.get(TRUNCATE) and isinstance(resp, web.Response):
             return await _truncate(request, resp)
         return resp
     except ApiError as err:
@@ -299,26 +380,39 @@ async def _middleware(request: web.Request, handler: Callable[[web.Request], Awa
         raise asyncio.CancelledError() from None
     except web.HTTPException as exc:
         if exc.status == 404:
-            err = ApiError(404, c.E_NOT_FOUND, "Resource not found", f"No resource at {request.path}",
-                           "Check the URL; HERE paths start with /v7")
+            err = ApiError(
+                404,
+                c.E_NOT_FOUND,
+                "Resource not found",
+                f"No resource at {request.path}",
+                "Check the URL; HERE paths start with /v7",
+            )
         elif exc.status == 405:
-            err = ApiError(405, c.E_METHOD, "Method not allowed", f"{request.method} is not allowed here",
-                           "Check the HTTP method")
+            err = ApiError(
+                405,
+                c.E_METHOD,
+                "Method not allowed",
+                f"{request.method} is not allowed here",
+                "Check the HTTP method",
+            )
         elif exc.status == 413:
             err = ApiError(413, c.E_INPUT_TOO_LARGE, "Payload too large", str(exc.reason), "Send less data")
         else:
-            err = ApiError(exc.status, f"E600{exc.status}0", exc.reason or "Error", exc.text or exc.reason or "")
+            err = ApiError(
+                exc.status, f"E600{exc.status}0", exc.reason or "Error", exc.text or exc.reason or ""
+            )
         return _error_body(request, err)
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["X-Correlation-ID"] = request.get("correlation_id") or str(uuid.uuid4())
+    response.headers["X-Correlation-ID"] = request.get(CORRELATION) or str(uuid.uuid4())
     rid = request.headers.get("X-Request-ID")
     if rid is not None:
         response.headers["X-Request-ID"] = rid
 
 
-# ---- HERE endpoints -----------------------------------------------------------------------------------------
+# ---- HERE endpoints ------------------------------------------------------------------------------------
+
 
 async def health(request: web.Request) -> web.Response:
     """``GET /v7/health``."""
@@ -341,8 +435,13 @@ async def create_job(request: web.Request) -> web.Response:
     if not hrn:
         raise _bad_arg("serviceHrn", "is required")
     if hrn not in c.SERVICES:
-        raise ApiError(404, c.E_SERVICE_NOT_FOUND, "Service not found or is unsupported",
-                       f"Unknown serviceHrn '{hrn[:100]}'", "Use one of the geocode, revgeocode or lookup HRNs")
+        raise ApiError(
+            404,
+            c.E_SERVICE_NOT_FOUND,
+            "Service not found or is unsupported",
+            f"Unknown serviceHrn '{hrn[:100]}'",
+            "Use one of the geocode, revgeocode or lookup HRNs",
+        )
     tag = q.get("tag")
     if tag is not None and len(tag) > 256:
         raise _too_long("tag", 256)
@@ -363,24 +462,47 @@ async def create_job(request: web.Request) -> web.Response:
         raise _bad_arg("notificationIds", "at most 5 notification ids")
     ctype = request.content_type.lower()
     if ctype not in ("text/plain", "text/csv"):
-        raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid",
-                       f"Content-Type '{ctype}' is not supported", "Send the input as text/plain")
+        raise ApiError(
+            400,
+            c.E_INPUT_INVALID,
+            "Input empty or invalid",
+            f"Content-Type '{ctype}' is not supported",
+            "Send the input as text/plain",
+        )
     startable = sum(1 for j in emu.store.jobs.values() if j.status in c.STARTABLE_STATUSES)
     if startable >= s.max_startable_jobs:
-        raise ApiError(429, c.E_TOO_MANY_STARTABLE, "Too many jobs in a startable state",
-                       f"{startable} jobs are submitted, queued or failed (limit {s.max_startable_jobs})",
-                       "Start, finish or delete jobs before submitting more", {"Retry-After": "10"})
+        raise ApiError(
+            429,
+            c.E_TOO_MANY_STARTABLE,
+            "Too many jobs in a startable state",
+            f"{startable} jobs are submitted, queued or failed (limit {s.max_startable_jobs})",
+            "Start, finish or delete jobs before submitting more",
+            {"Retry-After": "10"},
+        )
 
     job_id = f"JOB-{uuid.uuid4()}"
     directory = emu.store.dir(job_id)
     directory.mkdir(parents=True)
     try:
-        lines, size = await _receive(request, emu.store.input_path(job_id), s)
-        job = _register(emu, job_id, lines, dict(
-            service_hrn=hrn, tag=tag, billing_tags=billing, notification_ids=notification_ids,
-            output_type=output_type, input_delimiter=in_delim, output_delimiter=out_delim,
-            input_columns=q.get("inputColumns"), output_columns=q.get("outputColumns"),
-            output_filter=q.get("outputFilter"), start_requested=start_raw == "true"))
+        lines, _size = await _receive(request, emu.store.input_path(job_id), s)
+        job = _register(
+            emu,
+            job_id,
+            lines,
+            dict(
+                service_hrn=hrn,
+                tag=tag,
+                billing_tags=billing,
+                notification_ids=notification_ids,
+                output_type=output_type,
+                input_delimiter=in_delim,
+                output_delimiter=out_delim,
+                input_columns=q.get("inputColumns"),
+                output_columns=q.get("outputColumns"),
+                output_filter=q.get("outputFilter"),
+                start_requested=start_raw == "true",
+            ),
+        )
     except BaseException:
         import shutil
 
@@ -395,26 +517,27 @@ async def _receive(request: web.Request, path: Path, s: EmulatorSettings) -> tup
     lines = 0
     last = b""
     too_many = s.max_records + 1  # one header line allowed on top
+    problem: ApiError | None = None
     try:
         with path.open("wb") as fh:
             async for chunk in request.content.iter_chunked(_READ_CHUNK):
                 if not chunk:
                     continue
                 size += len(chunk)
-                if size > s.max_input_bytes:
-                    raise ApiError(413, c.E_INPUT_TOO_LARGE, "Input exceeds maximum size limit.",
-                                   f"The uncompressed input exceeds {s.max_input_bytes} bytes",
-                                   "Split the input into several jobs")
                 lines += chunk.count(b"\n")
                 last = chunk[-1:]
-                if lines > too_many:
-                    raise ApiError(413, c.E_INPUT_TOO_LARGE, "Input exceeds maximum record count limit.",
-                                   f"The input has more than {s.max_records} records",
-                                   "Split the input into several jobs")
-                fh.write(chunk)
-    except ApiError:
-        request.protocol.force_close()  # the rest of the body is not read
-        raise
+                if problem is not None:
+                    continue  # drain (and discard) the rest so the client reads our 413
+                if size > s.max_input_bytes:
+                    problem = ApiError(413, c.E_INPUT_TOO_LARGE, "Input exceeds maximum size limit.",
+                                       f"The uncompressed input exceeds {s.max_input_bytes} bytes",
+                                       "Split the input into several jobs")
+                elif lines > too_many:
+                    problem = ApiError(413, c.E_INPUT_TOO_LARGE, "Input exceeds maximum record count limit.",
+                                       f"The input has more than {s.max_records} records",
+                                       "Split the input into several jobs")
+                else:
+                    fh.write(chunk)
     except (zlib.error, ValueError, OSError) as exc:
         raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid", f"Cannot read the body: {exc}",
                        "Check Content-Encoding and the gzip stream") from None
@@ -423,6 +546,8 @@ async def _receive(request: web.Request, path: Path, s: EmulatorSettings) -> tup
             raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid", f"Cannot decode the body: {exc}",
                            "Check Content-Encoding and the gzip stream") from None
         raise
+    if problem is not None:
+        raise problem
     if last and last != b"\n":
         lines += 1
     return lines, size
@@ -444,31 +569,56 @@ def _register(emu: Emulator, job_id: str, lines: int, fields: dict[str, Any]) ->
     path = emu.store.input_path(job_id)
     first, first_end, _ = _first_line(path)
     if not first:
-        raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid", "The input has no records",
-                       "Upload at least one record")
+        raise ApiError(
+            400,
+            c.E_INPUT_INVALID,
+            "Input empty or invalid",
+            "The input has no records",
+            "Upload at least one record",
+        )
     q_columns = fields["input_columns"]
     in_delim = fields["input_delimiter"]
     try:
         layout = detect_layout(first, first_end, in_delim, q_columns)
     except ValueError as exc:
-        raise ApiError(400, c.E_INPUT_NOT_DEFINED, "Input for the job is not defined",
-                       f"No usable column descriptor: {exc}", "Send inputColumns or a header line") from None
+        raise ApiError(
+            400,
+            c.E_INPUT_NOT_DEFINED,
+            "Input for the job is not defined",
+            f"No usable column descriptor: {exc}",
+            "Send inputColumns or a header line",
+        ) from None
     if layout.descriptor is not None and not q_columns and len(layout.descriptor.columns) == 1:
         only = layout.descriptor.columns[0]
         if any(d in only for d in "|,;\t" if d != in_delim):
-            raise ApiError(400, c.E_DELIMITER, "Delimiter character is unsupported",
-                           f"The header line is not separated by inputDelimiter '{in_delim}'",
-                           "Set inputDelimiter to the delimiter used in the file")
+            raise ApiError(
+                400,
+                c.E_DELIMITER,
+                "Delimiter character is unsupported",
+                f"The header line is not separated by inputDelimiter '{in_delim}'",
+                "Set inputDelimiter to the delimiter used in the file",
+            )
     records = lines - (1 if layout.data_offset else 0)
     if records <= 0:
-        raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid", "The input has a header but no records",
-                       "Upload at least one record")
+        raise ApiError(
+            400,
+            c.E_INPUT_INVALID,
+            "Input empty or invalid",
+            "The input has a header but no records",
+            "Upload at least one record",
+        )
     if records > emu.settings.max_records:
-        raise ApiError(413, c.E_INPUT_TOO_LARGE, "Input exceeds maximum record count limit.",
-                       f"The input has {records} records (limit {emu.settings.max_records})",
-                       "Split the input into several jobs")
+        raise ApiError(
+            413,
+            c.E_INPUT_TOO_LARGE,
+            "Input exceeds maximum record count limit.",
+            f"The input has {records} records (limit {emu.settings.max_records})",
+            "Split the input into several jobs",
+        )
     job = Job(id=job_id, created=utc_now(), status_since=time.time(), **fields)
-    job.records.total = job.estimated_total = lines  # HERE: an estimate (header and empty lines included) until validation
+    job.records.total = job.estimated_total = (
+        lines  # HERE: an estimate (header and empty lines included) until validation
+    )
     emu.store.add(job)
     return job
 
@@ -480,9 +630,12 @@ async def list_jobs(request: web.Request) -> web.Response:
     offset = _int_arg(request, "offset", 0, 0, 2**31 - 1)
     status = _status_filter(request, required=False)
     tag = request.query.get("tag")
-    jobs = [j for j in _ordered(emu) if j.status != c.DELETED and status in ("any", j.status)
-            and (tag is None or j.tag == tag)]
-    page = jobs[offset: offset + limit]
+    jobs = [
+        j
+        for j in _ordered(emu)
+        if j.status != c.DELETED and status in ("any", j.status) and (tag is None or j.tag == tag)
+    ]
+    page = jobs[offset : offset + limit]
     return _json({"limit": limit, "count": len(page), "items": [_detail(request, j) for j in page]})
 
 
@@ -514,8 +667,11 @@ async def delete_jobs(request: web.Request) -> web.Response:
     emu = _emu(request)
     status = _status_filter(request, required=True)
     tag = request.query.get("tag")
-    matched = [j for j in _ordered(emu) if j.status != c.DELETED and status in ("any", j.status)
-               and (tag is None or j.tag == tag)]
+    matched = [
+        j
+        for j in _ordered(emu)
+        if j.status != c.DELETED and status in ("any", j.status) and (tag is None or j.tag == tag)
+    ]
     for job in matched:
         await _delete(emu, job)
     return _json({"total": len(matched), "jobIds": [j.id for j in matched]})
@@ -538,16 +694,26 @@ async def start_job(request: web.Request) -> web.Response:
     emu = _emu(request)
     job = _job(request)
     if job.status == c.DELETED:
-        raise ApiError(400, c.E_JOB_NOT_MODIFIABLE, "Job cannot be modified", "The job has been deleted",
-                       "Create a new job")
+        raise ApiError(
+            400,
+            c.E_JOB_NOT_MODIFIABLE,
+            "Job cannot be modified",
+            "The job has been deleted",
+            "Create a new job",
+        )
     if job.status in (c.QUEUED, c.PENDING, c.IN_PROGRESS):
         job.stop_requested = False  # already running: nothing happens (a pending stop is cancelled)
     elif job.status in (c.SUBMITTED, c.STOPPED, c.FAILURE):
         running = emu.engine.running_count()
         if running >= emu.settings.max_running_jobs:
-            raise ApiError(429, c.E_TOO_MANY_RUNNING, "Too many concurrent jobs running",
-                           f"{running} jobs are running (limit {emu.settings.max_running_jobs})",
-                           "Wait for a running job to finish, then start this one", {"Retry-After": "5"})
+            raise ApiError(
+                429,
+                c.E_TOO_MANY_RUNNING,
+                "Too many concurrent jobs running",
+                f"{running} jobs are running (limit {emu.settings.max_running_jobs})",
+                "Wait for a running job to finish, then start this one",
+                {"Retry-After": "5"},
+            )
         if job.status == c.FAILURE:
             await emu.engine.wait_idle(job.id)
             emu.engine.forget(job.id)
@@ -576,18 +742,26 @@ async def _download(request: web.Request, kind: str) -> web.StreamResponse:
     results = kind == "results"
     if job.status not in (c.COMPLETED, c.STOPPED, c.FAILURE):
         if results:
-            raise ApiError(404, c.E_RESULTS_UNAVAILABLE, "Results unavailable",
-                           f"Job {job.id} is {job.status}; results exist once it has ended",
-                           "Wait until the job is completed or stopped")
-        raise ApiError(404, c.E_ERRORS_UNAVAILABLE, "Errors for job is unavailable.",
-                       f"Job {job.id} is {job.status}; the errors report exists once it has ended",
-                       "Wait until the job has ended")
+            raise ApiError(
+                404,
+                c.E_RESULTS_UNAVAILABLE,
+                "Results unavailable",
+                f"Job {job.id} is {job.status}; results exist once it has ended",
+                "Wait until the job is completed or stopped",
+            )
+        raise ApiError(
+            404,
+            c.E_ERRORS_UNAVAILABLE,
+            "Errors for job is unavailable.",
+            f"Job {job.id} is {job.status}; the errors report exists once it has ended",
+            "Wait until the job has ended",
+        )
     has = emu.store.has_results(job) and job.status != c.FAILURE if results else emu.store.has_errors(job)
     if not has:
         return web.Response(status=204)
     path = emu.store.results_path(job.id) if results else emu.store.errors_path(job.id)
     size = job.results_size if results else job.errors_size
-    truncate = bool(request.get("truncate"))
+    truncate = bool(request.get(TRUNCATE))
     gzip = "gzip" in request.headers.get("Accept-Encoding", "").lower() and not truncate
     resp = web.StreamResponse(status=200)
     resp.content_type = "text/plain"
@@ -632,11 +806,20 @@ async def errors(request: web.Request) -> web.StreamResponse:
     return await _download(request, "errors")
 
 
-# ---- OAuth token endpoint ---------------------------------------------------------------------------------
+# ---- OAuth token endpoint ----------------------------------------------------------------------------
+
 
 def _token_error(status: int, error: str, message: str, code: int) -> web.Response:
-    return _json({"error": error, "error_description": f"errorCode: '{code}'. {message}", "errorCode": code,
-                  "httpStatus": status, "message": message}, status)
+    return _json(
+        {
+            "error": error,
+            "error_description": f"errorCode: '{code}'. {message}",
+            "errorCode": code,
+            "httpStatus": status,
+            "message": message,
+        },
+        status,
+    )
 
 
 async def token(request: web.Request) -> web.Response:
@@ -668,8 +851,12 @@ async def token(request: web.Request) -> web.Response:
     import hmac as _hmac
 
     if not _hmac.compare_digest(expected, signature):
-        return _token_error(401, "invalid_client",
-                            "Signature mismatch. Authorization signature or client credential is wrong.", 401300)
+        return _token_error(
+            401,
+            "invalid_client",
+            "Signature mismatch. Authorization signature or client credential is wrong.",
+            401300,
+        )
     if emu.tokens.seen_nonce(consumer_key, oauth.get("oauth_nonce", ""), str(ts)):
         return _token_error(401, "invalid_request", "Nonce already used.", 401205)
     if dict(form).get("grant_type") != "client_credentials":
@@ -679,7 +866,8 @@ async def token(request: web.Request) -> web.Response:
     return _json({"access_token": access, "token_type": "bearer", "expires_in": max(0, round(ttl))})
 
 
-# ---- admin endpoints ----------------------------------------------------------------------------------------
+# ---- admin endpoints -----------------------------------------------------------------------------------
+
 
 async def _admin_json(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
@@ -716,7 +904,6 @@ async def admin_clear_faults(request: web.Request) -> web.Response:
 async def admin_fail_job(request: web.Request) -> web.Response:
     """``POST /_emulator/jobs/{id}/fail`` (JSON ``{"reason": ...}`` optional): fail the job now; answers
     once it is in ``failure``, with its errors report written."""
-    emu = _emu(request)
     try:
         job = _job(request)
     except ApiError as err:
@@ -743,8 +930,9 @@ async def admin_jobs(request: web.Request) -> web.Response:
 async def admin_stats(request: web.Request) -> web.Response:
     """``GET /_emulator/stats``: request counts per endpoint and job counts per status."""
     emu = _emu(request)
-    return _json({"requests": dict(emu.stats),
-                  "jobs": dict(Counter(j.status for j in emu.store.jobs.values()))})
+    return _json(
+        {"requests": dict(emu.stats), "jobs": dict(Counter(j.status for j in emu.store.jobs.values()))}
+    )
 
 
 async def admin_get_settings(request: web.Request) -> web.Response:
@@ -784,7 +972,7 @@ async def admin_expire_tokens(request: web.Request) -> web.Response:
 def create_app(emulator: Emulator) -> web.Application:
     """Build the aiohttp application around an :class:`Emulator`."""
     app = web.Application(middlewares=[_middleware], client_max_size=1 << 20)
-    app["emulator"] = emulator
+    app[EMULATOR_KEY] = emulator
     r = app.router
     r.add_get("/v7/health", health, name="health")
     r.add_get("/v7/version", version, name="version")

@@ -59,7 +59,9 @@ class EmulatorSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view (``inf`` becomes the string "inf")."""
-        return {k: ("inf" if isinstance(v, float) and v == float("inf") else v) for k, v in asdict(self).items()}
+        return {
+            k: ("inf" if isinstance(v, float) and v == float("inf") else v) for k, v in asdict(self).items()
+        }
 
 
 @dataclass
@@ -139,8 +141,12 @@ class Job:
     def detail(self, base: str, has_results: bool, has_errors: bool) -> dict[str, Any]:
         """``JobDetailResponse`` with exactly the keys HERE's examples show for the current state."""
         href = f"{base}/batch/jobs/{self.id}"
-        body: dict[str, Any] = {"id": self.id, "serviceHrn": self.service_hrn, "billingTags": list(self.billing_tags),
-                                "status": self.status}
+        body: dict[str, Any] = {
+            "id": self.id,
+            "serviceHrn": self.service_hrn,
+            "billingTags": list(self.billing_tags),
+            "status": self.status,
+        }
         if self.tag is not None:
             body["tag"] = self.tag
         body["href"] = href
