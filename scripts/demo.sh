@@ -1,0 +1,573 @@
+#!/usr/bin/env bash
+# The nightly geocoding DAG, end to end, through a real Airflow and the local HERE Batch emulator.
+#
+#   bash scripts/demo.sh           # run the demo, stop everything, exit 0 only if the run succeeded
+#   bash scripts/demo.sh --keep    # leave Airflow and the emulator running afterwards (UI address printed)
+#   bash scripts/demo.sh --stop    # stop what a previous --keep left running
+#
+# What it does:
+#   1. venv set-up (scripts/_venv.sh);
+#   2. starts the emulator (python -m airflow_here_batch.emulator) on a free loopback port;
+#   3. starts a real Airflow 3 as four processes (api-server, scheduler, dag-processor, triggerer),
+#      LocalExecutor, SQLite, AIRFLOW_HOME=.demo/airflow, DAGs folder example_dags/, simple auth manager
+#      with everyone admin (local demo only), connection here_batch_default from the environment;
+#   4. triggers here_batch_nightly_geocode through the REST API v2 (logical date = the latest 02:00 UTC
+#      slot, so it is the run the schedule would have made), unpauses it and waits (bounded);
+#   5. prints each task's state, the proof that the sensor's wait ran in the triggerer, where the results
+#      went, the summary task's output and a few result rows;
+#   6. stops every process it started (by pid, on any exit) unless --keep.
+# Everything lands in .demo/ (wiped at each start): logs of every process in .demo/logs/, task logs in
+# .demo/logs/tasks/, results in .demo/output/. On failure the tail of every log is printed.
+#
+# Settings (environment): HERE_BATCH_DEMO_TIMEOUT (s, default 600) bounds the wait for the run;
+# HERE_BATCH_DEMO_RPS (records/s the emulator processes, default 40 so the job takes a few seconds and
+# the sensor really defers). The scheduler and triggerer log servers need ports 8793 and 8794
+# (override with AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT / AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT).
+set -euo pipefail
+
+KEEP=0
+STOP_ONLY=0
+for arg in "$@"; do
+    case "$arg" in
+        --keep) KEEP=1 ;;
+        --stop) STOP_ONLY=1 ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "demo: unknown argument: $arg (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+DEMO_DIR="$ROOT/.demo"
+LOG_DIR="$DEMO_DIR/logs"
+PID_DIR="$DEMO_DIR/pids"
+DAG_ID="${HERE_BATCH_DEMO_DAG_ID:-here_batch_nightly_geocode}"
+DAGS_FOLDER="${HERE_BATCH_DEMO_DAGS_FOLDER:-$ROOT/example_dags}"
+TIMEOUT="${HERE_BATCH_DEMO_TIMEOUT:-600}"
+RPS="${HERE_BATCH_DEMO_RPS:-40}"
+START_TS=$SECONDS
+
+say() { printf '[demo %4ss] %s\n' "$((SECONDS - START_TS))" "$*"; }
+
+# ---------------------------------------------------------------------------------------------------
+# Process management: every process is started with setsid (its own process group), its pid kept in
+# .demo/pids/<name>.pid; stopping sends TERM to that group, waits, then KILL.
+# ---------------------------------------------------------------------------------------------------
+alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+
+stop_pid() {
+    local name="$1" pid="$2" waited=0
+    alive "$pid" || return 0
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    while alive "$pid" && ((waited < 30)); do
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    if alive "$pid"; then
+        echo "demo: $name (pid $pid) did not stop on TERM within 15 s; sending KILL" >&2
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+}
+
+stop_all() {
+    local f name pid stoppers=()
+    [[ -d "$PID_DIR" ]] || return 0
+    # In parallel (each takes about 5 s to shut down cleanly); the emulator once Airflow is gone.
+    for name in triggerer scheduler dag-processor api-server; do
+        f="$PID_DIR/$name.pid"
+        [[ -f "$f" ]] || continue
+        pid="$(cat "$f")"
+        stop_pid "$name" "$pid" &
+        stoppers+=("$!")
+    done
+    ((${#stoppers[@]} == 0)) || wait "${stoppers[@]}" || true
+    if [[ -f "$PID_DIR/emulator.pid" ]]; then stop_pid emulator "$(cat "$PID_DIR/emulator.pid")"; fi
+    rm -f "$PID_DIR"/*.pid
+}
+
+running_pids() {
+    local f out=""
+    for f in "$PID_DIR"/*.pid; do
+        [[ -f "$f" ]] || continue
+        if alive "$(cat "$f")"; then out+="$(basename "$f" .pid)=$(cat "$f") "; fi
+    done
+    printf '%s' "$out"
+}
+
+if ((STOP_ONLY)); then
+    left="$(running_pids)"
+    if [[ -z "$left" ]]; then
+        echo "demo: nothing running"
+    else
+        echo "demo: stopping $left"
+        stop_all
+    fi
+    exit 0
+fi
+
+left="$(running_pids)"
+if [[ -n "$left" ]]; then
+    echo "demo: a previous demo is still running ($left); stop it with: bash scripts/demo.sh --stop" >&2
+    exit 1
+fi
+
+show_logs() {
+    local f
+    echo
+    echo "================ demo failed: log tails (full logs in $LOG_DIR) ================"
+    for f in "$LOG_DIR"/*.log; do
+        [[ -f "$f" ]] || continue
+        echo "---------------- ${f#"$ROOT"/} (last 40 lines) ----------------"
+        tail -n 40 "$f" || true
+    done
+}
+
+STATUS=1
+on_exit() {
+    local rc=$?
+    trap - EXIT INT TERM
+    ((STATUS == 0)) || ((rc != 0)) || rc=1
+    if ((rc != 0)) && [[ -d "$LOG_DIR" ]]; then show_logs; fi
+    if ((KEEP)) && [[ -n "$(running_pids)" ]]; then
+        echo
+        say "--keep: left running: $(running_pids)"
+        say "Airflow UI: ${API_URL:-?}/  (simple auth manager, every user is admin: no login needed)"
+        say "Emulator:   ${EMU_URL:-?}   logs: ${LOG_DIR#"$ROOT"/}/   stop with: bash scripts/demo.sh --stop"
+    else
+        stop_all
+        ((rc != 0)) || say "stopped every process it started"
+    fi
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------------------
+# Set-up
+# ---------------------------------------------------------------------------------------------------
+# shellcheck source=scripts/_venv.sh
+source "$ROOT/scripts/_venv.sh"
+cd "$ROOT"
+
+rm -rf "$DEMO_DIR"
+mkdir -p "$LOG_DIR/tasks" "$PID_DIR" "$DEMO_DIR/airflow" "$DEMO_DIR/output"
+DEMO_PY="$DEMO_DIR/demo_api.py"
+
+WORKER_LOG_PORT="${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-8793}"
+TRIGGER_LOG_PORT="${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-8794}"
+
+# A port is usable when we can bind it the way uvicorn does (SO_REUSEADDR, all interfaces).
+port_free() {
+    "$VENV_PY" -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("0.0.0.0", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1"
+}
+free_port() { "$VENV_PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+for spec in "scheduler log server:$WORKER_LOG_PORT" "triggerer log server:$TRIGGER_LOG_PORT"; do
+    port="${spec##*:}"
+    if ! port_free "$port"; then
+        echo "demo: port $port (Airflow ${spec%:*}) is already in use; Airflow's scheduler and triggerer" >&2
+        echo "      need ports $WORKER_LOG_PORT and $TRIGGER_LOG_PORT. Free it (e.g. stop another Airflow:" >&2
+        echo "      'ss -ltnp | grep :$port' shows who holds it), or pick other ports with" >&2
+        echo "      AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT / AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT." >&2
+        exit 1
+    fi
+done
+API_PORT="$(free_port)"
+API_URL="http://127.0.0.1:$API_PORT"
+
+# The REST API helper (trigger, wait, report); written here so that the demo is one file.
+cat >"$DEMO_PY" <<'PY'
+"""REST API v2 helper for scripts/demo.sh (generated; edit scripts/demo.sh instead)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+API = os.environ["DEMO_API_URL"]
+LOG_DIR = Path(os.environ["DEMO_LOG_DIR"])
+T0 = float(os.environ.get("DEMO_T0", time.time()))
+
+
+def say(msg: str) -> None:
+    print(f"[demo {time.time() - T0:4.0f}s] {msg}", flush=True)
+
+
+def call(method: str, path: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(API + path, data=data, method=method)
+    req.add_header("Accept", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+        return 0, str(exc)
+
+
+def q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def alive(pid_names: list[str]) -> None:
+    """Fail fast when a process we depend on has died."""
+    for name in pid_names:
+        pid_file = Path(os.environ["DEMO_PID_DIR"]) / f"{name}.pid"
+        if pid_file.is_file():
+            try:
+                os.kill(int(pid_file.read_text()), 0)
+            except ProcessLookupError:
+                sys.exit(f"demo: the {name} process died; see {LOG_DIR / (name + '.log')}")
+
+
+def wait_health(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        alive(["api-server", "scheduler", "dag-processor", "triggerer"])
+        code, body = call("GET", "/api/v2/monitor/health")
+        if code == 200 and isinstance(body, dict):
+            states = {k: (v or {}).get("status") for k, v in body.items() if isinstance(v, dict)}
+            last = states
+            if states and all(s == "healthy" for s in states.values()) and len(states) >= 4:
+                say(f"Airflow healthy: {', '.join(f'{k}={v}' for k, v in sorted(states.items()))}")
+                return
+        time.sleep(1)
+    sys.exit(f"demo: Airflow not healthy after {timeout:.0f} s (last health: {last})")
+
+
+def wait_dag(dag_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive(["api-server", "scheduler", "dag-processor"])
+        code, body = call("GET", "/api/v2/importErrors")
+        if code == 200 and body and body.get("import_errors"):
+            for err in body["import_errors"]:
+                print(f"--- import error in {err.get('filename')} ---\n{err.get('stack_trace')}")
+            sys.exit("demo: the DAGs folder has import errors (above)")
+        code, body = call("GET", f"/api/v2/dags/{q(dag_id)}")
+        if code == 200:
+            code, dags = call("GET", "/api/v2/dags?limit=100")
+            names = sorted(d["dag_id"] for d in (dags or {}).get("dags", []))
+            say(f"DAGs parsed by the dag-processor: {', '.join(names)}")
+            return
+        time.sleep(1)
+    sys.exit(f"demo: DAG {dag_id} did not appear within {timeout:.0f} s")
+
+
+def latest_slot(now: dt.datetime) -> dt.datetime:
+    """The latest 02:00 UTC at or before now: the run the nightly schedule would have made."""
+    slot = now.replace(hour=2, minute=0, second=0, microsecond=0)
+    return slot if slot <= now else slot - dt.timedelta(days=1)
+
+
+def state_line(tis: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{t['task_id']}={t.get('state') or 'none'}" for t in tis)
+
+
+def task_instances(dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    code, body = call("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances?limit=100")
+    if code != 200:
+        return []
+    order = {"choose_input": 0, "submit_geocode_job": 1, "wait_for_job": 2, "download_results": 3, "summarize": 4}
+    return sorted(body.get("task_instances", []), key=lambda t: (order.get(t["task_id"], 9), t["task_id"]))
+
+
+def run(dag_id: str, timeout: float) -> int:
+    logical = latest_slot(dt.datetime.now(dt.timezone.utc))
+    code, body = call(
+        "POST",
+        f"/api/v2/dags/{q(dag_id)}/dagRuns",
+        {"logical_date": logical.isoformat().replace("+00:00", "Z"), "conf": {}, "note": "scripts/demo.sh"},
+    )
+    if code not in (200, 201):
+        sys.exit(f"demo: trigger failed: HTTP {code} {body}")
+    run_id = body["dag_run_id"]
+    Path(os.environ["DEMO_DIR"], "run_id").write_text(run_id)
+    say(f"triggered {dag_id} via POST /api/v2/dags/{dag_id}/dagRuns: run_id={run_id}")
+    code, body = call("PATCH", f"/api/v2/dags/{q(dag_id)}", {"is_paused": False})
+    if code != 200:
+        sys.exit(f"demo: unpause failed: HTTP {code} {body}")
+    say(f"unpaused {dag_id}; waiting for the run (at most {timeout:.0f} s)")
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    state = None
+    while time.monotonic() < deadline:
+        alive(["api-server", "scheduler", "dag-processor", "triggerer", "emulator"])
+        code, body = call("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}")
+        state = body.get("state") if code == 200 else None
+        line = state_line(task_instances(dag_id, run_id))
+        if line and line != last:
+            say(f"run {state}: {line}")
+            last = line
+        if state in ("success", "failed"):
+            break
+        time.sleep(1)
+    else:
+        say(f"the run did not finish within {timeout:.0f} s (state {state})")
+        return 1
+    return report(dag_id, run_id, state)
+
+
+def xcom(dag_id: str, run_id: str, task_id: str) -> Any:
+    code, body = call(
+        "GET",
+        f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances/{q(task_id)}/xcomEntries/return_value"
+        "?deserialize=true&stringify=false",
+    )
+    return body.get("value") if code == 200 and isinstance(body, dict) else None
+
+
+def task_log_files(dag_id: str, run_id: str, task_id: str) -> list[Path]:
+    folder = LOG_DIR / "tasks" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def readable(line: str) -> str:
+    """A task log line (JSON) as 'time level event [logger]'."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return line.strip()
+    if not isinstance(rec, dict):
+        return line.strip()
+    extra = f" [{rec['logger']}]" if rec.get("logger") else ""
+    return f"{str(rec.get('timestamp', ''))[11:19]} {rec.get('level', '')} {rec.get('event', '')}{extra}"
+
+
+def grep(path: Path, words: tuple[str, ...], limit: int = 6) -> list[str]:
+    hits = []
+    try:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if any(w.lower() in line.lower() for w in words):
+                hits.append(readable(line)[:220])
+    except OSError:
+        return []
+    return hits[:limit]
+
+
+def report(dag_id: str, run_id: str, state: str | None) -> int:
+    ok = state == "success"
+    tis = task_instances(dag_id, run_id)
+    print()
+    say(f"run {run_id}: {state}")
+    print(f"  {'task':<22} {'state':<10} {'try':>3} {'duration':>9}  operator")
+    for t in tis:
+        dur = t.get("duration")
+        print(
+            f"  {t['task_id']:<22} {t.get('state') or 'none':<10} {t.get('try_number', 0):>3} "
+            f"{(f'{dur:.1f} s' if dur is not None else '-'):>9}  {t.get('operator') or ''}"
+        )
+
+    print("\n--- the deferred wait went through the real triggerer ---")
+    sensor = "wait_for_job"
+    code, body = call("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances/{sensor}/tries")
+    if code == 200:
+        for tr in body.get("task_instances", []):
+            print(
+                f"  {sensor} try {tr.get('try_number')}: state={tr.get('state')} "
+                f"hostname={tr.get('hostname')} start={tr.get('start_date')} end={tr.get('end_date')}"
+            )
+    deferred_in_worker = False
+    trigger_files: list[Path] = []
+    for path in task_log_files(dag_id, run_id, sensor):
+        if ".trigger." in path.name:
+            trigger_files.append(path)
+        elif grep(path, ("deferr",), 1):
+            deferred_in_worker = True
+            for line in grep(path, ("deferr", "resum", "trigger"), 4):
+                print(f"  task log   {path.name}: {line}")
+    for path in trigger_files:  # written by the triggerer process while it ran the sensor's trigger
+        lines = [readable(x)[:200] for x in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+        shown = lines if len(lines) <= 8 else [*lines[:3], f"... ({len(lines) - 7} more lines) ...", *lines[-4:]]
+        print(f"  triggerer's log for this task ({path.relative_to(LOG_DIR)}):")
+        for line in shown:
+            print(f"    {line}")
+    triggerer_lines = grep(LOG_DIR / "triggerer.log", ("BatchJobTrigger",), 6)
+    for line in triggerer_lines:
+        print(f"  triggerer.log: {line}")
+    through_triggerer = bool(trigger_files or triggerer_lines)
+    if not through_triggerer:
+        print("  NO evidence of the triggerer running the sensor's trigger")
+        ok = False
+    elif not deferred_in_worker:
+        print("  (no 'deferred' line found in the worker's task log)")
+
+    summary = xcom(dag_id, run_id, "summarize")
+    print("\n--- summary task (summarize) return value ---")
+    print(json.dumps(summary, indent=2, ensure_ascii=False) if summary is not None else "  (none)")
+    for line in grep(
+        next(iter([p for p in task_log_files(dag_id, run_id, "summarize") if ".trigger." not in p.name]),
+             Path("/nonexistent")),
+        ("HERE batch job", "results:", "errors:"),
+    ):
+        print(f"  summarize log: {line}")
+
+    print("\n--- where the results went ---")
+    results_path = (summary or {}).get("results_path")
+    errors_path = (summary or {}).get("errors_path")
+    out_dir = Path(os.environ["HERE_BATCH_OUTPUT_DIR"])
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        lines = sum(1 for _ in path.open(encoding="utf-8", errors="replace"))
+        print(f"  {path}  ({path.stat().st_size} bytes, {lines} lines)")
+    if not results_path or not Path(results_path).is_file():
+        print(f"  results file missing: {results_path}")
+        ok = False
+    else:
+        with open(results_path, encoding="utf-8") as fh:
+            head = [next(fh, "").rstrip("\n") for _ in range(6)]
+        print(f"\n--- first result rows ({results_path}) ---")
+        for line in filter(None, head):
+            print(f"  {line[:200]}")
+    if errors_path and Path(errors_path).is_file():
+        with open(errors_path, encoding="utf-8") as fh:
+            head = [next(fh, "").rstrip("\n") for _ in range(4)]
+        print(f"\n--- first error rows ({errors_path}) ---")
+        for line in filter(None, head):
+            print(f"  {line[:200]}")
+    print()
+    return 0 if ok else 1
+
+
+def main() -> int:
+    mode = sys.argv[1]
+    if mode == "wait-health":
+        wait_health(float(sys.argv[2]))
+    elif mode == "wait-dag":
+        wait_dag(sys.argv[2], float(sys.argv[3]))
+    elif mode == "run":
+        return run(sys.argv[2], float(sys.argv[3]))
+    else:
+        sys.exit(f"unknown mode {mode}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+PY
+
+# ---------------------------------------------------------------------------------------------------
+# Emulator
+# ---------------------------------------------------------------------------------------------------
+API_KEY="demo-key-$RANDOM$RANDOM" # throwaway; never printed
+say "starting the HERE Batch emulator on a free loopback port ($RPS records/s per job)"
+# --port 0: the emulator picks a free port and prints its base URL as the first line.
+# --api-key: it accepts only the connection's key, so a successful run proves the key was used.
+setsid "$VENV_PY" -u -m airflow_here_batch.emulator --host 127.0.0.1 --port 0 --api-key "$API_KEY" \
+    --records-per-second "$RPS" >"$LOG_DIR/emulator.log" 2>&1 </dev/null &
+echo "$!" >"$PID_DIR/emulator.pid"
+
+EMU_URL=""
+deadline=$((SECONDS + 30))
+while ((SECONDS < deadline)); do
+    alive "$(cat "$PID_DIR/emulator.pid")" || { echo "demo: the emulator exited" >&2; exit 1; }
+    EMU_URL="$(head -n 1 "$LOG_DIR/emulator.log" 2>/dev/null | grep -o 'http://[^ ]*/v7' || true)"
+    if [[ -n "$EMU_URL" ]] && "$VENV_PY" -c '
+import sys, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen(sys.argv[1] + "/health", timeout=2).status == 200 else 1)
+except Exception:
+    sys.exit(1)' "$EMU_URL"; then
+        break
+    fi
+    EMU_URL=""
+    sleep 0.3
+done
+[[ -n "$EMU_URL" ]] || { echo "demo: the emulator did not answer $EMU_URL/health within 30 s" >&2; exit 1; }
+say "emulator ready: $EMU_URL"
+
+# ---------------------------------------------------------------------------------------------------
+# Airflow
+# ---------------------------------------------------------------------------------------------------
+unset "${!AIRFLOW__@}" 2>/dev/null || true
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$WORKER_LOG_PORT"
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$TRIGGER_LOG_PORT"
+export AIRFLOW_HOME="$DEMO_DIR/airflow"
+export AIRFLOW__CORE__DAGS_FOLDER="$DAGS_FOLDER"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__PARALLELISM=4
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True # the demo unpauses its DAG after triggering
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
+export AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS=False
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT="$API_PORT"
+export AIRFLOW__API__BASE_URL="$API_URL"
+export AIRFLOW__API__WORKERS=1
+export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$LOG_DIR/tasks"
+export AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY="$LOG_DIR/dag-processor-children"
+export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
+# Shared secrets for this demo only (every process must agree on them).
+AIRFLOW__API_AUTH__JWT_SECRET="$("$VENV_PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+AIRFLOW__API__SECRET_KEY="$("$VENV_PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+AIRFLOW__CORE__FERNET_KEY="$("$VENV_PY" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+export AIRFLOW__API_AUTH__JWT_SECRET AIRFLOW__API__SECRET_KEY AIRFLOW__CORE__FERNET_KEY
+export AIRFLOW_CONN_HERE_BATCH_DEFAULT="{\"conn_type\": \"here_batch\", \"host\": \"$EMU_URL\", \"password\": \"$API_KEY\"}"
+export HERE_BATCH_OUTPUT_DIR="$DEMO_DIR/output"
+export HERE_BATCH_POLL_INTERVAL="${HERE_BATCH_POLL_INTERVAL:-2}"
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::DeprecationWarning}"
+export DEMO_API_URL="$API_URL" DEMO_LOG_DIR="$LOG_DIR" DEMO_PID_DIR="$PID_DIR" DEMO_DIR="$DEMO_DIR"
+export DEMO_T0="$(($(date +%s) - (SECONDS - START_TS)))"
+
+say "airflow db migrate (AIRFLOW_HOME=${AIRFLOW_HOME#"$ROOT"/})"
+"$VENV/bin/airflow" db migrate >"$LOG_DIR/db-migrate.log" 2>&1 </dev/null
+
+for name in api-server scheduler dag-processor triggerer; do
+    setsid "$VENV/bin/airflow" "$name" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    echo "$!" >"$PID_DIR/$name.pid"
+done
+say "started Airflow $("$VENV_PY" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))'): $(running_pids)"
+say "Airflow API/UI on $API_URL; logs in ${LOG_DIR#"$ROOT"/}/"
+
+"$VENV_PY" "$DEMO_PY" wait-health 180
+"$VENV_PY" "$DEMO_PY" wait-dag "$DAG_ID" 180
+if "$VENV_PY" "$DEMO_PY" run "$DAG_ID" "$TIMEOUT"; then
+    STATUS=0
+fi
+
+# The API key must not appear in anything Airflow wrote.
+if grep -rlF -- "$API_KEY" "$LOG_DIR" --exclude=emulator.log >/dev/null 2>&1; then
+    echo "demo: the API key appears in these logs:" >&2
+    grep -rlF -- "$API_KEY" "$LOG_DIR" --exclude=emulator.log >&2 || true
+    STATUS=1
+else
+    say "checked: the API key appears in none of the Airflow logs"
+fi
+
+if ((STATUS == 0)); then
+    say "SUCCESS: $DAG_ID ran end to end through the scheduler, a LocalExecutor worker and the triggerer in $((SECONDS - START_TS)) s"
+else
+    say "FAILED: see the output above and the logs in ${LOG_DIR#"$ROOT"/}/"
+fi
+exit "$STATUS"
