@@ -542,7 +542,8 @@ async def _receive(request: web.Request, path: Path, s: EmulatorSettings) -> tup
         raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid", f"Cannot read the body: {exc}",
                        "Check Content-Encoding and the gzip stream") from None
     except Exception as exc:  # aiohttp's ContentEncodingError and friends
-        if exc.__class__.__name__ in ("ContentEncodingError", "BadHttpMessage", "TransferEncodingError"):
+        if exc.__class__.__name__ in ("ContentEncodingError", "BadHttpMessage", "TransferEncodingError",
+                                       "RequestPayloadError"):
             raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid", f"Cannot decode the body: {exc}",
                            "Check Content-Encoding and the gzip stream") from None
         raise
