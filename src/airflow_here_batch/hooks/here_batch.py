@@ -180,7 +180,6 @@ def _cached_token(creds: OAuthCredentials) -> AccessToken | None:
 
 
 def _store_token(creds: OAuthCredentials, token: AccessToken) -> None:
-    _mask_secret(token.value)
     _tokens[_token_key(creds)] = token
 
 
@@ -288,15 +287,17 @@ class HereBatchHook(BaseHook):
             if not force and (token := _cached_token(creds)):
                 return token
             signed = token_request(creds)
+            failure: TransportError | None = None
             try:
                 response = self.get_conn().post(
                     signed.url, data=signed.body, headers=dict(signed.headers), timeout=self._timeouts()
                 )
             except requests.RequestException as exc:
-                raise TransportError(
-                    f"could not reach HERE's token endpoint ({type(exc).__name__})", connect_failed=True
-                ) from None
+                failure = TransportError(f"could not reach HERE's token endpoint ({type(exc).__name__})")
+            if failure is not None:
+                raise failure  # outside the except block: requests' error (and its URL) is not chained
             token = interpret_token_response(response.status_code, response.headers, response.content)
+            _mask_secret(token.value)
             _store_token(creds, token)
             log.info("HERE Batch: obtained an OAuth access token for key id %s", creds.access_key_id)
             return token
@@ -309,6 +310,7 @@ class HereBatchHook(BaseHook):
         settings = self.settings
         params, auth_headers = _auth_parts(settings, self._token())
         headers = {**protocol.default_headers(), **request.headers, **auth_headers}
+        failure: TransportError | None = None
         try:
             response = self.get_conn().request(
                 request.method,
@@ -321,14 +323,22 @@ class HereBatchHook(BaseHook):
             )
         except requests.ConnectionError as exc:
             connect_failed = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
-            raise TransportError(
-                f"could not {request.operation}: connection to HERE failed ({type(exc).__name__})",
+            failure = TransportError(
+                f"could not {request.operation}: connection to {redact_url(settings.base_url)} failed "
+                f"({type(exc).__name__})",
                 connect_failed=connect_failed,
-            ) from None
+            )
         except requests.Timeout as exc:
-            raise TransportError(f"could not {request.operation}: timed out ({type(exc).__name__})") from None
+            failure = TransportError(
+                f"could not {request.operation}: no answer from {redact_url(settings.base_url)} within "
+                f"{settings.timeout:.0f} s ({type(exc).__name__})"
+            )
         except requests.RequestException as exc:
-            raise TransportError(f"could not {request.operation}: {type(exc).__name__}") from None
+            failure = TransportError(f"could not {request.operation}: {type(exc).__name__}")
+        if failure is not None:
+            # Raised outside the except block so requests' exception, whose text holds the full URL
+            # with the apiKey, is neither chained nor shown in a traceback.
+            raise failure
         if not 200 <= response.status_code < 300:
             content = response.content
             response.close()
@@ -531,7 +541,8 @@ class HereBatchHook(BaseHook):
         """An authenticated, cheap call (list one job), for the UI's Test button."""
         try:
             request = protocol.list_jobs_request(limit=1)
-            self._json_call(request, protocol.interpret_jobs_page)
+            response = self._send_once(request)  # once, no retries: the UI button should answer quickly
+            protocol.interpret_jobs_page(request, response.status_code, response.headers, response.content)
         except (HereBatchError, OSError, ValueError) as exc:
             return False, str(exc)
         return True, f"Connected to the HERE Batch API at {redact_url(self.base_url)}"
@@ -593,10 +604,13 @@ def _iter_raw(response: requests.Response) -> Iterator[bytes]:
     """The body as sent (still gzip-encoded), so the decoder can tell a complete stream from a cut one."""
     import urllib3.exceptions
 
+    failure: TransportError | None = None
     try:
         yield from response.raw.stream(CHUNK_SIZE, decode_content=False)
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-        raise TransportError(f"the download was interrupted ({type(exc).__name__})") from None
+        failure = TransportError(f"the download was interrupted ({type(exc).__name__})")
+    if failure is not None:
+        raise failure
 
 
 def _decoder_for(headers: Mapping[str, str]) -> DownloadDecoder:
@@ -763,6 +777,8 @@ class HereBatchAsyncHook(BaseHook):
                 data=signed.body,
             )
             token = interpret_token_response(status, headers, body)
+            # Registering a mask may talk to the supervisor: not on the event loop.
+            await asyncio.to_thread(_mask_secret, token.value)
             _store_token(creds, token)
             return token
 
@@ -779,17 +795,19 @@ class HereBatchAsyncHook(BaseHook):
 
         if self._session is None:
             raise RuntimeError("use HereBatchAsyncHook as 'async with HereBatchAsyncHook(...) as hook'")
+        failure: TransportError | None = None
         try:
             async with self._session.request(method, url, proxy=self._proxy(url), **kwargs) as response:
                 ok = 200 <= response.status < 300
                 body = await read(response) if read is not None and ok else await response.read()
                 return response.status, response.headers, body
         except aiohttp.ClientConnectorError:
-            raise TransportError(
-                f"could not {operation}: connection to HERE failed", connect_failed=True
-            ) from None
+            failure = TransportError(
+                f"could not {operation}: connection to {redact_url(url)} failed", connect_failed=True
+            )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise TransportError(f"could not {operation}: {type(exc).__name__}") from None
+            failure = TransportError(f"could not {operation}: {type(exc).__name__} from {redact_url(url)}")
+        raise failure  # outside the except block: aiohttp's error (with the URL) is not chained
 
     async def _send_once(
         self, request: ApiRequest, read: Callable[[Any], Awaitable[bytes]] | None = None
