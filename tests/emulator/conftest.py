@@ -44,8 +44,16 @@ class Client:
         self.base = emu.base_url
         self.session = requests.Session()
 
-    def create(self, body: str | bytes, *, service: str = GEOCODE, gz: bool = False, ctype: str = "text/plain",
-               expect: int | None = 201, **params: Any) -> requests.Response:
+    def create(
+        self,
+        body: str | bytes,
+        *,
+        service: str = GEOCODE,
+        gz: bool = False,
+        ctype: str = "text/plain",
+        expect: int | None = 201,
+        **params: Any,
+    ) -> requests.Response:
         data = body.encode() if isinstance(body, str) else body
         headers = {"Content-Type": ctype}
         if gz:
@@ -69,10 +77,17 @@ class Client:
         return self.session.delete(f"{self.base}/batch/jobs/{job_id}", params=KEY, timeout=30)
 
     def download(self, job_id: str, kind: str = "results", **headers: str) -> requests.Response:
-        return self.session.get(f"{self.base}/batch/jobs/{job_id}/{kind}", params=KEY, headers=headers, timeout=30)
+        return self.session.get(
+            f"{self.base}/batch/jobs/{job_id}/{kind}", params=KEY, headers=headers, timeout=30
+        )
 
-    def wait(self, job_id: str, *statuses: str, timeout: float = 20.0,
-             predicate: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        job_id: str,
+        *statuses: str,
+        timeout: float = 20.0,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
         """Poll until the job is in one of ``statuses`` (and ``predicate`` holds); fail at the deadline."""
         deadline = time.monotonic() + timeout
         body: dict[str, Any] = {}

@@ -23,20 +23,37 @@ def enc(value: str) -> str:
     return quote(value, safe="-._~")
 
 
-def signed_token_request(url: str, key_id: str, secret: str, *, timestamp: int | None = None,
-                         nonce: str | None = None, body: str = "grant_type=client_credentials") -> requests.Response:
+def signed_token_request(
+    url: str,
+    key_id: str,
+    secret: str,
+    *,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+    body: str = "grant_type=client_credentials",
+) -> requests.Response:
     """An independent RFC 5849 HMAC-SHA256 signer (not the project's), so the check is real."""
-    oauth = {"oauth_consumer_key": key_id, "oauth_nonce": nonce or secrets.token_hex(8),
-             "oauth_signature_method": "HMAC-SHA256", "oauth_timestamp": str(timestamp or int(time.time())),
-             "oauth_version": "1.0"}
+    oauth = {
+        "oauth_consumer_key": key_id,
+        "oauth_nonce": nonce or secrets.token_hex(8),
+        "oauth_signature_method": "HMAC-SHA256",
+        "oauth_timestamp": str(timestamp or int(time.time())),
+        "oauth_version": "1.0",
+    }
     params = [*oauth.items(), *(tuple(p.split("=", 1)) for p in body.split("&"))]
     norm = "&".join(f"{k}={v}" for k, v in sorted((enc(k), enc(v)) for k, v in params))
     base = "&".join(("POST", enc(url), enc(norm)))
-    sig = base64.b64encode(hmac.new(f"{enc(secret)}&".encode(), base.encode(), hashlib.sha256).digest()).decode()
+    sig = base64.b64encode(
+        hmac.new(f"{enc(secret)}&".encode(), base.encode(), hashlib.sha256).digest()
+    ).decode()
     oauth["oauth_signature"] = sig
     header = "OAuth " + ",".join(f'{enc(k)}="{enc(v)}"' for k, v in oauth.items())
-    return requests.post(url, data=body, headers={"Authorization": header,
-                                                  "Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    return requests.post(
+        url,
+        data=body,
+        headers={"Authorization": header, "Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
 
 
 def auth_body(resp: requests.Response, status: int) -> dict[str, str]:
@@ -63,12 +80,14 @@ def test_configured_api_key_and_forbidden_key() -> None:
 
 
 def test_token_endpoint_and_bearer(emu: EmulatorServer) -> None:
-    (key_id, secret), = OAUTH.items()
+    ((key_id, secret),) = OAUTH.items()
     resp = signed_token_request(emu.token_url, key_id, secret)
     assert resp.status_code == 200, resp.text
     token = resp.json()
     assert token["token_type"] == "bearer" and token["expires_in"] == 3600 and token["access_token"]
-    ok = requests.get(emu.base_url + JOBS, headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=10)
+    ok = requests.get(
+        emu.base_url + JOBS, headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=10
+    )
     assert ok.status_code == 200
     bad = requests.get(emu.base_url + JOBS, headers={"Authorization": "Bearer forged"}, timeout=10)
     auth_body(bad, 401)
@@ -76,7 +95,7 @@ def test_token_endpoint_and_bearer(emu: EmulatorServer) -> None:
 
 @pytest.mark.parametrize("case", ["wrong_secret", "unknown_key", "stale_timestamp", "no_header", "grant"])
 def test_token_endpoint_rejects(emu: EmulatorServer, case: str) -> None:
-    (key_id, secret), = OAUTH.items()
+    ((key_id, secret),) = OAUTH.items()
     if case == "wrong_secret":
         resp = signed_token_request(emu.token_url, key_id, "not-the-secret")
     elif case == "unknown_key":
@@ -93,7 +112,7 @@ def test_token_endpoint_rejects(emu: EmulatorServer, case: str) -> None:
 
 
 def test_replayed_nonce_rejected(emu: EmulatorServer) -> None:
-    (key_id, secret), = OAUTH.items()
+    ((key_id, secret),) = OAUTH.items()
     ts = int(time.time())
     assert signed_token_request(emu.token_url, key_id, secret, timestamp=ts, nonce="n1").status_code == 200
     assert signed_token_request(emu.token_url, key_id, secret, timestamp=ts, nonce="n1").status_code == 401
@@ -102,7 +121,7 @@ def test_replayed_nonce_rejected(emu: EmulatorServer) -> None:
 def test_project_signer_is_accepted(emu: EmulatorServer) -> None:
     from airflow_here_batch.api.oauth import OAuthCredentials, token_request
 
-    (key_id, secret), = OAUTH.items()
+    ((key_id, secret),) = OAUTH.items()
     creds = OAuthCredentials(access_key_id=key_id, access_key_secret=secret, token_url=emu.token_url)
     req = token_request(creds)
     resp = requests.post(req.url, data=req.body, headers=dict(req.headers), timeout=10)
@@ -110,7 +129,7 @@ def test_project_signer_is_accepted(emu: EmulatorServer) -> None:
 
 
 def test_token_expiry() -> None:
-    (key_id, secret), = OAUTH.items()
+    ((key_id, secret),) = OAUTH.items()
     with EmulatorServer(oauth_credentials=OAUTH, token_ttl=0.3, queue_delay=0) as emu:
         token = signed_token_request(emu.token_url, key_id, secret).json()
         assert token["expires_in"] == 0

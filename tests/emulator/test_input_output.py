@@ -22,8 +22,13 @@ def rows(text: str, delimiter: str = "|") -> list[dict[str, str]]:
 def test_gzip_upload_and_gzip_download(client: Client) -> None:
     job_id, body = client.run("recId|q\n1|Berlin\n2|Hamburg\n", gz=True)
     assert body["records"]["succeeded"] == 2
-    raw = requests.get(f"{client.base}/batch/jobs/{job_id}/results", params={"apiKey": "k"},
-                       headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10)
+    raw = requests.get(
+        f"{client.base}/batch/jobs/{job_id}/results",
+        params={"apiKey": "k"},
+        headers={"Accept-Encoding": "gzip"},
+        stream=True,
+        timeout=10,
+    )
     assert raw.headers["Content-Encoding"] == "gzip"
     assert raw.headers["Content-Type"].startswith("text/plain")
     assert raw.headers["Content-Disposition"] == f'attachment; filename="{job_id}-results.txt"'
@@ -35,16 +40,20 @@ def test_gzip_upload_and_gzip_download(client: Client) -> None:
 
 
 def test_bad_gzip_is_400(client: Client) -> None:
-    resp = client.session.post(f"{client.base}/batch/jobs",
-                               params={"apiKey": "k", "serviceHrn": "hrn:here:service::olp-here:search-geocode-7"},
-                               data=b"not gzip at all", headers={"Content-Type": "text/plain",
-                                                                 "Content-Encoding": "gzip"})
+    resp = client.session.post(
+        f"{client.base}/batch/jobs",
+        params={"apiKey": "k", "serviceHrn": "hrn:here:service::olp-here:search-geocode-7"},
+        data=b"not gzip at all",
+        headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"},
+    )
     assert_error(resp, 400, "E6004004")
 
 
 def test_geocode_places_results_in_the_right_city(client: Client) -> None:
-    job_id, _ = client.run("recId|q\n1|Invalidenstraße 116 10115 Berlin\n2|10 Downing Street, London\n"
-                           "3|Tokyo\n4|Sydney, Australia\n")
+    job_id, _ = client.run(
+        "recId|q\n1|Invalidenstraße 116 10115 Berlin\n2|10 Downing Street, London\n"
+        "3|Tokyo\n4|Sydney, Australia\n"
+    )
     out = {r["recId"]: r for r in rows(client.download(job_id).text)}
     assert abs(float(out["1"]["positionLat"]) - 52.52) < 0.1 and out["1"]["addressCity"] == "Berlin"
     assert out["1"]["addressStreet"] == "Invalidenstraße" and out["1"]["addressHouseNumber"] == "116"
@@ -73,8 +82,9 @@ def test_default_value_columns_and_limit(client: Client) -> None:
 
 def test_tab_delimiter_quoting_and_output_delimiter(client: Client) -> None:
     body = 'recId\tq\n"a\tb"\tBerlin\n2\t"Paris"\n'
-    job_id, done = client.run(body, inputDelimiter="\\t", outputDelimiter=",",
-                              outputColumns="addressLabel,position")
+    job_id, done = client.run(
+        body, inputDelimiter="\\t", outputDelimiter=",", outputColumns="addressLabel,position"
+    )
     assert done["records"]["valid"] == 2
     text = client.download(job_id).text
     lines = text.splitlines()
@@ -86,7 +96,9 @@ def test_tab_delimiter_quoting_and_output_delimiter(client: Client) -> None:
 
 
 def test_output_columns_names_variants_and_unknown(client: Client) -> None:
-    job_id, _ = client.run("recId|q\n1|Berlin\n", outputColumns="ADDRESS.city|positionlat|bogusName|recId|access")
+    job_id, _ = client.run(
+        "recId|q\n1|Berlin\n", outputColumns="ADDRESS.city|positionlat|bogusName|recId|access"
+    )
     header = client.download(job_id).text.splitlines()[0]
     assert header == "recId|seqNumber|seqLength|addressCity|positionLat|access"
 
@@ -96,7 +108,15 @@ def test_record_limits_go_to_errors_report(client: Client) -> None:
     long_recid = "r" * 513 + "|Berlin"
     job_id, done = client.run(f"recId|q\n1|Berlin\n{long_line}\n{long_recid}\n4|a|b\n5|Paris\n")
     r = done["records"]
-    assert r == {"total": 5, "valid": 2, "invalid": 3, "processed": 2, "pending": 0, "succeeded": 2, "failed": 0}
+    assert r == {
+        "total": 5,
+        "valid": 2,
+        "invalid": 3,
+        "processed": 2,
+        "pending": 0,
+        "succeeded": 2,
+        "failed": 0,
+    }
     assert done["errorsHref"].endswith("/errors")
     errors = client.download(job_id, "errors").text.splitlines()
     assert errors[0] == "recId|errorCode|errorMessage"
@@ -122,8 +142,14 @@ def test_backend_failures(client: Client) -> None:
 def test_revgeocode_answers_near_at(client: Client) -> None:
     job_id, _ = client.run("recId|at|limit\n1|48.8584,2.2945|2\n", service=REVGEOCODE)
     out = rows(client.download(job_id).text)
-    assert list(out[0])[:6] == ["recId", "seqNumber", "seqLength", "displayCoordinateLat", "displayCoordinateLng",
-                                "distance"]
+    assert list(out[0])[:6] == [
+        "recId",
+        "seqNumber",
+        "seqLength",
+        "displayCoordinateLat",
+        "displayCoordinateLng",
+        "distance",
+    ]
     assert len(out) == 2 and out[0]["addressCity"] == "Paris"
     assert abs(float(out[0]["displayCoordinateLat"]) - 48.8584) < 0.01
     assert int(out[0]["distance"]) < 200
@@ -140,8 +166,9 @@ def test_geocode_then_lookup_round_trip(client: Client) -> None:
 
 
 def test_query_form_lines(client: Client) -> None:
-    job_id, done = client.run("q=Invalidenstra%C3%9Fe%20116%2010115%20Berlin&in=countryCode:DEU&limit=2\n"
-                              "recId=x9&q=Madrid\n")
+    job_id, done = client.run(
+        "q=Invalidenstra%C3%9Fe%20116%2010115%20Berlin&in=countryCode:DEU&limit=2\nrecId=x9&q=Madrid\n"
+    )
     assert done["records"]["total"] == 2
     out = rows(client.download(job_id).text)
     assert [r["recId"] for r in out] == ["1", "1", "x9"]
@@ -149,8 +176,11 @@ def test_query_form_lines(client: Client) -> None:
 
 
 def test_jsonl_output_filter(client: Client) -> None:
-    job_id, _ = client.run("recId|q|limit\n1|Berlin|2\n", outputType="jsonl",
-                           outputFilter="title,address.city,access.lat,position,nope.x")
+    job_id, _ = client.run(
+        "recId|q|limit\n1|Berlin|2\n",
+        outputType="jsonl",
+        outputFilter="title,address.city,access.lat,position,nope.x",
+    )
     docs = [json.loads(line) for line in client.download(job_id).text.splitlines()]
     assert len(docs) == 1 and docs[0]["recId"] == "1" and len(docs[0]["items"]) == 2
     item = docs[0]["items"][0]

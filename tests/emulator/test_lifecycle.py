@@ -7,8 +7,18 @@ from airflow_here_batch.emulator import EmulatorServer
 from .conftest import GEOCODE, KEY, Client, assert_error
 
 BODY = "recId|q\n1|Berlin\n2|Paris\n3|London\n4|Madrid\n5|Rome\n"
-DETAIL_KEYS = {"id", "serviceHrn", "billingTags", "status", "href", "created", "records", "resultsHref",
-               "errorsHref", "outputType"}
+DETAIL_KEYS = {
+    "id",
+    "serviceHrn",
+    "billingTags",
+    "status",
+    "href",
+    "created",
+    "records",
+    "resultsHref",
+    "errorsHref",
+    "outputType",
+}
 
 
 def test_create_response_and_completion(client: Client) -> None:
@@ -20,8 +30,15 @@ def test_create_response_and_completion(client: Client) -> None:
     assert created["href"] == f"{client.base}/batch/jobs/{created['id']}"
     done = client.wait(created["id"], "completed")
     assert set(done) == DETAIL_KEYS | {"tag", "started", "ended"}
-    assert done["records"] == {"total": 5, "valid": 5, "invalid": 0, "processed": 5, "pending": 0,
-                               "succeeded": 5, "failed": 0}
+    assert done["records"] == {
+        "total": 5,
+        "valid": 5,
+        "invalid": 0,
+        "processed": 5,
+        "pending": 0,
+        "succeeded": 5,
+        "failed": 0,
+    }
     assert done["resultsHref"] == done["href"] + "/results"
     assert done["errorsHref"] == ""
 
@@ -41,8 +58,15 @@ def test_states_are_observable_with_slow_pacing(client: Client, emu: EmulatorSer
     job_id = client.create(BODY).json()["id"]
     seen = {client.wait(job_id, "queued")["status"]}
     pending = client.wait(job_id, "pending")
-    assert pending["records"] == {"total": 6, "valid": 0, "invalid": 0, "processed": 0, "pending": 0,
-                                  "succeeded": 0, "failed": 0}
+    assert pending["records"] == {
+        "total": 6,
+        "valid": 0,
+        "invalid": 0,
+        "processed": 0,
+        "pending": 0,
+        "succeeded": 0,
+        "failed": 0,
+    }
     held = client.wait(job_id, "inProgress")
     assert held["records"]["pending"] == 5 and "started" in held and "ended" not in held
     seen |= {"pending", "inProgress"}
@@ -185,8 +209,15 @@ def test_failure_from_input_marker_and_all_invalid(client: Client) -> None:
     assert body["records"]["succeeded"] == 1 and body["records"]["failed"] == 2
     job_id, body = client.run("recId|q|x\n1|Berlin\n2|Paris\n")  # every record has too few values
     assert body["status"] == "failure"
-    assert body["records"] == {"total": 2, "valid": 0, "invalid": 2, "processed": 0, "pending": 0,
-                               "succeeded": 0, "failed": 2}
+    assert body["records"] == {
+        "total": 2,
+        "valid": 0,
+        "invalid": 2,
+        "processed": 0,
+        "pending": 0,
+        "succeeded": 0,
+        "failed": 2,
+    }
     assert len(client.download(job_id, "errors").text.splitlines()) == 3
 
 
@@ -218,7 +249,6 @@ def test_records_and_size_limits(client: Client, emu: EmulatorServer) -> None:
     emu.admin.settings(max_records=3, max_input_bytes=10_000)
     client.create("recId|q\n1|a\n2|b\n3|c\n")
     assert_error(client.create("recId|q\n1|a\n2|b\n3|c\n4|d\n", expect=413), 413, "E6004003")
-    big = "q\n" + "Berlin\n" * 2  # small record count, but:
     big = "q\n" + ("x" * 2000 + "\n") * 6
     assert_error(client.create(big, expect=413), 413, "E6004003")
     assert_error(client.create(big, gz=True, expect=413), 413, "E6004003")  # uncompressed size counts
@@ -227,9 +257,14 @@ def test_records_and_size_limits(client: Client, emu: EmulatorServer) -> None:
 def test_id_and_service_errors(client: Client) -> None:
     assert_error(client.session.get(f"{client.base}/batch/jobs/not-a-job", params=KEY), 400, "E6004001")
     missing = "JOB-3fa85f64-5717-4562-b3fc-2c963f66afa6"
-    for resp in (client.session.get(f"{client.base}/batch/jobs/{missing}", params=KEY), client.delete(missing),
-                 client.put(missing, "start"), client.put(missing, "stop"), client.download(missing),
-                 client.download(missing, "errors")):
+    for resp in (
+        client.session.get(f"{client.base}/batch/jobs/{missing}", params=KEY),
+        client.delete(missing),
+        client.put(missing, "start"),
+        client.put(missing, "stop"),
+        client.download(missing),
+        client.download(missing, "errors"),
+    ):
         assert_error(resp, 404, "E6004041")
     assert_error(client.create(BODY, service="hrn:here:service::olp-here:nope", expect=404), 404, "E6004043")
 
@@ -247,8 +282,9 @@ def test_parameter_errors(client: Client) -> None:
     assert_error(client.create(BODY, outputType="xml", expect=400), 400)
     assert_error(client.create(BODY, startJob="maybe", expect=400), 400)
     assert_error(client.create("recId,q\n1,Berlin\n", expect=400), 400, "E6004005")  # wrong delimiter
-    resp = client.session.post(f"{client.base}/batch/jobs", params=KEY, data=BODY,
-                               headers={"Content-Type": "text/plain"})
+    resp = client.session.post(
+        f"{client.base}/batch/jobs", params=KEY, data=BODY, headers={"Content-Type": "text/plain"}
+    )
     assert_error(resp, 400)
     assert client.create(BODY, ctype="text/csv").status_code == 201
 
@@ -269,5 +305,5 @@ def test_headers_health_version(client: Client) -> None:
 
 
 def test_geocode_default_service_unchanged(client: Client) -> None:
-    job_id, body = client.run(BODY)
+    _, body = client.run(BODY)
     assert body["serviceHrn"] == GEOCODE
