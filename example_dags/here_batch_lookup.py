@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG
+
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
 
@@ -21,6 +22,8 @@ OUTPUT_DIR = os.environ.get(
     "HERE_BATCH_OUTPUT_DIR", str(Path(__file__).resolve().parent.parent / ".output" / "here_batch")
 )
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
+# The submit task returns {"job_id", "status", "records", "results_href"}.
+JOB_ID = "{{ ti.xcom_pull(task_ids='submit_lookup_job')['job_id'] }}"
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 with DAG(
@@ -44,7 +47,7 @@ with DAG(
 
     wait = BatchJobSensor(
         task_id="wait_for_job",
-        job_id=submit.output["job_id"],
+        job_id=JOB_ID,
         deferrable=True,
         poll_interval=POLL_INTERVAL,
         timeout=2 * 60 * 60,
@@ -54,9 +57,9 @@ with DAG(
 
     download = DownloadBatchResultsOperator(
         task_id="download_results",
-        job_id=submit.output["job_id"],
+        job_id=JOB_ID,
         destination=f"{OUTPUT_DIR}/lookup/{RUN_DATE}/",
         what="both",
     )
 
-    wait >> download
+    submit >> wait >> download

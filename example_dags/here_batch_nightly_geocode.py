@@ -29,6 +29,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, get_current_context, task
+
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
 
@@ -37,6 +38,8 @@ OUTPUT_DIR = os.environ.get(
     "HERE_BATCH_OUTPUT_DIR", str(Path(__file__).resolve().parent.parent / ".output" / "here_batch")
 )
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
+# The submit task returns {"job_id", "status", "records", "results_href"}.
+JOB_ID = "{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}"
 # The run's date; manual runs triggered without a logical date fall back to their run_after.
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
@@ -73,7 +76,7 @@ with DAG(
 
     wait = BatchJobSensor(
         task_id="wait_for_job",
-        job_id=submit.output["job_id"],
+        job_id=JOB_ID,
         deferrable=True,
         poll_interval=POLL_INTERVAL,
         timeout=6 * 60 * 60,
@@ -83,7 +86,7 @@ with DAG(
 
     download = DownloadBatchResultsOperator(
         task_id="download_results",
-        job_id=submit.output["job_id"],
+        job_id=JOB_ID,
         destination=f"{OUTPUT_DIR}/{RUN_DATE}/",
         what="both",
     )
@@ -95,7 +98,7 @@ with DAG(
         results = files.get("results") or {}
         errors = files.get("errors") or {}
         summary = {
-            "job_id": job.get("id") or job.get("job_id"),
+            "job_id": job.get("job_id"),
             "status": job.get("status"),
             "records_total": records.get("total"),
             "records_succeeded": records.get("succeeded"),
@@ -114,5 +117,5 @@ with DAG(
         print(f"errors:  {summary['errors_path']} ({summary['errors_rows']} rows)")
         return summary
 
-    wait >> download
+    submit >> wait >> download
     summarize(wait.output, download.output)

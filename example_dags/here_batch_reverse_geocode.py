@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, Param
+
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -22,6 +23,8 @@ OUTPUT_DIR = os.environ.get(
     "HERE_BATCH_OUTPUT_DIR", str(Path(__file__).resolve().parent.parent / ".output" / "here_batch")
 )
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
+# The submit task returns {"job_id", "status", "records", "results_href"}.
+JOB_ID = "{{ ti.xcom_pull(task_ids='reverse_geocode')['job_id'] }}"
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 with DAG(
@@ -39,7 +42,7 @@ with DAG(
         task_id="reverse_geocode",
         service="revgeocode",
         input="{{ params.input }}",
-        output_columns=["addressLabel", "addressCity", "addressCountryCode", "distance"],
+        output_columns=["positionLat", "positionLng", "addressLabel", "addressCountryCode", "distance"],
         tag=f"revgeocode-{RUN_DATE}",
         wait_for_completion=True,
         deferrable=True,
@@ -48,10 +51,12 @@ with DAG(
         retries=3,  # apache/airflow#67287: a deferral can be lost when many tasks defer at once
     )
 
-    DownloadBatchResultsOperator(
+    download = DownloadBatchResultsOperator(
         task_id="download_geojson",
-        job_id=submit_and_wait.output["job_id"],
+        job_id=JOB_ID,
         destination=f"{OUTPUT_DIR}/revgeocode/{RUN_DATE}.geojson",
         what="results",
         output_format="geojson",
     )
+
+    submit_and_wait >> download

@@ -16,6 +16,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
+
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
 
@@ -23,6 +24,8 @@ OUTPUT_DIR = os.environ.get(
     "HERE_BATCH_OUTPUT_DIR", str(Path(__file__).resolve().parent.parent / ".output" / "here_batch")
 )
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
+# The submit task returns {"job_id", "status", "records", "results_href"}.
+JOB_ID = "{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}"
 RUN_STAMP = "{{ dag_run.run_after | ts_nodash }}"
 
 
@@ -64,7 +67,7 @@ def here_batch_taskflow_records() -> None:
 
     wait = BatchJobSensor(
         task_id="wait_for_job",
-        job_id=submit.output["job_id"],
+        job_id=JOB_ID,
         deferrable=True,
         poll_interval=POLL_INTERVAL,
         timeout=60 * 60,
@@ -74,12 +77,12 @@ def here_batch_taskflow_records() -> None:
 
     rows = DownloadBatchResultsOperator(
         task_id="fetch_rows",
-        job_id=submit.output["job_id"],
+        job_id=JOB_ID,
         destination=f"{OUTPUT_DIR}/taskflow/{RUN_STAMP}.csv",
         what="results",
         output_format="records",
     )
-    wait >> rows
+    submit >> wait >> rows
 
     @task
     def enrich(customers: list[dict[str, str]], downloaded: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@
 # .demo/logs/tasks/, results in .demo/output/. On failure the tail of every log is printed.
 #
 # Settings (environment): HERE_BATCH_DEMO_TIMEOUT (s, default 600) bounds the wait for the run;
-# HERE_BATCH_DEMO_RPS (records/s the emulator processes, default 40 so the job takes a few seconds and
+# HERE_BATCH_DEMO_RPS (records/s the emulator processes, default 25: the 322 sample records take about 13 s, so
 # the sensor really defers). The scheduler and triggerer log servers need ports 8793 and 8794
 # (override with AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT / AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT).
 set -euo pipefail
@@ -49,7 +49,7 @@ PID_DIR="$DEMO_DIR/pids"
 DAG_ID="${HERE_BATCH_DEMO_DAG_ID:-here_batch_nightly_geocode}"
 DAGS_FOLDER="${HERE_BATCH_DEMO_DAGS_FOLDER:-$ROOT/example_dags}"
 TIMEOUT="${HERE_BATCH_DEMO_TIMEOUT:-600}"
-RPS="${HERE_BATCH_DEMO_RPS:-40}"
+RPS="${HERE_BATCH_DEMO_RPS:-25}"
 START_TS=$SECONDS
 
 say() { printf '[demo %4ss] %s\n' "$((SECONDS - START_TS))" "$*"; }

@@ -14,8 +14,10 @@ What it sets (process-wide, for this pytest session only):
   ``here_example_dags`` (``example_dags/``) and ``here_test_dags`` (``tests/airflow/dags/``), so that
   ``dag.test()`` finds DAGs from either folder (it syncs the owning bundle to the DB before running).
 - ``AIRFLOW__CORE__LOAD_EXAMPLES=False``, ``AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS=False``,
-  ``AIRFLOW__CORE__UNIT_TEST_MODE=True`` (Airflow's own test configuration: no example DAGs, quiet
-  defaults), ``AIRFLOW__CORE__EXECUTOR=LocalExecutor`` (``dag.test()`` runs tasks in-process anyway).
+  ``AIRFLOW__CORE__UNIT_TEST_MODE=True`` (Airflow's own test configuration; among others it lets a test
+  call ``operator.execute(context)`` directly), with ``[scheduler] create_cron_data_intervals`` and
+  ``create_delta_data_intervals`` put back to Airflow 3's production default (False), and
+  ``AIRFLOW__CORE__EXECUTOR=LocalExecutor`` (``dag.test()`` runs tasks in-process anyway).
 - ``HERE_BATCH_OUTPUT_DIR``: a temporary folder, so the example DAGs never write into the checkout.
 - ``HERE_BATCH_POLL_INTERVAL=1``: the example DAGs poll the (fast) emulator every second.
 - Any ``AIRFLOW_CONN_*`` inherited from the caller's shell is removed; ``tests/airflow/conftest.py``
@@ -77,6 +79,10 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS_DIR),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # unit_tests.cfg switches these to True; keep Airflow 3's defaults so cron schedules behave as
+        # in production (CronTriggerTimetable).
+        "AIRFLOW__SCHEDULER__CREATE_CRON_DATA_INTERVALS": "False",
+        "AIRFLOW__SCHEDULER__CREATE_DELTA_DATA_INTERVALS": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{TEST_AIRFLOW_HOME / 'airflow.db'}",
         "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(_BUNDLES),

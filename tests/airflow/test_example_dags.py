@@ -1,0 +1,171 @@
+"""The example DAGs: they import cleanly and each one runs end to end under ``dag.test()`` against the
+session emulator (real Airflow task runner, real HTTP, deferrable waits run inline by ``dag.test()``).
+
+The runs use fixed logical dates so that every test writes to its own dated folder under the session's
+``HERE_BATCH_OUTPUT_DIR`` (see ``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.airflow.conftest import RunDag
+from tests.conftest import EXAMPLE_DAGS_DIR, TEST_OUTPUT_DIR
+
+EXAMPLE_DAG_IDS = {
+    "here_batch_nightly_geocode",
+    "here_batch_reverse_geocode",
+    "here_batch_lookup",
+    "here_batch_taskflow_records",
+    "here_batch_cleanup",
+}
+SAMPLE = EXAMPLE_DAGS_DIR / "data" / "addresses_default.csv"
+
+pytestmark = pytest.mark.usefixtures("here_conn")
+
+
+def _at(day: str) -> datetime:
+    return datetime.fromisoformat(f"{day}T02:00:00").replace(tzinfo=timezone.utc)
+
+
+def _data_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="|"))
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    start = time.monotonic()
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS_DIR))
+    bag.parse_seconds = time.monotonic() - start  # type: ignore[attr-defined]
+    return bag
+
+
+def test_example_dags_import_without_errors(dagbag: Any) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXAMPLE_DAG_IDS
+    # No network, no heavy work at top level: the whole folder parses quickly.
+    assert dagbag.parse_seconds < 10, f"example_dags took {dagbag.parse_seconds:.1f} s to parse"
+
+
+def test_every_deferrable_task_has_retries(dagbag: Any) -> None:
+    deferrable = [
+        (dag_id, task.task_id, task.retries)
+        for dag_id in sorted(dagbag.dag_ids)
+        for task in dagbag.get_dag(dag_id).tasks
+        if getattr(task, "deferrable", False)
+    ]
+    assert deferrable, "no deferrable task found in the example DAGs"
+    assert all(retries >= 1 for _, _, retries in deferrable), deferrable
+
+
+def test_nightly_dag_schedule(dagbag: Any) -> None:
+    dag = dagbag.get_dag("here_batch_nightly_geocode")
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert dag.timetable.expression == "0 2 * * *"
+    assert dag.catchup is False
+    assert dag.start_date < datetime.now(timezone.utc)
+    sensor = dag.get_task("wait_for_job")
+    assert type(sensor).__name__ == "BatchJobSensor" and sensor.deferrable is True
+
+
+def test_sample_addresses_file() -> None:
+    rows = _data_rows(SAMPLE)
+    assert list(rows[0]) == ["recId", "q", "in"]
+    assert 300 <= len(rows) <= 1000
+    assert len({r["recId"] for r in rows}) == len(rows)
+    assert sum(1 for r in rows if not r["q"].strip()) >= 3, "expected some deliberately empty queries"
+    countries = {r["in"].removeprefix("countryCode:") for r in rows if r["in"]}
+    assert len(countries) >= 20
+    assert any(ord(ch) > 0x3000 for r in rows for ch in r["q"]), "expected some CJK addresses"
+
+
+def test_nightly_geocode_end_to_end(run_dag: RunDag) -> None:
+    result = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-06-01"))
+    assert result.task_states == {
+        "choose_input": "success",
+        "submit_geocode_job": "success",
+        "wait_for_job": "success",
+        "download_results": "success",
+        "summarize": "success",
+    }
+    assert result.xcom("choose_input") == str(SAMPLE)
+    submitted = result.xcom("submit_geocode_job")
+    assert submitted["job_id"]
+
+    summary = result.xcom("summarize")
+    total = len(_data_rows(SAMPLE))
+    assert summary["job_id"] == submitted["job_id"]
+    assert summary["status"] == "completed"
+    assert summary["records_total"] == total
+    assert summary["records_failed"] >= 3  # the empty queries
+    assert summary["records_succeeded"] + summary["records_failed"] == total
+
+    results = Path(summary["results_path"])
+    assert results == TEST_OUTPUT_DIR / "2025-06-01" / "results.csv"
+    rows = _data_rows(results)
+    assert len(rows) == summary["results_rows"] >= summary["records_succeeded"]
+    assert {"recId", "positionLat", "positionLng", "addressLabel"} <= set(rows[0])
+    assert all(r["positionLat"] for r in rows)
+    errors = Path(summary["errors_path"])
+    assert errors.is_file() and summary["errors_rows"] >= 3
+
+
+def test_reverse_geocode_end_to_end(run_dag: RunDag) -> None:
+    result = run_dag("here_batch_reverse_geocode", logical_date=_at("2025-06-02"))
+    assert result.task_states == {"reverse_geocode": "success", "download_geojson": "success"}
+    job = result.xcom("reverse_geocode")
+    assert job["status"] == "completed"
+    out = result.xcom("download_geojson")
+    path = Path(out["path"])
+    assert path == TEST_OUTPUT_DIR / "revgeocode" / "2025-06-02.geojson"
+    collection = json.loads(path.read_text(encoding="utf-8"))
+    assert collection["type"] == "FeatureCollection"
+    assert len(collection["features"]) == out["rows"] >= 50
+
+
+def test_lookup_end_to_end(run_dag: RunDag) -> None:
+    result = run_dag("here_batch_lookup", logical_date=_at("2025-06-03"))
+    assert set(result.task_states.values()) == {"success"}, result.describe()
+    files = result.xcom("download_results")
+    results = Path(files["results"]["path"])
+    assert results == TEST_OUTPUT_DIR / "lookup" / "2025-06-03" / "results.jsonl"
+    lines = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(lines) >= 8
+    assert files["errors"]["rows"] >= 1  # the ids that are not HERE ids
+
+
+def test_taskflow_records_end_to_end(run_dag: RunDag) -> None:
+    result = run_dag("here_batch_taskflow_records", logical_date=_at("2025-06-04"))
+    assert set(result.task_states.values()) == {"success"}, result.describe()
+    customers = result.xcom("extract_customers")
+    assert result.xcom("wait_for_job")["records"]["total"] == len(customers)
+    enriched = result.xcom("enrich")
+    assert enriched == {"customers": len(customers), "geocoded": len(customers) - 1, "missing": 1}
+
+
+def test_cleanup_deletes_the_old_nightly_job(run_dag: RunDag) -> None:
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
+
+    old = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-01"))
+    old_job = old.xcom("submit_geocode_job")["job_id"]
+    recent = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-07"))
+    recent_job = recent.xcom("submit_geocode_job")["job_id"]
+
+    result = run_dag("here_batch_cleanup", logical_date=_at("2025-05-08"))  # keeps 7 days: 05-01 goes
+    assert set(result.task_states.values()) == {"success"}, result.describe()
+
+    hook = HereBatchHook()
+    assert hook.get_job(old_job).status.value == "deleted"
+    assert hook.get_job(recent_job).status.value == "completed"
+    listed = result.xcom("list_jobs")
+    assert any(job.get("job_id") == recent_job for job in listed)
