@@ -127,7 +127,18 @@ def format_record(values: Iterable[object], delimiter: str) -> str:
 
     ``None`` becomes an empty value; other non-strings are formatted with ``str``.
     """
-    return delimiter.join(_quote("" if v is None else str(v), delimiter) for v in values)
+    cells = ["" if v is None else v if v.__class__ is str else str(v) for v in values]
+    joined = delimiter.join(cells)
+    # Fast path: nothing to quote when the joined line has exactly the separators we put in, no quote
+    # character and no line break (checked in C instead of per value).
+    if (
+        '"' not in joined
+        and "\n" not in joined
+        and "\r" not in joined
+        and joined.count(delimiter) == max(len(cells) - 1, 0)
+    ):
+        return joined
+    return delimiter.join(_quote(cell, delimiter) for cell in cells)
 
 
 def is_query_form(line: str, delimiter: str | None = None) -> bool:

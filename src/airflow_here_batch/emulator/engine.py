@@ -41,6 +41,7 @@ from airflow_here_batch.emulator.store import EmulatorSettings, Job, JobStore, u
 __all__ = ["ERROR_HEADER", "Engine", "InputLayout", "detect_layout"]
 
 TICK = 0.05
+_ANSWER_CACHE = 200_000  # per-job cached answers (values without recId -> formatted payload)
 
 #: Columns of the errors report (emulator's layout, see docs/emulator.md).
 ERROR_HEADER = ("recId", "errorCode", "errorMessage")
@@ -133,6 +134,7 @@ class Engine:
         self._runner: asyncio.Task[None] | None = None
         self._layouts: dict[str, InputLayout] = {}
         self._formatters: dict[str, CsvFormatter | JsonlFormatter] = {}
+        self._answers: dict[str, dict[tuple[str, ...], tuple[bool, Any]]] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -334,6 +336,7 @@ class Engine:
         """Drop cached per-job helpers (after delete / reset)."""
         self._layouts.pop(job_id, None)
         self._formatters.pop(job_id, None)
+        self._answers.pop(job_id, None)
         self._budget.pop(job_id, None)
 
     def _parse(
@@ -438,70 +441,106 @@ class Engine:
         """Process up to ``max_records`` valid records from ``job.input_offset``.
 
         With ``fail_reason`` set, every remaining valid record goes to the errors report instead (the
-        job is failing).
+        job is failing). Hot path: answers are cached per job by the record's values without its recId,
+        so a record costs a split, a dict lookup and a string concatenation when its query repeats.
         """
         layout = self._layout(job)
         fmt = self._formatter(job)
+        cache = self._answers.setdefault(job.id, {})
+        s = self.settings
         results: list[str] = []
         errors: list[str] = []
-        res = ChunkResult(
-            input_offset=job.input_offset,
-            record_index=job.record_index,
-            results_size=job.results_size,
-            errors_size=job.errors_size,
-            error_lines=job.error_lines,
-        )
+        res = ChunkResult(input_offset=job.input_offset, record_index=job.record_index,
+                          results_size=job.results_size, errors_size=job.errors_size,
+                          error_lines=job.error_lines)
         service = job.service
+        delim = job.input_delimiter
+        max_line, max_recid = s.max_line_length, s.max_recid_length
+        descriptor = layout.descriptor
+        query_form = layout.query_form
+        columns = descriptor.columns if descriptor is not None else []
+        ncols = len(columns)
+        rec_idx = columns.index("recId") if "recId" in columns else None
+        marker = c.FAIL_JOB_MARKER
         offset = job.input_offset
         index = job.record_index
+        processed = succeeded = failed = 0
+        res.eof = True
         with self.store.input_path(job.id).open("rb") as fh:
             fh.seek(offset)
-            while res.processed < max_records:
-                raw = fh.readline()
-                if not raw:
-                    res.eof = True
+            for raw in fh:
+                if processed >= max_records:
+                    res.eof = False
                     break
-                offset += len(raw)
+                size = len(raw)
+                offset += size
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if not line.strip():
+                if not line or line.isspace():
                     continue
                 index += 1
-                rec_id, params, _code, _cause = self._parse(job, layout, line, index)
-                if params is None:
-                    continue  # already reported by validation
+                if len(line) > max_line:
+                    continue  # invalid: reported by validation
+                if query_form:
+                    params = parse_query_form(line)
+                    rec = params.pop("recId", None)
+                    if rec is None:
+                        rec = str(index)
+                    values = list(params.values())
+                    key: tuple[str, ...] = tuple(sorted(params.items()))  # type: ignore[arg-type]
+                else:
+                    if '"' in line:
+                        try:
+                            values = split_record(line, delim)
+                        except RecordFormatError:
+                            continue
+                    else:
+                        values = line.split(delim)
+                    if len(values) != ncols:
+                        continue
+                    if rec_idx is None:
+                        rec = str(index)
+                        key = tuple(values)
+                    else:
+                        rec = values[rec_idx]
+                        key = tuple(values[:rec_idx] + values[rec_idx + 1:])
+                if len(rec) > max_recid:
+                    continue
                 if fail_reason is not None:
-                    res.failed += 1
-                    errors.append(
-                        self._error_line(
-                            job,
-                            rec_id,
-                            ERR_JOB_FAILED,
-                            500,
-                            "Job failed",
-                            fail_reason,
-                            "Fix the cause and start the job again",
-                            line,
-                        )
-                    )
+                    failed += 1
+                    errors.append(self._error_line(job, rec, ERR_JOB_FAILED, 500, "Job failed", fail_reason,
+                                                   "Fix the cause and start the job again", line))
                     continue
-                if c.FAIL_JOB_MARKER in params.values():
-                    offset -= len(raw)
+                if marker in values:
+                    offset -= size
                     index -= 1
-                    res.fail_reason = f"Record {rec_id} asked the emulator to fail the job"
+                    res.fail_reason = f"Record {rec} asked the emulator to fail the job"
+                    res.eof = False
                     break
-                res.processed += 1
-                try:
-                    items = call_backend(service, params)
-                except BackendError as exc:
-                    res.failed += 1
-                    errors.append(
-                        self._error_line(
-                            job, rec_id, ERR_BACKEND, exc.status, exc.title, exc.cause, exc.action, line
-                        )
-                    )
-                    continue
-                res.succeeded += 1
-                results.extend(fmt.lines(rec_id, items))
+                answer = cache.get(key)
+                if answer is None:
+                    if query_form:
+                        call_params = dict(key)
+                    else:
+                        assert descriptor is not None
+                        call_params = descriptor.bind(values) or {}
+                        call_params.pop("recId", None)
+                    try:
+                        answer = (True, fmt.payload(call_backend(service, call_params)))
+                    except BackendError as exc:
+                        answer = (False, exc)
+                    if len(cache) >= _ANSWER_CACHE:
+                        cache.clear()
+                    cache[key] = answer
+                processed += 1
+                if answer[0]:
+                    succeeded += 1
+                    results.extend(fmt.render(rec, answer[1]))
+                else:
+                    failed += 1
+                    exc = answer[1]
+                    errors.append(self._error_line(job, rec, ERR_BACKEND, exc.status, exc.title, exc.cause,
+                                                   exc.action, line))
+        res.processed, res.succeeded, res.failed = processed, succeeded, failed
         if results:
             path = self.store.results_path(job.id)
             with path.open("a", encoding="utf-8", newline="") as out:

@@ -16,12 +16,10 @@ invalid ``limit``.
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 __all__ = ["CITIES", "COUNTRIES", "BackendError", "call_backend", "geocode", "lookup", "revgeocode"]
@@ -270,10 +268,9 @@ def _haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
 
 
 def _encode_id(city: int, seed: int, street: str, house: str) -> str:
-    raw = json.dumps([city, seed, street, house], ensure_ascii=False, separators=(",", ":"))
-    return "here:af:streetsection:" + base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip(
-        "="
-    )
+    raw = f"{city}\x1f{seed}\x1f{street}\x1f{house}"
+    encoded = base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+    return "here:af:streetsection:" + encoded
 
 
 def _decode_id(value: str) -> tuple[int, int, str, str] | None:
@@ -282,12 +279,15 @@ def _decode_id(value: str) -> tuple[int, int, str, str] | None:
         return None
     data = value[len(prefix) :]
     try:
-        city, seed, street, house = json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
-        if not (isinstance(city, int) and 0 <= city < len(CITIES) and isinstance(seed, int)):
-            return None
-        return city, seed, str(street), str(house)
+        city_s, seed_s, street, house = (
+            base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)).decode("utf-8").split("\x1f")
+        )
+        city, seed = int(city_s), int(seed_s)
     except (ValueError, TypeError):
         return None
+    if not 0 <= city < len(CITIES):
+        return None
+    return city, seed, street, house
 
 
 def _place(
@@ -497,11 +497,9 @@ _BACKENDS = {"geocode": geocode, "revgeocode": revgeocode, "lookup": lookup}
 
 
 def call_backend(service: str, params: dict[str, str]) -> list[dict[str, Any]]:
-    """Call the fake backend ``service`` ("geocode", "revgeocode", "lookup") with one record's params."""
-    return _cached(service, tuple(sorted(params.items())))
+    """Call the fake backend ``service`` ("geocode", "revgeocode", "lookup") with one record's params.
 
-
-@lru_cache(maxsize=65536)
-def _cached(service: str, params: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
-    # Cached answers are shared: callers must not mutate the returned items.
-    return _BACKENDS[service](dict(params))
+    Not cached here: the engine caches formatted answers per job, which is where repeats pay off (a
+    global cache of item dicts made the garbage collector the bottleneck on unique inputs).
+    """
+    return _BACKENDS[service](params)

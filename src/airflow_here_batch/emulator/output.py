@@ -17,7 +17,7 @@ Column-based output (HERE ``outputType=csv``):
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Callable
 from typing import Any
 
 from airflow_here_batch.api.records import format_record
@@ -141,16 +141,29 @@ def _coord(obj: Any) -> str:
     return ""
 
 
-def _cell(item: dict[str, Any], column: str) -> str:
+def _getter(column: str) -> Callable[[dict[str, Any]], str]:
+    """A fast accessor for one output column (built once per job, called per item)."""
     if column in _COORD_OBJECTS:
-        return _coord(item.get(_COORD_OBJECTS[column]))
+        key = _COORD_OBJECTS[column]
+        return lambda item: _coord(item.get(key))
     path = _LEAVES[column]
-    value: Any = item.get(path[0])
-    if len(path) > 1:
+    if len(path) == 1:
+        k = path[0]
+        return lambda item: _fmt(item.get(k))
+    k0, k1 = path
+
+    def get(item: dict[str, Any]) -> str:
+        value = item.get(k0)
+        if value.__class__ is dict:
+            x = value.get(k1)  # type: ignore[union-attr]
+            if x is None:
+                return ""
+            return repr(x) if x.__class__ is float else str(x)
         if isinstance(value, list):
-            return "+".join(_fmt(v.get(path[1])) for v in value if isinstance(v, dict))
-        value = value.get(path[1]) if isinstance(value, dict) else None
-    return _fmt(value)
+            return "+".join(_fmt(v.get(k1)) for v in value if isinstance(v, dict))
+        return ""
+
+    return get
 
 
 class CsvFormatter:
@@ -162,42 +175,31 @@ class CsvFormatter:
         self.columns = resolve_columns(service, columns)
         self._data_columns = [c for c in self.columns if c not in ("recId", "seqNumber", "seqLength")]
         self._seq = service != "lookup"
-        self._tail = lru_cache(maxsize=65536)(self._tail_uncached)
+        self._getters = [_getter(col) for col in self._data_columns]
 
     def header(self) -> str:
         """The header line (no line break)."""
         return format_record(self.columns, self.delimiter)
 
-    def _tail_uncached(self, items_id: int, index: int, length: int, items: Any) -> str:
-        item = items[index]
-        values: list[str] = [str(index + 1), str(length)] if self._seq else []
-        values.extend(_cell(item, c) for c in self._data_columns)
-        return format_record(values, self.delimiter)
+    def payload(self, items: list[dict[str, Any]]) -> list[str]:
+        """Everything after ``recId<delimiter>`` for each item's line (cacheable per answer)."""
+        n = len(items)
+        tails = []
+        for i, item in enumerate(items):
+            values: list[str] = [str(i + 1), str(n)] if self._seq else []
+            values += [g(item) for g in self._getters]
+            tails.append(format_record(values, self.delimiter) + "\n")
+        return tails
+
+    def render(self, rec_id: str, payload: list[str]) -> list[str]:
+        """The result lines of one record from its cached :meth:`payload`."""
+        d = self.delimiter
+        prefix = (format_record([rec_id], d) if d in rec_id or rec_id.startswith('"') else rec_id) + d
+        return [prefix + tail for tail in payload]
 
     def lines(self, rec_id: str, items: list[dict[str, Any]]) -> list[str]:
         """Result lines (each ending in ``\\n``) for one record."""
-        prefix = format_record([rec_id], self.delimiter) + self.delimiter
-        n = len(items)
-        holder = _Identity(items)
-        return [prefix + self._tail(id(items), i, n, holder) + "\n" for i in range(n)]
-
-
-class _Identity:
-    """Hashable-by-identity wrapper so cached backend answers can key the formatter's cache."""
-
-    __slots__ = ("items",)
-
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.items[index]
-
-    def __hash__(self) -> int:
-        return id(self.items)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Identity) and other.items is self.items
+        return self.render(rec_id, self.payload(items))
 
 
 def _prune(value: Any, path: list[str]) -> Any:
@@ -250,7 +252,14 @@ class JsonlFormatter:
                 _merge(out, json.loads(json.dumps(part)))
         return out
 
+    def payload(self, items: list[dict[str, Any]]) -> str:
+        """The JSON text of the (filtered) items array (cacheable per answer)."""
+        return json.dumps([self._filter(i) for i in items], ensure_ascii=False, separators=(",", ":"))
+
+    def render(self, rec_id: str, payload: str) -> list[str]:
+        """The single JSON line of one record from its cached :meth:`payload`."""
+        return ['{"recId":' + json.dumps(rec_id, ensure_ascii=False) + ',"items":' + payload + "}\n"]
+
     def lines(self, rec_id: str, items: list[dict[str, Any]]) -> list[str]:
         """The single JSON line (ending in ``\\n``) for one record."""
-        doc = {"recId": rec_id, "items": [self._filter(i) for i in items]}
-        return [json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"]
+        return self.render(rec_id, self.payload(items))
