@@ -26,15 +26,17 @@ def oauth_emulator() -> Iterator[EmulatorServer]:
     here_batch._tokens.clear()
 
 
+def _oauth_connection(
+    monkeypatch: pytest.MonkeyPatch, emu: EmulatorServer, conn_id: str, secret: str
+) -> None:
+    extra = {"access_key_id": KEY_ID, "access_key_secret": secret, "token_url": emu.token_url}
+    set_connection(monkeypatch, conn_id, host=emu.base_url, extra=extra)
+
+
 def test_token_fetched_cached_and_refreshed(
     oauth_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_connection(
-        monkeypatch,
-        "here_oauth",
-        host=oauth_emulator.base_url,
-        extra={"access_key_id": KEY_ID, "access_key_secret": SECRET, "token_url": oauth_emulator.token_url},
-    )
+    _oauth_connection(monkeypatch, oauth_emulator, "here_oauth", SECRET)
     hook = HereBatchHook("here_oauth", retry_policy=FAST_RETRIES)
     job = hook.create_job(b"recId|q\n1|Berlin\n", options=JobOptions(start_job=False))
     assert hook.get_job(job.id).status is JobStatus.SUBMITTED
@@ -49,12 +51,7 @@ def test_token_fetched_cached_and_refreshed(
 def test_revoked_token_is_refreshed_once(
     oauth_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_connection(
-        monkeypatch,
-        "here_oauth",
-        host=oauth_emulator.base_url,
-        extra={"access_key_id": KEY_ID, "access_key_secret": SECRET, "token_url": oauth_emulator.token_url},
-    )
+    _oauth_connection(monkeypatch, oauth_emulator, "here_oauth", SECRET)
     hook = HereBatchHook("here_oauth", retry_policy=FAST_RETRIES)
     list(hook.list_jobs())
     ((key, token),) = here_batch._tokens.items()
@@ -78,16 +75,7 @@ def test_credentials_file(
 
 
 def test_wrong_secret_is_refused(oauth_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(
-        monkeypatch,
-        "here_oauth_bad",
-        host=oauth_emulator.base_url,
-        extra={
-            "access_key_id": KEY_ID,
-            "access_key_secret": "wrong-secret",
-            "token_url": oauth_emulator.token_url,
-        },
-    )
+    _oauth_connection(monkeypatch, oauth_emulator, "here_oauth_bad", "wrong-secret")
     with pytest.raises(AuthenticationError) as caught:
         HereBatchHook("here_oauth_bad").get_job("JOB-1")
     assert "wrong-secret" not in str(caught.value)
@@ -96,12 +84,7 @@ def test_wrong_secret_is_refused(oauth_emulator: EmulatorServer, monkeypatch: py
 async def test_async_hook_uses_tokens(
     oauth_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_connection(
-        monkeypatch,
-        "here_oauth",
-        host=oauth_emulator.base_url,
-        extra={"access_key_id": KEY_ID, "access_key_secret": SECRET, "token_url": oauth_emulator.token_url},
-    )
+    _oauth_connection(monkeypatch, oauth_emulator, "here_oauth", SECRET)
     job = HereBatchHook("here_oauth").create_job(b"recId|q\n1|Berlin\n", options=JobOptions(start_job=False))
     here_batch._tokens.clear()
     async with HereBatchAsyncHook("here_oauth") as ahook:

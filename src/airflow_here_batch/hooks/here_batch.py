@@ -211,13 +211,8 @@ def _log_failure(request: ApiRequest, error: HereBatchError, delay: float | None
 # Sync hook
 
 
-class HereBatchHook(BaseHook):
-    """Talks to the HERE Batch API v7 with ``requests`` over one pooled session.
-
-    :param here_conn_id: Airflow connection of type ``here_batch``.
-    :param retry_policy: overrides the connection's retry settings.
-    :param timeout: overrides the connection's request timeout, seconds.
-    """
+class _HereBatchHookBase(BaseHook):
+    """What both hooks share: the connection type and how a connection becomes settings."""
 
     conn_name_attr = "here_conn_id"
     default_conn_name = "here_batch_default"
@@ -236,6 +231,49 @@ class HereBatchHook(BaseHook):
         self._retry_policy = retry_policy
         self._timeout = timeout
         self._settings: ConnectionSettings | None = None
+
+
+class _RetryLoop:
+    """After a failed attempt: refresh the OAuth token once on a 401, back off, or give up.
+
+    The sync and async hooks run the same loop around it and differ only in how they sleep.
+    """
+
+    def __init__(self, settings: ConnectionSettings, *, idempotent: bool = True) -> None:
+        self._state = RetryState(settings.retry, idempotent=idempotent)
+        self._oauth = settings.oauth
+        self._refreshed = False
+
+    def after(self, request: ApiRequest, error: HereBatchError) -> float | None:
+        """Seconds to wait before the next attempt, or None to raise ``error``."""
+        if isinstance(error, AuthenticationError):
+            if self._oauth and not self._refreshed and error.status == 401:
+                self._refreshed = True
+                _forget_token(self._oauth)
+                return 0.0
+            _log_failure(request, error, None)
+            return None
+        delay = self._state.after(error)
+        _log_failure(request, error, delay)
+        return delay
+
+
+class HereBatchHook(_HereBatchHookBase):
+    """Talks to the HERE Batch API v7 with ``requests`` over one pooled session.
+
+    :param here_conn_id: Airflow connection of type ``here_batch``.
+    :param retry_policy: overrides the connection's retry settings.
+    :param timeout: overrides the connection's request timeout, seconds.
+    """
+
+    def __init__(
+        self,
+        here_conn_id: str = _HereBatchHookBase.default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(here_conn_id, retry_policy=retry_policy, timeout=timeout)
         self._session: requests.Session | None = None
 
     @classmethod
@@ -347,21 +385,12 @@ class HereBatchHook(BaseHook):
 
     def _call(self, request: ApiRequest, attempt: Callable[[], T], *, idempotent: bool = True) -> T:
         """Run ``attempt`` with the connection's retry policy (and one token refresh on a 401)."""
-        state = RetryState(self.settings.retry, idempotent=idempotent)
-        refreshed = False
+        loop = _RetryLoop(self.settings, idempotent=idempotent)
         while True:
             try:
                 return attempt()
-            except AuthenticationError as error:
-                if self.settings.oauth and not refreshed and error.status == 401:
-                    refreshed = True
-                    _forget_token(self.settings.oauth)
-                    continue
-                _log_failure(request, error, None)
-                raise
             except HereBatchError as error:
-                delay = state.after(error)
-                _log_failure(request, error, delay)
+                delay = loop.after(request, error)
                 if delay is None:
                     raise
                 time.sleep(delay)
@@ -694,7 +723,7 @@ class _DestinationWriter:
 # Async hook
 
 
-class HereBatchAsyncHook(BaseHook):
+class HereBatchAsyncHook(_HereBatchHookBase):
     """The endpoints a trigger needs, over ``aiohttp``, with the sync hook's rules.
 
     Use it as an async context manager: it opens one ``aiohttp.ClientSession`` on entry and closes it
@@ -705,23 +734,16 @@ class HereBatchAsyncHook(BaseHook):
     :param timeout: overrides the connection's request timeout, seconds.
     """
 
-    conn_name_attr = "here_conn_id"
-    default_conn_name = "here_batch_default"
-    conn_type = "here_batch"
     hook_name = "HERE Batch (async)"
 
     def __init__(
         self,
-        here_conn_id: str = default_conn_name,
+        here_conn_id: str = _HereBatchHookBase.default_conn_name,
         *,
         retry_policy: RetryPolicy | None = None,
         timeout: float | None = None,
     ) -> None:
-        super().__init__()
-        self.here_conn_id = here_conn_id
-        self._retry_policy = retry_policy
-        self._timeout = timeout
-        self._settings: ConnectionSettings | None = None
+        super().__init__(here_conn_id, retry_policy=retry_policy, timeout=timeout)
         self._session: Any = None
 
     async def get_settings(self) -> ConnectionSettings:
@@ -832,23 +854,13 @@ class HereBatchAsyncHook(BaseHook):
         read: Callable[[Any], Awaitable[bytes]] | None = None,
     ) -> T:
         """Send with retries (and one token refresh on a 401), then interpret the answer."""
-        settings = await self.get_settings()
-        state = RetryState(settings.retry)
-        refreshed = False
+        loop = _RetryLoop(await self.get_settings())
         while True:
             try:
                 status, headers, body = await self._send_once(request, read)
                 return interpret(request, status, headers, body)
-            except AuthenticationError as error:
-                if settings.oauth and not refreshed and error.status == 401:
-                    refreshed = True
-                    _forget_token(settings.oauth)
-                    continue
-                _log_failure(request, error, None)
-                raise
             except HereBatchError as error:
-                delay = state.after(error)
-                _log_failure(request, error, delay)
+                delay = loop.after(request, error)
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)
