@@ -209,6 +209,7 @@ class Engine:
         self._last_tick = now_m
         now = time.time()
         s = self.settings
+        running = self.running_count()  # kept up to date below: one O(n) count per tick
         for job in list(self.store.jobs.values()):
             fut = self.tasks.get(job.id)
             if fut is not None:
@@ -221,22 +222,26 @@ class Engine:
                 job.start_requested = False
                 self.set_status(job, c.QUEUED)
             elif st == c.QUEUED:
-                if now - job.status_since >= s.queue_delay and self.running_count() < s.max_running_jobs:
+                if now - job.status_since >= s.queue_delay and running < s.max_running_jobs:
+                    running += 1
                     self.set_status(job, c.PENDING)
                     if not job.validated:
                         self._launch(job, self._validate)
             elif st == c.PENDING:
                 if job.fail_requested:
                     self._launch(job, self._fail_rest)
-                elif job.validated and now - job.status_since >= s.queue_delay / 2:
+                elif not job.validated:
+                    self._launch(job, self._validate)  # e.g. after an emulator restart
+                elif job.stop_requested:
+                    job.stop_requested = False
+                    running -= 1
+                    self.set_status(job, c.STOPPED)
+                elif now - job.status_since >= s.queue_delay / 2:
                     if job.records.valid == 0 and job.records.total > 0:
                         job.fail_requested = "No valid record in the input"
                         self._launch(job, self._fail_rest)
                     else:
                         self.set_status(job, c.IN_PROGRESS)
-                elif job.stop_requested and job.validated:
-                    job.stop_requested = False
-                    self.set_status(job, c.STOPPED)
             elif st == c.IN_PROGRESS:
                 if job.fail_requested:
                     self._launch(job, self._fail_rest)
@@ -450,9 +455,13 @@ class Engine:
         s = self.settings
         results: list[str] = []
         errors: list[str] = []
-        res = ChunkResult(input_offset=job.input_offset, record_index=job.record_index,
-                          results_size=job.results_size, errors_size=job.errors_size,
-                          error_lines=job.error_lines)
+        res = ChunkResult(
+            input_offset=job.input_offset,
+            record_index=job.record_index,
+            results_size=job.results_size,
+            errors_size=job.errors_size,
+            error_lines=job.error_lines,
+        )
         service = job.service
         delim = job.input_delimiter
         max_line, max_recid = s.max_line_length, s.max_recid_length
@@ -502,13 +511,23 @@ class Engine:
                         key = tuple(values)
                     else:
                         rec = values[rec_idx]
-                        key = tuple(values[:rec_idx] + values[rec_idx + 1:])
+                        key = tuple(values[:rec_idx] + values[rec_idx + 1 :])
                 if len(rec) > max_recid:
                     continue
                 if fail_reason is not None:
                     failed += 1
-                    errors.append(self._error_line(job, rec, ERR_JOB_FAILED, 500, "Job failed", fail_reason,
-                                                   "Fix the cause and start the job again", line))
+                    errors.append(
+                        self._error_line(
+                            job,
+                            rec,
+                            ERR_JOB_FAILED,
+                            500,
+                            "Job failed",
+                            fail_reason,
+                            "Fix the cause and start the job again",
+                            line,
+                        )
+                    )
                     continue
                 if marker in values:
                     offset -= size
@@ -538,8 +557,11 @@ class Engine:
                 else:
                     failed += 1
                     exc = answer[1]
-                    errors.append(self._error_line(job, rec, ERR_BACKEND, exc.status, exc.title, exc.cause,
-                                                   exc.action, line))
+                    errors.append(
+                        self._error_line(
+                            job, rec, ERR_BACKEND, exc.status, exc.title, exc.cause, exc.action, line
+                        )
+                    )
         res.processed, res.succeeded, res.failed = processed, succeeded, failed
         if results:
             path = self.store.results_path(job.id)

@@ -378,6 +378,8 @@ async def _middleware(
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError() from None
+    except asyncio.CancelledError:
+        raise
     except web.HTTPException as exc:
         if exc.status == 404:
             err = ApiError(
@@ -402,6 +404,18 @@ async def _middleware(
                 exc.status, f"E600{exc.status}0", exc.reason or "Error", exc.text or exc.reason or ""
             )
         return _error_body(request, err)
+    except Exception:
+        log.exception("internal error while handling %s %s", request.method, redact(request.path))
+        return _error_body(
+            request,
+            ApiError(
+                500,
+                "E6005000",
+                "Internal Server Error",
+                "The emulator failed to handle the request",
+                "Report this as an emulator bug",
+            ),
+        )
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -529,23 +543,45 @@ async def _receive(request: web.Request, path: Path, s: EmulatorSettings) -> tup
                 if problem is not None:
                     continue  # drain (and discard) the rest so the client reads our 413
                 if size > s.max_input_bytes:
-                    problem = ApiError(413, c.E_INPUT_TOO_LARGE, "Input exceeds maximum size limit.",
-                                       f"The uncompressed input exceeds {s.max_input_bytes} bytes",
-                                       "Split the input into several jobs")
+                    problem = ApiError(
+                        413,
+                        c.E_INPUT_TOO_LARGE,
+                        "Input exceeds maximum size limit.",
+                        f"The uncompressed input exceeds {s.max_input_bytes} bytes",
+                        "Split the input into several jobs",
+                    )
                 elif lines > too_many:
-                    problem = ApiError(413, c.E_INPUT_TOO_LARGE, "Input exceeds maximum record count limit.",
-                                       f"The input has more than {s.max_records} records",
-                                       "Split the input into several jobs")
+                    problem = ApiError(
+                        413,
+                        c.E_INPUT_TOO_LARGE,
+                        "Input exceeds maximum record count limit.",
+                        f"The input has more than {s.max_records} records",
+                        "Split the input into several jobs",
+                    )
                 else:
                     fh.write(chunk)
     except (zlib.error, ValueError, OSError) as exc:
-        raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid", f"Cannot read the body: {exc}",
-                       "Check Content-Encoding and the gzip stream") from None
+        raise ApiError(
+            400,
+            c.E_INPUT_INVALID,
+            "Input empty or invalid",
+            f"Cannot read the body: {exc}",
+            "Check Content-Encoding and the gzip stream",
+        ) from None
     except Exception as exc:  # aiohttp's ContentEncodingError and friends
-        if exc.__class__.__name__ in ("ContentEncodingError", "BadHttpMessage", "TransferEncodingError",
-                                       "RequestPayloadError"):
-            raise ApiError(400, c.E_INPUT_INVALID, "Input empty or invalid", f"Cannot decode the body: {exc}",
-                           "Check Content-Encoding and the gzip stream") from None
+        if exc.__class__.__name__ in (
+            "ContentEncodingError",
+            "BadHttpMessage",
+            "TransferEncodingError",
+            "RequestPayloadError",
+        ):
+            raise ApiError(
+                400,
+                c.E_INPUT_INVALID,
+                "Input empty or invalid",
+                f"Cannot decode the body: {exc}",
+                "Check Content-Encoding and the gzip stream",
+            ) from None
         raise
     if problem is not None:
         raise problem
