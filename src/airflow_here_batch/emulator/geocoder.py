@@ -242,6 +242,8 @@ _COUNTRY_RE = re.compile(
     r"(?<!\w)(" + "|".join(re.escape(n) for n in sorted(_COUNTRY_NAMES, key=len, reverse=True)) + r")(?!\w)"
 )
 _HOUSE_NUMBER_RE = re.compile(r"(?<![\w-])(\d{1,4}[a-zA-Z]?)(?![\w-])")
+_ALPHA_RE = re.compile(r"[^\W\d_]")
+_DISTRICTS = ("Mitte", "Nord", "Süd", "Ost", "West")
 _AT_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*(?:;.*)?$")
 
 
@@ -303,9 +305,9 @@ def _place(
     if position is None:
         dlat, dlng = _offset(seed, 0.04)
         position = (city.lat + dlat, city.lng + dlng)
-    lat, lng = _round(position[0]), _round(position[1])
+    lat, lng = round(position[0], 5), round(position[1], 5)
     country = COUNTRIES[city.country][0]
-    district = f"{city.name}-{['Mitte', 'Nord', 'Süd', 'Ost', 'West'][seed % 5]}"
+    district = f"{city.name}-{_DISTRICTS[seed % 5]}"
     if result_type == "locality":
         label = f"{city.name}, {country}"
         address: dict[str, Any] = {
@@ -341,18 +343,20 @@ def _place(
         "resultType": result_type,
         "address": address,
         "position": {"lat": lat, "lng": lng},
-        "access": [{"lat": _round(lat + 0.0001), "lng": _round(lng - 0.0001)}],
+        "access": [{"lat": round(lat + 0.0001, 5), "lng": round(lng - 0.0001, 5)}],
         "mapView": {
-            "west": _round(lng - d),
-            "south": _round(lat - d),
-            "east": _round(lng + d),
-            "north": _round(lat + d),
+            "west": round(lng - d, 5),
+            "south": round(lat - d, 5),
+            "east": round(lng + d, 5),
+            "north": round(lat + d, 5),
         },
     }
 
 
 def _limit(params: dict[str, str]) -> int:
-    raw = params.get("limit", "1") or "1"
+    raw = params.get("limit")
+    if not raw or raw == "1":
+        return 1
     try:
         value = int(raw)
     except ValueError:
@@ -408,8 +412,9 @@ def geocode(params: dict[str, str]) -> list[dict[str, Any]]:
     hn = _HOUSE_NUMBER_RE.search(before)
     house = hn.group(1) if hn else ""
     street = before[: hn.start()] if hn else before
-    street = re.sub(r"\s+", " ", street.replace(",", " ")).strip()
-    street = "" if not re.search(r"[^\W\d_]", street) else street
+    street = " ".join(street.replace(",", " ").split())
+    if street and not _ALPHA_RE.search(street):
+        street = ""
     if not street:
         if not m and not house:
             result_type = "locality"
