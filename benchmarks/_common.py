@@ -1,0 +1,230 @@
+"""Shared helpers: result rows, the emulator in a child process, child-process probes, input files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / ".work"
+PY = sys.executable
+API_KEY = "k"
+CONN_ID = "here_batch_default"
+
+
+@dataclass
+class Row:
+    """One line of the result table. ``ok`` is None for an informational row."""
+
+    id: str
+    what: str
+    measured: str
+    baseline: str
+    ratio: str
+    target: str
+    ok: bool | None
+
+    @property
+    def verdict(self) -> str:
+        return "info" if self.ok is None else ("pass" if self.ok else "MISS")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS so far, MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """This process's current RSS, MB (from /proc)."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+def child_env(base_url: str | None = None, airflow_home: Path | None = None) -> dict[str, str]:
+    """Environment of a child process: the repo on the path, Airflow pointed at a temp home."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("PYTHONTRACEMALLOC", None)
+    if airflow_home is not None:
+        env["AIRFLOW_HOME"] = str(airflow_home)
+        env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+        env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+    if base_url is not None:
+        env["AIRFLOW_CONN_HERE_BATCH_DEFAULT"] = json.dumps(
+            {"conn_type": "here_batch", "host": base_url, "password": API_KEY}
+        )
+    return env
+
+
+def run_child(
+    module: str, payload: dict[str, Any], env: dict[str, str], timeout: float
+) -> dict[str, Any]:
+    """Run ``python -m <module> --child <json>``; its last stdout line is a JSON result."""
+    proc = subprocess.run(
+        [PY, "-m", module, "--child", json.dumps(payload)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.splitlines()[-25:])
+        raise RuntimeError(f"{module} child failed (exit {proc.returncode}): {tail}")
+    return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def workdir(prefix: str) -> Iterator[Path]:
+    """A temporary directory under benchmarks/.work (git-ignored), always removed."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=WORK))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class Emulator:
+    """The emulator CLI in its own process on a free loopback port; stopped by its pid on exit."""
+
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
+        self.data_dir = data_dir
+        self.settings = settings
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> Emulator:
+        args = [PY, "-m", "airflow_here_batch.emulator", "--host", "127.0.0.1", "--port", "0", "--quiet"]
+        args += ["--data-dir", str(self.data_dir)]
+        for key, value in self.settings.items():
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("http"):
+            self.__exit__()
+            raise RuntimeError(f"emulator did not start (first line {line!r})")
+        self.base_url = line
+        return self
+
+    @property
+    def root_url(self) -> str:
+        return self.base_url[: -len("/v7")]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def admin(self) -> Any:
+        from airflow_here_batch.emulator.admin import EmulatorAdmin
+
+        return EmulatorAdmin(self.root_url, timeout=600)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+
+_STREETS = [
+    "Chausseestraße", "Invalidenstraße", "Friedrichstraße", "Hauptstraße", "Bahnhofstraße",
+    "Gartenweg", "Lindenallee", "Schillerstraße", "Goethestraße", "Marktplatz", "Kirchgasse",
+    "Rue de Rivoli", "Main Street", "High Street", "Via Roma", "Calle Mayor", "Oak Avenue",
+]
+_CITIES = [
+    ("10115", "Berlin", "DEU"), ("20095", "Hamburg", "DEU"), ("80331", "München", "DEU"),
+    ("50667", "Köln", "DEU"), ("60311", "Frankfurt", "DEU"), ("75001", "Paris", "FRA"),
+    ("SW1A", "London", "GBR"), ("00184", "Roma", "ITA"), ("28013", "Madrid", "ESP"),
+    ("10001", "New York", "USA"), ("1010", "Wien", "AUT"), ("8001", "Zürich", "CHE"),
+]
+
+
+def write_geocode_input(
+    path: Path, records: int, *, seed: int = 7, pad_to: int = 0, limit: int | None = None
+) -> int:
+    """A geocode input (``recId|q|in[|limit]``) of ``records`` distinct-ish addresses; returns bytes.
+
+    ``pad_to`` lengthens each query with a realistic free-text addition (apartment, c/o, notes) until
+    the line is about that many bytes, to reach HERE's 500 MB input limit within its 1M-record limit.
+    """
+    rng = random.Random(seed)
+    header = "recId|q|in" + ("|limit" if limit else "") + "\n"
+    notes = ["c/o", "Hinterhaus", "Aufgang", "Etage", "Apt", "Suite", "Gebäude", "Tor", "Lieferzone"]
+    size = 0
+    with path.open("w", encoding="utf-8", newline="\n") as fh:
+        fh.write(header)
+        size += len(header.encode())
+        batch: list[str] = []
+        for i in range(records):
+            postal, city, cc = _CITIES[rng.randrange(len(_CITIES))]
+            q = f"{_STREETS[rng.randrange(len(_STREETS))]} {rng.randrange(1, 400)}, {postal} {city}"
+            if pad_to:
+                extra = []
+                while len(q) + sum(len(e) + 2 for e in extra) < pad_to - 40:
+                    extra.append(f"{notes[rng.randrange(len(notes))]} {rng.randrange(1, 100000)}")
+                q = q + ", " + ", ".join(extra) if extra else q
+            line = f"R{i:07d}|{q}|countryCode:{cc}" + (f"|{limit}" if limit else "") + "\n"
+            batch.append(line)
+            if len(batch) >= 10_000:
+                text = "".join(batch)
+                fh.write(text)
+                size += len(text.encode())
+                batch = []
+        text = "".join(batch)
+        fh.write(text)
+        size += len(text.encode())
+    return size
+
+
+def wait_completed(base_url: str, job_id: str, timeout: float, interval: float = 0.1) -> dict[str, Any]:
+    """Poll a job (stdlib HTTP, bounded) until it is completed; returns its detail body."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base_url}/batch/jobs/{job_id}?apiKey={API_KEY}", timeout=60) as r:
+            body = json.loads(r.read())
+        if body["status"] == "completed":
+            return body  # type: ignore[no-any-return]
+        if body["status"] in ("failure", "deleted", "stopped"):
+            raise RuntimeError(f"job {job_id} ended {body['status']}")
+        time.sleep(interval)
+    raise TimeoutError(f"job {job_id} not completed within {timeout:.0f} s")
+
+
+def fmt_mb_s(value: float) -> str:
+    return f"{value:.0f} MB/s"
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
