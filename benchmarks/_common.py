@@ -22,6 +22,7 @@ WORK = ROOT / "benchmarks" / ".work"
 PY = sys.executable
 API_KEY = "k"
 CONN_ID = "here_batch_default"
+GEOCODE = "serviceHrn=hrn:here:service::olp-here:search-geocode-7"
 
 
 @dataclass
@@ -70,21 +71,28 @@ def child_env(base_url: str | None = None, airflow_home: Path | None = None) -> 
 
 
 def run_child(
-    module: str, payload: dict[str, Any], env: dict[str, str], timeout: float
+    module: str, payload: dict[str, Any], env: dict[str, str], timeout: float, log: Path | None = None
 ) -> dict[str, Any]:
-    """Run ``python -m <module> --child <json>``; its last stdout line is a JSON result."""
-    proc = subprocess.run(
-        [PY, "-m", module, "--child", json.dumps(payload)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """Run ``python -m <module> --child <json>``; its last stdout line is a JSON result.
+
+    ``log``: send the child's stderr (its log lines) to this file instead of memory.
+    """
+    with contextlib.ExitStack() as stack:
+        err: Any = stack.enter_context(log.open("w")) if log is not None else subprocess.PIPE
+        proc = subprocess.run(
+            [PY, "-m", module, "--child", json.dumps(payload)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.splitlines()[-25:])
+        stderr = log.read_text(errors="replace") if log is not None else (proc.stderr or "")
+        tail = "\n".join(stderr.splitlines()[-25:])
         raise RuntimeError(f"{module} child failed (exit {proc.returncode}): {tail}")
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
@@ -218,6 +226,27 @@ def wait_completed(base_url: str, job_id: str, timeout: float, interval: float =
             raise RuntimeError(f"job {job_id} ended {body['status']}")
         time.sleep(interval)
     raise TimeoutError(f"job {job_id} not completed within {timeout:.0f} s")
+
+
+def create_job(base_url: str, body: bytes, query: str, timeout: float = 600) -> dict[str, Any]:
+    """``POST /batch/jobs`` with stdlib HTTP (setup only, not measured)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{base_url}/batch/jobs?apiKey={API_KEY}&{query}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def raise_fd_limit() -> None:
+    """Soft open-files limit up to the hard one (thousands of sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def fmt_mb_s(value: float) -> str:
