@@ -50,9 +50,9 @@ DAG_ID="${HERE_BATCH_DEMO_DAG_ID:-here_batch_nightly_geocode}"
 DAGS_FOLDER="${HERE_BATCH_DEMO_DAGS_FOLDER:-$ROOT/example_dags}"
 TIMEOUT="${HERE_BATCH_DEMO_TIMEOUT:-600}"
 RPS="${HERE_BATCH_DEMO_RPS:-25}"
-START_TS=$SECONDS
+START_EPOCH="$(date +%s)"
 
-say() { printf '[demo %4ss] %s\n' "$((SECONDS - START_TS))" "$*"; }
+say() { printf '[demo %4ss] %s\n' "$(($(date +%s) - START_EPOCH))" "$*"; }
 
 # ---------------------------------------------------------------------------------------------------
 # Process management: every process is started with setsid (its own process group), its pid kept in
@@ -128,11 +128,12 @@ show_logs() {
 }
 
 STATUS=1
+LOGS_STARTED=0
 on_exit() {
     local rc=$?
     trap - EXIT INT TERM
     ((STATUS == 0)) || ((rc != 0)) || rc=1
-    if ((rc != 0)) && [[ -d "$LOG_DIR" ]]; then show_logs; fi
+    if ((rc != 0 && LOGS_STARTED)); then show_logs; fi
     if ((KEEP)) && [[ -n "$(running_pids)" ]]; then
         echo
         say "--keep: left running: $(running_pids)"
@@ -155,9 +156,6 @@ trap 'exit 143' TERM
 source "$ROOT/scripts/_venv.sh"
 cd "$ROOT"
 
-rm -rf "$DEMO_DIR"
-mkdir -p "$LOG_DIR/tasks" "$PID_DIR" "$DEMO_DIR/airflow" "$DEMO_DIR/output"
-DEMO_PY="$DEMO_DIR/demo_api.py"
 
 WORKER_LOG_PORT="${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-8793}"
 TRIGGER_LOG_PORT="${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-8794}"
@@ -188,6 +186,12 @@ done
 API_PORT="$(free_port)"
 API_URL="http://127.0.0.1:$API_PORT"
 
+# A fresh state for every run (a --keep run still alive was refused above).
+rm -rf "$DEMO_DIR"
+mkdir -p "$LOG_DIR/tasks" "$PID_DIR" "$DEMO_DIR/airflow" "$DEMO_DIR/output"
+DEMO_PY="$DEMO_DIR/demo_api.py"
+LOGS_STARTED=1
+
 # The REST API helper (trigger, wait, report); written here so that the demo is one file.
 cat >"$DEMO_PY" <<'PY'
 """REST API v2 helper for scripts/demo.sh (generated; edit scripts/demo.sh instead)."""
@@ -211,7 +215,7 @@ T0 = float(os.environ.get("DEMO_T0", time.time()))
 
 
 def say(msg: str) -> None:
-    print(f"[demo {time.time() - T0:4.0f}s] {msg}", flush=True)
+    print(f"[demo {int(time.time()) - int(T0):4d}s] {msg}", flush=True)
 
 
 def call(method: str, path: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
@@ -538,7 +542,7 @@ export HERE_BATCH_OUTPUT_DIR="$DEMO_DIR/output"
 export HERE_BATCH_POLL_INTERVAL="${HERE_BATCH_POLL_INTERVAL:-2}"
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::DeprecationWarning}"
 export DEMO_API_URL="$API_URL" DEMO_LOG_DIR="$LOG_DIR" DEMO_PID_DIR="$PID_DIR" DEMO_DIR="$DEMO_DIR"
-export DEMO_T0="$(($(date +%s) - (SECONDS - START_TS)))"
+export DEMO_T0="$START_EPOCH"
 
 say "airflow db migrate (AIRFLOW_HOME=${AIRFLOW_HOME#"$ROOT"/})"
 "$VENV/bin/airflow" db migrate >"$LOG_DIR/db-migrate.log" 2>&1 </dev/null
@@ -566,7 +570,7 @@ else
 fi
 
 if ((STATUS == 0)); then
-    say "SUCCESS: $DAG_ID ran end to end through the scheduler, a LocalExecutor worker and the triggerer in $((SECONDS - START_TS)) s"
+    say "SUCCESS: $DAG_ID ran end to end through the scheduler, a LocalExecutor worker and the triggerer in $(($(date +%s) - START_EPOCH)) s"
 else
     say "FAILED: see the output above and the logs in ${LOG_DIR#"$ROOT"/}/"
 fi
