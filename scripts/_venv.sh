@@ -4,11 +4,12 @@
 #   source scripts/_venv.sh        # then: "$VENV_PY" -m pytest ...
 #
 # What it does (idempotent; about 0.1 s when nothing changed):
-#   1. picks a Python >= 3.10 ($PYTHON if set, else python3.13 ... python3.10, python3);
+#   1. picks a Python >= 3.10 ($PYTHON if set, else python3, else python3.13 ... python3.10);
 #   2. creates "$REPO_ROOT/.venv" if missing or broken ($HERE_BATCH_VENV overrides the location);
 #   3. installs the project editable with its test extra, constrained by requirements/lock.txt
 #      (a universal lock made by `uv pip compile`, Airflow 3.3.2 pinned): with uv when available
-#      (uv on PATH or in the venv; otherwise it bootstraps uv into the venv with pip), else plain pip;
+#      (uv on PATH or in the venv; otherwise it bootstraps uv into the venv with pip), else plain pip
+#      (HERE_BATCH_INSTALLER=pip forces pip);
 #   4. writes a stamp (hash of pyproject.toml, the lock, the Python version and the repo path) so the
 #      next call skips the install.
 # Exports REPO_ROOT, VENV, VENV_PY and puts "$VENV/bin" first on PATH.
@@ -27,7 +28,7 @@ _here_batch_venv() {
 
     if ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
         py=""
-        for cand in ${PYTHON:-} python3.13 python3.12 python3.11 python3.10 python3; do
+        for cand in ${PYTHON:-} python3 python3.13 python3.12 python3.11 python3.10; do
             if command -v "$cand" >/dev/null 2>&1 && _hb_py_ok "$cand"; then py="$cand"; break; fi
         done
         if [[ -z "$py" ]]; then
@@ -54,7 +55,9 @@ sys.exit(0 if s and s.origin and s.origin.startswith(sys.argv[1]) else 1)' "$roo
     else
         t0=$SECONDS
         uv_bin=""
-        if [[ -x "$venv/bin/uv" ]]; then
+        if [[ "${HERE_BATCH_INSTALLER:-}" == "pip" ]]; then
+            :
+        elif [[ -x "$venv/bin/uv" ]]; then
             uv_bin="$venv/bin/uv"
         elif command -v uv >/dev/null 2>&1; then
             uv_bin="$(command -v uv)"
