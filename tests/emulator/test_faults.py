@@ -92,3 +92,14 @@ def test_stats_jobs_settings(client: Client, emu: EmulatorServer) -> None:
         emu.admin.settings(no_such_setting=1)
     emu.admin.reset()
     assert emu.admin.jobs() == [] and emu.admin.settings()["max_running_jobs"] == 5
+
+
+def test_fault_after_processing(client: Client, emu: EmulatorServer) -> None:
+    emu.admin.inject_fault("create_job", "drop", after_processing=True)
+    with pytest.raises(requests.ConnectionError):
+        client.create("recId|q\n1|Berlin\n", tag="lost-answer")
+    jobs = emu.admin.jobs()
+    assert len(jobs) == 1 and jobs[0]["tag"] == "lost-answer"  # the job exists, its answer was lost
+    emu.admin.inject_fault("delete_job", "status", status=503, after_processing=True)
+    assert_error(client.delete(jobs[0]["id"]), 503)
+    assert client.job(jobs[0]["id"])["status"] == "deleted"

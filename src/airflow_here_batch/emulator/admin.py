@@ -53,12 +53,14 @@ class EmulatorAdmin:
         count: int = 1,
         delay: float = 1.0,
         code: str | None = None,
+        after_processing: bool = False,
     ) -> dict[str, Any]:
         """Answer the next ``count`` requests to ``endpoint`` with a fault.
 
         ``kind``: ``"status"`` (HTTP ``status`` + HERE ErrorResponse, ``Retry-After`` if ``retry_after``),
         ``"drop"`` (close the connection without an answer), ``"slow"`` (wait ``delay`` s, then answer
-        normally), ``"truncate"`` (send half of the body, then close).
+        normally), ``"truncate"`` (send half of the body, then close). ``after_processing=True`` lets
+        the request take effect first (a job is created, then its answer is lost).
         """
         body: dict[str, Any] = {
             "endpoint": endpoint,
@@ -68,6 +70,7 @@ class EmulatorAdmin:
             "delay": delay,
             "retry_after": retry_after,
             "code": code,
+            "after_processing": after_processing,
         }
         return self._call("POST", "/faults", body)["fault"]  # type: ignore[no-any-return]
 

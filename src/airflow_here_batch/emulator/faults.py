@@ -42,6 +42,8 @@ class Fault:
     count: int = 1
     delay: float = 1.0
     code: str | None = None  # ErrorResponse code; default derived from the status
+    #: Apply the fault after the request took effect (e.g. the job is created, then the answer is lost).
+    after_processing: bool = False
 
     def __post_init__(self) -> None:
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:

@@ -321,6 +321,24 @@ async def _truncate(request: web.Request, resp: web.Response) -> web.StreamRespo
     raise _Dropped()
 
 
+async def _apply_fault(request: web.Request, fault: Fault) -> web.Response | None:
+    """Carry out a ``status``/``drop``/``slow`` fault; a response replaces the real one, ``None`` lets
+    the request continue (``slow``)."""
+    if fault.kind == "slow":
+        await asyncio.sleep(fault.delay)
+        return None
+    if fault.kind == "drop":
+        raise _Dropped()
+    headers = {}
+    if fault.retry_after is not None:
+        ra = float(fault.retry_after)
+        headers["Retry-After"] = str(int(ra)) if ra.is_integer() else str(ra)
+    status = int(fault.status)
+    code = fault.code or ("E6004290" if status == 429 else f"E600{status}0")
+    cause = f"The emulator was told to answer {status}"
+    return _error_body(request, ApiError(status, code, "Injected fault", cause, "Retry later", headers))
+
+
 @web.middleware
 async def _middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -328,47 +346,27 @@ async def _middleware(
     emu = _emu(request)
     request[CORRELATION] = str(uuid.uuid4())
     name = request.match_info.route.name
+    fault: Fault | None = None
     try:
         if name and not name.startswith("admin_"):
             emu.stats[name] += 1
             fault = emu.faults.take(name)
             if fault is not None:
-                if fault.kind == "slow":
-                    await asyncio.sleep(fault.delay)
-                elif fault.kind == "drop":
-                    raise _Dropped()
-                elif fault.kind == "status":
-                    headers = (
-                        {
-                            "Retry-After": str(
-                                int(fault.retry_after)
-                                if float(fault.retry_after).is_integer()
-                                else fault.retry_after
-                            )
-                        }
-                        if fault.retry_after is not None
-                        else {}
-                    )
-                    status = int(fault.status)
-                    code = fault.code or ("E6004290" if status == 429 else f"E600{status}0")
-                    return _error_body(
-                        request,
-                        ApiError(
-                            status,
-                            code,
-                            "Injected fault",
-                            f"The emulator was told to answer {status}",
-                            "Retry later",
-                            headers,
-                        ),
-                    )
-                elif fault.kind == "truncate":
+                if fault.kind == "truncate":
                     request[TRUNCATE] = True
-            if (name not in _NO_AUTH and name != "version") or name == "version":
+                elif not fault.after_processing:
+                    early = await _apply_fault(request, fault)
+                    if early is not None:
+                        return early
+            if name not in _NO_AUTH:
                 denied = _check_auth(request, emu)
                 if denied is not None:
                     return denied
         resp = await handler(request)
+        if fault is not None and fault.after_processing and fault.kind != "truncate":
+            late = await _apply_fault(request, fault)
+            if late is not None:
+                return late
         if request.get(TRUNCATE) and isinstance(resp, web.Response):
             return await _truncate(request, resp)
         return resp
