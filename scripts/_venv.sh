@@ -24,6 +24,11 @@ _here_batch_venv() {
     lock="$root/requirements/lock.txt"
     stamp="$venv/.airflow-here-batch.stamp"
 
+    # pip, without the "Location 'file:///...' is ignored" noise of machine-wide extra indexes.
+    _hb_pip() {
+        "$venv/bin/python" -m pip --quiet --disable-pip-version-check "$@" \
+            2> >(grep -v "^WARNING: Location 'file:" >&2) >&2
+    }
     _hb_py_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' >/dev/null 2>&1; }
 
     if ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
@@ -61,7 +66,7 @@ sys.exit(0 if s and s.origin and s.origin.startswith(sys.argv[1]) else 1)' "$roo
             uv_bin="$venv/bin/uv"
         elif command -v uv >/dev/null 2>&1; then
             uv_bin="$(command -v uv)"
-        elif "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'uv>=0.5,<1' >&2; then
+        elif _hb_pip install 'uv>=0.5,<1'; then
             uv_bin="$venv/bin/uv"
         fi
         if [[ -n "$uv_bin" ]]; then
@@ -70,13 +75,12 @@ sys.exit(0 if s and s.origin and s.origin.startswith(sys.argv[1]) else 1)' "$roo
                 -c "$lock" -e "$root[test]" >&2
         else
             echo "venv: installing the project with pip into $venv ..." >&2
-            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-                -c "$lock" -e "$root[test]" >&2
+            _hb_pip install -c "$lock" -e "$root[test]"
         fi
         printf '%s\n' "$want" >"$stamp"
         echo "venv: ready in $((SECONDS - t0)) s" >&2
     fi
-    unset -f _hb_py_ok
+    unset -f _hb_py_ok _hb_pip
 
     REPO_ROOT="$root"
     VENV="$venv"
