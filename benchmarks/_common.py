@@ -176,9 +176,18 @@ _CITIES = [
 
 
 def write_geocode_input(
-    path: Path, records: int, *, seed: int = 7, pad_to: int = 0, limit: int | None = None
+    path: Path,
+    records: int,
+    *,
+    seed: int = 7,
+    pad_to: int = 0,
+    limit: int | None = None,
+    distinct: int | None = None,
 ) -> int:
-    """A geocode input (``recId|q|in[|limit]``) of ``records`` distinct-ish addresses; returns bytes.
+    """A geocode input (``recId|q|in[|limit]``) of ``records`` addresses; returns its size in bytes.
+
+    Every address is different unless ``distinct`` is given: then the queries cycle through that many
+    addresses (the emulator caches answers per job, so repeated queries are much cheaper).
 
     ``pad_to`` lengthens each query with a realistic free-text addition (apartment, c/o, notes) until
     the line is about that many bytes, to reach HERE's 500 MB input limit within its 1M-record limit.
@@ -193,7 +202,11 @@ def write_geocode_input(
         batch: list[str] = []
         for i in range(records):
             postal, city, cc = _CITIES[rng.randrange(len(_CITIES))]
-            q = f"{_STREETS[rng.randrange(len(_STREETS))]} {rng.randrange(1, 400)}, {postal} {city}"
+            number = (i % distinct if distinct else i) + 1
+            q = f"{_STREETS[rng.randrange(len(_STREETS))]} {number}, {postal} {city}"
+            if distinct:  # the same address every time this number comes round
+                postal, city, cc = _CITIES[number % len(_CITIES)]
+                q = f"{_STREETS[number % len(_STREETS)]} {number}, {postal} {city}"
             if pad_to:
                 extra = []
                 while len(q) + sum(len(e) + 2 for e in extra) < pad_to - 40:

@@ -1,0 +1,123 @@
+"""P3: upload of a 500 MB input with gzip, ``create_job(..., compress=True)`` vs ``gzip -1 | curl``.
+
+The input is a geocode file of 500,000,000 bytes within HERE's limits (under 500 MiB and 1M records:
+each address carries a free-text addition, ~520 bytes a line). ``start_job=False``, so only the upload
+is measured. Baseline: ``gzip -1 -c input | curl --data-binary @- -H 'Content-Encoding: gzip'`` to the
+same endpoint. The hook runs in a fresh child process; its peak RSS growth over the upload is
+measured there (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    API_KEY,
+    GEOCODE,
+    Emulator,
+    Row,
+    child_env,
+    median,
+    peak_rss_mb,
+    run_child,
+    workdir,
+    write_geocode_input,
+)
+
+MB = 1024 * 1024
+RATIO_TARGET = 0.8
+FLAT_RSS_MB = 64.0  # "flat": the upload's peak RSS growth stays within this, whatever the size
+LINE_BYTES = 520
+
+
+def _child(p: dict[str, Any]) -> dict[str, Any]:
+    from airflow_here_batch.api import JobOptions
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
+
+    hook = HereBatchHook()
+    options = JobOptions(start_job=False)
+    warm = hook.create_job(b"recId|q\n1|Berlin\n", options=options, compress=True)  # warm-up
+    hook.delete_job(warm.id)
+    base = peak_rss_mb()
+    seconds: list[float] = []
+    for _ in range(p["reps"]):
+        t0 = time.perf_counter()
+        job = hook.create_job(p["path"], options=options, compress=True)
+        seconds.append(time.perf_counter() - t0)
+        hook.delete_job(job.id)  # the emulator removes the stored input
+    return {"seconds": seconds, "growth_mb": peak_rss_mb() - base, "base_mb": base}
+
+
+def _delete(base_url: str, job_id: str) -> None:
+    request = urllib.request.Request(f"{base_url}/batch/jobs/{job_id}?apiKey={API_KEY}", method="DELETE")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+
+
+def _baseline(base_url: str, path: Path, out: Path) -> tuple[float, float]:
+    """Seconds and peak RSS (MB, largest of gzip and curl) of ``gzip -1 | curl --data-binary @-``."""
+    url = f"{base_url}/batch/jobs?apiKey={API_KEY}&{GEOCODE}&startJob=false"
+    command = (
+        f"gzip -1 -c {shlex.quote(str(path))} | curl -sS --fail -o {shlex.quote(str(out))} "
+        "-H 'Content-Type: text/plain' -H 'Content-Encoding: gzip' --data-binary @- "
+        f"{shlex.quote(url)}"
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["bash", "-c", f"set -o pipefail; {command}"])
+    _, status, usage = os.wait4(proc.pid, 0)  # RUSAGE of bash and its waited children (gzip, curl)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"gzip | curl failed with exit {proc.returncode}")
+    _delete(base_url, json.loads(out.read_text())["id"])
+    return seconds, usage.ru_maxrss / 1024
+
+
+def run(quick: bool) -> list[Row]:
+    total = 20 * 1_000_000 if quick else 500 * 1_000_000
+    reps = 2
+    with workdir("p3-") as work:
+        home = work / "airflow"
+        home.mkdir()
+        path = work / "input.txt"
+        records = math.ceil(total / LINE_BYTES)
+        size = write_geocode_input(path, records, pad_to=LINE_BYTES - 1)
+        with Emulator(work / "emu", records_per_second=0, queue_delay=0) as emu:
+            env = child_env(emu.base_url, home)
+            base_s: list[float] = []
+            base_rss = 0.0
+            for _ in range(reps):
+                seconds, rss = _baseline(emu.base_url, path, work / "curl-out.json")
+                base_s.append(seconds)
+                base_rss = max(base_rss, rss)
+            r = run_child("benchmarks.p3_upload", {"path": str(path), "reps": reps}, env, timeout=1800)
+        print(f"# P3 {size} bytes, {records} records: baseline {base_s}, hook {r}", file=sys.stderr)
+    tput = size / MB / median(r["seconds"])
+    base_tput = size / MB / median(base_s)
+    ratio = tput / base_tput
+    return [Row(
+        "P3", f"gzip upload of {size / 1e6:.0f} MB ({records:,} records), create_job(compress=True)",
+        f"{tput:.0f} MB/s, peak RSS +{r['growth_mb']:.0f} MB",
+        f"{base_tput:.0f} MB/s (gzip -1 | curl, RSS {base_rss:.0f} MB)",
+        f"{ratio:.2f}x", f">= {RATIO_TARGET}x, RSS <= +{FLAT_RSS_MB:.0f} MB",
+        ratio >= RATIO_TARGET and r["growth_mb"] <= FLAT_RSS_MB,
+    )]
+
+
+__all__ = ["run"]
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(_child(json.loads(sys.argv[2]))), flush=True)
+    else:  # pragma: no cover
+        for row in run(quick="--quick" in sys.argv):
+            print(row)
