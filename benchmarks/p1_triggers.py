@@ -138,7 +138,7 @@ def _measure(emu: Emulator, home: Path, log: Path, mode: str, n: int, interval: 
 
 def run(quick: bool) -> list[Row]:
     # (N, poll interval, window): about 1,000 polls/s at full scale, 10,000 idle sockets at the top.
-    sizes = [(100, 0.5, 3.0)] if quick else [(1_000, 1.0, 10.0), (10_000, 10.0, 20.0)]
+    sizes = [(100, 0.5, 2.0)] if quick else [(1_000, 1.0, 10.0), (10_000, 10.0, 20.0)]
     rows: list[Row] = []
     with workdir("p1-") as work:
         home = work / "airflow"

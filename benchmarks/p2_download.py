@@ -9,11 +9,12 @@ the geocoder). Each size is its own job.
 Both sides ask for ``Accept-Encoding: gzip`` (the hook always does; ``curl --compressed``), so the
 emulator does the same work and the same bytes cross the socket; throughput is decompressed bytes
 per second of wall time. The hook and the operator run in fresh child processes; their peak RSS growth
-is measured there (``ru_maxrss`` after the transfer minus after a warm-up call).
+is measured there (current RSS sampled every 5 ms during each transfer, peak minus start).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -28,10 +29,10 @@ from benchmarks._common import (
     GEOCODE,
     Emulator,
     Row,
+    RssSampler,
     child_env,
     create_job,
     median,
-    peak_rss_mb,
     run_child,
     wait_completed,
     workdir,
@@ -45,29 +46,31 @@ RSS_TARGET_MB = 100.0
 
 def _child(p: dict[str, Any]) -> dict[str, Any]:
     from airflow_here_batch.hooks.here_batch import HereBatchHook
+    from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator
 
     dest = Path(p["dest"])
     hook = HereBatchHook()
     hook.get_job(p["job_id"])  # warm up: connection lookup, session, imports
-    operator = None
-    if p["mode"] == "operator":
-        from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator
-
-        operator = DownloadBatchResultsOperator(task_id="download", job_id=p["job_id"], destination=str(dest))
-    base = peak_rss_mb()
-    seconds: list[float] = []
-    size = 0
-    for _ in range(p["reps"]):
-        t0 = time.perf_counter()
-        if operator is not None:
-            size = operator.execute({})["bytes"]  # type: ignore[arg-type]
-        else:
-            size = hook.download_results(p["job_id"], dest) or 0
-        seconds.append(time.perf_counter() - t0)
-        if dest.stat().st_size != p["expected"]:
-            raise RuntimeError(f"downloaded {dest.stat().st_size} bytes, expected {p['expected']}")
-        dest.unlink()
-    return {"seconds": seconds, "bytes": size, "growth_mb": peak_rss_mb() - base, "base_mb": base}
+    operator = DownloadBatchResultsOperator(task_id="download", job_id=p["job_id"], destination=str(dest))
+    out: dict[str, Any] = {}
+    for mode in ("hook", "operator"):
+        seconds: list[float] = []
+        growth = 0.0
+        for _ in range(p["reps"]):
+            gc.collect()
+            with RssSampler() as rss:
+                t0 = time.perf_counter()
+                if mode == "operator":
+                    operator.execute({})  # type: ignore[arg-type]
+                else:
+                    hook.download_results(p["job_id"], dest)
+                seconds.append(time.perf_counter() - t0)
+            growth = max(growth, rss.growth_mb)
+            if dest.stat().st_size != p["expected"]:
+                raise RuntimeError(f"downloaded {dest.stat().st_size} bytes, expected {p['expected']}")
+            dest.unlink()
+        out[mode] = {"seconds": seconds, "growth_mb": growth}
+    return out
 
 
 def _curl(url: str, dest: Path) -> tuple[float, float]:
@@ -118,11 +121,8 @@ def run(quick: bool) -> list[Row]:
                     dest.unlink()
                     curl_s.append(seconds)
                     curl_rss = max(curl_rss, rss)
-                results: dict[str, dict[str, Any]] = {}
-                for mode in ("hook", "operator"):
-                    payload = {"mode": mode, "job_id": job_id, "dest": str(dest), "reps": reps,
-                               "expected": size}
-                    results[mode] = run_child("benchmarks.p2_download", payload, env, timeout=1800)
+                payload = {"job_id": job_id, "dest": str(dest), "reps": reps, "expected": size}
+                results = run_child("benchmarks.p2_download", payload, env, timeout=1800)
                 curl_tput = size / MB / median(curl_s)
                 for mode, label in (("hook", "HereBatchHook.download_results"),
                                     ("operator", "DownloadBatchResultsOperator.execute")):

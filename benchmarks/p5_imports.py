@@ -27,23 +27,23 @@ print(json.dumps({"sdk": t1 - t0, "added": t2 - t1}))
 """
 
 
-def measure(runs: int) -> tuple[list[float], list[float]]:
+def measure(runs: int, warm: bool = True) -> tuple[list[float], list[float]]:
     sdk: list[float] = []
     added: list[float] = []
     with tempfile.TemporaryDirectory(prefix="p5-airflow-home-") as home:
         env = child_env(airflow_home=Path(home))
-        for _ in range(runs + 1):  # the first run warms the page cache and .pyc files; dropped
+        for _ in range(runs + warm):  # a first run warms the page cache and .pyc files; dropped
             out = subprocess.run(
                 [PY, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True
             )
             data = json.loads(out.stdout.strip().splitlines()[-1])
             sdk.append(data["sdk"] * 1000)
             added.append(data["added"] * 1000)
-    return sdk[1:], added[1:]
+    return sdk[warm:], added[warm:]
 
 
 def run(quick: bool) -> list[Row]:
-    sdk, added = measure(1 if quick else 9)
+    sdk, added = measure(1, warm=False) if quick else measure(9)
     base, extra = median(sdk), median(added)
     return [
         Row(
