@@ -1,0 +1,891 @@
+"""Operators for HERE Batch API v7 jobs: submit (and wait), download results, stop, delete, list.
+
+The operators are thin: they read their arguments, call :class:`~airflow_here_batch.hooks.here_batch.
+HereBatchHook`, defer to :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger` or return.
+Protocol rules live in :mod:`airflow_here_batch.api` (input validation in ``api.inputs``, results
+parsing in ``api.outputs``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_here_batch.api.errors import HereBatchError, JobNotFoundError, ResultsNotReadyError
+from airflow_here_batch.api.inputs import InputValidationError, iter_text_lines, rows_to_lines, validate_lines
+from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType, ServiceType
+from airflow_here_batch.api.outputs import iter_rows, write_geojson
+from airflow_here_batch.api.polling import PollSchedule
+from airflow_here_batch.api.protocol import MAX_TAG_LENGTH, InvalidJobOptionsError, JobOptions
+from airflow_here_batch.hooks.here_batch import HereBatchHook
+from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS, BatchJobTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = [
+    "DeleteBatchJobOperator",
+    "DownloadBatchResultsOperator",
+    "ListBatchJobsOperator",
+    "StopBatchJobOperator",
+    "SubmitBatchJobOperator",
+    "reattach_tag",
+    "tag_matches",
+]
+
+
+def _default_deferrable() -> bool:
+    from airflow.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+#: Separator between a user's tag and the task-instance fingerprint in a job's HERE tag.
+TAG_SEPARATOR = "_af"
+_FINGERPRINT_LENGTH = 16
+#: Key of the job id in Airflow 3.3's task-state store (survives retries of the same task instance).
+STATE_KEY = "here_batch_job_id"
+
+
+def reattach_tag(user_tag: str | None, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
+    """The HERE tag of a task instance's job: ``<user tag>_af<16 hex>``, or ``af<16 hex>`` without one.
+
+    The fingerprint hashes dag id, task id, run id and map index, so every try of one task instance
+    (retry, rerun after a lost worker) computes the same tag and finds the job it created before; the
+    user's tag stays a recognisable prefix (see :func:`tag_matches`). The result fits HERE's
+    256-character argument limit.
+    """
+    key = "\x1f".join((dag_id, task_id, run_id, str(map_index)))
+    fingerprint = "af" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:_FINGERPRINT_LENGTH]
+    if not user_tag:
+        return fingerprint
+    room = MAX_TAG_LENGTH - len(TAG_SEPARATOR) - _FINGERPRINT_LENGTH
+    return f"{user_tag[:room]}_{fingerprint}"
+
+
+def tag_matches(job_tag: str | None, wanted: str) -> bool:
+    """Whether ``job_tag`` is ``wanted`` itself or ``wanted`` plus a task-instance fingerprint."""
+    if not job_tag:
+        return False
+    if job_tag == wanted:
+        return True
+    head, sep, tail = job_tag.rpartition(TAG_SEPARATOR)
+    return bool(sep) and head == wanted and len(tail) == _FINGERPRINT_LENGTH and _is_hex(tail)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _job_result(job: BatchJob) -> dict[str, Any]:
+    """The small XCom of the submit operator: a subset of the job summary, never a secret."""
+    summary = job.summary()
+    return {
+        "job_id": summary["job_id"],
+        "status": summary["status"],
+        "records": summary["records"],
+        "results_href": summary["results_href"],
+        "errors_href": summary["errors_href"],
+        "tag": summary["tag"],
+    }
+
+
+def _event_error(event: Mapping[str, Any]) -> str:
+    text = str(event.get("message") or f"HERE batch job ended with {event.get('status')}")
+    head = event.get("errors_head") or []
+    if head:
+        text += "\nFirst lines of HERE's errors report:\n  " + "\n  ".join(str(line) for line in head)
+    return text
+
+
+def _is_remote(location: Any) -> bool:
+    if isinstance(location, (str, os.PathLike)) and not hasattr(location, "protocol"):
+        return "://" in str(location)
+    return hasattr(location, "protocol")  # ObjectStoragePath
+
+
+def _storage_path(location: Any, conn_id: str | None) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(location, ObjectStoragePath):
+        return location
+    return ObjectStoragePath(str(location), conn_id=conn_id)
+
+
+class SubmitBatchJobOperator(BaseOperator):
+    """Validate an input, submit it as a HERE batch job and, optionally, wait for the job to end.
+
+    The input is checked against HERE's rules before anything is uploaded (header/columns, delimiter,
+    4096-character lines, 512-character recIds, 1,000,000 records, 500 MB, the service's key column,
+    billing tags); a problem fails the task with the line number and the fix.
+
+    **Reattach, not duplicate.** With ``reattach=True`` (default) the job's HERE tag carries a
+    fingerprint of dag id, task id, run id and map index (see :func:`reattach_tag`). When the same task
+    instance runs again (retry, lost worker, rerun) it first looks for the job it created: by the id
+    kept in Airflow 3.3's task-state store, else by that tag. A running, completed or submitted job is
+    reused, a stopped one resumed; a failed or deleted one is replaced by a new job.
+
+    **Kill.** ``on_kill`` stops the HERE job when ``cancel_on_kill``. While deferred, Airflow >= 3.3
+    calls the trigger's ``on_kill``, which stops it; on Airflow 3.0-3.2 a kill during deferral leaves
+    the job running (stop it with :class:`StopBatchJobOperator`). A deadline (``timeout``) passing stops
+    the job in both modes.
+
+    :param here_conn_id: Airflow connection of type ``here_batch``.
+    :param service: ``geocode``, ``revgeocode``, ``lookup`` or the service HRN. (templated)
+    :param input: what to geocode: a local file path (``.gz`` files are read decompressed), an
+        object-storage URI or :class:`~airflow.sdk.ObjectStoragePath` (``s3://bucket/in.csv``; streamed),
+        a list of dicts (rows, e.g. from XCom; a header is written from the keys), or inline text (a
+        string with at least one line break). (templated)
+    :param input_columns: column names; omit when the input's first line is a header. (templated)
+    :param input_delimiter: input delimiter, one character or ``\\t``; default ``|``. (templated)
+    :param output_columns: output columns (HERE's defaults when omitted). (templated)
+    :param output_delimiter: output delimiter; default ``|``. (templated)
+    :param output_type: ``csv`` (default) or ``jsonl``.
+    :param output_filter: jsonl only: comma-separated dotted paths to keep. (templated)
+    :param tag: your label for the job (listing, bulk delete). With ``reattach`` the HERE tag becomes
+        ``<tag>_af<fingerprint>``; :class:`ListBatchJobsOperator` and :class:`DeleteBatchJobOperator`
+        match both forms. (templated)
+    :param billing_tags: up to 6 HERE billing tags (list, or a string joined by ``+`` or ``,``). (templated)
+    :param start_job: start the job right away (default); ``False`` leaves it ``submitted``.
+    :param compress: gzip the upload on the fly.
+    :param wait_for_completion: wait until the job ends; then a failed, deleted or stopped job fails
+        the task.
+    :param deferrable: wait in the triggerer instead of a worker slot (default from
+        ``[operators] default_deferrable``).
+    :param poll_interval: first delay between two status calls, seconds (grows toward
+        ``max_poll_interval`` and follows HERE's progress).
+    :param max_poll_interval: longest delay between two status calls, seconds.
+    :param timeout: longest wait in seconds; then the task fails (and the job is stopped when
+        ``cancel_on_kill``). ``None`` waits without limit.
+    :param cancel_on_kill: stop the HERE job when the task is killed or times out.
+    :param reattach: find and reuse the job of an earlier try of this task instance (see above). Set
+        ``False`` to always submit a new job and use ``tag`` verbatim.
+    :param allow_stopped: when waiting, accept a stopped job as done (partial results).
+    :param input_conn_id: connection for an object-storage ``input`` (e.g. ``aws_default``).
+    :param validate_input: check the input before upload (default); ``False`` skips the check pass.
+    """
+
+    template_fields: Sequence[str] = (
+        "service",
+        "input",
+        "input_columns",
+        "input_delimiter",
+        "output_columns",
+        "output_delimiter",
+        "output_filter",
+        "tag",
+        "billing_tags",
+    )
+    ui_color = "#48dad0"
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        input: Any,
+        here_conn_id: str = HereBatchHook.default_conn_name,
+        input_columns: str | Sequence[str] | None = None,
+        input_delimiter: str = "|",
+        output_columns: str | Sequence[str] | None = None,
+        output_delimiter: str = "|",
+        output_type: str = "csv",
+        output_filter: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        billing_tags: str | Sequence[str] | None = None,
+        start_job: bool = True,
+        compress: bool = False,
+        wait_for_completion: bool = False,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        max_poll_interval: float = 300.0,
+        timeout: float | timedelta | None = None,
+        cancel_on_kill: bool = True,
+        reattach: bool = True,
+        allow_stopped: bool = False,
+        input_conn_id: str | None = None,
+        validate_input: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if wait_for_completion and not start_job:
+            raise ValueError(
+                "wait_for_completion=True needs start_job=True: a job that is not started never ends"
+            )
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+        self.here_conn_id = here_conn_id
+        self.service = service
+        self.input = input
+        self.input_columns = input_columns
+        self.input_delimiter = input_delimiter
+        self.output_columns = output_columns
+        self.output_delimiter = output_delimiter
+        self.output_type = output_type
+        self.output_filter = output_filter
+        self.tag = tag
+        self.billing_tags = billing_tags
+        self.start_job = start_job
+        self.compress = compress
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.reattach = reattach
+        self.allow_stopped = allow_stopped
+        self.input_conn_id = input_conn_id
+        self.validate_input = validate_input
+        self.job_id: str | None = None
+
+    @cached_property
+    def hook(self) -> HereBatchHook:
+        return HereBatchHook(self.here_conn_id)
+
+    # -- execute ----------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        options = self._job_options(context)
+        job = self._previous_job(context, options.tag) if self.reattach else None
+        if job is None:
+            job = self._submit_job(context, options)
+            self._remember(context, job.id)
+        self.job_id = job.id
+        if not self.wait_for_completion:
+            return _job_result(job)
+        if job.is_terminal or job.status is JobStatus.STOPPED:
+            return self._finish(job)
+        if self.deferrable:
+            deadline = None if self.timeout is None else time.time() + self.timeout
+            self.defer(
+                trigger=BatchJobTrigger(
+                    job_id=job.id,
+                    here_conn_id=self.here_conn_id,
+                    poll_interval=self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
+                    deadline=deadline,
+                    cancel_on_kill=self.cancel_on_kill,
+                    allow_stopped=self.allow_stopped,
+                ),
+                method_name="execute_complete",
+                # Backstop only: the trigger fires its own timeout event (and stops the job) first.
+                timeout=None if self.timeout is None else timedelta(seconds=self.timeout + 300),
+            )
+        schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
+        try:
+            job = self.hook.wait_for_job(job.id, schedule=schedule, timeout=self.timeout)
+        except TimeoutError as exc:
+            if self.cancel_on_kill:
+                self._stop_quietly(job.id)
+            note = "; the job was asked to stop" if self.cancel_on_kill else ""
+            raise AirflowException(f"{exc}{note}") from None
+        return self._finish(job)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: return the job summary or fail with HERE's details."""
+        self.job_id = event.get("job_id") or self.job_id
+        if event.get("status") == EVENT_SUCCESS:
+            self.log.info("HERE Batch: %s", event.get("message"))
+            job = event.get("job") or {}
+            return {
+                k: job.get(k) for k in ("job_id", "status", "records", "results_href", "errors_href", "tag")
+            }
+        raise AirflowException(_event_error(event))
+
+    def _finish(self, job: BatchJob) -> dict[str, Any]:
+        counts = job.records
+        if job.status is JobStatus.COMPLETED or (job.status is JobStatus.STOPPED and self.allow_stopped):
+            self.log.info(
+                "HERE Batch: job %s %s: %d/%d records succeeded, %d failed",
+                job.id,
+                job.status.value,
+                counts.succeeded,
+                counts.total,
+                counts.failed,
+            )
+            return _job_result(job)
+        message = (
+            f"HERE batch job {job.id} ended {job.status.value} ({counts.processed}/{counts.total} processed)"
+        )
+        if job.status is JobStatus.FAILURE:
+            with contextlib.suppress(HereBatchError):
+                head = self.hook.download_errors_head(job.id, 10)
+                if head:
+                    message += "\nFirst lines of HERE's errors report:\n  " + "\n  ".join(head)
+        raise AirflowException(message)
+
+    def on_kill(self) -> None:
+        """Stop the HERE job when the task is killed (``cancel_on_kill``)."""
+        if self.cancel_on_kill and self.job_id:
+            self._stop_quietly(self.job_id)
+
+    def _stop_quietly(self, job_id: str) -> None:
+        try:
+            job = self.hook.stop_job(job_id)
+            self.log.info("HERE Batch: asked HERE to stop job %s (now %s)", job_id, job.status.value)
+        except HereBatchError as exc:
+            self.log.warning("HERE Batch: could not stop job %s: %s", job_id, exc)
+
+    # -- reattach ---------------------------------------------------------------------------------
+
+    def _here_tag(self, context: Context) -> str | None:
+        if not self.reattach:
+            return self.tag or None
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return reattach_tag(
+            self.tag, ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index)
+        )
+
+    @staticmethod
+    def _state_store(context: Context) -> Any:
+        # Airflow >= 3.3 puts a task-state store in the context; older 3.x have none.
+        return context.get("task_state_store")  # type: ignore[misc]
+
+    def _remember(self, context: Context, job_id: str) -> None:
+        store = self._state_store(context)
+        if store is None or not self.reattach:
+            return
+        try:
+            store.set(STATE_KEY, job_id)
+        except Exception as exc:  # the tag still finds the job; never fail a submitted task for this
+            self.log.warning("HERE Batch: could not keep job id %s in the task state store: %s", job_id, exc)
+
+    def _previous_job(self, context: Context, tag: str | None) -> BatchJob | None:
+        job: BatchJob | None = None
+        store = self._state_store(context)
+        if store is not None:
+            try:
+                stored = store.get(STATE_KEY)
+            except Exception as exc:
+                self.log.warning("HERE Batch: task state store unavailable (%s); looking up by tag", exc)
+                stored = None
+            if stored:
+                try:
+                    job = self.hook.get_job(str(stored))
+                except JobNotFoundError:
+                    job = None
+        if job is None and tag:
+            job = self.hook.find_job_by_tag(tag)
+        if job is None:
+            return None
+        if job.status in (JobStatus.FAILURE, JobStatus.DELETED):
+            self.log.warning(
+                "HERE Batch: the earlier job %s of this task instance is %s; submitting a new one",
+                job.id,
+                job.status.value,
+            )
+            return None
+        self.log.info(
+            "HERE Batch: reattaching to job %s (%s) created by an earlier try of this task instance",
+            job.id,
+            job.status.value,
+        )
+        if job.status is JobStatus.STOPPED and self.start_job:
+            self.log.info("HERE Batch: resuming stopped job %s", job.id)
+            job = self.hook.start_job(job.id)
+        return job
+
+    # -- submit -----------------------------------------------------------------------------------
+
+    def _job_options(self, context: Context) -> JobOptions:
+        try:
+            service = ServiceType.from_name(self.service)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from None
+        columns = self.input_columns if not isinstance(self.input, list) else None
+        options = JobOptions(
+            service=service,
+            input_columns=columns,
+            input_delimiter=self.input_delimiter,
+            output_columns=self.output_columns,
+            output_delimiter=self.output_delimiter,
+            output_type=self.output_type,
+            output_filter=self.output_filter,
+            tag=self._here_tag(context),
+            billing_tags=self.billing_tags,
+            start_job=self.start_job,
+        )
+        try:
+            options.to_query()
+        except (InvalidJobOptionsError, ValueError) as exc:
+            raise AirflowException(f"invalid job options: {exc}") from None
+        return options
+
+    def _submit_job(self, context: Context, options: JobOptions) -> BatchJob:
+        """Validate the input, then upload it; returns the created job."""
+        source = _InputSource(self, options)
+        if self.validate_input:
+            try:
+                with source.lines() as lines:
+                    report = validate_lines(
+                        lines,
+                        service=options.service,
+                        input_columns=options.input_columns,  # type: ignore[arg-type]
+                        delimiter=self.input_delimiter,
+                    )
+            except InputValidationError as exc:
+                raise AirflowException(f"the input was not uploaded: {exc}") from None
+            self.log.info(
+                "HERE Batch: input checked: %d records, %.1f kB%s",
+                report.records,
+                report.bytes / 1024,
+                ", URL-query form" if report.query_form else "",
+            )
+        with source.upload_data() as data:
+            job = self.hook.create_job(
+                data,
+                options=options,
+                compress=self.compress,
+                reattach_by_tag=bool(self.reattach and options.tag),
+            )
+        self.log.info("HERE Batch: submitted job %s (status %s, tag %s)", job.id, job.status.value, job.tag)
+        return job
+
+
+class _InputSource:
+    """The operator's ``input`` as lines (validation pass) and as an upload body (second pass)."""
+
+    def __init__(self, operator: SubmitBatchJobOperator, options: JobOptions) -> None:
+        self.op = operator
+        self.options = options
+        value = operator.input
+        self.rows: list[Mapping[str, Any]] | None = None
+        self.text: str | None = None
+        self.local: Path | None = None
+        self.remote: Any = None
+        if isinstance(value, (list, tuple)):
+            self.rows = list(value)
+        elif isinstance(value, bytes):
+            self.text = value.decode("utf-8")
+        elif hasattr(value, "protocol"):  # ObjectStoragePath
+            self.remote = value
+        elif isinstance(value, (str, os.PathLike)):
+            text = str(value)
+            if "\n" in text:
+                self.text = text
+            elif "://" in text:
+                self.remote = _storage_path(text, operator.input_conn_id)
+            else:
+                path = Path(text).expanduser()
+                if not path.is_file():
+                    raise AirflowException(
+                        f"input file {text!r} does not exist (inline input must contain a line break; "
+                        "object storage needs a URI such as s3://bucket/key)"
+                    )
+                self.local = path
+        else:
+            raise AirflowException(
+                f"input of type {type(value).__name__} is not supported: pass a path, an object-storage "
+                "URI, a list of dicts or text"
+            )
+        if self.rows is not None:
+            columns = operator.input_columns
+            if isinstance(columns, str):
+                columns = columns.split(operator.input_delimiter.replace("\\t", "\t"))
+            self.row_columns = list(columns) if columns else None
+
+    def _gz(self) -> bool:
+        name = str(self.local or getattr(self.remote, "name", ""))
+        return name.endswith(".gz")
+
+    @contextlib.contextmanager
+    def lines(self) -> Iterator[Iterable[str]]:
+        if self.rows is not None:
+            try:
+                yield rows_to_lines(self.rows, columns=self.row_columns, delimiter=self.op.input_delimiter)
+            except InputValidationError:
+                raise
+            return
+        if self.text is not None:
+            yield self.text.splitlines(keepends=True)
+            return
+        with self._open_binary() as handle:
+            yield iter_text_lines(handle)
+
+    @contextlib.contextmanager
+    def _open_binary(self) -> Iterator[IO[bytes]]:
+        opened: IO[bytes] = self.local.open("rb") if self.local is not None else self.remote.open("rb")
+        try:
+            if self._gz():
+                with gzip.open(opened, "rb") as unzipped:
+                    yield unzipped  # type: ignore[misc]
+            else:
+                yield opened
+        finally:
+            opened.close()
+
+    @contextlib.contextmanager
+    def upload_data(self) -> Iterator[Any]:
+        if self.rows is not None:
+            yield "".join(
+                rows_to_lines(self.rows, columns=self.row_columns, delimiter=self.op.input_delimiter)
+            ).encode("utf-8")
+        elif self.text is not None:
+            yield self.text.encode("utf-8")
+        elif self.local is not None and not self._gz():
+            yield self.local  # the hook streams (and can replay) a path
+        else:
+            with self._open_binary() as handle:
+                yield handle
+
+
+class DownloadBatchResultsOperator(BaseOperator):
+    """Download a finished job's results and/or errors report, atomically.
+
+    The download streams (gzip transfer) into a temporary file; only a complete download is moved to
+    ``destination``, so a failed download never leaves a partial file there. For an object-storage
+    destination the complete file is uploaded under a temporary name and then renamed.
+
+    **Nothing to download.** HERE answers 204 when a job has no results (or, commonly, no errors).
+    Then nothing is written (unless ``create_empty``) and the result is
+    ``{"path": None, "bytes": 0, "rows": 0, "empty": True}`` (``rows`` is ``[]`` for ``records``).
+
+    Returns ``{"path", "bytes", "rows", "empty"}`` where ``bytes`` is the decompressed size and
+    ``rows`` the number of data rows (header excluded); with ``output_format="records"``, ``rows`` is
+    the list of parsed rows (dicts) and ``count`` their number. With ``what="both"`` it returns
+    ``{"results": {...}, "errors": {...}}`` and ``destination`` is a folder receiving
+    ``results.<csv|jsonl|geojson>`` and ``errors.txt``.
+
+    :param job_id: the HERE job id. (templated)
+    :param destination: local path or object-storage URI (``s3://bucket/geo/{{ ds }}/results.csv``);
+        a folder (ending with ``/``, or always with ``what="both"``) gets default file names. Optional
+        with ``output_format="records"``. (templated)
+    :param what: ``results``, ``errors`` or ``both``.
+    :param output_format: ``raw`` (HERE's file as is), ``geojson`` (a FeatureCollection of the rows
+        with a position; results only) or ``records`` (rows parsed into XCom; results only, refused
+        above ``max_records_rows``). The errors report is always written raw.
+    :param here_conn_id: Airflow connection of type ``here_batch``.
+    :param destination_conn_id: connection for an object-storage destination.
+    :param max_records_rows: most rows ``records`` may return to XCom.
+    :param create_empty: on 204, write an empty file (an empty FeatureCollection for geojson).
+    """
+
+    template_fields: Sequence[str] = ("job_id", "destination")
+    ui_color = "#8fd3ff"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        destination: Any = None,
+        what: str = "results",
+        output_format: str = "raw",
+        here_conn_id: str = HereBatchHook.default_conn_name,
+        destination_conn_id: str | None = None,
+        max_records_rows: int = 10_000,
+        create_empty: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if what not in ("results", "errors", "both"):
+            raise ValueError(f"what={what!r}: use 'results', 'errors' or 'both'")
+        if output_format not in ("raw", "geojson", "records"):
+            raise ValueError(f"output_format={output_format!r}: use 'raw', 'geojson' or 'records'")
+        if destination is None and not (output_format == "records" and what == "results"):
+            raise ValueError("destination is required unless what='results' and output_format='records'")
+        self.job_id = job_id
+        self.destination = destination
+        self.what = what
+        self.output_format = output_format
+        self.here_conn_id = here_conn_id
+        self.destination_conn_id = destination_conn_id
+        self.max_records_rows = int(max_records_rows)
+        self.create_empty = create_empty
+
+    @cached_property
+    def hook(self) -> HereBatchHook:
+        return HereBatchHook(self.here_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            job = self.hook.get_job(self.job_id)
+        except HereBatchError as exc:
+            raise AirflowException(str(exc)) from None
+        if job.status is JobStatus.DELETED:
+            raise AirflowException(f"job {job.id} is deleted: HERE removed its results and errors")
+        ext = "jsonl" if job.output_type is OutputType.JSONL else "csv"
+        if self.output_format == "geojson":
+            ext = "geojson"
+        try:
+            if self.what == "both":
+                folder = str(self.destination).rstrip("/")
+                return {
+                    "results": self._one(job, "results", f"{folder}/results.{ext}"),
+                    "errors": self._one(job, "errors", f"{folder}/errors.txt"),
+                }
+            destination = self.destination
+            if destination is not None and str(destination).endswith("/"):
+                destination = f"{destination}{'results.' + ext if self.what == 'results' else 'errors.txt'}"
+            return self._one(job, self.what, destination)
+        except ResultsNotReadyError:
+            raise AirflowException(
+                f"job {job.id} is {job.status.value}: HERE has its files once it completed, failed or was "
+                "stopped; wait for it first (BatchJobSensor or wait_for_completion=True)"
+            ) from None
+        except HereBatchError as exc:
+            raise AirflowException(str(exc)) from None
+
+    def _one(self, job: BatchJob, kind: str, destination: Any) -> dict[str, Any]:
+        fmt = self.output_format if kind == "results" else "raw"
+        download = self.hook.download_results if kind == "results" else self.hook.download_errors
+        with tempfile.TemporaryDirectory(prefix="here-batch-") as tmp:
+            raw = Path(tmp) / "download"
+            written = download(job.id, raw)
+            if written is None:
+                self.log.info("HERE Batch: job %s has no %s (HERE answered 204)", job.id, kind)
+                return self._empty(fmt, destination)
+            if fmt == "records":
+                rows = self._records(raw)
+                path = self._place(raw, destination) if destination is not None else None
+                return {"path": path, "bytes": written, "rows": rows, "count": len(rows), "empty": False}
+            if fmt == "geojson":
+                staged = Path(tmp) / "staged.geojson"
+                with raw.open("rb") as source, staged.open("w", encoding="utf-8") as out:
+                    features, skipped = write_geojson(iter_rows(source), out)
+                if skipped:
+                    self.log.info("HERE Batch: %d result rows have no position and were left out", skipped)
+                path = self._place(staged, destination)
+                return {"path": path, "bytes": staged.stat().st_size, "rows": features, "empty": False}
+            rows_count = self._count_rows(raw, kind)
+            path = self._place(raw, destination)
+            self.log.info(
+                "HERE Batch: %s of job %s: %d bytes, %d rows -> %s", kind, job.id, written, rows_count, path
+            )
+            return {"path": path, "bytes": written, "rows": rows_count, "empty": False}
+
+    def _records(self, raw: Path) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        with raw.open("rb") as source:
+            for row in iter_rows(source):
+                if len(rows) >= self.max_records_rows:
+                    raise AirflowException(
+                        f"the results have more than {self.max_records_rows} rows, too many for XCom: use "
+                        "output_format='raw' and read the file downstream, or raise max_records_rows"
+                    )
+                rows.append(row)
+        return rows
+
+    @staticmethod
+    def _count_rows(raw: Path, kind: str) -> int:
+        count = 0
+        with raw.open("rb") as source:
+            if kind == "results":
+                return sum(1 for _ in iter_rows(source))
+            for number, line in enumerate(source, start=1):
+                text = line.strip()
+                if not text or (number == 1 and text.lower().startswith(b"recid")):
+                    continue
+                count += 1
+        return count
+
+    def _empty(self, fmt: str, destination: Any) -> dict[str, Any]:
+        path = None
+        if self.create_empty and destination is not None:
+            with tempfile.TemporaryDirectory(prefix="here-batch-") as tmp:
+                staged = Path(tmp) / "empty"
+                staged.write_text(
+                    '{"type": "FeatureCollection", "features": []}\n' if fmt == "geojson" else "",
+                    encoding="utf-8",
+                )
+                path = self._place(staged, destination)
+        return {"path": path, "bytes": 0, "rows": [] if fmt == "records" else 0, "empty": True}
+
+    def _place(self, staged: Path, destination: Any) -> str:
+        """Move a complete local file to ``destination`` atomically (temp name + rename)."""
+        if _is_remote(destination):
+            target = _storage_path(destination, self.destination_conn_id)
+            with contextlib.suppress(Exception):
+                target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
+            try:
+                with staged.open("rb") as source, temporary.open("wb") as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+                temporary.rename(target)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    temporary.unlink()
+                raise
+            return str(target)
+        target_path = Path(str(destination)).expanduser()
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary_path = target_path.with_name(f".{target_path.name}.{uuid.uuid4().hex}.part")
+        try:
+            shutil.copyfile(staged, temporary_path)
+            os.replace(temporary_path, target_path)
+        except BaseException:
+            temporary_path.unlink(missing_ok=True)
+            raise
+        return str(target_path)
+
+
+class StopBatchJobOperator(BaseOperator):
+    """Stop (halt) a HERE batch job; it can be resumed later, processed records stay billed.
+
+    :param job_id: the HERE job id. (templated)
+    :param here_conn_id: Airflow connection of type ``here_batch``.
+    :param wait_for_stop: wait until HERE reports the job ``stopped`` (or ended).
+    :param poll_interval: delay between two status calls while waiting, seconds.
+    :param timeout: longest wait, seconds.
+    """
+
+    template_fields: Sequence[str] = ("job_id",)
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        here_conn_id: str = HereBatchHook.default_conn_name,
+        wait_for_stop: bool = False,
+        poll_interval: float = 5.0,
+        timeout: float = 600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.here_conn_id = here_conn_id
+        self.wait_for_stop = wait_for_stop
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = HereBatchHook(self.here_conn_id)
+        try:
+            job = hook.stop_job(self.job_id)
+            if self.wait_for_stop and not (job.is_terminal or job.status is JobStatus.STOPPED):
+                job = hook.wait_for_job(
+                    self.job_id,
+                    schedule=PollSchedule(self.poll_interval, max(self.poll_interval, 60.0)),
+                    timeout=self.timeout,
+                )
+        except (HereBatchError, TimeoutError) as exc:
+            raise AirflowException(str(exc)) from None
+        self.log.info("HERE Batch: job %s is %s", job.id, job.status.value)
+        return job.summary()
+
+
+class DeleteBatchJobOperator(BaseOperator):
+    """Delete one HERE batch job, or every job with a status (and tag) for clean-up DAGs.
+
+    Deleting removes the job's input, results and errors; its metadata stays readable by id. With
+    ``tag``, jobs whose tag is ``tag`` plus a task-instance fingerprint (see
+    :class:`SubmitBatchJobOperator` ``reattach``) are deleted too.
+
+    Returns ``{"total": int, "job_ids": [...]}``.
+
+    :param job_id: delete this job. (templated)
+    :param status: bulk delete jobs in this status (``any``, ``completed``, ``failure``, ``stopped``,
+        ``submitted``, ``queued``, ``pending``, ``inProgress``). (templated)
+    :param tag: with ``status``: only jobs with this tag. (templated)
+    :param here_conn_id: Airflow connection of type ``here_batch``.
+    :param ignore_missing: with ``job_id``: an unknown job is not an error.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "status", "tag")
+
+    def __init__(
+        self,
+        *,
+        job_id: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        here_conn_id: str = HereBatchHook.default_conn_name,
+        ignore_missing: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (job_id is None) == (status is None):
+            raise ValueError("pass either job_id (one job) or status (bulk delete, e.g. status='failure')")
+        if tag is not None and job_id is not None:
+            raise ValueError("tag applies to a bulk delete by status, not to job_id")
+        self.job_id = job_id
+        self.status = status
+        self.tag = tag
+        self.here_conn_id = here_conn_id
+        self.ignore_missing = ignore_missing
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = HereBatchHook(self.here_conn_id)
+        try:
+            if self.job_id:
+                try:
+                    job = hook.delete_job(self.job_id)
+                except JobNotFoundError:
+                    if not self.ignore_missing:
+                        raise
+                    self.log.info("HERE Batch: job %s does not exist; nothing to delete", self.job_id)
+                    return {"total": 0, "job_ids": []}
+                return {"total": 1, "job_ids": [job.id]}
+            assert self.status is not None
+            deleted = hook.delete_jobs(status=self.status, tag=self.tag or None)
+            job_ids = list(deleted.job_ids)
+            if self.tag:
+                for job in list(hook.list_jobs(status=self.status)):
+                    if job.id not in job_ids and job.tag != self.tag and tag_matches(job.tag, self.tag):
+                        with contextlib.suppress(JobNotFoundError):
+                            hook.delete_job(job.id)
+                            job_ids.append(job.id)
+        except (HereBatchError, ValueError) as exc:
+            raise AirflowException(str(exc)) from None
+        self.log.info("HERE Batch: deleted %d jobs: %s", len(job_ids), ", ".join(job_ids) or "none")
+        return {"total": len(job_ids), "job_ids": job_ids}
+
+
+class ListBatchJobsOperator(BaseOperator):
+    """List HERE batch jobs (HERE does not list deleted ones); returns their summaries.
+
+    :param status: ``any`` (default) or one status. (templated)
+    :param tag: only jobs with this tag, with or without a task-instance fingerprint. (templated)
+    :param here_conn_id: Airflow connection of type ``here_batch``.
+    :param max_jobs: most summaries returned (XCom stays small); the newest are kept.
+    """
+
+    template_fields: Sequence[str] = ("status", "tag")
+
+    def __init__(
+        self,
+        *,
+        status: str = "any",
+        tag: str | None = None,
+        here_conn_id: str = HereBatchHook.default_conn_name,
+        max_jobs: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.status = status
+        self.tag = tag
+        self.here_conn_id = here_conn_id
+        self.max_jobs = max_jobs
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        hook = HereBatchHook(self.here_conn_id)
+        try:
+            jobs = [
+                j for j in hook.list_jobs(status=self.status) if not self.tag or tag_matches(j.tag, self.tag)
+            ]
+        except (HereBatchError, ValueError) as exc:
+            raise AirflowException(str(exc)) from None
+        jobs.sort(key=lambda j: j.created.timestamp() if j.created else 0.0, reverse=True)
+        if len(jobs) > self.max_jobs:
+            self.log.warning("HERE Batch: %d jobs match; returning the newest %d", len(jobs), self.max_jobs)
+        self.log.info(
+            "HERE Batch: %d jobs (status %s%s)",
+            len(jobs),
+            self.status,
+            f", tag {self.tag}" if self.tag else "",
+        )
+        return [j.summary() for j in jobs[: self.max_jobs]]
