@@ -141,10 +141,15 @@ class DagRunResult:
         lines = [f"dag {self.dag_id} run {self.run_id}: {self.state} in {self.duration_s:.1f} s"]
         for key, ti in sorted(self.tasks.items()):
             lines.append(f"  {key}: {ti.state} (try {ti.try_number})")
-        for key, ti in sorted(self.tasks.items()):
-            if ti.state not in ("success", "skipped") and ti.log_text:
+        failed = [key for key, ti in sorted(self.tasks.items()) if ti.state not in ("success", "skipped")]
+        for key in failed:
+            ti = self.tasks[key]
+            if ti.log_text:
                 tail = "\n".join(ti.log_text.splitlines()[-log_tail:])
                 lines.append(f"--- log tail of {key} ---\n{tail}")
+        if failed and not any(self.tasks[key].log_text for key in failed):
+            # dag.test() without an executor logs to stdout, which pytest shows under "Captured stdout".
+            lines.append("(task logs: see the captured stdout of this test)")
         return "\n".join(lines)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.airflow.conftest import RunDag, resolve_dag_file
 from tests.conftest import TEST_DAGS_DIR
 
@@ -35,3 +37,16 @@ def test_run_dag_twice_gives_two_runs(run_dag: RunDag) -> None:
     second = run_dag(Path(TEST_DAGS_DIR / "helper_smoke_dag.py"))
     assert first.run_id != second.run_id
     assert second.xcom("consume") == 43
+
+
+def test_run_dag_reports_a_failed_run(run_dag: RunDag) -> None:
+    result = run_dag("helper_failing", expect="failed")
+    assert result.task_states == {"boom": "failed", "after": "upstream_failed"}
+    described = result.describe()
+    assert "boom: failed" in described
+    assert "after: upstream_failed" in described
+
+
+def test_run_dag_asserts_the_expected_state(run_dag: RunDag) -> None:
+    with pytest.raises(AssertionError, match="boom: failed"):
+        run_dag("helper_failing")
