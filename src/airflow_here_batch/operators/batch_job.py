@@ -129,6 +129,10 @@ def _storage_path(location: Any, conn_id: str | None) -> Any:
 class SubmitBatchJobOperator(BaseOperator):
     """Validate an input, submit it as a HERE batch job and, optionally, wait for the job to end.
 
+    Returns (XCom ``return_value``) ``{"job_id", "status", "records", "results_href", "errors_href",
+    "tag"}`` and pushes the job id under the XCom key ``job_id`` as soon as the job exists, so
+    ``submit.output["job_id"]`` works downstream (also while this task still waits).
+
     The input is checked against HERE's rules before anything is uploaded (header/columns, delimiter,
     4096-character lines, 512-character recIds, 1,000,000 records, 500 MB, the service's key column,
     billing tags); a problem fails the task with the line number and the fix.
@@ -265,6 +269,8 @@ class SubmitBatchJobOperator(BaseOperator):
             job = self._submit_job(context, options)
             self._remember(context, job.id)
         self.job_id = job.id
+        # ``submit.output["job_id"]`` in a DAG reads this XCom key (Airflow 3 XComArg key access).
+        context["ti"].xcom_push(key="job_id", value=job.id)
         if not self.wait_for_completion:
             return _job_result(job)
         if job.is_terminal or job.status is JobStatus.STOPPED:

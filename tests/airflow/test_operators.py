@@ -1,0 +1,98 @@
+"""Every operator inside real Airflow (``dag.test()`` on DAG files in tests/airflow/dags/) against the
+session emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.airflow.conftest import TEST_API_KEY, RunDag
+from tests.conftest import TEST_AIRFLOW_HOME, TEST_OUTPUT_DIR
+
+if TYPE_CHECKING:
+    from airflow_here_batch.emulator import EmulatorServer
+
+FAST = {"records_per_second": 2000.0, "queue_delay": 0.2}
+
+
+@pytest.fixture
+def emu(here_emulator_session: EmulatorServer, here_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The session emulator, clean faults and fast pacing before and after each test."""
+    admin = here_emulator_session.admin
+    admin.clear_faults()
+    admin.settings(**FAST)
+    monkeypatch.setenv("HERE_TEST_EMULATOR_ROOT", here_emulator_session.root_url)
+    yield here_emulator_session
+    admin.clear_faults()
+    admin.settings(**FAST)
+
+
+def jobs_tagged(emu: Any, prefix: str) -> list[dict[str, Any]]:
+    return [j for j in emu.admin.jobs() if (j.get("tag") or "").startswith(prefix)]
+
+
+def test_poke_pipeline_every_operator(run_dag: RunDag, emu: Any) -> None:
+    result = run_dag("test_ops_poke_pipeline")
+    assert set(result.task_states.values()) == {"success"}, result.describe()
+    submitted = result.xcom("submit")
+    assert set(submitted) >= {"job_id", "status", "records", "results_href"}
+    assert submitted["tag"].startswith("ops-poke_af")
+    job_id = submitted["job_id"]
+
+    summary = result.xcom("wait")
+    assert summary["status"] == "completed" and summary["records"]["succeeded"] == 3
+
+    both = result.xcom("download_both")
+    results_path = Path(both["results"]["path"])
+    assert results_path.name == "results.csv" and both["results"]["rows"] >= 3
+    assert results_path.read_text(encoding="utf-8").startswith("recId|")
+    assert both["results"]["bytes"] == results_path.stat().st_size
+    assert both["errors"]["empty"] is True and both["errors"]["path"] is None
+    assert not [p for p in results_path.parent.iterdir() if p.name.endswith(".part")]
+
+    geo = result.xcom("download_geojson")
+    collection = json.loads(Path(geo["path"]).read_text(encoding="utf-8"))
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == geo["rows"] >= 3
+
+    records = result.xcom("download_records")
+    assert records["path"] is None and records["count"] == len(records["rows"]) >= 3
+    assert {r["recId"] for r in records["rows"]} == {"1", "2", "3"}
+
+    listed = result.xcom("list")
+    assert job_id in [j["job_id"] for j in listed]
+    assert result.xcom("stop_completed")["status"] == "completed"
+    assert result.xcom("delete") == {"total": 1, "job_ids": [job_id]}
+    assert next(j for j in emu.admin.jobs() if j["id"] == job_id)["status"] == "deleted"
+
+
+def test_deferrable_submit_and_sensor_and_object_storage_destination(run_dag: RunDag, emu: Any) -> None:
+    result = run_dag("test_ops_deferrable")
+    assert set(result.task_states.values()) == {"success"}, result.describe()
+    submitted = result.xcom("submit_wait")
+    assert submitted["status"] == "completed" and submitted["records"]["total"] == 2
+    assert result.xcom("wait_deferred")["status"] == "completed"
+    downloaded = result.xcom("download_to_object_storage")
+    assert downloaded["path"].startswith("file://") and downloaded["rows"] >= 2
+    local = Path(downloaded["path"].removeprefix("file://"))
+    assert local.read_text(encoding="utf-8").startswith("recId")
+
+
+def test_sync_wait_with_object_storage_input_and_gzip(
+    run_dag: RunDag, emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("recId|q\n" + "".join(f"{i}|Street {i}, Berlin\n" for i in range(50)), encoding="utf-8")
+    monkeypatch.setenv("HERE_TEST_INPUT_URI", f"file://{source}")
+    result = run_dag("test_ops_sync_wait")
+    submitted = result.xcom("submit_sync_wait")
+    assert submitted["status"] == "completed" and submitted["records"]["total"] == 50
+
+
+def test_sensor_reschedule_mode_and_jsonl(run_dag: RunDag, emu: Any) -> None:
+    result = run_dag("test_ops_deferred_submit_then_sensor_reschedule")
+    assert result.task_states == {"submit": "success", "wait_reschedule": "success"}, result.describe()
+    assert result.xcom("wait_reschedule")["service"] == "revgeocode"
