@@ -4,14 +4,13 @@ session emulator."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.airflow.conftest import TEST_API_KEY, RunDag
-from tests.conftest import TEST_AIRFLOW_HOME, TEST_OUTPUT_DIR
+from tests.conftest import TEST_AIRFLOW_HOME
 
 if TYPE_CHECKING:
     from airflow_here_batch.emulator import EmulatorServer
@@ -96,3 +95,70 @@ def test_sensor_reschedule_mode_and_jsonl(run_dag: RunDag, emu: Any) -> None:
     result = run_dag("test_ops_deferred_submit_then_sensor_reschedule")
     assert result.task_states == {"submit": "success", "wait_reschedule": "success"}, result.describe()
     assert result.xcom("wait_reschedule")["service"] == "revgeocode"
+
+
+def test_task_killed_after_submit_and_retried_reattaches(run_dag: RunDag, emu: Any) -> None:
+    result = run_dag("test_ops_retry_after_kill")
+    assert set(result.task_states.values()) == {"success"}, result.describe()
+    for task_id, prefix, rows_task in (
+        ("submit_tag_path", "ops-kill-tag_af", "rows_tag_path"),
+        ("submit_state_path", "ops-kill-state_af", "rows_state_path"),
+    ):
+        assert result.tasks[task_id].try_number == 2, result.describe()
+        jobs = [j for j in jobs_tagged(emu, prefix) if j["tag"].startswith(prefix)]
+        mine = [j for j in jobs if j["id"] == result.xcom(task_id)["job_id"]]
+        assert len(mine) == 1
+        # exactly one job for this task instance (the run id is in the fingerprint)
+        assert sum(1 for j in emu.admin.jobs() if j.get("tag") == mine[0]["tag"]) == 1
+        assert result.xcom(task_id)["status"] == "completed"
+        assert result.xcom(rows_task)["count"] == 2
+
+
+def test_killing_a_waiting_task_stops_the_job(run_dag: RunDag, emu: Any) -> None:
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
+
+    emu.admin.settings(records_per_second=0)  # hold: the job never finishes on its own
+    result = run_dag("test_ops_kill_waiting", expect="failed")
+    assert result.task_states == {"submit_and_wait": "failed"}
+    job_id = result.xcom("submit_and_wait", key="job_id")
+    job = HereBatchHook().wait_for_job(job_id, timeout=30)  # the halt is asynchronous at HERE
+    assert job.status.value == "stopped"
+    assert emu.admin.stats()["requests"].get("stop_job", 0) >= 1
+
+
+def test_invalid_input_fails_before_upload(run_dag: RunDag, emu: Any) -> None:
+    before = emu.admin.stats()["requests"].get("create_job", 0)
+    result = run_dag("test_ops_invalid_input", expect="failed")
+    assert emu.admin.stats()["requests"].get("create_job", 0) == before
+    log = result.tasks["submit_bad"].log_text
+    if log:
+        assert "input line 3" in log
+
+
+def test_api_key_appears_in_no_log_and_no_xcom(
+    run_dag: RunDag, emu: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")  # what task logs hold by default (see the report on urllib3 DEBUG lines)
+    emu.admin.inject_fault("create_job", "status", status=429, retry_after=0.1, count=1)
+    emu.admin.inject_fault("get_job", "status", status=503, count=3)
+    emu.admin.inject_fault("list_jobs", "status", status=500, count=1)
+    emu.admin.inject_fault("results", "drop", count=1)
+    emu.admin.inject_fault("delete_job", "status", status=502, count=1)
+    result = run_dag("test_ops_secrets", expect="failed")
+    assert result.task_states["download"] == "success", result.describe()
+    assert result.task_states["delete_missing"] == "failed"
+    assert result.xcom("download")["count"] == 2
+    captured = capfd.readouterr()
+    texts = [
+        captured.out,
+        captured.err,
+        caplog.text,
+        json.dumps({str(k): v for k, v in result.xcoms.items()}, default=str),
+    ]
+    folder = TEST_AIRFLOW_HOME / "logs" / "dag_id=test_ops_secrets"
+    texts += [p.read_text(encoding="utf-8", errors="replace") for p in folder.rglob("*") if p.is_file()]
+    texts += [t.log_text for t in result.tasks.values()]
+    assert "HTTP 503" in captured.out + captured.err + caplog.text  # the failing requests were logged...
+    for text in texts:
+        assert TEST_API_KEY not in text  # ...without the key
+        assert "apiKey=" not in text

@@ -1,0 +1,47 @@
+"""``BatchJobSensor`` inside real Airflow (``dag.test()``) against the session emulator: every outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.airflow.conftest import RunDag
+
+FAST = {"records_per_second": 2000.0, "queue_delay": 0.2}
+
+
+@pytest.fixture
+def emu(here_emulator_session: Any, here_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    admin = here_emulator_session.admin
+    admin.clear_faults()
+    admin.settings(**FAST)
+    monkeypatch.setenv("HERE_TEST_EMULATOR_ROOT", here_emulator_session.root_url)
+    yield here_emulator_session
+    admin.clear_faults()
+    admin.settings(**FAST)
+
+
+def test_sensor_outcomes(run_dag: RunDag, emu: Any) -> None:
+    emu.admin.settings(records_per_second=0)  # jobs stay in progress until failed or stopped
+    result = run_dag("test_ops_sensor_outcomes", expect="failed")
+    states = result.task_states
+    assert states["failure_poke"] == "failed", result.describe()
+    assert states["failure_deferred"] == "failed", result.describe()
+    assert states["failure_soft"] == "skipped", result.describe()
+    assert states["stopped_default"] == "failed", result.describe()
+    assert states["stopped_allowed"] == "success", result.describe()
+    assert states["unknown_job"] == "failed", result.describe()
+    assert states["timeout_deferred"] == "skipped", result.describe()  # soft_fail on the deadline
+    assert result.xcom("stopped_allowed")["status"] == "stopped"
+    assert result.xcom("stop")["status"] == "stopped"
+    poke_log = result.tasks["failure_poke"].log_text
+    if poke_log:
+        assert "failed" in poke_log and "errors report" in poke_log
+
+
+def test_completed_job_sensor_returns_summary(run_dag: RunDag, emu: Any) -> None:
+    result = run_dag("test_ops_poke_pipeline")
+    summary = result.xcom("wait")
+    assert summary["status"] == "completed"
+    assert set(summary) >= {"job_id", "status", "service", "records", "results_href", "errors_href"}
