@@ -143,3 +143,9 @@ def test_rows_to_lines_explicit_columns_and_errors() -> None:
         list(rows_to_lines([{"q": "x"}, {"q": "y", "extra": 1}]))
     with pytest.raises(InputValidationError, match="not a dict"):
         list(rows_to_lines(["q=x"]))  # type: ignore[list-item]
+
+
+def test_header_repeating_input_columns_is_refused() -> None:
+    with pytest.raises(InputValidationError, match="repeats input_columns") as info:
+        validate_lines(["recId|q", "1|Berlin"], input_columns=["recId", "q"])
+    assert info.value.line == 1

@@ -274,6 +274,15 @@ def validate_lines(
                 recid_index = _index_of(descriptor.columns, "recId")
                 continue
 
+        if number == 1 and report.columns is not None and not report.has_header:
+            first = [v.strip() for v in _split_quiet(text, delim)]
+            if first and [c.lower() for c in first] == [c.strip().lower() for c in report.columns]:
+                raise InputValidationError(
+                    "repeats input_columns as a header; HERE would process it as a record: drop "
+                    "input_columns (the header is enough) or remove the header line",
+                    line=1,
+                    field="header",
+                )
         if not text.strip():
             raise InputValidationError(
                 "is empty: HERE counts every line as a record; remove blank lines",
@@ -340,6 +349,13 @@ def validate_lines(
             field="records",
         )
     return report
+
+
+def _split_quiet(line: str, delimiter: str) -> list[str]:
+    try:
+        return split_record(line, delimiter)
+    except RecordFormatError:
+        return []
 
 
 def _index_of(columns: Sequence[str], name: str) -> int | None:
