@@ -207,3 +207,20 @@ def test_downloads_before_end_and_when_empty(client: Client, emu) -> None:  # ty
 def test_empty_lines_are_skipped(client: Client) -> None:
     _, done = client.run("recId|q\n\n1|Berlin\n\n2|Paris\n")
     assert done["records"]["total"] == 2 and done["records"]["succeeded"] == 2
+
+
+def test_lean_items_format_like_full_items() -> None:
+    """The fast path (items without id/access/mapView) must not change any output."""
+    from airflow_here_batch.emulator.geocoder import call_backend
+    from airflow_here_batch.emulator.output import CsvFormatter
+
+    for service, params in (
+        ("geocode", {"q": "Hauptstraße 5, 10115 Berlin", "limit": "3"}),
+        ("revgeocode", {"at": "48.85,2.35", "limit": "2"}),
+        ("lookup", {"id": "here:pds:place:1"}),
+    ):
+        fmt = CsvFormatter(service, None, ",")
+        assert fmt.lean
+        full, lean = call_backend(service, dict(params)), call_backend(service, dict(params), lean=True)
+        assert fmt.payload(lean) == fmt.payload(full)
+    assert not CsvFormatter("geocode", ["id"], "|").lean

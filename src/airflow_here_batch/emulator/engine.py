@@ -471,6 +471,7 @@ class Engine:
         ncols = len(columns)
         rec_idx = columns.index("recId") if "recId" in columns else None
         marker = c.FAIL_JOB_MARKER
+        lean = bool(getattr(fmt, "lean", False))
         offset = job.input_offset
         index = job.record_index
         processed = succeeded = failed = 0
@@ -544,7 +545,7 @@ class Engine:
                         call_params = descriptor.bind(values) or {}
                         call_params.pop("recId", None)
                     try:
-                        answer = (True, fmt.payload(call_backend(service, call_params)))
+                        answer = (True, fmt.payload(call_backend(service, call_params, lean)))
                     except BackendError as exc:
                         answer = (False, exc)
                     if len(cache) >= _ANSWER_CACHE:

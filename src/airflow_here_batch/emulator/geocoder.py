@@ -299,8 +299,12 @@ def _place(
     house: str,
     result_type: str,
     position: tuple[float, float] | None = None,
+    lean: bool = False,
 ) -> dict[str, Any]:
-    """Build one HERE-shaped item for an address in a gazetteer city."""
+    """Build one HERE-shaped item for an address in a gazetteer city.
+
+    ``lean`` leaves out ``id``, ``access`` and ``mapView`` (costly, and not needed by most column sets).
+    """
     city = CITIES[city_idx]
     if position is None:
         dlat, dlng = _offset(seed, 0.04)
@@ -336,6 +340,13 @@ def _place(
         if house:
             address["houseNumber"] = house
         title = label
+    if lean:
+        return {
+            "title": title,
+            "resultType": result_type,
+            "address": address,
+            "position": {"lat": lat, "lng": lng},
+        }
     d = 0.0005
     return {
         "title": title,
@@ -384,7 +395,7 @@ def _country_filter(params: dict[str, str]) -> str | None:
     return code if code in COUNTRIES else None
 
 
-def geocode(params: dict[str, str]) -> list[dict[str, Any]]:
+def geocode(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
     """Fake ``/geocode``: ``q`` (or ``qq``) -> up to ``min(limit, 3)`` items, best first."""
     query = (params.get("q") or params.get("qq") or "").strip()
     if not query:
@@ -429,8 +440,10 @@ def geocode(params: dict[str, str]) -> list[dict[str, Any]]:
             item_street,
             house if rank == 0 else str(s % 200 + 1),
             result_type if rank == 0 else "houseNumber",
+            lean=lean,
         )
-        item["scoring"] = {"queryScore": round(1.0 - 0.15 * rank, 2)}
+        if not lean:
+            item["scoring"] = {"queryScore": round(1.0 - 0.15 * rank, 2)}
         items.append(item)
     return items
 
@@ -456,7 +469,7 @@ def _parse_at(params: dict[str, str]) -> tuple[float, float]:
     return lat, lng
 
 
-def revgeocode(params: dict[str, str]) -> list[dict[str, Any]]:
+def revgeocode(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
     """Fake ``/revgeocode``: the nearest gazetteer city's address, a few metres from ``at``."""
     lat, lng = _parse_at(params)
     limit = _limit(params)
@@ -471,14 +484,16 @@ def revgeocode(params: dict[str, str]) -> list[dict[str, Any]]:
         s = seed if rank == 0 else _crc(f"{params.get('at')}#{rank}")
         dlat, dlng = _offset(s, 0.0002 * (rank + 1))
         pos = (lat + dlat, lng + dlng)
-        item = _place(city_idx, s, city.streets[s % len(city.streets)], str(s % 200 + 1), "houseNumber", pos)
+        item = _place(
+            city_idx, s, city.streets[s % len(city.streets)], str(s % 200 + 1), "houseNumber", pos, lean
+        )
         item["distance"] = round(_haversine_m(lat, lng, item["position"]["lat"], item["position"]["lng"]))
         items.append(item)
     items.sort(key=lambda it: it["distance"])
     return items
 
 
-def lookup(params: dict[str, str]) -> list[dict[str, Any]]:
+def lookup(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
     """Fake ``/lookup``: ids handed out by the fake geocoder decode to the same place; any other
     ``here:`` id maps to a deterministic place; anything else is "not found"."""
     value = (params.get("id") or "").strip()
@@ -501,10 +516,10 @@ def lookup(params: dict[str, str]) -> list[dict[str, Any]]:
 _BACKENDS = {"geocode": geocode, "revgeocode": revgeocode, "lookup": lookup}
 
 
-def call_backend(service: str, params: dict[str, str]) -> list[dict[str, Any]]:
+def call_backend(service: str, params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
     """Call the fake backend ``service`` ("geocode", "revgeocode", "lookup") with one record's params.
 
     Not cached here: the engine caches formatted answers per job, which is where repeats pay off (a
     global cache of item dicts made the garbage collector the bottleneck on unique inputs).
     """
-    return _BACKENDS[service](params)
+    return _BACKENDS[service](params, lean)

@@ -141,6 +141,13 @@ def _coord(obj: Any) -> str:
     return ""
 
 
+_HEAVY = {"id", "access", "mapView", "scoring"}
+
+
+def _top_key(column: str) -> str:
+    return _COORD_OBJECTS.get(column) or _LEAVES[column][0]
+
+
 def _getter(column: str) -> Callable[[dict[str, Any]], str]:
     """A fast accessor for one output column (built once per job, called per item)."""
     if column in _COORD_OBJECTS:
@@ -176,6 +183,8 @@ class CsvFormatter:
         self._data_columns = [c for c in self.columns if c not in ("recId", "seqNumber", "seqLength")]
         self._seq = service != "lookup"
         self._getters = [_getter(col) for col in self._data_columns]
+        #: True when no column needs the costly parts of an item (id, access, mapView, scoring).
+        self.lean = not any(_top_key(col) in _HEAVY for col in self._data_columns)
 
     def header(self) -> str:
         """The header line (no line break)."""
