@@ -365,7 +365,7 @@ def readable(line: str) -> str:
         return line.strip()
     if not isinstance(rec, dict):
         return line.strip()
-    extra = f" [{rec['logger']}]" if rec.get("logger") else ""
+    extra = f" [{str(rec['logger']).rsplit('.', 1)[-1]}]" if rec.get("logger") else ""
     return f"{str(rec.get('timestamp', ''))[11:19]} {rec.get('level', '')} {rec.get('event', '')}{extra}"
 
 
