@@ -115,13 +115,15 @@ def test_task_killed_after_submit_and_retried_reattaches(run_dag: RunDag, emu: A
 
 
 def test_killing_a_waiting_task_stops_the_job(run_dag: RunDag, emu: Any) -> None:
+    from airflow_here_batch.api import PollSchedule
     from airflow_here_batch.hooks.here_batch import HereBatchHook
 
     emu.admin.settings(records_per_second=0)  # hold: the job never finishes on its own
     result = run_dag("test_ops_kill_waiting", expect="failed")
     assert result.task_states == {"submit_and_wait": "failed"}
     job_id = result.xcom("submit_and_wait", key="job_id")
-    job = HereBatchHook().wait_for_job(job_id, timeout=30)  # the halt is asynchronous at HERE
+    # the halt is asynchronous at HERE
+    job = HereBatchHook().wait_for_job(job_id, schedule=PollSchedule(0.1, 0.5), timeout=30)
     assert job.status.value == "stopped"
     assert emu.admin.stats()["requests"].get("stop_job", 0) >= 1
 
@@ -162,3 +164,13 @@ def test_api_key_appears_in_no_log_and_no_xcom(
     for text in texts:
         assert TEST_API_KEY not in text  # ...without the key
         assert "apiKey=" not in text
+
+
+def test_create_answer_lost_after_the_job_was_created_gives_one_job(run_dag: RunDag, emu: Any) -> None:
+    emu.admin.inject_fault("create_job", "drop", count=1, after_processing=True)
+    result = run_dag("test_ops_lost_answer")
+    submitted = result.xcom("submit")
+    assert submitted["status"] == "completed"
+    assert result.tasks["submit"].try_number == 1
+    same_tag = [j for j in emu.admin.jobs() if j.get("tag") == submitted["tag"]]
+    assert [j["id"] for j in same_tag] == [submitted["job_id"]]

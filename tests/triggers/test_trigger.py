@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from airflow_here_batch.api import JobOptions
+from airflow_here_batch.api import JobOptions, PollSchedule
 from airflow_here_batch.emulator import EmulatorServer
 from airflow_here_batch.hooks.here_batch import HereBatchHook
 from airflow_here_batch.triggers.batch_job import BatchJobTrigger, deadline_to_epoch
 
 API_KEY = "trigger-test-api-key-0123456789"
+QUICK = PollSchedule(0.05, 0.2)
 LINES = ["recId|q\n"] + [f"{i}|Street {i}, Berlin\n" for i in range(1, 21)]
 
 
@@ -214,7 +215,7 @@ async def test_deadline_gives_timeout_and_stops_the_job(hook: HereBatchHook, emu
     events = await collect(fast(job_id, deadline=time.time() + 0.5))
     assert [e["status"] for e in events] == ["timeout"]
     assert "stopped" in events[0]["message"]
-    hook.wait_for_job(job_id, timeout=10)  # the halt is asynchronous at HERE
+    hook.wait_for_job(job_id, schedule=QUICK, timeout=10)  # the halt is asynchronous at HERE
     assert status_of(emu, job_id) == "stopped"
 
 
@@ -238,7 +239,7 @@ async def test_on_kill_stops_the_job(hook: HereBatchHook, emu: EmulatorServer) -
     with pytest.raises(asyncio.CancelledError):
         await task
     await trigger.on_kill()
-    assert hook.wait_for_job(job_id, timeout=10).status.value == "stopped"
+    assert hook.wait_for_job(job_id, schedule=QUICK, timeout=10).status.value == "stopped"
 
     other = submit(hook)
     await fast(other, cancel_on_kill=False).on_kill()

@@ -122,3 +122,15 @@ with DAG(
         timeout=60,
         retry_delay=timedelta(seconds=0),
     )
+
+
+with DAG(dag_id="test_ops_lost_answer", schedule=None, start_date=START, catchup=False):
+    SubmitBatchJobOperator(
+        task_id="submit",
+        service="geocode",
+        input=INLINE,
+        tag="ops-lost-answer",
+        wait_for_completion=True,
+        poll_interval=0.2,
+        timeout=60,
+    )
