@@ -19,6 +19,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, task
+
 from airflow_here_batch.operators.batch_job import DeleteBatchJobOperator, ListBatchJobsOperator
 
 KEEP_DAYS = int(os.environ.get("HERE_BATCH_KEEP_DAYS", "7"))

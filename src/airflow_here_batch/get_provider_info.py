@@ -85,13 +85,19 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": INTEGRATION_NAME, "python-modules": ["airflow_here_batch.hooks.here_batch"]}
         ],
         "operators": [
-            {"integration-name": INTEGRATION_NAME, "python-modules": ["airflow_here_batch.operators.batch_job"]}
+            {
+                "integration-name": INTEGRATION_NAME,
+                "python-modules": ["airflow_here_batch.operators.batch_job"],
+            }
         ],
         "sensors": [
             {"integration-name": INTEGRATION_NAME, "python-modules": ["airflow_here_batch.sensors.batch_job"]}
         ],
         "triggers": [
-            {"integration-name": INTEGRATION_NAME, "python-modules": ["airflow_here_batch.triggers.batch_job"]}
+            {
+                "integration-name": INTEGRATION_NAME,
+                "python-modules": ["airflow_here_batch.triggers.batch_job"],
+            }
         ],
         "connection-types": [
             {
