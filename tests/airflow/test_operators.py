@@ -97,8 +97,13 @@ def test_sensor_reschedule_mode_and_jsonl(run_dag: RunDag, emu: Any) -> None:
     assert result.xcom("wait_reschedule")["service"] == "revgeocode"
 
 
-def test_task_killed_after_submit_and_retried_reattaches(run_dag: RunDag, emu: Any) -> None:
+def test_task_killed_after_submit_and_retried_reattaches(
+    run_dag: RunDag, emu: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     result = run_dag("test_ops_retry_after_kill")
+    out = capfd.readouterr().out
+    assert "found by its tag ops-kill-tag_af" in out  # lost before the id was kept: the tag finds it
+    assert "found by the task-state store" in out  # Airflow 3.3: the kept id finds it
     assert set(result.task_states.values()) == {"success"}, result.describe()
     for task_id, prefix, rows_task in (
         ("submit_tag_path", "ops-kill-tag_af", "rows_tag_path"),

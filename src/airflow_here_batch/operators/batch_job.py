@@ -373,6 +373,7 @@ class SubmitBatchJobOperator(BaseOperator):
 
     def _previous_job(self, context: Context, tag: str | None) -> BatchJob | None:
         job: BatchJob | None = None
+        found_by = "the task-state store"
         store = self._state_store(context)
         if store is not None:
             try:
@@ -386,6 +387,7 @@ class SubmitBatchJobOperator(BaseOperator):
                 except JobNotFoundError:
                     job = None
         if job is None and tag:
+            found_by = f"its tag {tag}"
             job = self.hook.find_job_by_tag(tag)
         if job is None:
             return None
@@ -397,9 +399,11 @@ class SubmitBatchJobOperator(BaseOperator):
             )
             return None
         self.log.info(
-            "HERE Batch: reattaching to job %s (%s) created by an earlier try of this task instance",
+            "HERE Batch: reattaching to job %s (%s) created by an earlier try of this task instance, found "
+            "by %s",
             job.id,
             job.status.value,
+            found_by,
         )
         if job.status is JobStatus.STOPPED and self.start_job:
             self.log.info("HERE Batch: resuming stopped job %s", job.id)
