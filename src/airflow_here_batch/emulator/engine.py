@@ -34,6 +34,7 @@ from airflow_here_batch.api.records import (
     split_record,
 )
 from airflow_here_batch.emulator import constants as c
+from airflow_here_batch.emulator.fastpath import GeocodeFastPath
 from airflow_here_batch.emulator.geocoder import BackendError, call_backend
 from airflow_here_batch.emulator.output import CsvFormatter, JsonlFormatter
 from airflow_here_batch.emulator.store import EmulatorSettings, Job, JobStore, utc_now
@@ -135,6 +136,7 @@ class Engine:
         self._layouts: dict[str, InputLayout] = {}
         self._formatters: dict[str, CsvFormatter | JsonlFormatter] = {}
         self._answers: dict[str, dict[tuple[str, ...], tuple[bool, Any]]] = {}
+        self._fast: dict[str, GeocodeFastPath] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -342,6 +344,7 @@ class Engine:
         self._layouts.pop(job_id, None)
         self._formatters.pop(job_id, None)
         self._answers.pop(job_id, None)
+        self._fast.pop(job_id, None)
         self._budget.pop(job_id, None)
 
     def _parse(
@@ -472,6 +475,9 @@ class Engine:
         rec_idx = columns.index("recId") if "recId" in columns else None
         marker = c.FAIL_JOB_MARKER
         lean = bool(getattr(fmt, "lean", False))
+        fast = self._fast.get(job.id)
+        if fast is None and GeocodeFastPath.applies(service, fmt):
+            fast = self._fast[job.id] = GeocodeFastPath(fmt)  # type: ignore[arg-type]
         offset = job.input_offset
         index = job.record_index
         processed = succeeded = failed = 0
@@ -544,10 +550,14 @@ class Engine:
                         assert descriptor is not None
                         call_params = descriptor.bind(values) or {}
                         call_params.pop("recId", None)
-                    try:
-                        answer = (True, fmt.payload(call_backend(service, call_params, lean)))
-                    except BackendError as exc:
-                        answer = (False, exc)
+                    tails = fast.payload(call_params) if fast is not None else None
+                    if tails is not None:
+                        answer = (True, tails)
+                    else:
+                        try:
+                            answer = (True, fmt.payload(call_backend(service, call_params, lean)))
+                        except BackendError as exc:
+                            answer = (False, exc)
                     if len(cache) >= _ANSWER_CACHE:
                         cache.clear()
                     cache[key] = answer

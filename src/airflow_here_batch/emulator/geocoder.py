@@ -395,6 +395,39 @@ def _country_filter(params: dict[str, str]) -> str | None:
     return code if code in COUNTRIES else None
 
 
+def _analyse(query: str, country: str | None, house_re: re.Pattern[str]) -> tuple[int | None, bool, str, str]:
+    """The seed-independent part of geocoding ``query``: (city index or ``None`` = chosen by seed,
+    whether a city name matched, house-number token as written, street or "" = chosen by seed).
+
+    The fast path (:mod:`airflow_here_batch.emulator.fastpath`) runs this on the query with its house
+    number masked, so both paths share one definition of the fake geocoder.
+    """
+    low = query.lower().replace(";", " ").replace("=", " ")
+    m = _CITY_RE.search(low)
+    city_idx: int | None
+    if m:
+        city_idx = _CITY_NAMES[m.group(1)]
+        if country and CITIES[city_idx].country != country:
+            city_idx = _COUNTRY_CITY[country]
+        before = query[: m.start()]
+    else:
+        cm = _COUNTRY_RE.search(low)
+        if cm:
+            city_idx = _COUNTRY_CITY[_COUNTRY_NAMES[cm.group(1)]]
+        elif country:
+            city_idx = _COUNTRY_CITY[country]
+        else:
+            city_idx = None
+        before = query
+    hn = house_re.search(before)
+    house = hn.group(1) if hn else ""
+    street = before[: hn.start()] if hn else before
+    street = " ".join(street.replace(",", " ").split())
+    if street and not _ALPHA_RE.search(street):
+        street = ""
+    return city_idx, m is not None, house, street
+
+
 def geocode(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
     """Fake ``/geocode``: ``q`` (or ``qq``) -> up to ``min(limit, 3)`` items, best first."""
     query = (params.get("q") or params.get("qq") or "").strip()
@@ -403,31 +436,13 @@ def geocode(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
             400, "Illegal input for parameter 'q'", "The query is empty", "Provide a non-empty 'q' or 'qq'"
         )
     limit = _limit(params)
-    low = query.lower().replace(";", " ").replace("=", " ")
     seed = _crc(query)
-    country = _country_filter(params)
-    m = _CITY_RE.search(low)
+    city_idx, matched, house, street = _analyse(query, _country_filter(params), _HOUSE_NUMBER_RE)
+    if city_idx is None:
+        city_idx = seed % len(CITIES)
     result_type = "houseNumber"
-    if m:
-        city_idx = _CITY_NAMES[m.group(1)]
-        if country and CITIES[city_idx].country != country:
-            city_idx = _COUNTRY_CITY[country]
-        before = query[: m.start()]
-    else:
-        cm = _COUNTRY_RE.search(low)
-        if cm or country:
-            city_idx = _COUNTRY_CITY[_COUNTRY_NAMES[cm.group(1)] if cm else country]  # type: ignore[index]
-        else:
-            city_idx = seed % len(CITIES)
-        before = query
-    hn = _HOUSE_NUMBER_RE.search(before)
-    house = hn.group(1) if hn else ""
-    street = before[: hn.start()] if hn else before
-    street = " ".join(street.replace(",", " ").split())
-    if street and not _ALPHA_RE.search(street):
-        street = ""
     if not street:
-        if not m and not house:
+        if not matched and not house:
             result_type = "locality"
         street = CITIES[city_idx].streets[seed % len(CITIES[city_idx].streets)]
     items = []
