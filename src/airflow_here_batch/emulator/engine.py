@@ -552,15 +552,19 @@ class Engine:
                         call_params.pop("recId", None)
                     tails = fast.payload(call_params) if fast is not None else None
                     if tails is not None:
+                        # Cheap to recompute: not cached, so distinct inputs do not fill the cache (a
+                        # large cache of containers makes the garbage collector the bottleneck).
                         answer = (True, tails)
                     else:
                         try:
-                            answer = (True, fmt.payload(call_backend(service, call_params, lean)))
+                            payload = fmt.payload(call_backend(service, call_params, lean))
+                            # tuples of str are untracked by the GC; lists are not
+                            answer = (True, tuple(payload) if isinstance(payload, list) else payload)
                         except BackendError as exc:
                             answer = (False, exc)
-                    if len(cache) >= _ANSWER_CACHE:
-                        cache.clear()
-                    cache[key] = answer
+                        if len(cache) >= _ANSWER_CACHE:
+                            cache.clear()
+                        cache[key] = answer
                 processed += 1
                 if answer[0]:
                     succeeded += 1

@@ -17,7 +17,7 @@ Column-based output (HERE ``outputType=csv``):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow_here_batch.api.records import format_record
@@ -200,7 +200,7 @@ class CsvFormatter:
             tails.append(format_record(values, self.delimiter) + "\n")
         return tails
 
-    def render(self, rec_id: str, payload: list[str]) -> list[str]:
+    def render(self, rec_id: str, payload: Sequence[str]) -> list[str]:
         """The result lines of one record from its cached :meth:`payload`."""
         d = self.delimiter
         prefix = (format_record([rec_id], d) if d in rec_id or rec_id.startswith('"') else rec_id) + d
