@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.airflow.conftest import TEST_API_KEY, RunDag
-from tests.conftest import TEST_AIRFLOW_HOME
+from tests.conftest import TEST_AIRFLOW_HOME, TEST_OUTPUT_DIR
 
 if TYPE_CHECKING:
     from airflow_here_batch.emulator import EmulatorServer
@@ -179,3 +179,32 @@ def test_create_answer_lost_after_the_job_was_created_gives_one_job(run_dag: Run
     assert result.tasks["submit"].try_number == 1
     same_tag = [j for j in emu.admin.jobs() if j.get("tag") == submitted["tag"]]
     assert [j["id"] for j in same_tag] == [submitted["job_id"]]
+
+
+def test_download_failures_leave_nothing_behind(
+    run_dag: RunDag, emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast_retries = {"max_retries": 2, "backoff_base": 0.05, "backoff_max": 0.2}
+    conn = {"conn_type": "here_batch", "host": emu.base_url, "password": "k-fast-0123", "extra": fast_retries}
+    monkeypatch.setenv("AIRFLOW_CONN_HERE_BATCH_FAST", json.dumps(conn))
+    emu.admin.inject_fault("results", "truncate", count=1)
+    result = run_dag("test_ops_download_failures", expect=None)
+    assert result.task_states["submit_done"] == "success", result.describe()
+    assert result.task_states["records_over_cap"] == "failed"
+    assert result.task_states["download_cut_off"] == "success"  # a cut-off download is retried
+
+    emu.admin.inject_fault("results", "truncate", count=10)  # every attempt is cut off
+    result = run_dag("test_ops_download_failures", expect="failed")
+    assert result.task_states["download_cut_off"] == "failed", result.describe()
+    assert result.task_states["download_too_early"] == "failed"
+    folder = TEST_OUTPUT_DIR / "cut"
+    run_folder = folder / result.run_id.replace(":", "_").replace("+", "_")
+    assert not (run_folder / "results.csv").exists()
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".part")]
+    for task_id, words in (
+        ("download_too_early", "wait for it first"),
+        ("records_over_cap", "max_records_rows"),
+    ):
+        log = result.tasks[task_id].log_text
+        if log:
+            assert words in log
