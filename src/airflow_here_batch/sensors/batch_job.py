@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from airflow_here_batch.api.errors import HereBatchError, JobNotFoundError
+from airflow_here_batch.api.errors import (
+    HereBatchError,
+    JobNotFoundError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
 from airflow_here_batch.api.models import BatchJob, JobStatus
 from airflow_here_batch.api.polling import ProgressTracker
 from airflow_here_batch.hooks.here_batch import HereBatchHook
@@ -95,6 +101,10 @@ class BatchJobSensor(BaseSensorOperator):
             job = self.hook.get_job(self.job_id)
         except JobNotFoundError as exc:
             raise AirflowFailException(f"job {self.job_id} does not exist at HERE: {exc}") from None
+        except (RateLimitError, ServerError, TransportError) as exc:
+            # Still failing after the hook's retries: keep waiting; the sensor's timeout bounds it.
+            self.log.warning("HERE Batch: status of job %s unavailable, will ask again: %s", self.job_id, exc)
+            return False
         self._tracker.observe(job, time.monotonic())
         self.log.info("HERE Batch: %s", self._tracker.describe(job))
         return self._verdict(job)
