@@ -137,6 +137,7 @@ class Engine:
         self._formatters: dict[str, CsvFormatter | JsonlFormatter] = {}
         self._answers: dict[str, dict[tuple[str, ...], tuple[bool, Any]]] = {}
         self._fast: dict[str, GeocodeFastPath] = {}
+        self._cache_counts: dict[str, list[int]] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -345,6 +346,7 @@ class Engine:
         self._formatters.pop(job_id, None)
         self._answers.pop(job_id, None)
         self._fast.pop(job_id, None)
+        self._cache_counts.pop(job_id, None)
         self._budget.pop(job_id, None)
 
     def _parse(
@@ -476,6 +478,8 @@ class Engine:
         marker = c.FAIL_JOB_MARKER
         lean = bool(getattr(fmt, "lean", False))
         fast = self._fast.get(job.id)
+        counts = self._cache_counts.setdefault(job.id, [0, 0])
+        hits, misses = counts
         if fast is None and GeocodeFastPath.applies(service, fmt):
             fast = self._fast[job.id] = GeocodeFastPath(fmt)  # type: ignore[arg-type]
         offset = job.input_offset
@@ -552,19 +556,22 @@ class Engine:
                         call_params.pop("recId", None)
                     tails = fast.payload(call_params) if fast is not None else None
                     if tails is not None:
-                        # Cheap to recompute: not cached, so distinct inputs do not fill the cache (a
-                        # large cache of containers makes the garbage collector the bottleneck).
-                        answer = (True, tails)
+                        answer = (True, tuple(tails))
                     else:
                         try:
                             payload = fmt.payload(call_backend(service, call_params, lean))
-                            # tuples of str are untracked by the GC; lists are not
                             answer = (True, tuple(payload) if isinstance(payload, list) else payload)
                         except BackendError as exc:
                             answer = (False, exc)
+                    misses += 1
+                    # Fast-path answers are cached only while the cache pays off: on mostly distinct
+                    # input, filling it costs more than recomputing (memory churn, GC).
+                    if tails is None or misses < 20_000 or hits * 10 >= misses:
                         if len(cache) >= _ANSWER_CACHE:
                             cache.clear()
                         cache[key] = answer
+                else:
+                    hits += 1
                 processed += 1
                 if answer[0]:
                     succeeded += 1
@@ -577,6 +584,7 @@ class Engine:
                             job, rec, ERR_BACKEND, exc.status, exc.title, exc.cause, exc.action, line
                         )
                     )
+        counts[0], counts[1] = hits, misses
         res.processed, res.succeeded, res.failed = processed, succeeded, failed
         if results:
             path = self.store.results_path(job.id)
