@@ -204,3 +204,36 @@ def test_download_failures_leave_nothing_behind(
     assert not [p for p in folder.rglob("*") if p.name.endswith(".part")]
     out = capfd.readouterr().out  # dag.test() logs tasks to stdout
     assert "wait for it first" in out and "max_records_rows" in out
+
+
+def test_reattach_tag_is_per_task_instance_and_matches_the_user_tag() -> None:
+    from airflow_here_batch.operators.batch_job import reattach_tag, tag_matches
+
+    tag = reattach_tag("nightly-2025-01-01", "dag", "task", "run", -1)
+    assert tag.startswith("nightly-2025-01-01_af") and len(tag) == len("nightly-2025-01-01_af") + 16
+    assert tag == reattach_tag("nightly-2025-01-01", "dag", "task", "run", -1)
+    others = {
+        reattach_tag("nightly-2025-01-01", "dag", "task", "run", 0),
+        reattach_tag("nightly-2025-01-01", "dag", "task", "run2", -1),
+        reattach_tag("nightly-2025-01-01", "dag", "task2", "run", -1),
+    }
+    assert tag not in others and len(others) == 3
+    assert tag_matches(tag, "nightly-2025-01-01") and tag_matches("nightly-2025-01-01", "nightly-2025-01-01")
+    assert not tag_matches(tag, "nightly-2025-01") and not tag_matches(None, "x")
+    assert len(reattach_tag("x" * 400, "d", "t", "r")) <= 256
+    assert reattach_tag(None, "d", "t", "r").startswith("af")
+
+
+def test_mapped_submits_get_one_job_each_and_sensor_rides_out_an_outage(
+    run_dag: RunDag, emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast_retries = {"max_retries": 1, "backoff_base": 0.05, "backoff_max": 0.2}
+    conn = {"conn_type": "here_batch", "host": emu.base_url, "password": "k-fast-0123", "extra": fast_retries}
+    monkeypatch.setenv("AIRFLOW_CONN_HERE_BATCH_FAST", json.dumps(conn))
+    emu.admin.settings(records_per_second=20)
+    emu.admin.inject_fault("get_job", "status", status=503, count=6)  # more than the hook retries
+    result = run_dag("test_ops_mapped_and_flaky")
+    tags = {result.xcom("submit_mapped", map_index=i)["tag"] for i in (0, 1)}
+    assert len(tags) == 2 and all(t.startswith("ops-mapped_af") for t in tags)
+    assert result.xcom("wait_through_outage")["status"] == "completed"
+    assert emu.admin.faults() == []

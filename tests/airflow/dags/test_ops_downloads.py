@@ -8,6 +8,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
+from airflow_here_batch.sensors.batch_job import BatchJobSensor
 
 OUT = os.environ.get("HERE_BATCH_OUTPUT_DIR", "/tmp/here-batch-test-output")
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
@@ -43,4 +44,21 @@ with DAG(dag_id="test_ops_download_failures", schedule=None, start_date=START, c
     )
     DownloadBatchResultsOperator(
         **FAST, task_id="download_too_early", job_id=running.output["job_id"], output_format="records"
+    )
+
+
+with DAG(dag_id="test_ops_mapped_and_flaky", schedule=None, start_date=START, catchup=False):
+    mapped = SubmitBatchJobOperator.partial(
+        task_id="submit_mapped", service="geocode", tag="ops-mapped", **FAST
+    ).expand(input=[INLINE, INLINE.replace("Berlin", "Potsdam")])
+    BatchJobSensor(
+        **FAST,
+        task_id="wait_through_outage",
+        job_id="{{ ti.xcom_pull('submit_flaky', key='job_id') }}",
+        poll_interval=0.1,
+        timeout=60,
+    ).set_upstream(
+        SubmitBatchJobOperator(
+            **FAST, task_id="submit_flaky", service="geocode", input=INLINE, tag="ops-flaky"
+        )
     )
