@@ -381,6 +381,10 @@ def test_real_scheduler_and_triggerer(here_emulator_session: Any, tmp_path: Path
             ),
             "the job",
         )
+        # Kill only once the triggerer runs the trigger (it polls the job): a kill in the short window
+        # before the triggerer picked the trigger up reaches no on_kill (documented limit).
+        polls = emu.admin.stats()["requests"].get("get_job", 0)
+        wait_for(lambda: emu.admin.stats()["requests"].get("get_job", 0) >= polls + 2, "the trigger's polls")
         call(
             "PATCH",
             f"/api/v2/dags/test_ops_real_kill/dagRuns/{run_id}/taskInstances/submit_and_wait",
@@ -391,6 +395,11 @@ def test_real_scheduler_and_triggerer(here_emulator_session: Any, tmp_path: Path
             "the triggerer's on_kill to stop the job",
             60,
         )
+        texts = [p.read_text(errors="replace") for p in (home / "logs").rglob("*") if p.is_file()]
+        assert any("HERE Batch" in text for text in texts)  # task and trigger logs were written...
+        for path in [*logs.iterdir(), *(home / "logs").rglob("*")]:
+            if path.is_file():
+                assert TEST_API_KEY not in path.read_text(errors="replace"), path  # ...without the key
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
