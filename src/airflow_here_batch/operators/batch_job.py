@@ -417,7 +417,7 @@ class SubmitBatchJobOperator(BaseOperator):
             service = ServiceType.from_name(self.service)
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
-        columns = self.input_columns if not isinstance(self.input, list) else None
+        columns = None if isinstance(self.input, (list, tuple)) else self.input_columns  # rows: header
         options = JobOptions(
             service=service,
             input_columns=columns,
