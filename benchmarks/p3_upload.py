@@ -4,7 +4,8 @@ The input is a geocode file of 500,000,000 bytes within HERE's limits (under 500
 each address carries a free-text addition, ~520 bytes a line). ``start_job=False``, so only the upload
 is measured. Baseline: ``gzip -1 -c input | curl --data-binary @- -H 'Content-Encoding: gzip'`` to the
 same endpoint. The hook runs in a fresh child process; its peak RSS growth over the upload is
-measured there (current RSS sampled every 5 ms, peak minus start).
+measured there (current RSS sampled every 5 ms, peak minus start). Throughput: input bytes per
+second, best of the repetitions, which interleave baseline and hook.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from benchmarks._common import (
     Row,
     RssSampler,
     child_env,
-    median,
     run_child,
     workdir,
     write_geocode_input,
@@ -90,11 +90,19 @@ def run(quick: bool) -> list[Row]:
         size = write_geocode_input(path, records, pad_to=LINE_BYTES + 3)
         with Emulator(work / "emu", records_per_second=0, queue_delay=0) as emu:
             env = child_env(emu.base_url, home)
-            base_s = [_baseline(emu.base_url, path, work / "curl-out.json") for _ in range(reps)]
-            r = run_child("benchmarks.p3_upload", {"path": str(path), "reps": reps}, env, timeout=1800)
+            # Interleaved per repetition (baseline, hook) so load from other tenants hits both alike;
+            # best of the repetitions on each side.
+            base_s: list[float] = []
+            runs: list[dict[str, Any]] = []
+            for _ in range(reps):
+                base_s.append(_baseline(emu.base_url, path, work / "curl-out.json"))
+                runs.append(run_child("benchmarks.p3_upload", {"path": str(path), "reps": 1}, env,
+                                      timeout=1800))
+            r = {"seconds": [s for x in runs for s in x["seconds"]],
+                 "growth_mb": max(x["growth_mb"] for x in runs)}
         print(f"# P3 {size} bytes, {records} records: baseline {base_s}, hook {r}", file=sys.stderr)
-    tput = size / MB / median(r["seconds"])
-    base_tput = size / MB / median(base_s)
+    tput = size / MB / min(r["seconds"])
+    base_tput = size / MB / min(base_s)
     ratio = tput / base_tput
     return [Row(
         "P3", f"gzip upload of {size / 1e6:.0f} MB ({records:,} records), create_job(compress=True)",
