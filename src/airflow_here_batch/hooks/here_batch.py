@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -49,6 +50,26 @@ UploadData = str | os.PathLike[str] | bytes | BinaryIO | Iterable[str | bytes]
 Destination = str | os.PathLike[str] | BinaryIO
 DEFAULT_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 10.0
+
+
+class _RedactApiKeyFilter(logging.Filter):
+    """Blanks ``apiKey=…`` in urllib3's DEBUG lines, which print each request's full URL.
+
+    Airflow's secret masker already hides the registered key in task logs; this keeps it out of any
+    other handler too (a developer's console at DEBUG, pytest's log capture).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "apiKey=" in message:
+            record.msg, record.args = _API_KEY_IN_TEXT.sub("apiKey=***", message), None
+        return True
+
+
+_API_KEY_IN_TEXT = re.compile(r"apiKey=[^&\s\"']*")
+_URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _RedactApiKeyFilter) for f in _URLLIB3_LOG.filters):
+    _URLLIB3_LOG.addFilter(_RedactApiKeyFilter())
 
 
 def _mask_secret(value: str | None) -> None:
