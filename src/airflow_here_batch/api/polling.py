@@ -3,7 +3,8 @@
 HERE advises polling every ~10 s for small jobs and every 30-60 s for large ones. The schedule here
 starts at ``poll_interval`` and grows with the time already waited (``growth`` of it, so completion is
 noticed within about that fraction of the elapsed time), capped at ``max_poll_interval``. Once HERE's
-counters give a processing rate, it waits for the estimated completion instead, within the same cap.
+counters give a processing rate (two ``inProgress`` answers), it polls at the estimated completion
+instead, within the same bounds; a job that speeds up is then noticed up to that delay late.
 A ``Retry-After`` from HERE always wins over a shorter delay.
 """
 
@@ -48,9 +49,12 @@ class PollSchedule:
         :param retry_after: HERE's ``Retry-After`` from the last answer, if any.
         :param remaining: seconds until the caller's deadline; the delay never sleeps past it.
         """
-        delay = min(self.max_poll_interval, max(self.poll_interval, self.growth * elapsed))
-        if eta is not None and eta > 0:
-            delay = min(self.max_poll_interval, max(delay, eta))
+        if eta is not None:
+            # HERE's counters say when the job should end: poll then (a job that turns out slower
+            # is polled again after poll_interval), never sooner than poll_interval.
+            delay = min(self.max_poll_interval, max(self.poll_interval, eta))
+        else:
+            delay = min(self.max_poll_interval, max(self.poll_interval, self.growth * elapsed))
         if retry_after is not None:
             delay = max(delay, retry_after)
         if remaining is not None:
@@ -67,12 +71,16 @@ class ProgressTracker:
     rate: float | None = None
 
     def observe(self, job: BatchJob, now: float) -> None:
+        """Record one status answer; a rate needs two ``inProgress`` answers in a row.
+
+        An earlier ``queued``/``pending`` answer would fold the queue time into the rate, halve it and
+        double the ETA, so such answers only reset the reference point.
+        """
         processed = job.records.processed
-        if (
-            job.status is JobStatus.IN_PROGRESS
-            and self.last_processed is not None
-            and self.last_time is not None
-        ):
+        if job.status is not JobStatus.IN_PROGRESS:
+            self.last_processed = self.last_time = None
+            return
+        if self.last_processed is not None and self.last_time is not None:
             dt = now - self.last_time
             if dt > 0 and processed >= self.last_processed:
                 current = (processed - self.last_processed) / dt

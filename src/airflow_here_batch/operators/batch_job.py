@@ -653,6 +653,19 @@ class DownloadBatchResultsOperator(BaseOperator):
     def _one(self, job: BatchJob, kind: str, destination: Any) -> dict[str, Any]:
         fmt = self.output_format if kind == "results" else "raw"
         download = self.hook.download_results if kind == "results" else self.hook.download_errors
+        if fmt == "raw" and destination is not None and not _is_remote(destination):
+            # Straight to the destination: the hook writes a temporary file beside it and renames it
+            # when complete, so there is no second copy and never a partial file.
+            target = Path(str(destination)).expanduser()
+            written = download(job.id, target)
+            if written is None:
+                self.log.info("HERE Batch: job %s has no %s (HERE answered 204)", job.id, kind)
+                return self._empty(fmt, destination)
+            rows_count = _count_rows(target)
+            self.log.info(
+                "HERE Batch: %s of job %s: %d bytes, %d rows -> %s", kind, job.id, written, rows_count, target
+            )
+            return {"path": str(target), "bytes": written, "rows": rows_count, "empty": False}
         with tempfile.TemporaryDirectory(prefix="here-batch-") as tmp:
             raw = Path(tmp) / "download"
             written = download(job.id, raw)
@@ -671,7 +684,7 @@ class DownloadBatchResultsOperator(BaseOperator):
                     self.log.info("HERE Batch: %d result rows have no position and were left out", skipped)
                 path = self._place(staged, destination)
                 return {"path": path, "bytes": staged.stat().st_size, "rows": features, "empty": False}
-            rows_count = self._count_rows(raw, kind)
+            rows_count = _count_rows(raw)
             path = self._place(raw, destination)
             self.log.info(
                 "HERE Batch: %s of job %s: %d bytes, %d rows -> %s", kind, job.id, written, rows_count, path
@@ -689,19 +702,6 @@ class DownloadBatchResultsOperator(BaseOperator):
                     )
                 rows.append(row)
         return rows
-
-    @staticmethod
-    def _count_rows(raw: Path, kind: str) -> int:
-        count = 0
-        with raw.open("rb") as source:
-            if kind == "results":
-                return sum(1 for _ in iter_rows(source))
-            for number, line in enumerate(source, start=1):
-                text = line.strip()
-                if not text or (number == 1 and text.lower().startswith(b"recid")):
-                    continue
-                count += 1
-        return count
 
     def _empty(self, fmt: str, destination: Any) -> dict[str, Any]:
         path = None
@@ -741,6 +741,26 @@ class DownloadBatchResultsOperator(BaseOperator):
             temporary_path.unlink(missing_ok=True)
             raise
         return str(target_path)
+
+
+def _count_rows(path: Path) -> int:
+    """Data rows of a downloaded results or errors file, counted by newlines (no parsing).
+
+    CSV results and errors reports start with a header line (``recId…``); JSONL results have none.
+    """
+    lines = 0
+    first = b""
+    last = b"\n"
+    with path.open("rb") as source:
+        while chunk := source.read(1024 * 1024):
+            if not first:
+                first = chunk[:1]
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    if last != b"\n":
+        lines += 1
+    has_header = bool(first) and first != b"{"
+    return max(0, lines - 1) if has_header else lines
 
 
 class StopBatchJobOperator(BaseOperator):
