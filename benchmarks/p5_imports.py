@@ -32,6 +32,9 @@ def measure(runs: int, warm: bool = True) -> tuple[list[float], list[float]]:
     added: list[float] = []
     with tempfile.TemporaryDirectory(prefix="p5-airflow-home-") as home:
         env = child_env(airflow_home=Path(home))
+        # An installed package has its bytecode compiled; so does this measurement (the warm-up run
+        # writes it). With PYTHONDONTWRITEBYTECODE every run would time the compiler instead.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         for _ in range(runs + warm):  # a first run warms the page cache and .pyc files; dropped
             out = subprocess.run(
                 [PY, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True

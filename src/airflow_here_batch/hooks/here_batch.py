@@ -18,11 +18,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-import requests
 from airflow.sdk import BaseHook
 
+from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api import protocol
 from airflow_here_batch.api.errors import (
     AuthenticationError,
@@ -42,6 +42,9 @@ from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
 from airflow_here_batch.api.protocol import ApiRequest, JobOptions, redact_url
 from airflow_here_batch.api.retry import RetryPolicy, RetryState
 from airflow_here_batch.api.transfer import CHUNK_SIZE, DownloadDecoder, gzip_chunks, iter_lines_as_chunks
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +239,7 @@ class _HereBatchHookBase(BaseHook):
     """What both hooks share: the connection type and how a connection becomes settings."""
 
     conn_name_attr = "here_conn_id"
-    default_conn_name = "here_batch_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "here_batch"
     hook_name = "HERE Batch"
 
@@ -324,6 +327,8 @@ class HereBatchHook(_HereBatchHookBase):
     def get_conn(self) -> requests.Session:
         """The pooled ``requests`` session (created on first use)."""
         if self._session is None:
+            import requests  # here, not at module level: DAG files import this module via operators
+
             session = requests.Session()
             session.headers["User-Agent"] = protocol.USER_AGENT
             if self.settings.proxies:
@@ -345,6 +350,8 @@ class HereBatchHook(_HereBatchHookBase):
         with _token_lock:
             if not force and (token := _cached_token(creds)):
                 return token
+            import requests
+
             signed = token_request(creds)
             failure: TransportError | None = None
             try:
@@ -366,6 +373,8 @@ class HereBatchHook(_HereBatchHookBase):
 
     def _send_once(self, request: ApiRequest, *, body: Any = None, stream: bool = False) -> requests.Response:
         """One HTTP exchange; non-2xx answers raise the core's mapped exception, never requests' (URL!)."""
+        import requests
+
         settings = self.settings
         params, auth_headers = _auth_parts(settings, self._token())
         headers = {**protocol.default_headers(), **request.headers, **auth_headers}
@@ -652,6 +661,7 @@ def _one_shot_body(data: UploadData, compress: bool) -> Iterator[bytes]:
 
 def _iter_raw(response: requests.Response) -> Iterator[bytes]:
     """The body as sent (still gzip-encoded), so the decoder can tell a complete stream from a cut one."""
+    import requests
     import urllib3.exceptions
 
     failure: TransportError | None = None

@@ -25,17 +25,19 @@ from typing import IO, TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, JobNotFoundError, ResultsNotReadyError
-from airflow_here_batch.api.inputs import InputValidationError, iter_text_lines, rows_to_lines, validate_lines
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType, ServiceType
-from airflow_here_batch.api.outputs import iter_rows, write_geojson
 from airflow_here_batch.api.polling import PollSchedule
-from airflow_here_batch.api.protocol import MAX_TAG_LENGTH, InvalidJobOptionsError, JobOptions
-from airflow_here_batch.hooks.here_batch import HereBatchHook
-from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS, BatchJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_here_batch.api.protocol import JobOptions
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
+
+# The hook, the trigger, input validation and results parsing are imported where they are used, not
+# here: DAG files import this module at every parse, and only a running task needs them.
 
 __all__ = [
     "DeleteBatchJobOperator",
@@ -46,6 +48,12 @@ __all__ = [
     "reattach_tag",
     "tag_matches",
 ]
+
+
+def _make_hook(conn_id: str) -> HereBatchHook:
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
+
+    return HereBatchHook(conn_id)
 
 
 def _default_deferrable() -> bool:
@@ -69,6 +77,8 @@ def reattach_tag(user_tag: str | None, dag_id: str, task_id: str, run_id: str, m
     user's tag stays a recognisable prefix (see :func:`tag_matches`). The result fits HERE's
     256-character argument limit.
     """
+    from airflow_here_batch.api.protocol import MAX_TAG_LENGTH
+
     key = "\x1f".join((dag_id, task_id, run_id, str(map_index)))
     fingerprint = "af" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:_FINGERPRINT_LENGTH]
     if not user_tag:
@@ -201,7 +211,7 @@ class SubmitBatchJobOperator(BaseOperator):
         *,
         service: str,
         input: Any,
-        here_conn_id: str = HereBatchHook.default_conn_name,
+        here_conn_id: str = DEFAULT_CONN_ID,
         input_columns: str | Sequence[str] | None = None,
         input_delimiter: str = "|",
         output_columns: str | Sequence[str] | None = None,
@@ -258,7 +268,7 @@ class SubmitBatchJobOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> HereBatchHook:
-        return HereBatchHook(self.here_conn_id)
+        return _make_hook(self.here_conn_id)
 
     # -- execute ----------------------------------------------------------------------------------
 
@@ -276,6 +286,8 @@ class SubmitBatchJobOperator(BaseOperator):
         if job.is_terminal or job.status is JobStatus.STOPPED:
             return self._finish(job)
         if self.deferrable:
+            from airflow_here_batch.triggers.batch_job import BatchJobTrigger
+
             deadline = None if self.timeout is None else time.time() + self.timeout
             self.defer(
                 trigger=BatchJobTrigger(
@@ -303,6 +315,8 @@ class SubmitBatchJobOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: return the job summary or fail with HERE's details."""
+        from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS
+
         self.job_id = event.get("job_id") or self.job_id
         if event.get("status") == EVENT_SUCCESS:
             self.log.info("HERE Batch: %s", event.get("message"))
@@ -413,6 +427,8 @@ class SubmitBatchJobOperator(BaseOperator):
     # -- submit -----------------------------------------------------------------------------------
 
     def _job_options(self, context: Context) -> JobOptions:
+        from airflow_here_batch.api.protocol import InvalidJobOptionsError, JobOptions
+
         try:
             service = ServiceType.from_name(self.service)
         except ValueError as exc:
@@ -438,6 +454,8 @@ class SubmitBatchJobOperator(BaseOperator):
 
     def _submit_job(self, context: Context, options: JobOptions) -> BatchJob:
         """Validate the input, then upload it; returns the created job."""
+        from airflow_here_batch.api.inputs import InputValidationError, validate_lines
+
         source = _InputSource(self, options)
         if self.validate_input:
             try:
@@ -515,6 +533,8 @@ class _InputSource:
 
     @contextlib.contextmanager
     def lines(self) -> Iterator[Iterable[str]]:
+        from airflow_here_batch.api.inputs import InputValidationError, iter_text_lines, rows_to_lines
+
         if self.rows is not None:
             try:
                 yield rows_to_lines(self.rows, columns=self.row_columns, delimiter=self.op.input_delimiter)
@@ -541,6 +561,8 @@ class _InputSource:
 
     @contextlib.contextmanager
     def upload_data(self) -> Iterator[Any]:
+        from airflow_here_batch.api.inputs import rows_to_lines
+
         if self.rows is not None:
             yield "".join(
                 rows_to_lines(self.rows, columns=self.row_columns, delimiter=self.op.input_delimiter)
@@ -595,7 +617,7 @@ class DownloadBatchResultsOperator(BaseOperator):
         destination: Any = None,
         what: str = "results",
         output_format: str = "raw",
-        here_conn_id: str = HereBatchHook.default_conn_name,
+        here_conn_id: str = DEFAULT_CONN_ID,
         destination_conn_id: str | None = None,
         max_records_rows: int = 10_000,
         create_empty: bool = False,
@@ -619,7 +641,7 @@ class DownloadBatchResultsOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> HereBatchHook:
-        return HereBatchHook(self.here_conn_id)
+        return _make_hook(self.here_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
@@ -651,6 +673,8 @@ class DownloadBatchResultsOperator(BaseOperator):
             raise AirflowException(str(exc)) from None
 
     def _one(self, job: BatchJob, kind: str, destination: Any) -> dict[str, Any]:
+        from airflow_here_batch.api.outputs import iter_rows, write_geojson
+
         fmt = self.output_format if kind == "results" else "raw"
         download = self.hook.download_results if kind == "results" else self.hook.download_errors
         if fmt == "raw" and destination is not None and not _is_remote(destination):
@@ -692,6 +716,8 @@ class DownloadBatchResultsOperator(BaseOperator):
             return {"path": path, "bytes": written, "rows": rows_count, "empty": False}
 
     def _records(self, raw: Path) -> list[dict[str, Any]]:
+        from airflow_here_batch.api.outputs import iter_rows
+
         rows: list[dict[str, Any]] = []
         with raw.open("rb") as source:
             for row in iter_rows(source):
@@ -779,7 +805,7 @@ class StopBatchJobOperator(BaseOperator):
         self,
         *,
         job_id: str,
-        here_conn_id: str = HereBatchHook.default_conn_name,
+        here_conn_id: str = DEFAULT_CONN_ID,
         wait_for_stop: bool = False,
         poll_interval: float = 5.0,
         timeout: float = 600.0,
@@ -793,7 +819,7 @@ class StopBatchJobOperator(BaseOperator):
         self.timeout = timeout
 
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = HereBatchHook(self.here_conn_id)
+        hook = _make_hook(self.here_conn_id)
         try:
             job = hook.stop_job(self.job_id)
             if self.wait_for_stop and not (job.is_terminal or job.status is JobStatus.STOPPED):
@@ -833,7 +859,7 @@ class DeleteBatchJobOperator(BaseOperator):
         job_id: str | None = None,
         status: str | None = None,
         tag: str | None = None,
-        here_conn_id: str = HereBatchHook.default_conn_name,
+        here_conn_id: str = DEFAULT_CONN_ID,
         ignore_missing: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -849,7 +875,7 @@ class DeleteBatchJobOperator(BaseOperator):
         self.ignore_missing = ignore_missing
 
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = HereBatchHook(self.here_conn_id)
+        hook = _make_hook(self.here_conn_id)
         try:
             if self.job_id:
                 try:
@@ -891,7 +917,7 @@ class ListBatchJobsOperator(BaseOperator):
         *,
         status: str = "any",
         tag: str | None = None,
-        here_conn_id: str = HereBatchHook.default_conn_name,
+        here_conn_id: str = DEFAULT_CONN_ID,
         max_jobs: int = 1000,
         **kwargs: Any,
     ) -> None:
@@ -902,7 +928,7 @@ class ListBatchJobsOperator(BaseOperator):
         self.max_jobs = max_jobs
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        hook = HereBatchHook(self.here_conn_id)
+        hook = _make_hook(self.here_conn_id)
         try:
             jobs = [
                 j for j in hook.list_jobs(status=self.status) if not self.tag or tag_matches(j.tag, self.tag)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
+from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import (
     HereBatchError,
     JobNotFoundError,
@@ -20,15 +21,11 @@ from airflow_here_batch.api.errors import (
 )
 from airflow_here_batch.api.models import BatchJob, JobStatus
 from airflow_here_batch.api.polling import ProgressTracker
-from airflow_here_batch.hooks.here_batch import HereBatchHook
-from airflow_here_batch.triggers.batch_job import (
-    EVENT_SUCCESS,
-    EVENT_TIMEOUT,
-    BatchJobTrigger,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
 
 __all__ = ["BatchJobSensor"]
 
@@ -73,7 +70,7 @@ class BatchJobSensor(BaseSensorOperator):
         self,
         *,
         job_id: str,
-        here_conn_id: str = HereBatchHook.default_conn_name,
+        here_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float | None = None,
         max_poll_interval: float = 300.0,
         allow_stopped: bool = False,
@@ -94,6 +91,8 @@ class BatchJobSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> HereBatchHook:
+        from airflow_here_batch.hooks.here_batch import HereBatchHook  # not at DAG parse time
+
         return HereBatchHook(self.here_conn_id)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -139,6 +138,8 @@ class BatchJobSensor(BaseSensorOperator):
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
+        from airflow_here_batch.triggers.batch_job import BatchJobTrigger
+
         deadline = time.time() + float(self.timeout) if self.timeout is not None else None
         self.defer(
             trigger=BatchJobTrigger(
@@ -156,6 +157,8 @@ class BatchJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired: return the job summary, or fail/skip with HERE's details."""
+        from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS, EVENT_TIMEOUT
+
         status = event.get("status")
         message = str(event.get("message") or status)
         if status == EVENT_SUCCESS:

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -21,7 +21,9 @@ from airflow_here_batch.api.errors import (
 from airflow_here_batch.api.models import BatchJob, JobStatus
 from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
 from airflow_here_batch.api.retry import RetryPolicy
-from airflow_here_batch.hooks.here_batch import HereBatchAsyncHook
+
+if TYPE_CHECKING:
+    from airflow_here_batch.hooks.here_batch import HereBatchAsyncHook
 
 #: Event statuses the trigger can fire.
 EVENT_SUCCESS = "success"
@@ -122,6 +124,8 @@ class BatchJobTrigger(BaseTrigger):
         )
 
     def _hook(self) -> HereBatchAsyncHook:
+        from airflow_here_batch.hooks.here_batch import HereBatchAsyncHook  # not at DAG parse time
+
         # Hook-level retries stay short so the trigger's own loop (which logs and honours the
         # deadline) decides how long a HERE outage is tolerated.
         policy = RetryPolicy(
