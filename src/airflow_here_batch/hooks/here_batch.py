@@ -794,9 +794,11 @@ class HereBatchAsyncHook(_HereBatchHookBase):
         import aiohttp
 
         settings = await self.get_settings()
+        # HERE sets no cookies: a dummy jar keeps each trigger's session small (a triggerer runs many).
         self._session = aiohttp.ClientSession(
             headers={"User-Agent": protocol.USER_AGENT},
             timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=settings.timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self
 
