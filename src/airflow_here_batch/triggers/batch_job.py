@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -175,8 +174,11 @@ class BatchJobTrigger(BaseTrigger):
                                 job,
                             )
                             return
-                        retry_after = getattr(exc, "retry_after", None)
-                        delay = _backoff(failures, self.poll_interval, self.max_poll_interval, retry_after)
+                        # Same backoff rule as the hooks (Retry-After wins), scaled to the poll interval.
+                        outage = RetryPolicy(
+                            backoff_base=self.poll_interval, backoff_max=self.max_poll_interval
+                        )
+                        delay = outage.delay(failures, exc)
                         if remaining is not None:
                             delay = max(0.0, min(delay, remaining))
                         self.log.warning(
@@ -283,12 +285,3 @@ class BatchJobTrigger(BaseTrigger):
             return
         async with self._hook() as hook:
             await self._stop(hook)
-
-
-def _backoff(failures: int, base: float, cap: float, retry_after: float | None) -> float:
-    """Exponential backoff with jitter after ``failures`` transient errors; ``Retry-After`` wins."""
-    ceiling = min(cap, base * (2 ** (failures - 1)))
-    delay = random.uniform(ceiling / 2, ceiling)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return delay
