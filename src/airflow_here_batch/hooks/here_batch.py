@@ -255,6 +255,7 @@ class _HereBatchHookBase(BaseHook):
         self._retry_policy = retry_policy
         self._timeout = timeout
         self._settings: ConnectionSettings | None = None
+        self._session: Any = None  # requests.Session or aiohttp.ClientSession, opened on first use
 
 
 class _RetryLoop:
@@ -289,16 +290,6 @@ class HereBatchHook(_HereBatchHookBase):
     :param retry_policy: overrides the connection's retry settings.
     :param timeout: overrides the connection's request timeout, seconds.
     """
-
-    def __init__(
-        self,
-        here_conn_id: str = _HereBatchHookBase.default_conn_name,
-        *,
-        retry_policy: RetryPolicy | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        super().__init__(here_conn_id, retry_policy=retry_policy, timeout=timeout)
-        self._session: requests.Session | None = None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -766,16 +757,6 @@ class HereBatchAsyncHook(_HereBatchHookBase):
     """
 
     hook_name = "HERE Batch (async)"
-
-    def __init__(
-        self,
-        here_conn_id: str = _HereBatchHookBase.default_conn_name,
-        *,
-        retry_policy: RetryPolicy | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        super().__init__(here_conn_id, retry_policy=retry_policy, timeout=timeout)
-        self._session: Any = None
 
     async def get_settings(self) -> ConnectionSettings:
         if self._settings is None:
