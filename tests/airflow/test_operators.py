@@ -15,21 +15,7 @@ from tests.airflow.conftest import TEST_API_KEY, RunDag
 from tests.conftest import TEST_AIRFLOW_HOME, TEST_OUTPUT_DIR
 
 if TYPE_CHECKING:
-    from airflow_here_batch.emulator import EmulatorServer
-
-FAST = {"records_per_second": 2000.0, "queue_delay": 0.2}
-
-
-@pytest.fixture
-def emu(here_emulator_session: EmulatorServer, here_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The session emulator, clean faults and fast pacing before and after each test."""
-    admin = here_emulator_session.admin
-    admin.clear_faults()
-    admin.settings(**FAST)
-    monkeypatch.setenv("HERE_TEST_EMULATOR_ROOT", here_emulator_session.root_url)
-    yield here_emulator_session
-    admin.clear_faults()
-    admin.settings(**FAST)
+    pass
 
 
 def jobs_tagged(emu: Any, prefix: str) -> list[dict[str, Any]]:

@@ -8,19 +8,6 @@ import pytest
 
 from tests.airflow.conftest import RunDag
 
-FAST = {"records_per_second": 2000.0, "queue_delay": 0.2}
-
-
-@pytest.fixture
-def emu(here_emulator_session: Any, here_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    admin = here_emulator_session.admin
-    admin.clear_faults()
-    admin.settings(**FAST)
-    monkeypatch.setenv("HERE_TEST_EMULATOR_ROOT", here_emulator_session.root_url)
-    yield here_emulator_session
-    admin.clear_faults()
-    admin.settings(**FAST)
-
 
 def test_sensor_outcomes(run_dag: RunDag, emu: Any, capfd: pytest.CaptureFixture[str]) -> None:
     emu.admin.settings(records_per_second=0)  # jobs stay in progress until failed or stopped
