@@ -184,6 +184,9 @@ def error_from_response(
     body: bytes | str | Mapping[str, Any] | None,
     *,
     operation: str,
+    not_found: type[NotFoundError] | None = None,
+    error_class: type[HereBatchError] | None = None,
+    default_action: str | None = None,
 ) -> HereBatchError:
     """Map a non-2xx answer to the matching exception.
 
@@ -191,6 +194,10 @@ def error_from_response(
     :param headers: response headers (``X-Correlation-ID``, ``Retry-After`` are read).
     :param body: the raw or parsed body: an ``ErrorResponse``, an ``AuthErrorResponse`` or anything.
     :param operation: what was attempted, in words (``"get job JOB-…"``); never a URL.
+    :param not_found: the class of a 404 that carries none of the specific codes (default
+        :class:`NotFoundError`); the errors endpoint uses it for "not ended yet".
+    :param error_class: one class for every answer (the token endpoint: all refusals are auth errors).
+    :param default_action: HERE's ``action`` when the body has none.
     """
     data = _decode_body(body)
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -198,7 +205,7 @@ def error_from_response(
     code = str(data.get("code") or "") or None
     title = str(data.get("title") or data.get("error") or "") or None
     cause = str(data.get("cause") or data.get("error_description") or "") or None
-    action = str(data.get("action") or "") or None
+    action = str(data.get("action") or "") or default_action
     detail = title or _excerpt(body) or "no details"
     message = f"HERE Batch API refused to {operation}: HTTP {status}" + (f" {code}" if code else "")
     message += f" {detail}."
@@ -210,6 +217,8 @@ def error_from_response(
         "action": action,
         "correlation_id": correlation_id,
     }
+    if error_class is not None:
+        return error_class(message, **fields)
     if status == 429:
         cls429 = TooManyJobsError if code == ErrorCode.TOO_MANY_JOBS.value else RateLimitError
         return cls429(message, retry_after=parse_retry_after(lowered.get("retry-after")), **fields)
@@ -219,7 +228,7 @@ def error_from_response(
     elif status in (401, 403):
         cls = AuthenticationError
     elif status == 404:
-        cls = NotFoundError
+        cls = not_found or NotFoundError
     elif status >= 500:
         cls = ServerError
     else:

@@ -149,17 +149,14 @@ class AccessToken:
 def interpret_token_response(
     status: int, headers: Mapping[str, str], body: bytes | str, *, now: float | None = None
 ) -> AccessToken:
-
     if status != 200:
-        error = error_from_response(status, headers, body, operation="issue an OAuth access token")
-        raise AuthenticationError(
-            error.message,
-            status=status,
-            code=error.code,
-            title=error.title,
-            cause=error.cause,
-            action=error.action or "check the access key id and secret of the HERE connection",
-            correlation_id=error.correlation_id,
+        raise error_from_response(
+            status,
+            headers,
+            body,
+            operation="issue an OAuth access token",
+            error_class=AuthenticationError,
+            default_action="check the access key id and secret of the HERE connection",
         )
     try:
         data: Any = json.loads(body)

@@ -17,7 +17,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow_here_batch import __version__
 from airflow_here_batch.api.errors import (
-    HereBatchError,
     ProtocolError,
     ResultsNotReadyError,
     error_from_response,
@@ -316,18 +315,14 @@ def raise_for_status(
     """
     if 200 <= status < 300:
         return
-    error = error_from_response(status, headers, body, operation=request.operation)
-    if status == 404 and request.path.endswith("/errors") and type(error).__name__ == "NotFoundError":
-        error = ResultsNotReadyError(
-            error.message,
-            status=error.status,
-            code=error.code,
-            title=error.title,
-            cause=error.cause,
-            action=error.action,
-            correlation_id=error.correlation_id,
-        )
-    raise error
+    errors_endpoint = request.path.endswith("/errors")
+    raise error_from_response(
+        status,
+        headers,
+        body,
+        operation=request.operation,
+        not_found=ResultsNotReadyError if errors_endpoint else None,
+    )
 
 
 def _json(request: ApiRequest, body: bytes | str) -> Mapping[str, Any]:
@@ -348,8 +343,6 @@ def interpret_job(
     try:
         return BatchJob.from_dict(_json(request, body))
     except ValueError as exc:
-        if isinstance(exc, HereBatchError):
-            raise
         raise ProtocolError(f"HERE answered {request.operation} with an unreadable job: {exc}") from None
 
 
