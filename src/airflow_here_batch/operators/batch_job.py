@@ -533,13 +533,10 @@ class _InputSource:
 
     @contextlib.contextmanager
     def lines(self) -> Iterator[Iterable[str]]:
-        from airflow_here_batch.api.inputs import InputValidationError, iter_text_lines, rows_to_lines
+        from airflow_here_batch.api.inputs import iter_text_lines, rows_to_lines
 
         if self.rows is not None:
-            try:
-                yield rows_to_lines(self.rows, columns=self.row_columns, delimiter=self.op.input_delimiter)
-            except InputValidationError:
-                raise
+            yield rows_to_lines(self.rows, columns=self.row_columns, delimiter=self.op.input_delimiter)
             return
         if self.text is not None:
             yield self.text.splitlines(keepends=True)
