@@ -251,3 +251,16 @@ def test_test_connection(
 )
 def test_base_url_from_connection(host, port, schema, scheme, expected) -> None:  # type: ignore[no-untyped-def]
     assert base_url_from_connection(host, port, schema, scheme) == expected
+
+
+def test_an_iterator_upload_is_sent_once_and_reports_heres_answer(
+    hook: HereBatchHook, emulator: EmulatorServer
+) -> None:
+    """An iterator cannot be replayed: a refused upload fails with HERE's own answer, not a retry error."""
+    from airflow_here_batch.api import RateLimitError
+
+    emulator.admin.inject_fault(endpoint="create_job", kind="status", status=429, retry_after=0, count=1)
+    with pytest.raises(RateLimitError):
+        hook.create_job(iter(["recId|q", "1|Berlin"]), options=_geocode())
+    assert emulator.admin.stats()["requests"]["create_job"] == 1
+    assert emulator.admin.jobs() == []

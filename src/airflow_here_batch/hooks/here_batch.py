@@ -264,10 +264,11 @@ class _RetryLoop:
     The sync and async hooks run the same loop around it and differ only in how they sleep.
     """
 
-    def __init__(self, settings: ConnectionSettings, *, idempotent: bool = True) -> None:
-        self._state = RetryState(settings.retry, idempotent=idempotent)
+    def __init__(self, settings: ConnectionSettings, *, idempotent: bool = True, retry: bool = True) -> None:
+        policy = settings.retry if retry else RetryPolicy(max_retries=0)
+        self._state = RetryState(policy, idempotent=idempotent)
         self._oauth = settings.oauth
-        self._refreshed = False
+        self._refreshed = not retry  # no token refresh either: that would be a second attempt
 
     def after(self, request: ApiRequest, error: HereBatchError) -> float | None:
         """Seconds to wait before the next attempt, or None to raise ``error``."""
@@ -404,9 +405,14 @@ class HereBatchHook(_HereBatchHookBase):
             protocol.raise_for_status(request, response.status_code, response.headers, content)
         return response
 
-    def _call(self, request: ApiRequest, attempt: Callable[[], T], *, idempotent: bool = True) -> T:
-        """Run ``attempt`` with the connection's retry policy (and one token refresh on a 401)."""
-        loop = _RetryLoop(self.settings, idempotent=idempotent)
+    def _call(
+        self, request: ApiRequest, attempt: Callable[[], T], *, idempotent: bool = True, retry: bool = True
+    ) -> T:
+        """Run ``attempt`` with the connection's retry policy (and one token refresh on a 401).
+
+        ``retry=False`` runs it once (an upload body that cannot be sent a second time).
+        """
+        loop = _RetryLoop(self.settings, idempotent=idempotent, retry=retry)
         while True:
             try:
                 return attempt()
@@ -450,23 +456,21 @@ class HereBatchHook(_HereBatchHookBase):
         request = protocol.create_job_request(options, gzip_body=compress)
         make_body = _body_factory(data, compress)
         replayable = make_body is not None
-        first_body = make_body() if make_body else _one_shot_body(data, compress)
-        sent = [False]
+        body: Any = make_body() if make_body else _one_shot_body(data, compress)
 
         def attempt() -> BatchJob:
-            if sent[0]:
-                if not replayable:
-                    raise TransportError("the upload cannot be replayed (it was an iterator or a pipe)")
+            nonlocal body
+            if body is None:  # a retry: the first attempt consumed the body
                 if reattach_by_tag and options.tag and (existing := self.find_job_by_tag(options.tag)):
                     log.info("HERE Batch: job %s was created by the failed attempt; using it", existing.id)
                     return existing
-            body = first_body if not sent[0] else make_body()  # type: ignore[misc]
-            sent[0] = True
-            response = self._send_once(request, body=body)
+                body = make_body()  # type: ignore[misc]
+            current, body = body, None
+            response = self._send_once(request, body=current)
             return protocol.interpret_job(request, response.status_code, response.headers, response.content)
 
         idempotent = bool(reattach_by_tag and options.tag and replayable)
-        job = self._call(request, attempt, idempotent=idempotent)
+        job = self._call(request, attempt, idempotent=idempotent, retry=replayable)
         log.info("HERE Batch: created job %s (%s, status %s)", job.id, job.service_hrn, job.status.value)
         return job
 
