@@ -113,3 +113,26 @@ def test_service_names(name: str, expected: ServiceType) -> None:
 def test_unknown_service_names_the_choices() -> None:
     with pytest.raises(ValueError, match="geocode, revgeocode, lookup"):
         ServiceType.from_name("autosuggest")
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-11-28T13:40:27Z",
+        "2026-11-28T13:40:27.123Z",
+        "2026-11-28T13:40:27.123456789Z",  # nanoseconds: Python 3.10 refuses them, pendulum does not
+        "2026-11-28T14:40:27.5+01:00",
+    ],
+)
+def test_timestamps_parse_as_pendulum_parses_them(stamp: str) -> None:
+    import pendulum
+
+    job = BatchJob.from_dict({"id": "JOB-1", "status": "completed", "created": stamp, "ended": stamp})
+    expected = pendulum.parse(stamp)
+    assert job.created == expected and job.ended == expected
+    assert isinstance(job.created, pendulum.DateTime) and job.created.utcoffset() == expected.utcoffset()
+
+
+def test_bad_timestamp_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        BatchJob.from_dict({"id": "JOB-1", "status": "completed", "created": "2026-13-45T99:00:00Z"})

@@ -47,3 +47,36 @@ async def test_async_retries(
 async def test_session_is_required() -> None:
     with pytest.raises(RuntimeError, match="async with"):
         await HereBatchAsyncHook("here_test")._exchange("GET", "http://127.0.0.1:1/", "x")
+
+
+async def test_hooks_of_one_loop_share_sockets_not_sessions(hook: HereBatchHook) -> None:
+    """Each ``async with`` has its own session; the sockets come from one pool per event loop, which
+    stays open while any hook uses it and is closed by the last one to leave."""
+    job = hook.create_job(b"recId|q\n1|Berlin\n", options=JobOptions(start_job=False))
+    first = HereBatchAsyncHook("here_test", retry_policy=FAST_RETRIES)
+    second = HereBatchAsyncHook("here_test", retry_policy=FAST_RETRIES)
+    async with first:
+        async with second:
+            await asyncio.gather(first.get_job(job.id), second.get_job(job.id))
+            assert first._session is not second._session
+            pool = first._session.connector
+            assert pool is second._session.connector
+        assert not pool.closed  # second left: first still polls through the pool
+        assert (await first.get_job(job.id)).id == job.id
+    assert pool.closed
+    async with HereBatchAsyncHook("here_test", retry_policy=FAST_RETRIES) as third:
+        assert third._session.connector is not pool and (await third.get_job(job.id)).id == job.id
+
+
+async def test_each_event_loop_gets_its_own_pool(hook: HereBatchHook) -> None:
+    job = hook.create_job(b"recId|q\n1|Berlin\n", options=JobOptions(start_job=False))
+
+    async def poll() -> object:
+        async with HereBatchAsyncHook("here_test", retry_policy=FAST_RETRIES) as ahook:
+            await ahook.get_job(job.id)
+            return ahook._session.connector
+
+    async with HereBatchAsyncHook("here_test", retry_policy=FAST_RETRIES) as outer:
+        other_loop_pool = await asyncio.to_thread(asyncio.run, poll())
+        assert other_loop_pool is not outer._session.connector and other_loop_pool.closed
+        assert (await outer.get_job(job.id)).id == job.id

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -43,6 +43,10 @@ class InvalidJobOptionsError(ValueError):
     """A job parameter HERE would refuse, caught before anything is uploaded."""
 
 
+#: An empty, read-only mapping shared by the requests that carry no parameters or headers of their own.
+NO_VALUES: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class ApiRequest:
     """One HTTP request, relative to the API base URL (``https://batch.search.hereapi.com/v7``).
@@ -53,19 +57,19 @@ class ApiRequest:
     method: str
     path: str
     operation: str
-    params: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=lambda: NO_VALUES)
+    headers: Mapping[str, str] = field(default_factory=lambda: NO_VALUES)
 
     def url(self, base_url: str) -> str:
         return base_url.rstrip("/") + self.path
 
 
-def new_request_id() -> str:
-    return str(uuid.uuid4())
-
-
-def default_headers(request_id: str | None = None, *, accept: str = "application/json") -> dict[str, str]:
-    return {"User-Agent": USER_AGENT, "Accept": accept, "X-Request-ID": request_id or new_request_id()}
+#: Headers every request carries; the hooks set them once on their session. No ``X-Request-ID``: the
+#: caller's trace token is optional, and HERE's ``X-Correlation-ID`` (kept on every error) is what
+#: HERE's support asks for.
+DEFAULT_HEADERS: Mapping[str, str] = MappingProxyType(
+    {"User-Agent": USER_AGENT, "Accept": "application/json"}
+)
 
 
 def redact_url(url: str) -> str:

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,51 @@ def settings_from_connection(
 
 
 # -------------------------------------------------------------------------------------------------
+# Connections are shared by the async hooks of one event loop (a triggerer runs thousands of waits).
+
+
+class _LoopConnectors:
+    """One ``aiohttp.TCPConnector`` per event loop, reference-counted by the sessions using it.
+
+    Each ``async with HereBatchAsyncHook`` still opens and closes its own ``ClientSession`` (its own
+    headers, timeouts and lifetime), but the sessions borrow their connections from this pool, so a
+    triggerer waiting on 10,000 jobs keeps as many sockets open as it has requests in flight, not
+    10,000, and a waiting trigger holds no connector of its own. The last session to leave closes
+    the connector; no session can close it under another.
+    """
+
+    def __init__(self) -> None:
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def acquire(self) -> Any:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        entry = self._pools.get(loop)
+        if entry is None or entry[0].closed:
+            # limit=0: the pool never queues a status call behind others (a queued call would spend
+            # its timeout waiting); HERE's own 429s, which the hooks honour, bound the request rate.
+            entry = self._pools[loop] = [aiohttp.TCPConnector(limit=100), 0]
+        entry[1] += 1
+        return entry[0]
+
+    async def release(self, connector: Any) -> None:
+        entry = self._pools.get(asyncio.get_running_loop())
+        if entry is None or entry[0] is not connector:
+            await connector.close()  # not the loop's current pool (already replaced): just close it
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._pools[asyncio.get_running_loop()]
+            await connector.close()
+
+
+_connectors = _LoopConnectors()
+
+
+# -------------------------------------------------------------------------------------------------
 # Tokens are shared by every hook of a process (a triggerer runs many), keyed by credentials.
 
 _tokens: dict[tuple[str, str], AccessToken] = {}
@@ -322,7 +368,7 @@ class HereBatchHook(_HereBatchHookBase):
             import requests  # here, not at module level: DAG files import this module via operators
 
             session = requests.Session()
-            session.headers["User-Agent"] = protocol.USER_AGENT
+            session.headers.update(protocol.DEFAULT_HEADERS)
             if self.settings.proxies:
                 session.proxies.update(self.settings.proxies)
             self._session = session
@@ -369,7 +415,7 @@ class HereBatchHook(_HereBatchHookBase):
 
         settings = self.settings
         params, auth_headers = _auth_parts(settings, self._token())
-        headers = {**protocol.default_headers(), **request.headers, **auth_headers}
+        headers = {**request.headers, **auth_headers}
         failure: TransportError | None = None
         try:
             response = self.get_conn().request(
@@ -753,7 +799,8 @@ class HereBatchAsyncHook(_HereBatchHookBase):
     """The endpoints a trigger needs, over ``aiohttp``, with the sync hook's rules.
 
     Use it as an async context manager: it opens one ``aiohttp.ClientSession`` on entry and closes it
-    on exit. The connection is looked up without blocking the event loop.
+    on exit; the session borrows its sockets from a pool shared by the hooks of the same event loop.
+    The connection is looked up without blocking the event loop.
 
     :param here_conn_id: Airflow connection of type ``here_batch``.
     :param retry_policy: overrides the connection's retry settings.
@@ -780,17 +827,28 @@ class HereBatchAsyncHook(_HereBatchHookBase):
 
         settings = await self.get_settings()
         # HERE sets no cookies: a dummy jar keeps each trigger's session small (a triggerer runs many).
+        # The async hook only makes short calls (status, start/stop/delete, the errors report's first
+        # lines), so one deadline per request does: a single timer, where a read timeout re-arms one
+        # for every chunk received.
         self._session = aiohttp.ClientSession(
-            headers={"User-Agent": protocol.USER_AGENT},
-            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=settings.timeout),
+            headers=protocol.DEFAULT_HEADERS,
+            timeout=aiohttp.ClientTimeout(
+                total=CONNECT_TIMEOUT + settings.timeout, sock_connect=CONNECT_TIMEOUT
+            ),
             cookie_jar=aiohttp.DummyCookieJar(),
+            connector=_connectors.acquire(),
+            connector_owner=False,
         )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        session, self._session = self._session, None
+        if session is not None:
+            connector = session.connector  # the session forgets it on close
+            try:
+                await session.close()
+            finally:
+                await _connectors.release(connector)
 
     def _proxy(self, url: str) -> str | None:
         proxies = (self._settings.proxies if self._settings else None) or {}
@@ -852,15 +910,18 @@ class HereBatchAsyncHook(_HereBatchHookBase):
     async def _send_once(
         self, request: ApiRequest, read: Callable[[Any], Awaitable[bytes]] | None = None
     ) -> tuple[int, Mapping[str, str], bytes]:
-        settings = await self.get_settings()
-        params, auth_headers = _auth_parts(settings, await self._token())
+        # A triggerer makes this call for thousands of jobs: it allocates as little as it can. The
+        # session carries the default headers; a request adds only its own (None spares aiohttp a
+        # header merge).
+        settings = self._settings or await self.get_settings()
+        params, auth_headers = _auth_parts(settings, await self._token() if settings.oauth else None)
         status, headers, body = await self._exchange(
             request.method,
             request.url(settings.base_url),
             request.operation,
             read,
-            params={**request.params, **params},
-            headers={**protocol.default_headers(), **request.headers, **auth_headers},
+            params={**request.params, **params} if request.params else params,
+            headers={**request.headers, **auth_headers} if request.headers else auth_headers or None,
         )
         protocol.raise_for_status(request, status, headers, body)
         return status, headers, body
@@ -872,12 +933,14 @@ class HereBatchAsyncHook(_HereBatchHookBase):
         read: Callable[[Any], Awaitable[bytes]] | None = None,
     ) -> T:
         """Send with retries (and one token refresh on a 401), then interpret the answer."""
-        loop = _RetryLoop(await self.get_settings())
+        loop: _RetryLoop | None = None  # built on the first failure: most calls succeed at once
         while True:
             try:
                 status, headers, body = await self._send_once(request, read)
                 return interpret(request, status, headers, body)
             except HereBatchError as error:
+                if loop is None:
+                    loop = _RetryLoop(await self.get_settings())
                 delay = loop.after(request, error)
                 if delay is None:
                     raise
