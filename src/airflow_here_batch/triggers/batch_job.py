@@ -201,9 +201,8 @@ class BatchJobTrigger(BaseTrigger):
                     failures = 0
                     tracker.observe(job, time.monotonic())
                     self.log.info("HERE Batch: %s", tracker.describe(job))
-                    event = await self._final_event(hook, job)
-                    if event is not None:
-                        yield event
+                    if job.status.is_terminal or job.status is JobStatus.STOPPED:
+                        yield await self._final_event(hook, job)
                         return
                     delay = schedule.next_delay(
                         time.monotonic() - started,
@@ -217,7 +216,8 @@ class BatchJobTrigger(BaseTrigger):
             self.log.info("HERE Batch: stopped watching job %s (trigger cancelled)", self.job_id)
             raise
 
-    async def _final_event(self, hook: HereBatchAsyncHook, job: BatchJob) -> TriggerEvent | None:
+    async def _final_event(self, hook: HereBatchAsyncHook, job: BatchJob) -> TriggerEvent:
+        """The event for a job that has ended (``is_terminal``) or rests ``stopped``."""
         status = job.status
         counts = job.records
         if status is JobStatus.COMPLETED:
@@ -255,7 +255,7 @@ class BatchJobTrigger(BaseTrigger):
                 "(start it again to resume, or set allow_stopped=True to accept partial results)",
                 job,
             )
-        return None
+        raise ValueError(f"job {job.id} is {status.value}, which has no final event")
 
     async def _timeout_event(self, hook: HereBatchAsyncHook, job: BatchJob | None) -> TriggerEvent:
         message = f"job {self.job_id} did not finish before the deadline"
