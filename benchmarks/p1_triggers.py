@@ -3,8 +3,10 @@
 The emulator runs in its own process with ``records_per_second=0``, so every job stays ``inProgress``
 and every trigger keeps waiting. Each trigger is built as the triggerer builds it and its ``run()`` is
 consumed as the triggerer consumes it (one task per trigger, one loop); each opens its own aiohttp
-session, as built. The baseline is a bare loop of N tasks doing ``GET /batch/jobs/{id}`` + ``read()``
-on one shared ``aiohttp.ClientSession`` with the same interval.
+session, as built, and logs a progress line at every poll as the triggerer's runner process logs
+(JSON lines over an unbuffered channel). The baseline is a bare loop of N tasks doing
+``GET /batch/jobs/{id}`` + ``read()`` on one shared ``aiohttp.ClientSession`` with the same interval.
+Full run: bare, trigger, trigger, bare; each side keeps its run with the lowest CPU per poll.
 
 CPU per poll = the child's CPU time (user+sys, all threads) in a steady-state window / status calls
 the emulator answered in that window. Memory per waiting trigger = (RSS in the window - RSS after the
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -61,7 +64,17 @@ async def _child(p: dict[str, Any]) -> dict[str, Any]:
     root_url = base_url[: -len("/v7")]
     session = None
     if p["mode"] == "trigger":
+        from airflow.sdk.log import configure_logging, reset_logging
+
         from airflow_here_batch.triggers.batch_job import BatchJobTrigger
+
+        # Log as the triggerer's runner process does: JSON lines to the supervisor over an unbuffered
+        # channel (airflow.sdk.execution_time.supervisor._configure_logs_over_json_channel); here the
+        # channel is a file. Airflow's default console renderer costs more per line.
+        reset_logging()
+        channel = os.open(p["log_channel"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        output = os.fdopen(channel, "wb", buffering=0)
+        configure_logging(json_output=True, output=output, sending_to_supervisor=True)
 
         # Warm up imports and the connection lookup path once, outside the measurement.
         warm = BatchJobTrigger(jobs[0], poll_interval=interval, max_poll_interval=interval)
@@ -131,9 +144,16 @@ def _measure(emu: Emulator, home: Path, log: Path, mode: str, n: int, interval: 
     from benchmarks._common import run_child
 
     payload = {"mode": mode, "n": n, "interval": interval, "window": window, "jobs": jobs,
-               "base_url": emu.base_url, "max_startup": 60 + n / 50}
-    return run_child("benchmarks.p1_triggers", payload, child_env(emu.base_url, home),
-                     timeout=300 + n / 20, log=log)
+               "base_url": emu.base_url, "max_startup": 60 + n / 50, "log_channel": str(log) + ".json"}
+    result = run_child("benchmarks.p1_triggers", payload, child_env(emu.base_url, home),
+                       timeout=300 + n / 20, log=log)
+    if mode == "trigger":
+        # The cost measured includes a progress line at every poll (issue 4): check they were written.
+        with open(payload["log_channel"], "rb") as channel:
+            result["progress_lines"] = sum(b'"event":"HERE Batch: job ' in line for line in channel)
+        if result["progress_lines"] < n:
+            raise RuntimeError(f"expected a progress line per poll, found {result['progress_lines']}")
+    return result
 
 
 def run(quick: bool) -> list[Row]:
@@ -150,8 +170,16 @@ def run(quick: bool) -> list[Row]:
             jobs = [create_job(emu.base_url, body, GEOCODE)["id"] for _ in range(n_jobs)]
             time.sleep(0.5)  # queued -> inProgress, held there
             for n, interval, window in sizes:
-                bare = _measure(emu, home, work / f"bare-{n}.log", "bare", n, interval, window, jobs)
-                trig = _measure(emu, home, work / f"trigger-{n}.log", "trigger", n, interval, window, jobs)
+                # Bare, trigger, trigger, bare (quick: one of each): a load that comes or goes during
+                # the run weighs on both sides alike. Each side keeps its least disturbed run, the
+                # one with the lowest CPU per poll (noise only ever adds CPU).
+                runs: dict[str, list[dict[str, Any]]] = {"bare": [], "trigger": []}
+                order = ("bare", "trigger") if quick else ("bare", "trigger", "trigger", "bare")
+                for i, mode in enumerate(order):
+                    log = work / f"{mode}-{n}-{i}.log"
+                    runs[mode].append(_measure(emu, home, log, mode, n, interval, window, jobs))
+                bare = min(runs["bare"], key=lambda r: r["cpu_per_poll_ms"])
+                trig = min(runs["trigger"], key=lambda r: r["cpu_per_poll_ms"])
                 ratio = trig["cpu_per_poll_ms"] / bare["cpu_per_poll_ms"]
                 rows.append(Row(
                     "P1", f"CPU per poll, N={n:,} triggers (poll every {interval:g} s)",
@@ -165,7 +193,7 @@ def run(quick: bool) -> list[Row]:
                     f"{trig['kb_per_task'] / max(bare['kb_per_task'], 0.1):.1f}x",
                     f"<= {KB_TARGET:.0f} KB", trig["kb_per_task"] <= KB_TARGET,
                 ))
-                print(f"# P1 N={n}: trigger {trig}, bare {bare}", file=sys.stderr, flush=True)
+                print(f"# P1 N={n}: {runs}", file=sys.stderr, flush=True)
     return rows
 
 
