@@ -99,7 +99,7 @@ class OutputType(str, enum.Enum):
     JSONL = "jsonl"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordCounts:
     """HERE's ``records`` counters.
 
@@ -158,7 +158,7 @@ def _parse_time(value: Any) -> DateTime | None:
     return parsed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BatchJob:
     """A job as HERE describes it in any job body (``JobResponse`` or ``JobDetailResponse``)."""
 

@@ -907,40 +907,36 @@ class HereBatchAsyncHook(_HereBatchHookBase):
             failure = TransportError(f"could not {operation}: {type(exc).__name__} from {redact_url(url)}")
         raise failure  # outside the except block: aiohttp's error (with the URL) is not chained
 
-    async def _send_once(
-        self, request: ApiRequest, read: Callable[[Any], Awaitable[bytes]] | None = None
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        # A triggerer makes this call for thousands of jobs: it allocates as little as it can. The
-        # session carries the default headers; a request adds only its own (None spares aiohttp a
-        # header merge).
-        settings = self._settings or await self.get_settings()
-        params, auth_headers = _auth_parts(settings, await self._token() if settings.oauth else None)
-        status, headers, body = await self._exchange(
-            request.method,
-            request.url(settings.base_url),
-            request.operation,
-            read,
-            params={**request.params, **params} if request.params else params,
-            headers={**request.headers, **auth_headers} if request.headers else auth_headers or None,
-        )
-        protocol.raise_for_status(request, status, headers, body)
-        return status, headers, body
-
     async def _call(
         self,
         request: ApiRequest,
         interpret: Callable[..., T],
         read: Callable[[Any], Awaitable[bytes]] | None = None,
     ) -> T:
-        """Send with retries (and one token refresh on a 401), then interpret the answer."""
-        loop: _RetryLoop | None = None  # built on the first failure: most calls succeed at once
+        """Send with retries (and one token refresh on a 401), then interpret the answer.
+
+        A triggerer makes this call for thousands of jobs, so the path of a call that succeeds at once
+        allocates as little as it can: the session carries the default headers (a request adding none
+        spares aiohttp a header merge), and the retry state is built on the first failure.
+        """
+        settings = self._settings or await self.get_settings()
+        loop: _RetryLoop | None = None
         while True:
+            params, auth_headers = _auth_parts(settings, await self._token() if settings.oauth else None)
             try:
-                status, headers, body = await self._send_once(request, read)
+                status, headers, body = await self._exchange(
+                    request.method,
+                    request.url(settings.base_url),
+                    request.operation,
+                    read,
+                    params={**request.params, **params} if request.params else params,
+                    headers={**request.headers, **auth_headers} if request.headers else auth_headers or None,
+                )
+                protocol.raise_for_status(request, status, headers, body)
                 return interpret(request, status, headers, body)
             except HereBatchError as error:
                 if loop is None:
-                    loop = _RetryLoop(await self.get_settings())
+                    loop = _RetryLoop(settings)
                 delay = loop.after(request, error)
                 if delay is None:
                     raise
