@@ -1,9 +1,10 @@
 """P6: the emulator's throughput: a 1,000,000-record geocode job from upload to downloaded results.
 
-The emulator runs in its own process (``records_per_second=inf``, ``queue_delay=0``); a minimal stdlib
-client (no Airflow, no hook) uploads the input, polls the job every 0.2 s and downloads the results,
-so the time is the emulator's. Every address in the input is different (real batches are mostly
-distinct addresses); an informational row repeats the run with queries cycling through 1,000
+The emulator runs in its own process (``records_per_second=inf``, ``queue_delay=0``, otherwise its CLI
+defaults: ``--workers 2`` on a multi-core machine, so the job is shared by two worker processes); a
+minimal stdlib client (no Airflow, no hook) uploads the input, polls the job every 0.2 s and downloads
+the results, so the time is the emulator's. Every address in the input is different (real batches are
+mostly distinct addresses); an informational row repeats the run with queries cycling through 1,000
 addresses, which the emulator answers from its per-job cache.
 """
 

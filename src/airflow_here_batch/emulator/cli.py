@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -30,6 +31,13 @@ def _rate(value: str) -> float:
     if rate < 0:
         raise argparse.ArgumentTypeError("must be >= 0 (0 holds jobs, 'inf' = unlimited)")
     return rate
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-key-id", default=key_id, help="OAuth access key id accepted by /oauth2/token")
     p.add_argument("--access-key-secret", default=secret, help="its secret")
     p.add_argument("--token-ttl", type=float, default=d.token_ttl, help="OAuth token lifetime in seconds")
+    workers = min(2, os.cpu_count() or 1)
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=workers,
+        help=f"processes sharing a large unpaced job (>= --parallel-min-records records); 1 = none "
+        f"(default {workers})",
+    )
+    p.add_argument(
+        "--parallel-min-records",
+        type=_positive,
+        default=d.parallel_min_records,
+        help=f"records a job needs to be shared among --workers (default {d.parallel_min_records})",
+    )
     p.add_argument("--quiet", action="store_true", help="no access log")
     return p
 
@@ -78,6 +100,8 @@ async def _serve(args: argparse.Namespace, data_dir: Path) -> None:
         max_records=args.max_records,
         max_input_bytes=args.max_input_bytes,
         token_ttl=args.token_ttl,
+        workers=args.workers,
+        parallel_min_records=args.parallel_min_records,
     )
     emulator = Emulator(
         data_dir,

@@ -988,10 +988,14 @@ async def admin_settings(request: web.Request) -> web.Response:
 async def admin_reset(request: web.Request) -> web.Response:
     """``POST /_emulator/reset``: forget everything, restore start settings."""
     emu = _emu(request)
-    for job_id in list(emu.engine.tasks):
-        await emu.engine.wait_idle(job_id)
-    emu.engine.tasks.clear()
-    emu.reset()
+    emu.engine.paused = True  # no new chunk may start while jobs and files go away
+    try:
+        for job_id in list(emu.engine.tasks):
+            await emu.engine.wait_idle(job_id)
+        emu.engine.tasks.clear()
+        emu.reset()
+    finally:
+        emu.engine.paused = False
     return _json({"reset": True})
 
 

@@ -48,6 +48,11 @@ class EmulatorSettings:
     max_recid_length: int = 512
     token_ttl: float = 3600.0  # lifetime of OAuth access tokens, seconds
     chunk_records: int = 20_000  # records per processing step off the event loop
+    # Processes that share an unpaced job of at least ``parallel_min_records`` records (1 = none: all
+    # work in the emulator's process). The CLI defaults to 2 on a multi-core machine; embedded, the
+    # default stays 1, because spawned workers re-import the embedding script's main module.
+    workers: int = 1
+    parallel_min_records: int = 100_000
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a partial update (admin endpoint), converting numbers; unknown keys raise KeyError."""
