@@ -118,7 +118,7 @@ def test_number_patterns_find_what_the_geocoder_finds() -> None:
 
 
 def test_long_house_numbers_share_a_shape() -> None:
-    """"Main Street 12345, 1010 Wien": the postal code is the house-number candidate and the long
+    """ "Main Street 12345, 1010 Wien": the postal code is the house-number candidate and the long
     number is masked too, so all such addresses of a street share one shape."""
     fast = GeocodeFastPath(CsvFormatter("geocode", None, "|"))
     for n in range(10_000, 10_500):

@@ -178,9 +178,10 @@ def test_stop_in_the_middle_and_resume(single: EmulatorServer, multi: EmulatorSe
         processed = stopped["records"]["processed"]
         assert 0 < processed < 60_000
         partial = client.download(job_id).content
-        assert partial.splitlines(keepends=True) == reference["results"].splitlines(keepends=True)[
-            : processed + 1
-        ]
+        assert (
+            partial.splitlines(keepends=True)
+            == reference["results"].splitlines(keepends=True)[: processed + 1]
+        )
         assert client.put(job_id, "start").status_code == 200
         done = client.wait(job_id, "completed", timeout=60)
         assert done["records"] == reference["records"]

@@ -412,4 +412,3 @@ def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
 
 def warm_up() -> None:
     """No-op task: makes the pool start its processes (and import this module) ahead of the work."""
-
