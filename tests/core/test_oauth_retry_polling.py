@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -145,6 +146,29 @@ def test_progress_tracker_rate_and_eta() -> None:
     assert tracker.eta(_job("inProgress", 200)) == pytest.approx(40)
     line = tracker.describe(_job("inProgress", 200))
     assert "200/1000" in line and "20.0%" in line and "20 records/s" in line and "ETA 40 s" in line
+
+
+def test_progress_line_level_info_on_change_debug_on_repeat() -> None:
+    tracker = ProgressTracker(repeat_unchanged_after=300)
+    levels = [
+        tracker.observe(_job("queued", 0), now=0),  # first answer
+        tracker.observe(_job("queued", 0), now=10),  # same
+        tracker.observe(_job("inProgress", 0), now=20),  # status moved
+        tracker.observe(_job("inProgress", 0), now=30),  # same
+        tracker.observe(_job("inProgress", 5), now=40),  # a counter moved
+        tracker.observe(_job("inProgress", 5), now=339),  # same, 299 s after the last INFO line
+        tracker.observe(_job("inProgress", 5), now=340),  # same, 300 s after: heartbeat
+    ]
+    assert levels == [
+        logging.INFO,
+        logging.DEBUG,
+        logging.INFO,
+        logging.DEBUG,
+        logging.INFO,
+        logging.DEBUG,
+        logging.INFO,
+    ]
+    assert tracker.rate is not None  # DEBUG answers still feed the rate
 
 
 def test_poll_calls_for_an_hour_long_job() -> None:

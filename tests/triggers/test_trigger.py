@@ -80,7 +80,7 @@ async def test_completed_job_gives_one_small_success_event(hook: HereBatchHook, 
     assert API_KEY not in json.dumps(event)
 
 
-async def test_progress_is_logged_every_poll(
+async def test_progress_is_logged_at_every_poll_that_sees_the_job_move(
     hook: HereBatchHook, emu: EmulatorServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emu.admin.settings(records_per_second=40)
@@ -92,6 +92,21 @@ async def test_progress_is_logged_every_poll(
     assert len(lines) >= 3
     wanted = ("inProgress", "%", "records/s", "ETA")
     assert any(all(w in line for w in wanted) for line in lines)
+
+
+async def test_unchanged_polls_do_not_repeat_the_progress_line(
+    hook: HereBatchHook, emu: EmulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu.admin.settings(records_per_second=0)  # held inProgress: every answer is the same
+    job_id = submit(hook)
+    wait_running(hook, job_id)
+    polls_before = emu.admin.stats()["requests"]["get_job"]
+    events = await collect(fast(job_id, deadline=time.time() + 1.0, cancel_on_kill=False))
+    assert events[0]["status"] == "timeout"
+    polls = emu.admin.stats()["requests"]["get_job"] - polls_before
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if f"job {job_id} inProgress: 0/20 records" in line]
+    assert polls >= 5 and len(lines) == 1  # the rest went to DEBUG (tracker: a heartbeat every 5 min)
 
 
 def test_serialise_and_rebuild_round_trip() -> None:

@@ -10,9 +10,10 @@ A ``Retry-After`` from HERE always wins over a shorter delay.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from airflow_here_batch.api.models import BatchJob, JobStatus
+from airflow_here_batch.api.models import BatchJob, JobStatus, RecordCounts
 
 
 @dataclass(frozen=True)
@@ -64,22 +65,35 @@ class PollSchedule:
 
 @dataclass
 class ProgressTracker:
-    """Rate and ETA from successive observations of one job; wall-clock seconds in, no I/O."""
+    """Rate and ETA from successive observations of one job; wall-clock seconds in, no I/O.
+
+    :param repeat_unchanged_after: seconds after which an unchanged job is worth a progress line again.
+    """
 
     last_processed: int | None = None
     last_time: float | None = None
     rate: float | None = None
+    repeat_unchanged_after: float = 300.0
+    last_reported: tuple[JobStatus, RecordCounts] | None = None
+    last_report_time: float | None = None
 
-    def observe(self, job: BatchJob, now: float) -> None:
-        """Record one status answer; a rate needs two ``inProgress`` answers in a row.
+    def observe(self, job: BatchJob, now: float) -> int:
+        """Record one status answer; return the level its progress line deserves.
 
-        An earlier ``queued``/``pending`` answer would fold the queue time into the rate, halve it and
-        double the ETA, so such answers only reset the reference point.
+        ``logging.INFO`` when the status or a counter moved since the last INFO line, or when that line
+        is ``repeat_unchanged_after`` seconds old (a heartbeat while a job waits in HERE's queue);
+        otherwise ``logging.DEBUG``. An unchanged answer only repeats the previous line, and in a
+        triggerer writing it costs more CPU than the status call itself (benchmark P1).
+
+        A rate needs two ``inProgress`` answers in a row: an earlier ``queued``/``pending`` answer
+        would fold the queue time into the rate, halve it and double the ETA, so such answers only
+        reset the reference point.
         """
+        level = self._level(job, now)
         processed = job.records.processed
         if job.status is not JobStatus.IN_PROGRESS:
             self.last_processed = self.last_time = None
-            return
+            return level
         if self.last_processed is not None and self.last_time is not None:
             dt = now - self.last_time
             if dt > 0 and processed >= self.last_processed:
@@ -88,6 +102,18 @@ class ProgressTracker:
                 self.rate = current if self.rate is None else 0.5 * self.rate + 0.5 * current
         self.last_processed = processed
         self.last_time = now
+        return level
+
+    def _level(self, job: BatchJob, now: float) -> int:
+        key = (job.status, job.records)
+        if (
+            key == self.last_reported
+            and self.last_report_time is not None
+            and now - self.last_report_time < self.repeat_unchanged_after
+        ):
+            return logging.DEBUG
+        self.last_reported, self.last_report_time = key, now
+        return logging.INFO
 
     def eta(self, job: BatchJob) -> float | None:
         if job.status is not JobStatus.IN_PROGRESS or not self.rate:

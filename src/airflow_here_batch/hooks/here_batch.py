@@ -627,8 +627,7 @@ class HereBatchHook(_HereBatchHookBase):
         while True:
             job = self.get_job(job_id)
             now = time.monotonic()
-            tracker.observe(job, now)
-            log.info("HERE Batch: %s", tracker.describe(job))
+            log.log(tracker.observe(job, now), "HERE Batch: %s", tracker.describe(job))
             if job.is_terminal or job.status is JobStatus.STOPPED:
                 return job
             elapsed = now - start

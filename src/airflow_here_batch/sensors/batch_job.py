@@ -104,8 +104,8 @@ class BatchJobSensor(BaseSensorOperator):
             # Still failing after the hook's retries: keep waiting; the sensor's timeout bounds it.
             self.log.warning("HERE Batch: status of job %s unavailable, will ask again: %s", self.job_id, exc)
             return False
-        self._tracker.observe(job, time.monotonic())
-        self.log.info("HERE Batch: %s", self._tracker.describe(job))
+        level = self._tracker.observe(job, time.monotonic())
+        self.log.log(level, "HERE Batch: %s", self._tracker.describe(job))
         return self._verdict(job)
 
     def _verdict(self, job: BatchJob) -> bool | PokeReturnValue:

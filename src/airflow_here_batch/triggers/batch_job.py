@@ -199,8 +199,8 @@ class BatchJobTrigger(BaseTrigger):
                         yield self._event(EVENT_ERROR, f"could not read job {self.job_id}: {exc}", job)
                         return
                     failures = 0
-                    tracker.observe(job, time.monotonic())
-                    self.log.info("HERE Batch: %s", tracker.describe(job))
+                    level = tracker.observe(job, time.monotonic())
+                    self.log.log(level, "HERE Batch: %s", tracker.describe(job))
                     if job.status.is_terminal or job.status is JobStatus.STOPPED:
                         yield await self._final_event(hook, job)
                         return
