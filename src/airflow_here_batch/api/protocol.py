@@ -47,7 +47,7 @@ class InvalidJobOptionsError(ValueError):
 NO_VALUES: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApiRequest:
     """One HTTP request, relative to the API base URL (``https://batch.search.hereapi.com/v7``).
 
