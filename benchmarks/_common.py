@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,20 +261,31 @@ def write_geocode_input(
     return size
 
 
-def wait_completed(base_url: str, job_id: str, timeout: float, interval: float = 0.1) -> dict[str, Any]:
-    """Poll a job (stdlib HTTP, bounded) until it is completed; returns its detail body."""
+def wait_job(
+    base_url: str,
+    job_id: str,
+    until: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    interval: float = 0.1,
+) -> dict[str, Any]:
+    """Poll a job (stdlib HTTP, bounded) until ``until(body)``; returns its detail body."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with urllib.request.urlopen(f"{base_url}/batch/jobs/{job_id}?apiKey={API_KEY}", timeout=60) as r:
             body = json.loads(r.read())
-        if body["status"] == "completed":
+        if until(body):
             return body  # type: ignore[no-any-return]
-        if body["status"] in ("failure", "deleted", "stopped"):
+        if body["status"] in ("failure", "deleted", "stopped", "completed"):
             raise RuntimeError(f"job {job_id} ended {body['status']}")
         time.sleep(interval)
-    raise TimeoutError(f"job {job_id} not completed within {timeout:.0f} s")
+    raise TimeoutError(f"job {job_id} not as expected within {timeout:.0f} s")
+
+
+def wait_completed(base_url: str, job_id: str, timeout: float, interval: float = 0.1) -> dict[str, Any]:
+    """Poll a job until it is completed; returns its detail body."""
+    return wait_job(base_url, job_id, lambda body: body["status"] == "completed", timeout, interval)
 
 
 def create_job(base_url: str, body: bytes, query: str, timeout: float = 600) -> dict[str, Any]:
