@@ -183,7 +183,8 @@ def run(quick: bool) -> list[Row]:
             n_jobs = 10 if quick else 100
             body = b"recId|q\n1|Berlin\n2|Paris\n"
             jobs = [create_job(emu.base_url, body, GEOCODE)["id"] for _ in range(n_jobs)]
-            time.sleep(0.5)  # queued -> inProgress, held there
+            for job_id in jobs:  # queued -> inProgress, held there
+                wait_job(emu.base_url, job_id, lambda b: b["status"] == "inProgress", timeout=60)
             for n, interval, window in sizes:
                 # Bare, trigger, trigger, bare (quick: one of each): a load that comes or goes during
                 # the run weighs on both sides alike. Each side keeps its least disturbed run, the
