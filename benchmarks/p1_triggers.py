@@ -6,7 +6,7 @@ consumed as the triggerer consumes it (one task per trigger, one loop); each ope
 session, as built, and logs a progress line at every poll as the triggerer's runner process logs
 (JSON lines over an unbuffered channel). The baseline is a bare loop of N tasks doing
 ``GET /batch/jobs/{id}`` + ``read()`` on one shared ``aiohttp.ClientSession`` with the same interval.
-Full run: bare, trigger, trigger, bare; each side keeps its run with the lowest CPU per poll.
+Full run: three runs of each side, interleaved; each side keeps its run with the lowest CPU per poll.
 
 CPU per poll = the child's CPU time (user+sys, all threads) in a steady-state window / status calls
 the emulator answered in that window. Memory per waiting trigger = (RSS in the window - RSS after the
@@ -186,11 +186,13 @@ def run(quick: bool) -> list[Row]:
             for job_id in jobs:  # queued -> inProgress, held there
                 wait_job(emu.base_url, job_id, lambda b: b["status"] == "inProgress", timeout=60)
             for n, interval, window in sizes:
-                # Bare, trigger, trigger, bare (quick: one of each): a load that comes or goes during
-                # the run weighs on both sides alike. Each side keeps its least disturbed run, the
-                # one with the lowest CPU per poll (noise only ever adds CPU).
+                # Three runs of each side, interleaved (quick: one of each): a load that comes or goes
+                # during the run weighs on both sides alike. Each side keeps its least disturbed run,
+                # the one with the lowest CPU per poll (noise only ever adds CPU).
                 runs: dict[str, list[dict[str, Any]]] = {"bare": [], "trigger": []}
-                order = ("bare", "trigger") if quick else ("bare", "trigger", "trigger", "bare")
+                order = ("bare", "trigger")
+                if not quick:
+                    order = ("bare", "trigger", "trigger", "bare", "bare", "trigger")
                 for i, mode in enumerate(order):
                     log = work / f"{mode}-{n}-{i}.log"
                     runs[mode].append(_measure(emu, home, log, mode, n, interval, window, jobs))

@@ -334,7 +334,7 @@ def _json(request: ApiRequest, body: bytes | str) -> Mapping[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError(f"HERE answered {request.operation} with a body that is not JSON") from None
-    if not isinstance(data, Mapping):
+    if type(data) is not dict:  # json.loads makes a dict of every object (and no ABC check is cheaper)
         raise ProtocolError(f"HERE answered {request.operation} with JSON that is not an object")
     return data
 
