@@ -212,8 +212,9 @@ class _LoopConnectors:
         loop = asyncio.get_running_loop()
         entry = self._pools.get(loop)
         if entry is None or entry[0].closed:
-            # limit=0: the pool never queues a status call behind others (a queued call would spend
-            # its timeout waiting); HERE's own 429s, which the hooks honour, bound the request rate.
+            # At most 100 calls in flight (aiohttp's default), also after a triggerer restart that
+            # starts thousands of waits at once. A call queued for a socket waits within its own
+            # deadline; one that runs out is a transient error, retried like any other.
             entry = self._pools[loop] = [aiohttp.TCPConnector(limit=100), 0]
         entry[1] += 1
         return entry[0]
