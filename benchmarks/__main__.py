@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -79,5 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if crashed else 0
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds the figures' context managers, which stop the emulators they started
+    # (a plain SIGTERM would leave them running).
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())
