@@ -51,11 +51,11 @@ _here_batch_venv() {
     want="$(cat "$root/pyproject.toml" "$lock" | sha256sum | cut -d' ' -f1)"
     want="$want $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])') $root"
     have="$(cat "$stamp" 2>/dev/null || true)"
-    # Installed and pointing at this checkout's src/ (find_spec does not import the package).
+    # Installed and pointing at this checkout's package (find_spec does not import the package).
     if [[ "$want" == "$have" ]] && "$venv/bin/python" -c '
 import importlib.util, sys
 s = importlib.util.find_spec("airflow_here_batch")
-sys.exit(0 if s and s.origin and s.origin.startswith(sys.argv[1]) else 1)' "$root/src/" >/dev/null 2>&1; then
+sys.exit(0 if s and s.origin and s.origin.startswith(sys.argv[1]) else 1)' "$root/airflow_here_batch/" >/dev/null 2>&1; then
         :
     else
         t0=$SECONDS
