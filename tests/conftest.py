@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
-EXAMPLE_DAGS_DIR: Path = REPO_ROOT / "example_dags"
+EXAMPLE_DAGS_DIR: Path = REPO_ROOT / "airflow_here_batch" / "example_dags"
 TEST_DAGS_DIR: Path = REPO_ROOT / "tests" / "airflow" / "dags"
 
 if "airflow" in sys.modules:  # pragma: no cover - a plugin imported airflow before us

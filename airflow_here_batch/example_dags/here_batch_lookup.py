@@ -16,11 +16,10 @@ from airflow.sdk import DAG
 
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
+from airflow_here_batch.utils.storage import base_location_uri
 
 DATA_DIR = Path(__file__).parent / "data"
-OUTPUT_DIR = os.environ.get(
-    "HERE_BATCH_OUTPUT_DIR", str(Path(__file__).resolve().parent.parent / ".output" / "here_batch")
-)
+OUTPUT_DIR = os.environ.get("HERE_BATCH_OUTPUT_DIR") or f"{base_location_uri()}/output"
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 # The submit task returns {"job_id", "status", "records", "results_href"}.
 JOB_ID = "{{ ti.xcom_pull(task_ids='submit_lookup_job')['job_id'] }}"

@@ -10,7 +10,7 @@ Every night at 02:00 (UTC) this DAG:
 3. ``wait_for_job`` waits with the deferrable ``BatchJobSensor``: the wait runs in the triggerer, no
    worker slot is held while HERE works.
 4. ``download_results`` writes the results and the errors report to ``$HERE_BATCH_OUTPUT_DIR/<date>/``
-   (default ``.output/here_batch`` beside the DAGs folder, i.e. in this repository's checkout).
+   (default: the provider's base location, ``[here_batch] base_location``, then ``output/``).
 5. ``summarize`` prints records succeeded / failed and the file paths, and returns them as a dict.
 
 Settings (environment variables, read when the file is parsed): ``HERE_BATCH_INPUT_DIR``,
@@ -32,11 +32,10 @@ from airflow.sdk import DAG, get_current_context, task
 
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
+from airflow_here_batch.utils.storage import base_location_uri
 
 INPUT_DIR = Path(os.environ.get("HERE_BATCH_INPUT_DIR", Path(__file__).parent / "data"))
-OUTPUT_DIR = os.environ.get(
-    "HERE_BATCH_OUTPUT_DIR", str(Path(__file__).resolve().parent.parent / ".output" / "here_batch")
-)
+OUTPUT_DIR = os.environ.get("HERE_BATCH_OUTPUT_DIR") or f"{base_location_uri()}/output"
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 # The submit task returns {"job_id", "status", "records", "results_href"}.
 JOB_ID = "{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}"
