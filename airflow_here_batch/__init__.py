@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Airflow connection id the hook, operators and sensor use unless told otherwise.
 DEFAULT_CONN_ID = "here_batch_default"

@@ -40,6 +40,9 @@ from pathlib import Path
 
 import pytest
 
+# The ``here_emulator`` fixture: opted in exactly as a user of the provider does (no pytest11 entry point).
+pytest_plugins = ["airflow_here_batch.emulator.pytest_plugin"]
+
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 EXAMPLE_DAGS_DIR: Path = REPO_ROOT / "airflow_here_batch" / "example_dags"
 TEST_DAGS_DIR: Path = REPO_ROOT / "tests" / "airflow" / "dags"

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import pytest
 
 from airflow_here_batch.api import BatchJob, JobsPage, JobStatus, RecordCounts, ServiceType
-
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "job-status.txt"
-
-
-def seed_bodies() -> dict[str, dict]:
-    """Each JSON object of the seed, keyed by its status."""
-    if not SEED.exists():
-        pytest.skip(f"seed document not found at {SEED} (shared/ beside the repository)")
-    text = SEED.read_text()
-    decoder = json.JSONDecoder()
-    bodies = {}
-    for match in re.finditer(r"^\{", text, flags=re.M):
-        body, _ = decoder.raw_decode(text, match.start())
-        bodies[body["status"]] = body
-    return bodies
+from tests.seed import seed_bodies
 
 
 def test_seed_has_every_status() -> None:

@@ -1,41 +1,18 @@
 """Replay HERE's job-status document (the seed): drive jobs through every state and compare each body,
 key by key, with the seed's JSON for that state.
 
-The seed lives in the shared folder beside the repository (``<repo>/../shared/seed/job-status.txt``);
-CI puts a copy of ``shared/`` next to its fresh clone.
+The seed's eight JSON bodies are vendored in ``tests/fixtures/seed/<status>.json`` (see the
+README there), so the test runs in a clean clone with no file from outside the repository.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from airflow_here_batch.emulator import EmulatorServer
+from tests.seed import seed_bodies
 
 from .conftest import GEOCODE, Client
-
-SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seed" / "job-status.txt"
-
-
-def seed_bodies() -> dict[str, dict[str, Any]]:
-    """Every JSON object in the seed, keyed by its status."""
-    text = SEED.read_text("utf-8")
-    decoder = json.JSONDecoder()
-    bodies: dict[str, dict[str, Any]] = {}
-    i = 0
-    while (start := text.find("{", i)) >= 0:
-        try:
-            obj, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            i = start + 1
-            continue
-        if isinstance(obj, dict) and "status" in obj:
-            bodies[obj["status"]] = obj
-        i = end
-    return bodies
 
 
 def relations(r: dict[str, int]) -> dict[str, bool]:
@@ -72,7 +49,6 @@ def compare(state: str, ours: dict[str, Any], seed: dict[str, Any]) -> None:
 BODY = "recId|q\n1|Berlin\n2|Paris\n3|London\n4|Madrid\n5|Rome\n"
 
 
-@pytest.mark.skipif(not SEED.exists(), reason=f"seed not found at {SEED} (shared/ must sit beside the repo)")
 def test_seed_replay(client: Client, emu: EmulatorServer) -> None:
     seed = seed_bodies()
     assert set(seed) == {
