@@ -370,3 +370,33 @@ def download_has_content(
     """For results/errors: True for 200 (stream the body), False for 204 (nothing of this kind)."""
     raise_for_status(request, status, headers, body)
     return status != 204
+
+
+# ---------------------------------------------------------------------------------------------------
+# API information: /health and /version (HERE OpenAPI 7.40.0, tag "API Information")
+
+
+def version_request() -> ApiRequest:
+    """``GET /version`` (authenticated): ``VersionResponse``."""
+    return ApiRequest("GET", "/version", "get the API version")
+
+
+def interpret_health(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes | str) -> str:
+    """Answer of ``GET /health``: HERE's ``HealthResponse.status``, ``"ok"`` or ``"fail"``.
+
+    HERE's schema defaults ``status`` to ``fail``, so an answer without it reads as ``"fail"``; the
+    value is lower-cased (the enum is lower case).
+    """
+    raise_for_status(request, status, headers, body)
+    return str(_json(request, body).get("status") or "fail").lower()
+
+
+def interpret_version(
+    request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes | str
+) -> dict[str, Any]:
+    """Answer of ``GET /version``: ``{"apiVersion", "serviceVersion", "dataVersions"?}`` as HERE sends it."""
+    raise_for_status(request, status, headers, body)
+    data = dict(_json(request, body))
+    if "apiVersion" not in data or "serviceVersion" not in data:
+        raise ProtocolError(f"HERE answered {request.operation} without apiVersion/serviceVersion")
+    return data

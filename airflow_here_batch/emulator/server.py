@@ -34,6 +34,12 @@ from airflow_here_batch.emulator.auth import (
 )
 from airflow_here_batch.emulator.engine import Engine, detect_layout
 from airflow_here_batch.emulator.faults import Fault, FaultRegistry
+from airflow_here_batch.emulator.notifications import (
+    NotificationStore,
+    Notifier,
+    check_job_notification_ids,
+)
+from airflow_here_batch.emulator.notifications import add_routes as add_notification_routes
 from airflow_here_batch.emulator.store import EmulatorSettings, Job, JobStore, utc_now
 
 __all__ = ["DEFAULT_OAUTH_CREDENTIALS", "Emulator", "RedactingAccessLogger", "create_app", "redact"]
@@ -117,6 +123,8 @@ class Emulator:
         self.faults = FaultRegistry()
         self.tokens = TokenIssuer()
         self.stats: Counter[str] = Counter()
+        self.notifications = NotificationStore(self.data_dir)
+        self.notifier = Notifier(self.notifications)
 
     def inject_fault(self, **kwargs: Any) -> Fault:
         """In-process fault injection (same fields as ``POST /_emulator/faults``)."""
@@ -132,6 +140,7 @@ class Emulator:
         self.faults.clear()
         self.tokens.clear()
         self.stats.clear()
+        self.notifications.clear()
         self.settings.__dict__.update(self._initial_settings.__dict__)
 
 
@@ -428,7 +437,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 async def health(request: web.Request) -> web.Response:
     """``GET /v7/health``."""
-    return _json({"status": "OK"})
+    return _json({"status": "ok"})  # HERE's HealthResponse.status enum: ok | fail
 
 
 async def version(request: web.Request) -> web.Response:
@@ -472,6 +481,7 @@ async def create_job(request: web.Request) -> web.Response:
     notification_ids = [n for n in q.get("notificationIds", "").split(",") if n] or None
     if notification_ids and len(notification_ids) > 5:
         raise _bad_arg("notificationIds", "at most 5 notification ids")
+    check_job_notification_ids(emu.notifications, notification_ids)
     ctype = request.content_type.lower()
     if ctype not in ("text/plain", "text/csv"):
         raise ApiError(
@@ -1035,6 +1045,7 @@ def create_app(emulator: Emulator) -> web.Application:
     r.add_post("/_emulator/settings", admin_settings, name="admin_settings")
     r.add_post("/_emulator/reset", admin_reset, name="admin_reset")
     r.add_post("/_emulator/tokens/expire", admin_expire_tokens, name="admin_expire_tokens")
+    add_notification_routes(app, emulator)
     app.on_response_prepare.append(_on_prepare)
 
     async def _start(app: web.Application) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_here_batch import DEFAULT_CONN_ID
-from airflow_here_batch.api import protocol
+from airflow_here_batch.api import notifications, protocol
 from airflow_here_batch.api.errors import (
     AuthenticationError,
     HereBatchError,
@@ -32,6 +33,7 @@ from airflow_here_batch.api.errors import (
     TransportError,
 )
 from airflow_here_batch.api.models import DEFAULT_BASE_URL, BatchJob, DeletedJobs, JobStatus
+from airflow_here_batch.api.notifications import Notification
 from airflow_here_batch.api.oauth import (
     DEFAULT_TOKEN_URL,
     AccessToken,
@@ -646,6 +648,101 @@ class HereBatchHook(_HereBatchHookBase):
         except (HereBatchError, OSError, ValueError) as exc:
             return False, str(exc)
         return True, f"Connected to the HERE Batch API at {redact_url(self.base_url)}"
+
+    # -- list filtering by age ----------------------------------------------------------------------
+
+    def list_jobs_created_before(
+        self,
+        cutoff: datetime.datetime,
+        *,
+        status: JobStatus | str | None = None,
+        tag: str | None = None,
+    ) -> Iterator[BatchJob]:
+        """Every job matching ``status``/``tag`` whose ``created`` time is before ``cutoff``.
+
+        HERE's ``GET /batch/jobs`` has no time filter (shared doc §4), so every page is read and the
+        filter runs here. ``cutoff`` must be timezone-aware (HERE's times are UTC). A job without a
+        ``created`` time (HERE marks it required) is never matched: a clean-up must not guess.
+
+        :raises ValueError: ``cutoff`` is naive.
+        """
+        if cutoff.tzinfo is None or cutoff.utcoffset() is None:
+            raise ValueError("cutoff must be timezone-aware, e.g. pendulum.now('UTC') - timedelta(days=7)")
+        for job in self.list_jobs(status=status, tag=tag):
+            if job.created is not None and job.created < cutoff:
+                yield job
+
+    # -- notifications (HERE BETA webhooks) ---------------------------------------------------------
+
+    def create_notification(self, url: str) -> Notification:
+        """Register a webhook (``POST /batch/notifications``); returns it with HERE's id.
+
+        HERE calls ``url`` with HTTP GET when a job that lists the notification's id ends, after
+        substituting ``${JOB_ID}``, ``${JOB_STATUS}`` … (see
+        :data:`airflow_here_batch.api.notifications.PLACEHOLDERS`). Not idempotent: retried only
+        where HERE cannot have created it (429, connection never established).
+
+        :raises InvalidNotificationError: ``url`` is not an absolute http(s) URL, or uses an unknown
+            placeholder (checked before sending).
+        """
+        body = notifications.notification_body(url)
+        request = notifications.create_notification_request()
+        created = self._body_call(request, body, notifications.interpret_notification, idempotent=False)
+        log.info("HERE Batch: created notification %s (%s)", created.id, redact_url(created.url))
+        return created
+
+    def list_notifications(self) -> list[Notification]:
+        """Every notification of the caller (``GET /batch/notifications``)."""
+        request = notifications.list_notifications_request()
+        return self._json_call(request, notifications.interpret_notifications)
+
+    def get_notification(self, notification_id: str) -> Notification:
+        """One notification (``GET /batch/notifications/{id}``); :class:`NotFoundError` when unknown."""
+        request = notifications.get_notification_request(notification_id)
+        return self._json_call(request, notifications.interpret_notification)
+
+    def replace_notification(self, notification_id: str, url: str) -> Notification:
+        """Replace a notification's webhook URL (``PUT /batch/notifications/{id}``); idempotent."""
+        body = notifications.notification_body(url)
+        request = notifications.replace_notification_request(notification_id)
+        return self._body_call(request, body, notifications.interpret_notification, idempotent=True)
+
+    def delete_notification(self, notification_id: str) -> None:
+        """Delete a notification (``DELETE /batch/notifications/{id}``, 204).
+
+        A retry after an ambiguous failure may meet a 404 (the first attempt deleted it): raised as
+        :class:`NotFoundError`, as for an id that never existed.
+        """
+        request = notifications.delete_notification_request(notification_id)
+        self._json_call(request, _no_content)
+
+    def test_notification(self, notification_id: str) -> None:
+        """Ask HERE to call the webhook now with dummy values (``GET …/{id}/test``, 204)."""
+        self._json_call(notifications.test_notification_request(notification_id), _no_content)
+
+    # -- API information ----------------------------------------------------------------------------
+
+    def get_health(self) -> str:
+        """HERE's health (``GET /health``, public): ``"ok"`` or ``"fail"``."""
+        return self._json_call(protocol.health_request(), protocol.interpret_health)
+
+    def get_version(self) -> dict[str, Any]:
+        """HERE's versions (``GET /version``): ``{"apiVersion", "serviceVersion", "dataVersions"?}``."""
+        return self._json_call(protocol.version_request(), protocol.interpret_version)
+
+    def _body_call(
+        self, request: ApiRequest, body: bytes, interpret: Callable[..., T], *, idempotent: bool
+    ) -> T:
+        def attempt() -> T:
+            response = self._send_once(request, body=body)
+            return interpret(request, response.status_code, response.headers, response.content)
+
+        return self._call(request, attempt, idempotent=idempotent)
+
+
+def _no_content(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes | str) -> None:
+    """Answer of an endpoint whose success carries no body (204)."""
+    protocol.raise_for_status(request, status, headers, body)
 
 
 # -------------------------------------------------------------------------------------------------
