@@ -191,6 +191,11 @@ class SubmitBatchJobOperator(BaseOperator):
     :param allow_stopped: when waiting, accept a stopped job as done (partial results).
     :param input_conn_id: connection for an object-storage ``input`` (e.g. ``aws_default``).
     :param validate_input: check the input before upload (default); ``False`` skips the check pass.
+    :param notification_ids: up to 5 HERE notification ids (BETA webhooks HERE calls with HTTP GET when
+        the job ends; create them with :meth:`~airflow_here_batch.hooks.here_batch.HereBatchHook.
+        create_notification`), a list or a comma-separated string, sent as HERE's ``notificationIds``.
+        More than 5, an empty id or a duplicate fails before anything is uploaded (at DAG parse when
+        not templated). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -203,6 +208,7 @@ class SubmitBatchJobOperator(BaseOperator):
         "output_filter",
         "tag",
         "billing_tags",
+        "notification_ids",
     )
     ui_color = "#48dad0"
 
@@ -232,9 +238,14 @@ class SubmitBatchJobOperator(BaseOperator):
         allow_stopped: bool = False,
         input_conn_id: str | None = None,
         validate_input: bool = True,
+        notification_ids: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if notification_ids is not None and "{{" not in str(notification_ids):
+            from airflow_here_batch.api.notifications import validate_notification_ids
+
+            validate_notification_ids(notification_ids)  # InvalidNotificationError (a ValueError)
         if wait_for_completion and not start_job:
             raise ValueError(
                 "wait_for_completion=True needs start_job=True: a job that is not started never ends"
@@ -264,6 +275,7 @@ class SubmitBatchJobOperator(BaseOperator):
         self.allow_stopped = allow_stopped
         self.input_conn_id = input_conn_id
         self.validate_input = validate_input
+        self.notification_ids = notification_ids
         self.job_id: str | None = None
 
     @cached_property
@@ -445,12 +457,21 @@ class SubmitBatchJobOperator(BaseOperator):
             tag=self._here_tag(context),
             billing_tags=self.billing_tags,
             start_job=self.start_job,
+            notification_ids=self._notification_ids(),
         )
         try:
             options.to_query()
         except (InvalidJobOptionsError, ValueError) as exc:
             raise AirflowException(f"invalid job options: {exc}") from None
         return options
+
+    def _notification_ids(self) -> list[str] | None:
+        from airflow_here_batch.api.notifications import InvalidNotificationError, validate_notification_ids
+
+        try:
+            return validate_notification_ids(self.notification_ids) or None
+        except InvalidNotificationError as exc:
+            raise AirflowException(f"invalid job options: {exc}") from None
 
     def _submit_job(self, context: Context, options: JobOptions) -> BatchJob:
         """Validate the input, then upload it; returns the created job."""
@@ -831,31 +852,122 @@ class StopBatchJobOperator(BaseOperator):
         return job.summary()
 
 
+def _statuses(status: str | Sequence[str] | None, *, name: str = "status") -> list[str]:
+    """``status`` as a list: one status, ``any``, or several (a list, or a comma-separated string)."""
+    if status is None:
+        return []
+    items = [x.strip() for x in status.split(",")] if isinstance(status, str) else [str(x) for x in status]
+    items = [x for x in items if x]
+    if not items:
+        raise ValueError(f"{name} is empty: pass 'any' or a HERE status such as 'completed'")
+    return items
+
+
+def _prefixes(tag_prefix: str | Sequence[str] | None) -> tuple[str, ...]:
+    if tag_prefix is None:
+        return ()
+    items = (tag_prefix,) if isinstance(tag_prefix, str) else tuple(tag_prefix)
+    if not items or any(not p for p in items):
+        raise ValueError("tag_prefix must be a non-empty string or a list of them")
+    return items
+
+
+def _older_than(value: timedelta | None) -> timedelta | None:
+    if value is None:
+        return None
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise ValueError(f"older_than must be a positive timedelta, e.g. timedelta(days=7); got {value!r}")
+    return value
+
+
+class _JobFilter:
+    """The jobs an operator acts on: HERE's ``status``/``tag`` filters, then age and tag prefix here.
+
+    HERE lists by one status and an exact tag (shared doc §4); it has no time or prefix filter, so
+    those run on the listed jobs. Age is measured from the job's ``created`` time (HERE: RFC 3339 UTC)
+    to the wall clock when the task runs; a job without ``created`` never matches an age filter.
+    """
+
+    def __init__(
+        self,
+        statuses: list[str],
+        tag: str | None,
+        prefixes: tuple[str, ...],
+        older_than: timedelta | None,
+    ) -> None:
+        self.statuses = statuses or ["any"]
+        self.tag = tag or None
+        self.prefixes = prefixes
+        self.older_than = older_than
+
+    def jobs(self, hook: HereBatchHook) -> list[BatchJob]:
+        import pendulum
+
+        cutoff = pendulum.now("UTC") - self.older_than if self.older_than is not None else None
+        seen: dict[str, BatchJob] = {}
+        for status in dict.fromkeys(self.statuses):
+            listed = (
+                hook.list_jobs_created_before(cutoff, status=status)
+                if cutoff is not None
+                else hook.list_jobs(status=status)
+            )
+            for job in listed:
+                if self.tag and not tag_matches(job.tag, self.tag):
+                    continue
+                if self.prefixes and not (job.tag and job.tag.startswith(self.prefixes)):
+                    continue
+                seen.setdefault(job.id, job)
+        return sorted(seen.values(), key=lambda j: j.created.timestamp() if j.created else 0.0, reverse=True)
+
+    def describe(self) -> str:
+        parts = [f"status {'/'.join(self.statuses)}"]
+        if self.tag:
+            parts.append(f"tag {self.tag}")
+        if self.prefixes:
+            parts.append(f"tag prefix {'/'.join(self.prefixes)}")
+        if self.older_than is not None:
+            parts.append(f"created more than {self.older_than} ago")
+        return ", ".join(parts)
+
+
 class DeleteBatchJobOperator(BaseOperator):
-    """Delete one HERE batch job, or every job with a status (and tag) for clean-up DAGs.
+    """Delete one HERE batch job, or every job matching a status (and tag, tag prefix, age).
 
     Deleting removes the job's input, results and errors; its metadata stays readable by id. With
     ``tag``, jobs whose tag is ``tag`` plus a task-instance fingerprint (see
     :class:`SubmitBatchJobOperator` ``reattach``) are deleted too.
 
+    HERE's bulk delete (``DELETE /batch/jobs?status=&tag=``) is used when only ``status`` and an
+    exact ``tag`` are given; with ``older_than``, ``tag_prefix`` or several statuses the jobs are
+    listed, filtered here and deleted one by one (HERE has no time or prefix filter).
+
     Returns ``{"total": int, "job_ids": [...]}``.
 
     :param job_id: delete this job. (templated)
     :param status: bulk delete jobs in this status (``any``, ``completed``, ``failure``, ``stopped``,
-        ``submitted``, ``queued``, ``pending``, ``inProgress``). (templated)
+        ``submitted``, ``queued``, ``pending``, ``inProgress``), or a list of them
+        (``["completed", "failure"]``). (templated)
     :param tag: with ``status``: only jobs with this tag. (templated)
+    :param tag_prefix: with ``status``: only jobs whose tag starts with this prefix (or one of these
+        prefixes), e.g. your project's ``"nightly-geocode-"``. (templated)
+    :param older_than: with ``status``: only jobs whose ``created`` time is more than this long before
+        the task runs, e.g. ``timedelta(days=7)``. A job without a ``created`` time is kept.
     :param here_conn_id: Airflow connection of type ``here_batch``.
     :param ignore_missing: with ``job_id``: an unknown job is not an error.
+    :raises ValueError: neither or both of ``job_id`` and ``status``; a filter with ``job_id``; an
+        ``older_than`` that is not a positive timedelta (all at DAG parse).
     """
 
-    template_fields: Sequence[str] = ("job_id", "status", "tag")
+    template_fields: Sequence[str] = ("job_id", "status", "tag", "tag_prefix")
 
     def __init__(
         self,
         *,
         job_id: str | None = None,
-        status: str | None = None,
+        status: str | Sequence[str] | None = None,
         tag: str | None = None,
+        tag_prefix: str | Sequence[str] | None = None,
+        older_than: timedelta | None = None,
         here_conn_id: str = DEFAULT_CONN_ID,
         ignore_missing: bool = True,
         **kwargs: Any,
@@ -863,11 +975,13 @@ class DeleteBatchJobOperator(BaseOperator):
         super().__init__(**kwargs)
         if (job_id is None) == (status is None):
             raise ValueError("pass either job_id (one job) or status (bulk delete, e.g. status='failure')")
-        if tag is not None and job_id is not None:
-            raise ValueError("tag applies to a bulk delete by status, not to job_id")
+        if job_id is not None and (tag is not None or tag_prefix is not None or older_than is not None):
+            raise ValueError("tag, tag_prefix and older_than apply to a bulk delete by status, not to job_id")
         self.job_id = job_id
         self.status = status
         self.tag = tag
+        self.tag_prefix = tag_prefix
+        self.older_than = _older_than(older_than)
         self.here_conn_id = here_conn_id
         self.ignore_missing = ignore_missing
 
@@ -883,37 +997,56 @@ class DeleteBatchJobOperator(BaseOperator):
                     self.log.info("HERE Batch: job %s does not exist; nothing to delete", self.job_id)
                     return {"total": 0, "job_ids": []}
                 return {"total": 1, "job_ids": [job.id]}
-            assert self.status is not None
-            deleted = hook.delete_jobs(status=self.status, tag=self.tag or None)
-            job_ids = list(deleted.job_ids)
-            if self.tag:
-                for job in list(hook.list_jobs(status=self.status)):
-                    if job.id not in job_ids and job.tag != self.tag and tag_matches(job.tag, self.tag):
-                        with contextlib.suppress(JobNotFoundError):
-                            hook.delete_job(job.id)
-                            job_ids.append(job.id)
+            statuses = _statuses(self.status)
+            prefixes = _prefixes(self.tag_prefix)
+            if len(statuses) == 1 and not prefixes and self.older_than is None:
+                job_ids = self._bulk(hook, statuses[0])
+            else:
+                selection = _JobFilter(statuses, self.tag, prefixes, self.older_than)
+                job_ids = []
+                for job in selection.jobs(hook):
+                    with contextlib.suppress(JobNotFoundError):
+                        hook.delete_job(job.id)
+                        job_ids.append(job.id)
+                self.log.info("HERE Batch: selection: %s", selection.describe())
         except (HereBatchError, ValueError) as exc:
             raise AirflowException(str(exc)) from None
         self.log.info("HERE Batch: deleted %d jobs: %s", len(job_ids), ", ".join(job_ids) or "none")
         return {"total": len(job_ids), "job_ids": job_ids}
 
+    def _bulk(self, hook: HereBatchHook, status: str) -> list[str]:
+        deleted = hook.delete_jobs(status=status, tag=self.tag or None)
+        job_ids = list(deleted.job_ids)
+        if self.tag:
+            for job in list(hook.list_jobs(status=status)):
+                if job.id not in job_ids and job.tag != self.tag and tag_matches(job.tag, self.tag):
+                    with contextlib.suppress(JobNotFoundError):
+                        hook.delete_job(job.id)
+                        job_ids.append(job.id)
+        return job_ids
+
 
 class ListBatchJobsOperator(BaseOperator):
-    """List HERE batch jobs (HERE does not list deleted ones); returns their summaries.
+    """List HERE batch jobs (HERE does not list deleted ones); returns their summaries, newest first.
 
-    :param status: ``any`` (default) or one status. (templated)
+    :param status: ``any`` (default), one status, or a list of them. (templated)
     :param tag: only jobs with this tag, with or without a task-instance fingerprint. (templated)
+    :param tag_prefix: only jobs whose tag starts with this prefix (or one of these). (templated)
+    :param older_than: only jobs whose ``created`` time is more than this long before the task runs,
+        e.g. ``timedelta(days=7)``.
     :param here_conn_id: Airflow connection of type ``here_batch``.
     :param max_jobs: most summaries returned (XCom stays small); the newest are kept.
     """
 
-    template_fields: Sequence[str] = ("status", "tag")
+    template_fields: Sequence[str] = ("status", "tag", "tag_prefix")
 
     def __init__(
         self,
         *,
-        status: str = "any",
+        status: str | Sequence[str] = "any",
         tag: str | None = None,
+        tag_prefix: str | Sequence[str] | None = None,
+        older_than: timedelta | None = None,
         here_conn_id: str = DEFAULT_CONN_ID,
         max_jobs: int = 1000,
         **kwargs: Any,
@@ -921,24 +1054,21 @@ class ListBatchJobsOperator(BaseOperator):
         super().__init__(**kwargs)
         self.status = status
         self.tag = tag
+        self.tag_prefix = tag_prefix
+        self.older_than = _older_than(older_than)
         self.here_conn_id = here_conn_id
         self.max_jobs = max_jobs
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         hook = _make_hook(self.here_conn_id)
         try:
-            jobs = [
-                j for j in hook.list_jobs(status=self.status) if not self.tag or tag_matches(j.tag, self.tag)
-            ]
+            selection = _JobFilter(
+                _statuses(self.status), self.tag, _prefixes(self.tag_prefix), self.older_than
+            )
+            jobs = selection.jobs(hook)
         except (HereBatchError, ValueError) as exc:
             raise AirflowException(str(exc)) from None
-        jobs.sort(key=lambda j: j.created.timestamp() if j.created else 0.0, reverse=True)
         if len(jobs) > self.max_jobs:
             self.log.warning("HERE Batch: %d jobs match; returning the newest %d", len(jobs), self.max_jobs)
-        self.log.info(
-            "HERE Batch: %d jobs (status %s%s)",
-            len(jobs),
-            self.status,
-            f", tag {self.tag}" if self.tag else "",
-        )
+        self.log.info("HERE Batch: %d jobs (%s)", len(jobs), selection.describe())
         return [j.summary() for j in jobs[: self.max_jobs]]

@@ -170,8 +170,23 @@ def test_taskflow_records_end_to_end(run_dag: RunDag) -> None:
     assert enriched == {"customers": len(customers), "geocoded": len(customers) - 1, "missing": 1}
 
 
+def _backdate(emulator: Any, job_id: str, days: float) -> None:
+    """Make the emulator's job look ``days`` old (HERE's ``created``), as if created back then."""
+    from datetime import timedelta
+
+    job = emulator.emulator.store.jobs[job_id]
+    created = datetime.now(timezone.utc) - timedelta(days=days)
+    job.created = created.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    emulator.emulator.store.save(job)
+
+
 @needs_operators
-def test_cleanup_deletes_the_old_nightly_job(run_dag: RunDag) -> None:
+def test_cleanup_deletes_old_ended_jobs_of_this_project_only(
+    run_dag: RunDag, here_emulator_session: Any
+) -> None:
+    """Old ended jobs of this project go, whatever runs were missed; everything a task instance may
+    still resume or use stays: stopped jobs, recent jobs; other projects' jobs are not touched."""
+    from airflow_here_batch.api import JobOptions, JobStatus
     from airflow_here_batch.hooks.here_batch import HereBatchHook
 
     old = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-01"))
@@ -179,11 +194,36 @@ def test_cleanup_deletes_the_old_nightly_job(run_dag: RunDag) -> None:
     recent = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-07"))
     recent_job = recent.xcom("submit_geocode_job")["job_id"]
 
-    result = run_dag("here_batch_cleanup", logical_date=_at("2025-05-08"))  # keeps 7 days: 05-01 goes
+    hook = HereBatchHook()
+    body = b"recId|q\n1|Berlin\n2|Paris\n"
+    foreign = hook.create_job(body, options=JobOptions(tag="someone-else-2025-05-01"))
+    failed = hook.create_job(b"recId|q|x\n1|a\n", options=JobOptions(tag="lookup-2025-04-01_af" + "d" * 16))
+    for job_id in (foreign.id, failed.id):
+        hook.wait_for_job(job_id, timeout=30)
+    admin = here_emulator_session.admin
+    admin.settings(records_per_second=0)  # hold the next job in inProgress, so that it can be stopped
+    try:
+        stopped = hook.create_job(body, options=JobOptions(tag="nightly-geocode-2025-04-30"))
+        deadline = time.monotonic() + 30
+        while hook.get_job(stopped.id).status is not JobStatus.IN_PROGRESS:
+            assert time.monotonic() < deadline, "the held job never started"
+            time.sleep(0.05)
+        hook.stop_job(stopped.id)
+        assert hook.wait_for_job(stopped.id, timeout=30).status is JobStatus.STOPPED
+    finally:
+        admin.settings(records_per_second=2000.0)
+    assert hook.get_job(failed.id).status is JobStatus.FAILURE
+    for job_id in (old_job, foreign.id, failed.id, stopped.id):
+        _backdate(here_emulator_session, job_id, days=30)
+
+    result = run_dag("here_batch_cleanup", logical_date=_at("2025-05-08"))
     assert set(result.task_states.values()) == {"success"}, result.describe()
 
-    hook = HereBatchHook()
-    assert hook.get_job(old_job).status.value == "deleted"
-    assert hook.get_job(recent_job).status.value == "completed"
-    listed = result.xcom("list_jobs")
-    assert any(job.get("job_id") == recent_job for job in listed)
+    assert sorted(result.xcom("delete_old_jobs")["job_ids"]) == sorted([old_job, failed.id])
+    assert hook.get_job(old_job).status is JobStatus.DELETED
+    assert hook.get_job(failed.id).status is JobStatus.DELETED
+    assert hook.get_job(recent_job).status is JobStatus.COMPLETED  # younger than KEEP_DAYS
+    assert hook.get_job(stopped.id).status is JobStatus.STOPPED  # resumable: kept whatever its age
+    assert hook.get_job(foreign.id).status is JobStatus.COMPLETED  # not this project's tag
+    listed = {job["job_id"] for job in result.xcom("list_jobs")}
+    assert {recent_job, stopped.id} <= listed and foreign.id not in listed
