@@ -61,6 +61,9 @@ PLACEHOLDERS: tuple[str, ...] = (
 )
 WEBHOOK = "webHook"
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+# HERE issues ids like NOTIFICATION-<uuid>; their exact format is not specified, so only characters
+# that cannot be part of an id are refused (separators, quotes, brackets, spaces: a mis-rendered list).
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -142,7 +145,8 @@ def validate_notification_ids(ids: str | Iterable[str] | None) -> list[str]:
     """Normalise ``notification_ids`` (a list, or a comma-separated string) for ``notificationIds``.
 
     Raises :class:`InvalidNotificationError` for more than :data:`MAX_NOTIFICATIONS_PER_JOB` ids, an
-    empty id or one holding a comma (HERE separates ids with commas). Duplicates are refused too:
+    empty id, or one holding a character no id has (a comma, HERE's separator; a quote, bracket or
+    space, as in a list rendered to text by a template). Duplicates are refused too:
     HERE would call the webhook once per listed id, or refuse, and neither is what was meant.
     """
     if ids is None:
@@ -151,10 +155,11 @@ def validate_notification_ids(ids: str | Iterable[str] | None) -> list[str]:
     if isinstance(ids, str) and not ids.strip():
         return []
     for i, item in enumerate(items):
-        if not item or "," in item:
+        if not _ID.fullmatch(item):
             raise InvalidNotificationError(
                 f"notification_ids[{i}] is {item!r}: pass ids such as 'NOTIFICATION-<uuid>' "
-                "(create them with HereBatchHook.create_notification)"
+                "(create them with HereBatchHook.create_notification); a templated value must render "
+                "to ids joined by commas, not to a Python list"
             )
     if len(set(items)) != len(items):
         raise InvalidNotificationError(f"notification_ids lists an id twice: {items}")

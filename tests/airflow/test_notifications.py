@@ -36,6 +36,7 @@ def test_submit_with_notification_id_calls_the_webhook_when_the_job_ends(run_dag
         (["NOTIFICATION-1", "NOTIFICATION-1"], "twice"),
         (["NOTIFICATION-1", ""], "notification_ids[1]"),
         ("NOTIFICATION-1,,NOTIFICATION-2", "notification_ids[1]"),
+        ("['NOTIFICATION-1', 'NOTIFICATION-2']", "not to a Python list"),
     ],
 )
 def test_notification_ids_are_checked_at_dag_parse(ids: Any, message: str) -> None:
