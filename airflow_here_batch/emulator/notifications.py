@@ -117,6 +117,10 @@ class NotificationStore:
         self.deliveries.clear()
         self.save()
 
+    def check_job_ids(self, ids: Iterable[str] | None) -> None:
+        """Refuse a job whose ``notificationIds`` name a notification that does not exist (400)."""
+        check_job_notification_ids(self, ids)
+
     def record(self, delivery: dict[str, Any]) -> None:
         self.deliveries.append(delivery)
         del self.deliveries[:-MAX_DELIVERIES]

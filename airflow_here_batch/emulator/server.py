@@ -34,12 +34,6 @@ from airflow_here_batch.emulator.auth import (
 )
 from airflow_here_batch.emulator.engine import Engine, detect_layout
 from airflow_here_batch.emulator.faults import Fault, FaultRegistry
-from airflow_here_batch.emulator.notifications import (
-    NotificationStore,
-    Notifier,
-    check_job_notification_ids,
-)
-from airflow_here_batch.emulator.notifications import add_routes as add_notification_routes
 from airflow_here_batch.emulator.store import EmulatorSettings, Job, JobStore, utc_now
 
 __all__ = ["DEFAULT_OAUTH_CREDENTIALS", "Emulator", "RedactingAccessLogger", "create_app", "redact"]
@@ -123,7 +117,9 @@ class Emulator:
         self.faults = FaultRegistry()
         self.tokens = TokenIssuer()
         self.stats: Counter[str] = Counter()
-        self.notifications = NotificationStore(self.data_dir)
+        from airflow_here_batch.emulator.notifications import NotificationStore, Notifier
+
+        self.notifications = NotificationStore(self.data_dir)  # HERE's BETA webhooks
         self.notifier = Notifier(self.notifications)
 
     def inject_fault(self, **kwargs: Any) -> Fault:
@@ -137,10 +133,10 @@ class Emulator:
         for job_id in list(self.store.jobs):
             self.engine.forget(job_id)
         self.store.clear()
+        self.notifications.clear()
         self.faults.clear()
         self.tokens.clear()
         self.stats.clear()
-        self.notifications.clear()
         self.settings.__dict__.update(self._initial_settings.__dict__)
 
 
@@ -481,7 +477,7 @@ async def create_job(request: web.Request) -> web.Response:
     notification_ids = [n for n in q.get("notificationIds", "").split(",") if n] or None
     if notification_ids and len(notification_ids) > 5:
         raise _bad_arg("notificationIds", "at most 5 notification ids")
-    check_job_notification_ids(emu.notifications, notification_ids)
+    emu.notifications.check_job_ids(notification_ids)  # HERE: they must exist up front
     ctype = request.content_type.lower()
     if ctype not in ("text/plain", "text/csv"):
         raise ApiError(
@@ -1045,6 +1041,8 @@ def create_app(emulator: Emulator) -> web.Application:
     r.add_post("/_emulator/settings", admin_settings, name="admin_settings")
     r.add_post("/_emulator/reset", admin_reset, name="admin_reset")
     r.add_post("/_emulator/tokens/expire", admin_expire_tokens, name="admin_expire_tokens")
+    from airflow_here_batch.emulator.notifications import add_routes as add_notification_routes
+
     add_notification_routes(app, emulator)
     app.on_response_prepare.append(_on_prepare)
 

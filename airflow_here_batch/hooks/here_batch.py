@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -47,6 +46,8 @@ from airflow_here_batch.api.retry import RetryPolicy, RetryState
 from airflow_here_batch.api.transfer import CHUNK_SIZE, DownloadDecoder, gzip_chunks, iter_lines_as_chunks
 
 if TYPE_CHECKING:
+    import datetime
+
     import requests
 
 log = logging.getLogger(__name__)

@@ -174,6 +174,11 @@ class SubmitBatchJobOperator(BaseOperator):
         ``<tag>_af<fingerprint>``; :class:`ListBatchJobsOperator` and :class:`DeleteBatchJobOperator`
         match both forms. (templated)
     :param billing_tags: up to 6 HERE billing tags (list, or a string joined by ``+`` or ``,``). (templated)
+    :param notification_ids: up to 5 HERE notification ids (BETA webhooks HERE calls with HTTP GET when
+        the job ends; create them with :meth:`~airflow_here_batch.hooks.here_batch.HereBatchHook.
+        create_notification`), a list or a comma-separated string, sent as HERE's ``notificationIds``.
+        More than 5, an empty id or a duplicate fails before anything is uploaded (at DAG parse when
+        not templated). (templated)
     :param start_job: start the job right away (default); ``False`` leaves it ``submitted``.
     :param compress: gzip the upload on the fly.
     :param wait_for_completion: wait until the job ends; then a failed, deleted or stopped job fails
@@ -191,11 +196,6 @@ class SubmitBatchJobOperator(BaseOperator):
     :param allow_stopped: when waiting, accept a stopped job as done (partial results).
     :param input_conn_id: connection for an object-storage ``input`` (e.g. ``aws_default``).
     :param validate_input: check the input before upload (default); ``False`` skips the check pass.
-    :param notification_ids: up to 5 HERE notification ids (BETA webhooks HERE calls with HTTP GET when
-        the job ends; create them with :meth:`~airflow_here_batch.hooks.here_batch.HereBatchHook.
-        create_notification`), a list or a comma-separated string, sent as HERE's ``notificationIds``.
-        More than 5, an empty id or a duplicate fails before anything is uploaded (at DAG parse when
-        not templated). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -226,6 +226,7 @@ class SubmitBatchJobOperator(BaseOperator):
         output_filter: str | Sequence[str] | None = None,
         tag: str | None = None,
         billing_tags: str | Sequence[str] | None = None,
+        notification_ids: str | Sequence[str] | None = None,
         start_job: bool = True,
         compress: bool = False,
         wait_for_completion: bool = False,
@@ -238,7 +239,6 @@ class SubmitBatchJobOperator(BaseOperator):
         allow_stopped: bool = False,
         input_conn_id: str | None = None,
         validate_input: bool = True,
-        notification_ids: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -263,6 +263,7 @@ class SubmitBatchJobOperator(BaseOperator):
         self.output_filter = output_filter
         self.tag = tag
         self.billing_tags = billing_tags
+        self.notification_ids = notification_ids
         self.start_job = start_job
         self.compress = compress
         self.wait_for_completion = wait_for_completion
@@ -275,7 +276,6 @@ class SubmitBatchJobOperator(BaseOperator):
         self.allow_stopped = allow_stopped
         self.input_conn_id = input_conn_id
         self.validate_input = validate_input
-        self.notification_ids = notification_ids
         self.job_id: str | None = None
 
     @cached_property

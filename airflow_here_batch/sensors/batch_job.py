@@ -58,9 +58,9 @@ class BatchJobSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
     :param cancel_on_kill: in deferrable mode, stop the job when the wait times out or a user kills the
         task (Airflow >= 3.3). Off by default: the sensor does not own the job.
-    :param float timeout: longest wait in seconds (``BaseSensorOperator``), also the trigger's deadline.
-    :param bool soft_fail: skip instead of failing.
-    :param str mode: ``poke`` or ``reschedule`` (ignored when deferrable).
+    :param timeout: longest wait in seconds (``BaseSensorOperator``), also the trigger's deadline.
+    :param soft_fail: skip instead of failing.
+    :param mode: ``poke`` or ``reschedule`` (ignored when deferrable).
     """
 
     template_fields: Sequence[str] = ("job_id",)
