@@ -11,6 +11,8 @@ Run by ``mkdocs build`` (see ``mkdocs.yml``); nothing here is written to ``docs/
   ``airflow_here_batch/example_dags/``.
 - ``benchmarks.md`` and ``changelog.md``: ``benchmarks/README.md`` and ``CHANGELOG.md``, with links
   to repository files pointed at the source repository.
+- ``SUMMARY.md``: the site's navigation (literate-nav): the pages of :data:`NAV`, then every other
+  ``docs/*.md`` page, then :data:`NAV_END`.
 """
 
 from __future__ import annotations
@@ -225,6 +227,47 @@ def write_copies() -> None:
         mkdocs_gen_files.set_edit_path(page, source)
 
 
+#: The site's navigation, in order: (title, page). Any other ``docs/*.md`` page (added by anyone, with
+#: no change here) is listed after them under its first heading, so that no page is left out of the nav.
+NAV: list[tuple[str, str]] = [
+    ("Home", "index.md"),
+    ("Getting started", "getting-started.md"),
+    ("The connection", "connection.md"),
+    ("Operators, sensor and trigger", "operators.md"),
+    ("Notifications (webhooks)", "notifications.md"),
+    ("Cleaning up old jobs", "cleanup.md"),
+    ("Example DAGs", "examples/"),
+    ("The emulator", "emulator.md"),
+    ("Demo and tests", "demo.md"),
+]
+NAV_END: list[tuple[str, str]] = [
+    ("Troubleshooting", "troubleshooting.md"),
+    ("Benchmarks", "benchmarks.md"),
+    ("API reference", "reference/"),
+    ("Changelog", "changelog.md"),
+]
+
+
+def page_title(path: Path) -> str:
+    for line in path.read_text("utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip().strip("`")
+    return path.stem.replace("-", " ").replace("_", " ").capitalize()
+
+
+def write_nav() -> None:
+    listed = {page for _, page in (*NAV, *NAV_END)}
+    others = [
+        (page_title(path), path.name)
+        for path in sorted((ROOT / "docs").glob("*.md"))
+        if path.name not in listed and path.name != "SUMMARY.md"
+    ]
+    lines = [f"* [{title}]({page})\n" for title, page in (*NAV, *others, *NAV_END)]
+    with mkdocs_gen_files.open("SUMMARY.md", "w") as fh:
+        fh.writelines(lines)
+
+
 write_reference(public_modules(), mkdocs_gen_files.Nav())
 write_examples()
 write_copies()
+write_nav()
