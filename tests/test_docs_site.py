@@ -1,20 +1,22 @@
 """The documentation site builds with ``mkdocs build --strict`` and has a page for every public class.
 
-"Public" is decided here independently of the site's generator (docs/_gen/gen_pages.py): every module
-of the installed package is imported and its ``__all__`` read (a module without ``__all__``: its
-top-level classes not starting with ``_``); each class found gets its page under the module that
-defines it. So a class another engineer adds in a new module must appear without touching mkdocs.yml.
+"Public" is decided here independently of the site's generator (docs/_gen/gen_pages.py, which reads
+modules with :mod:`ast`): griffe loads the package statically (nothing is imported, so modules that
+need an optional extra count too), each module's ``__all__`` is read (a module without ``__all__``: its
+top-level classes not starting with ``_``) and re-exports are followed to the defining module, where
+the class must have its page. So a class another engineer adds in a new module must appear without
+touching mkdocs.yml.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
-import pkgutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,27 +27,36 @@ from tests.conftest import REPO_ROOT
 SKIP = ("airflow_here_batch.example_dags", "airflow_here_batch.emulator.__main__")
 
 
-def public_classes() -> dict[str, type]:
-    found: dict[str, type] = {}
-    modules = [airflow_here_batch.__name__] + [
-        m.name for m in pkgutil.walk_packages(airflow_here_batch.__path__, prefix="airflow_here_batch.")
-    ]
-    for name in modules:
-        if name.startswith(SKIP):
+def _modules(module: Any) -> Iterator[Any]:
+    yield module
+    for sub in module.modules.values():
+        yield from _modules(sub)
+
+
+def public_classes() -> dict[str, tuple[str, str]]:
+    """``{"pkg.mod.Class": ("pkg.mod", "Class")}`` for every class a module of the package exports."""
+    import griffe
+
+    package = griffe.load("airflow_here_batch", search_paths=[str(REPO_ROOT)], resolve_aliases=True)
+    found: dict[str, tuple[str, str]] = {}
+    for module in _modules(package):
+        if module.path.startswith(SKIP):
             continue
-        module = importlib.import_module(name)
-        exported = getattr(module, "__all__", None)
-        if exported is None:
-            exported = [
-                n
-                for n, v in vars(module).items()
-                if inspect.isclass(v) and v.__module__ == name and not n.startswith("_")
-            ]
-        for attr in exported:
-            value = getattr(module, attr)
-            if inspect.isclass(value) and value.__module__.startswith("airflow_here_batch."):
-                found[f"{value.__module__}.{value.__qualname__}"] = value
-    return found
+        if module.exports is not None:
+            names = [str(name) for name in module.exports]
+        else:
+            names = [n for n, m in module.members.items() if not m.is_alias and m.is_class]
+        for name in names:
+            member = module.members.get(name)
+            if member is None or name.startswith("_"):
+                continue
+            try:
+                target = member.final_target if member.is_alias else member
+            except (griffe.AliasResolutionError, griffe.CyclicAliasError):
+                continue  # imported from outside the package
+            if target.is_class and target.path.startswith("airflow_here_batch."):
+                found[target.path] = (target.parent.path, target.name)
+    return dict(sorted(found.items()))
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +88,10 @@ def test_every_public_class_has_a_page(site: Path) -> None:
     ):
         assert name in classes, name
     missing = []
-    for qualname, cls in classes.items():
-        page = site / "reference" / Path(*cls.__module__.split(".")) / cls.__qualname__ / "index.html"
-        if not page.is_file() or f"{cls.__module__}.{cls.__qualname__}" not in page.read_text("utf-8"):
-            missing.append(qualname)
+    for path, (module, name) in classes.items():
+        page = site / "reference" / Path(*module.split(".")) / name / "index.html"
+        if not page.is_file() or path not in page.read_text("utf-8"):
+            missing.append(path)
     assert not missing, f"public classes without an API page: {missing}"
 
 
