@@ -5,7 +5,8 @@
 #     project-urls as `documentation-url` (Airflow 3.3.2 prints only name and version without --full);
 #   - `python -c "import airflow_here_batch.example_dags"` works and the DAG files and sample data
 #     are inside the installed package;
-#   - LICENSE is in the wheel; the version is the package's; no pytest11 entry point is registered.
+#   - LICENSE is in the wheel; the README in its metadata has no relative link (they break on the
+#     package index); the version is the package's; no pytest11 entry point is registered.
 # Prints the time each step took. Run by .ci/run; by hand: bash scripts/check_wheel.sh
 set -euo pipefail
 # shellcheck source=scripts/_venv.sh
@@ -29,6 +30,12 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 for wanted in ("licenses/LICENSE", "airflow_here_batch/example_dags/data/addresses_default.csv"):
     assert any(n.endswith(wanted) for n in names), f"check_wheel: {wanted} is missing from the wheel"
 print("check_wheel: LICENSE and the example DAGs' data are in the wheel")
+import re
+
+meta = zipfile.ZipFile(sys.argv[1]).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+relative = [t for t in re.findall(r"\]\(([^)\s]+)\)", meta) if not re.match(r"[a-z][a-z0-9+.-]*:|#", t)]
+assert not relative, f"check_wheel: the package index README has relative links: {relative}"
+print("check_wheel: the README on the package index has no relative links")
 EOF
 
 t1=$SECONDS
