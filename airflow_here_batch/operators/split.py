@@ -595,7 +595,7 @@ class MergeSplitResultsOperator(BaseOperator):
     :param cleanup_parts: remove the parts' files after a successful merge.
     """
 
-    template_fields: Sequence[str] = ("destination",)
+    template_fields: Sequence[str] = ("parts", "destination")
     ui_color = "#b8e6e1"
 
     def __init__(

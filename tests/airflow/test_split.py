@@ -1,0 +1,165 @@
+"""The split path inside real Airflow (``dag.test()``) against the session emulator with a per-job
+limit of 4 records: 10 records make 3 jobs, merged in input order."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.airflow.conftest import RunDag
+
+from tests.airflow.dags.test_split_dags import NO_IDS
+
+
+@pytest.fixture
+def split_emu(emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The session emulator refusing more than 4 records per job (HERE's 413), with fresh statistics."""
+    monkeypatch.setenv("HERE_TEST_SPLIT_OUT", str(tmp_path / "out"))
+    emu.admin.settings(max_records=4, max_running_jobs=5)
+    emu.admin.reset_stats()
+    yield emu
+    emu.admin.settings(max_records=1_000_000, max_running_jobs=5)
+
+
+def rows(path: str) -> list[dict[str, str]]:
+    text = Path(path.removeprefix("file://")).read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text), delimiter="|"))
+
+
+def single_job_results(text: str, tmp_path: Path) -> bytes:
+    from airflow_here_batch.api.polling import PollSchedule
+    from airflow_here_batch.api.protocol import JobOptions
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
+
+    hook = HereBatchHook()
+    job = hook.create_job(text.encode("utf-8"), options=JobOptions(service="geocode"))
+    hook.wait_for_job(job.id, schedule=PollSchedule(0.1, 0.5), timeout=60)
+    hook.download_results(job.id, tmp_path / "single.csv")
+    return (tmp_path / "single.csv").read_bytes()
+
+
+def jobs_of(emu: Any, run_xcom: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = {p["job_id"] for p in run_xcom}
+    return [j for j in emu.admin.jobs() if j["id"] in ids]
+
+
+def mapped(result: Any, task_id: str) -> list[Any]:
+    return [
+        v
+        for (t, i, k), v in sorted(result.xcoms.items(), key=lambda kv: kv[0][1])
+        if t == task_id and k == "return_value"
+    ]
+
+
+def test_two_and_a_half_limits_make_three_jobs_and_one_output_in_input_order(
+    run_dag: RunDag, split_emu: Any, tmp_path: Path
+) -> None:
+    result = run_dag("test_split_generated_ids")
+    parts = result.xcom("geo.plan")
+    assert [p["records"] for p in parts] == [4, 4, 2]
+    assert [p["first_record"] for p in parts] == [1, 5, 9]
+    runs = mapped(result, "geo.run")
+    assert len(runs) == 3 and len({r["job_id"] for r in runs}) == 3
+    summary = result.xcom("geo.merge")
+    assert (
+        summary["parts"] == 3 and summary["records"]["total"] == 10 and summary["records"]["succeeded"] == 10
+    )
+    assert summary["results"].startswith("file://" + str(tmp_path / "out"))
+    merged = rows(summary["results"])
+    # every record once, in input order, with the recIds the split generated (the input's ordinals)
+    assert [r["recId"] for r in merged if r["seqNumber"] == "1"] == [str(n) for n in range(1, 11)]
+    assert split_emu.admin.stats()["requests"].get("create_job") == 3
+    assert all(j["records"]["total"] <= 4 for j in jobs_of(split_emu, runs))
+    # byte for byte what one job over the whole input gives (HERE numbering the records from 1)
+    split_emu.admin.settings(max_records=1_000_000)
+    assert Path(summary["results"].removeprefix("file://")).read_bytes() == single_job_results(
+        NO_IDS, tmp_path
+    )
+    assert summary["errors"] is None and summary["results_rows"] == len(merged)
+    assert not any(Path(p["input"].removeprefix("file://")).exists() for p in parts)  # parts cleaned up
+
+
+def test_user_recids_kept_and_the_concurrency_limit_holds(run_dag: RunDag, split_emu: Any) -> None:
+    result = run_dag("test_split_user_ids")
+    summary = result.xcom("geo.merge")
+    merged = rows(summary["results"])
+    assert list(merged[0]) == [
+        "recId",
+        "seqNumber",
+        "seqLength",
+        "positionLat",
+        "positionLng",
+        "addressLabel",
+    ]
+    assert [r["recId"] for r in merged] == [f"cust-{n:03d}" for n in range(1, 11)]
+    runs = mapped(result, "geo.run")
+    assert all(r["results"] is not None for r in runs)
+    assert not any(Path(r["results"].removeprefix("file://")).exists() for r in runs)  # cleaned up
+    assert all(j["tag"].startswith("split-user_af") for j in jobs_of(split_emu, runs))
+    assert len({j["tag"] for j in jobs_of(split_emu, runs)}) == 3  # one reattach tag per map index
+    assert split_emu.admin.stats()["peak_running"] <= 3
+
+
+def test_a_part_failed_at_here_is_retried_alone(run_dag: RunDag, split_emu: Any) -> None:
+    result = run_dag("test_split_part_fails")
+    assert result.tasks["run[1]"].try_number == 2, result.describe()
+    assert result.tasks["run[0]"].try_number == 1 and result.tasks["run[2]"].try_number == 1
+    tagged = [
+        j for j in split_emu.admin.jobs() if (j.get("tag") or "").startswith("test-split-part-fails_af")
+    ]
+    by_tag: dict[str, list[str]] = {}
+    for job in tagged:
+        by_tag.setdefault(job["tag"], []).append(job["status"])
+    assert sorted(sorted(v) for v in by_tag.values()) == [
+        ["completed"],
+        ["completed"],
+        ["completed", "failure"],
+    ]
+    merged = rows(result.xcom("merge")["results"])
+    assert [r["recId"] for r in merged if r["seqNumber"] == "1"] == [str(n) for n in range(1, 11)]
+
+
+def test_a_task_retried_mid_way_creates_no_extra_job(
+    run_dag: RunDag, split_emu: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = run_dag("test_split_worker_lost")
+    assert all(result.tasks[f"run[{i}]"].try_number == 2 for i in range(3)), result.describe()
+    assert split_emu.admin.stats()["requests"].get("create_job") == 3  # one job per part, not six
+    assert "reattaching to job" in capfd.readouterr().out
+    assert result.xcom("merge")["records"]["succeeded"] == 10
+
+
+def test_too_many_concurrent_jobs_waits_and_retries(run_dag: RunDag, split_emu: Any) -> None:
+    """HERE answers every start with 429 E6004291 until a slot frees up; the parts wait and then run."""
+    import threading
+
+    split_emu.admin.settings(max_running_jobs=0)
+
+    def free_a_slot_after_a_refusal() -> None:
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if split_emu.admin.stats()["requests"].get("start_job_too_many_jobs", 0) >= 1:
+                break
+            time.sleep(0.05)
+        split_emu.admin.settings(max_running_jobs=1)
+
+    helper = threading.Thread(target=free_a_slot_after_a_refusal, daemon=True)
+    helper.start()
+    result = run_dag("test_split_too_many_jobs")
+    helper.join(5)
+    stats = split_emu.admin.stats()
+    assert stats["requests"]["start_job_too_many_jobs"] >= 1
+    assert stats["peak_running"] <= 1
+    assert result.xcom("geo.merge")["records"]["succeeded"] == 10
+
+
+def test_bad_input_fails_the_plan_before_any_upload(run_dag: RunDag, split_emu: Any) -> None:
+    result = run_dag("test_split_bad_input", expect="failed")
+    assert result.tasks["geo.plan"].state == "failed"
+    assert split_emu.admin.stats()["requests"].get("create_job") is None
