@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.airflow.conftest import RunDag
-
 from tests.airflow.dags.test_split_dags import NO_IDS
 
 
