@@ -162,3 +162,22 @@ def test_bad_input_fails_the_plan_before_any_upload(run_dag: RunDag, split_emu: 
     result = run_dag("test_split_bad_input", expect="failed")
     assert result.tasks["geo.plan"].state == "failed"
     assert split_emu.admin.stats()["requests"].get("create_job") is None
+
+
+def test_initial_load_example_dag_splits_the_sample_into_four_jobs(
+    run_dag: RunDag, emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import EXAMPLE_DAGS_DIR
+
+    monkeypatch.setenv("HERE_BATCH_MAX_RECORDS_PER_JOB", "100")
+    monkeypatch.setenv("HERE_BATCH_POLL_INTERVAL", "0.2")
+    sample = EXAMPLE_DAGS_DIR / "data" / "addresses_default.csv"
+    ids = [line.split("|", 1)[0] for line in sample.read_text(encoding="utf-8").splitlines()[1:]]
+    result = run_dag("here_batch_initial_load")
+    summary = result.xcom("summarize")
+    assert summary["parts"] == 4 and summary["records"]["total"] == len(ids) == 322
+    merged = rows(summary["results"])
+    firsts = [r["recId"] for r in merged if r["seqNumber"] == "1"]
+    failed = {line.split("|", 1)[0] for line in Path(summary["errors"][7:]).read_text().splitlines()[1:]}
+    assert [i for i in ids if i not in failed] == firsts  # input order, every recId that succeeded
+    assert len(failed) == summary["records"]["failed"] >= 3
