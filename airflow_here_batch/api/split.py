@@ -176,6 +176,23 @@ class PartPlanner:
         self.total_records += 1
         return self.part
 
+    def take(self, records: int, nbytes: int) -> bool:
+        """Add ``records`` records of ``nbytes`` bytes in all to the current part if they all fit.
+
+        Returns False, changing nothing, when there is no part yet or they do not all fit: then place
+        them one by one with :meth:`place`.
+        """
+        if (
+            self.part < 0
+            or self.records + records > self.limits.max_records
+            or self.bytes + nbytes > self.limits.max_bytes
+        ):
+            return False
+        self.records += records
+        self.bytes += nbytes
+        self.total_records += records
+        return True
+
     @property
     def parts(self) -> int:
         """Parts started so far."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import json
 import shutil
 import sys
@@ -166,53 +167,62 @@ def write_parts(
     parts: list[dict[str, Any]] = []
     conn_id = getattr(folder, "conn_id", None)
 
+    writer: _PartWriter | None = None
+
+    def open_part(index: int, header: bytes, ordinal: int) -> _PartWriter:
+        nonlocal writer
+        if writer is not None:
+            writer.close()
+        path = folder / part_name(index) / "input.txt"
+        writer = _PartWriter(path, header)
+        parts.append(
+            {
+                "index": index,
+                "input": _uri(path),
+                "conn_id": conn_id,
+                "records": 0,
+                "bytes": len(header),
+                "first_record": ordinal,
+            }
+        )
+        return writer
+
     def tee() -> Iterator[bytes]:
-        iterator = iter(lines)
-        first = next(iterator, None)
-        if first is None:
+        """Hands every line to the validation, then (once it passed) writes it to its part."""
+        batches = _batches(lines)
+        head = next(batches, None)
+        if not head:
             return
-        if first.startswith(b"\xef\xbb\xbf"):
-            first = first[3:]
+        first = head[0][3:] if head[0].startswith(b"\xef\xbb\xbf") else head[0]
         yield first
         layout = detect_layout(first.decode("utf-8"), input_columns=columns, delimiter=delimiter)
         planner = PartPlanner(limits, len(layout.header))
-        writer: _PartWriter | None = None
         ordinal = 0
-
-        def records() -> Iterator[bytes]:
-            if not layout.input_has_header:
-                yield first
-            yield from iterator
-
-        try:
-            for raw in records():
-                if raw is not first:
-                    yield raw  # validated by validate_lines before the next one is asked for
+        rest = head[1:] if layout.input_has_header else [first, *head[1:]]
+        for index, batch in enumerate(itertools.chain([rest], batches)):
+            yield from batch[1:] if index == 0 and not layout.input_has_header else batch
+            # the whole batch passed validation
+            if not batch:
+                continue
+            if not batch[-1].endswith(b"\n"):
+                batch[-1] += b"\n"
+            size = sum(map(len, batch))
+            if not layout.generate_recids and planner.take(len(batch), size):
+                assert writer is not None
+                writer.write(b"".join(batch))
+                parts[-1]["records"] += len(batch)
+                parts[-1]["bytes"] += size
+                ordinal += len(batch)
+                continue
+            for raw in batch:  # near a cut, or recIds to write: record by record
                 ordinal += 1
                 line = layout.record(raw, ordinal)
-                index = planner.place(len(line))
-                if index == len(parts):
-                    if writer is not None:
-                        writer.close()
-                    path = folder / part_name(index) / "input.txt"
-                    writer = _PartWriter(path, layout.header)
-                    parts.append(
-                        {
-                            "index": index,
-                            "input": _uri(path),
-                            "conn_id": conn_id,
-                            "records": 0,
-                            "bytes": len(layout.header),
-                            "first_record": ordinal,
-                        }
-                    )
-                assert writer is not None
-                writer.write(line)
+                part = planner.place(len(line))
+                target = writer if part < len(parts) else open_part(part, layout.header, ordinal)
+                assert target is not None
+                target.write(line)
                 parts[-1]["records"] += 1
                 parts[-1]["bytes"] += len(line)
-        finally:
-            if writer is not None:
-                writer.close()
 
     try:
         validate_lines(
@@ -224,11 +234,41 @@ def write_parts(
             max_bytes=sys.maxsize,
         )
     except BaseException:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
         with contextlib.suppress(Exception):
             if folder.exists():
                 folder.rmdir(recursive=True)
         raise
+    if writer is not None:
+        writer.close()
     return parts
+
+
+def _batches(source: Iterable[bytes], size: int = 1 << 20) -> Iterator[list[bytes]]:
+    """Lines in lists of about ``size`` bytes; a binary file is read in blocks and cut at ``\\n`` only."""
+    read = getattr(source, "read", None)
+    if read is None:
+        batch: list[bytes] = []
+        total = 0
+        for line in source:
+            batch.append(line)
+            total += len(line)
+            if total >= size:
+                yield batch
+                batch, total = [], 0
+        if batch:
+            yield batch
+        return
+    carry = b""
+    while block := read(size):
+        pieces = (carry + block).split(b"\n")
+        carry = pieces.pop()
+        if pieces:
+            yield [piece + b"\n" for piece in pieces]
+    if carry:
+        yield [carry]
 
 
 class PlanSplitOperator(BaseOperator):

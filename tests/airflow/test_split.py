@@ -181,3 +181,51 @@ def test_initial_load_example_dag_splits_the_sample_into_four_jobs(
     failed = {line.split("|", 1)[0] for line in Path(summary["errors"][7:]).read_text().splitlines()[1:]}
     assert [i for i in ids if i not in failed] == firsts  # input order, every recId that succeeded
     assert len(failed) == summary["records"]["failed"] >= 3
+
+
+@pytest.mark.parametrize("with_ids", [True, False])
+def test_write_parts_streams_a_file_into_parts_within_both_limits(tmp_path: Path, with_ids: bool) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.operators.split import write_parts
+
+    header = b"recId|q\n" if with_ids else b"q\n"
+    records = [
+        (b"id-%d|" % n if with_ids else b"") + b"%d Main Street, Berlin\n" % n for n in range(1, 25_001)
+    ]
+    source = tmp_path / "in.csv"
+    source.write_bytes(header + b"".join(records)[:-1])  # no line break after the last record
+    limits = SplitLimits(max_records=10_000, max_bytes=300_000)
+    folder = ObjectStoragePath(f"file://{tmp_path}/parts")
+    with source.open("rb") as handle:
+        parts = write_parts(handle, folder, limits=limits, service="geocode")
+    written = [Path(p["input"].removeprefix("file://")).read_bytes() for p in parts]
+    out_header = b"recId|q\n"
+    assert all(w.startswith(out_header) for w in written)
+    assert all(len(w) <= limits.max_bytes and w.count(b"\n") - 1 <= limits.max_records for w in written)
+    assert [p["bytes"] for p in parts] == [len(w) for w in written]
+    body = b"".join(w[len(out_header) :] for w in written)
+    expected = records if with_ids else [b"%d|" % n + r for n, r in enumerate(records, 1)]
+    assert body == b"".join(expected)  # every record once, in order, recIds kept or generated
+    assert [p["first_record"] for p in parts] == [
+        1 + sum(p["records"] for p in parts[:i]) for i in range(len(parts))
+    ]
+    assert len(parts) >= 3
+
+
+def test_write_parts_leaves_nothing_behind_on_a_bad_line(tmp_path: Path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.api.inputs import InputValidationError
+    from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.operators.split import write_parts
+
+    text = b"recId|q\n" + b"".join(b"%d|Berlin\n" % n for n in range(1, 5001)) + b"5001|Berlin|extra\n"
+    source = tmp_path / "in.csv"
+    source.write_bytes(text)
+    with source.open("rb") as handle, pytest.raises(InputValidationError, match="input line 5002"):
+        write_parts(
+            handle, ObjectStoragePath(f"file://{tmp_path}/parts"), limits=SplitLimits(max_records=1000)
+        )
+    assert not (tmp_path / "parts").exists()
