@@ -91,3 +91,18 @@ with DAG(dag_id="test_split_too_many_jobs", schedule=None, start_date=START, cat
 
 with DAG(dag_id="test_split_bad_input", schedule=None, start_date=START, catchup=False):
     split_batch_job(group_id="geo", input=NO_IDS + "\n" + NO_IDS.split("\n", 1)[1], max_records_per_job=4)
+
+# Run by a real scheduler and triggerer (tests/airflow/test_split.py, HERE_BATCH_REAL_AIRFLOW=1): 6 parts
+# of 20 records, at most 2 jobs at once.
+MANY = "q\n" + "".join(f"{n} Main Street, {CITIES[n % len(CITIES)]}\n" for n in range(1, 121))
+with DAG(dag_id="test_split_real_concurrency", schedule=None, start_date=START, catchup=False):
+    split_batch_job(
+        group_id="geo",
+        input=MANY,
+        max_records_per_job=20,
+        max_active_jobs=2,
+        poll_interval=0.5,
+        max_poll_interval=1.0,
+        part_retries=2,
+        part_retry_delay=timedelta(seconds=1),
+    )
