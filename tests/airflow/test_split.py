@@ -4,8 +4,8 @@ limit of 4 records: 10 records make 3 jobs, merged in input order."""
 from __future__ import annotations
 
 import csv
-import os
 import io
+import os
 from pathlib import Path
 from typing import Any
 
