@@ -570,8 +570,11 @@ def merge_files(
 ) -> tuple[int, int]:
     """Concatenate ``sources`` into ``target`` in order, keeping only the first header; atomically.
 
-    Streams 1 MB at a time; ``None`` sources (a part without such a file) are skipped. Returns
-    ``(bytes, data rows)`` written; writes nothing and returns ``(0, 0)`` when every source is None.
+    The first file's first line is kept as the header when it looks like one; a later file's first
+    line is dropped only when it is that same header (a line that differs is data and is kept, so a
+    file without a header loses nothing). Streams 1 MB at a time; ``None`` sources (a part without
+    such a file) are skipped. Returns ``(bytes, data rows)`` written; writes nothing and returns
+    ``(0, 0)`` when every source is None.
     """
     present = [s for s in sources if s is not None]
     if not present:
@@ -579,18 +582,26 @@ def merge_files(
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
     written = rows = 0
-    header_written = False
+    header: bytes | None = None  # the first file's header, kept once
+    started = False
     try:
         with temporary.open("wb") as out:
             for source in present:
                 with source.open("rb") as handle:
                     first = handle.readline()
-                    if first and has_header(first, output_type=output_type):
-                        if not header_written:
-                            out.write(first)
-                            written += len(first)
-                            header_written = True
-                    elif first:
+                    if not started and first:
+                        started = True
+                        if has_header(first, output_type=output_type):
+                            header = first.rstrip(b"\r\n")
+                            kept = first if first.endswith(b"\n") else first + b"\n"
+                            out.write(kept)
+                            written += len(kept)
+                            first = b""
+                    elif header is not None and first.rstrip(b"\r\n") == header:
+                        first = b""  # the same header again: dropped; anything else is data, kept
+                    if first:
+                        if not first.endswith(b"\n"):
+                            first += b"\n"
                         out.write(first)
                         written += len(first)
                         rows += 1

@@ -379,3 +379,32 @@ def test_real_scheduler_never_runs_more_than_max_active_jobs(
         emu.admin.settings(
             records_per_second=2000.0, queue_delay=0.2, max_running_jobs=5, max_records=1_000_000
         )
+
+
+def test_merge_keeps_one_header_and_never_drops_a_line(tmp_path: Path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.operators.split import merge_files
+
+    def files(*texts: bytes) -> list[Any]:
+        paths = []
+        for n, text in enumerate(texts):
+            (tmp_path / f"f{n}").write_bytes(text)
+            paths.append(ObjectStoragePath(f"file://{tmp_path}/f{n}"))
+        return paths
+
+    target = ObjectStoragePath(f"file://{tmp_path}/out/merged.csv")
+    csv_parts = files(b"recId|x\n1|a\n2|b\n", b"recId|x\n3|c", b"recId|x\n4|d\n")
+    assert merge_files([csv_parts[0], None, *csv_parts[1:]], target) == (
+        len(b"recId|x\n1|a\n2|b\n3|c\n4|d\n"),
+        4,
+    )
+    assert Path(target.path).read_bytes() == b"recId|x\n1|a\n2|b\n3|c\n4|d\n"
+    # an errors report without a header line loses nothing
+    headerless = files(b"recId|errorCode|errorMessage\n1|E1|{}\n", b"7|E1|{}\n", b"9|E1|{}\n")
+    assert merge_files(headerless, target)[1] == 3
+    assert Path(target.path).read_bytes().count(b"|E1|") == 3
+    jsonl = files(b'{"recId": "1"}\n', b'{"recId": "2"}\n')
+    assert merge_files(jsonl, target, output_type="jsonl") == (30, 2)
+    assert merge_files([None, None], target) == (0, 0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["merged.csv"]  # no temporary left
