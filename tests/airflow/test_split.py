@@ -408,3 +408,35 @@ def test_merge_keeps_one_header_and_never_drops_a_line(tmp_path: Path) -> None:
     assert merge_files(jsonl, target, output_type="jsonl") == (30, 2)
     assert merge_files([None, None], target) == (0, 0)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["merged.csv"]  # no temporary left
+
+
+def test_plan_takes_rows_and_a_gzipped_object_storage_file(airflow_db: Path, tmp_path: Path) -> None:
+    import gzip
+    from types import SimpleNamespace
+
+    from airflow_here_batch.operators.split import PlanSplitOperator
+
+    ti = SimpleNamespace(
+        dag_id="d", run_id="manual__2026-01-01T00:00:00+00:00", task_id="geo.plan", map_index=-1
+    )
+    rows = [{"q": f"{n} Main Street, Berlin"} for n in range(1, 6)]
+    plan = PlanSplitOperator(task_id="geo.plan", input=rows, split_id="rows", max_records_per_job=2)
+    parts = plan.execute({"ti": ti})  # type: ignore[arg-type]
+    texts = [Path(p["input"].removeprefix("file://")).read_text(encoding="utf-8") for p in parts]
+    assert texts == [
+        "recId|q\n1|1 Main Street, Berlin\n2|2 Main Street, Berlin\n",
+        "recId|q\n3|3 Main Street, Berlin\n4|4 Main Street, Berlin\n",
+        "recId|q\n5|5 Main Street, Berlin\n",
+    ]
+    assert "/split/d/manual__2026-01-01T00_00_00_00_00/rows/part-00001/" in parts[0]["input"]
+
+    source = tmp_path / "addresses.csv.gz"
+    source.write_bytes(gzip.compress(b"\xef\xbb\xbfrecId|q\r\na|Berlin\r\nb|Rome\r\nc|Oslo\r\n"))
+    plan = PlanSplitOperator(
+        task_id="geo.plan", input=f"file://{source}", split_id="gz", max_records_per_job=2
+    )
+    parts = plan.execute({"ti": ti})  # type: ignore[arg-type]
+    assert [Path(p["input"].removeprefix("file://")).read_bytes() for p in parts] == [
+        b"recId|q\na|Berlin\r\nb|Rome\r\n",
+        b"recId|q\nc|Oslo\r\n",
+    ]
