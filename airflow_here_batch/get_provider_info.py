@@ -87,7 +87,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION_NAME,
-                "python-modules": ["airflow_here_batch.operators.batch_job"],
+                "python-modules": [
+                    "airflow_here_batch.operators.batch_job",
+                    "airflow_here_batch.operators.split",
+                ],
             }
         ],
         "sensors": [

@@ -25,6 +25,8 @@ FIGURES: dict[str, str] = {
     "P4": "benchmarks.p4_polling",
     "P5": "benchmarks.p5_imports",
     "P6": "benchmarks.p6_emulator",
+    "P7": "benchmarks.p7_split",
+    "P1-PEER": "benchmarks.p1_peer",
 }
 COLUMNS = ("id", "what", "measured", "baseline", "ratio", "target", "pass/miss")
 

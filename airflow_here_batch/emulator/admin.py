@@ -94,6 +94,10 @@ class EmulatorAdmin:
         """``{"requests": {endpoint: count}, "jobs": {status: count}}``."""
         return self._call("GET", "/stats")  # type: ignore[no-any-return]
 
+    def reset_stats(self) -> dict[str, Any]:
+        """Clear the request counts and restart ``peak_running`` from the jobs running now."""
+        return self._call("DELETE", "/stats")  # type: ignore[no-any-return]
+
     def settings(self, **changes: Any) -> dict[str, Any]:
         """Read (no arguments) or change settings, e.g. ``settings(records_per_second=0)``."""
         if not changes:

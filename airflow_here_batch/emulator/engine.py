@@ -157,6 +157,8 @@ class Engine:
         self._pool: ProcessPoolExecutor | None = None  # created on the first large unpaced job
         self._pool_size = 0
         self._pool_lock = threading.Lock()
+        #: Most jobs ever in a running slot at once (``GET /_emulator/stats``), to check a client's limit.
+        self.peak_running = 0
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -195,6 +197,8 @@ class Engine:
         """Change status, stamp timestamps, persist."""
         job.status = status
         job.status_since = time.time()
+        if status in c.RUNNING_STATUSES:
+            self.peak_running = max(self.peak_running, self.running_count())
         if status == c.IN_PROGRESS:
             if job.started is None:
                 job.started = utc_now()

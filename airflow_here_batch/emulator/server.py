@@ -137,6 +137,7 @@ class Emulator:
         self.faults.clear()
         self.tokens.clear()
         self.stats.clear()
+        self.engine.peak_running = 0
         self.settings.__dict__.update(self._initial_settings.__dict__)
 
 
@@ -747,6 +748,7 @@ async def start_job(request: web.Request) -> web.Response:
     elif job.status in (c.SUBMITTED, c.STOPPED, c.FAILURE):
         running = emu.engine.running_count()
         if running >= emu.settings.max_running_jobs:
+            emu.stats["start_job_too_many_jobs"] += 1
             raise ApiError(
                 429,
                 c.E_TOO_MANY_RUNNING,
@@ -969,10 +971,18 @@ async def admin_jobs(request: web.Request) -> web.Response:
 
 
 async def admin_stats(request: web.Request) -> web.Response:
-    """``GET /_emulator/stats``: request counts per endpoint and job counts per status."""
+    """``GET /_emulator/stats``: request counts per endpoint, job counts per status, and the most jobs
+    that were ever running at once (``peak_running``); ``DELETE`` clears the counts and the peak."""
     emu = _emu(request)
+    if request.method == "DELETE":
+        emu.stats.clear()
+        emu.engine.peak_running = emu.engine.running_count()
     return _json(
-        {"requests": dict(emu.stats), "jobs": dict(Counter(j.status for j in emu.store.jobs.values()))}
+        {
+            "requests": dict(emu.stats),
+            "jobs": dict(Counter(j.status for j in emu.store.jobs.values())),
+            "peak_running": emu.engine.peak_running,
+        }
     )
 
 
@@ -1037,6 +1047,7 @@ def create_app(emulator: Emulator) -> web.Application:
     r.add_post("/_emulator/jobs/{job_id}/fail", admin_fail_job, name="admin_fail_job")
     r.add_get("/_emulator/jobs", admin_jobs, name="admin_jobs", allow_head=False)
     r.add_get("/_emulator/stats", admin_stats, name="admin_stats", allow_head=False)
+    r.add_delete("/_emulator/stats", admin_stats, name="admin_stats_reset")
     r.add_get("/_emulator/settings", admin_get_settings, name="admin_get_settings", allow_head=False)
     r.add_post("/_emulator/settings", admin_settings, name="admin_settings")
     r.add_post("/_emulator/reset", admin_reset, name="admin_reset")

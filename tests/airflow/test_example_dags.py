@@ -26,6 +26,7 @@ EXAMPLE_DAG_IDS = {
     "here_batch_lookup",
     "here_batch_taskflow_records",
     "here_batch_cleanup",
+    "here_batch_initial_load",
 }
 SAMPLE = EXAMPLE_DAGS_DIR / "data" / "addresses_default.csv"
 

@@ -1,0 +1,821 @@
+"""Inputs of any size: split beyond HERE's per-job limits, run the parts side by side, merge in input order.
+
+The shape is Airflow's own dynamic task mapping (see ``docs/split.md`` for why):
+
+``plan`` (:class:`PlanSplitOperator`)
+    reads the input once, streaming, validates it with :func:`~airflow_here_batch.api.inputs.
+    validate_lines`, and writes the parts to object storage under the base location
+    (:mod:`airflow_here_batch.utils.storage`); returns one small dict per part.
+``run`` (:class:`RunSplitPartOperator`, mapped over the parts, ``max_active_tis_per_dagrun`` =
+``max_active_jobs``)
+    one HERE job per part: upload, start within the concurrency limit (a 429 ``E6004291`` waits and
+    retries), wait in the triggerer, download the part's results and errors next to its input. A retry
+    reattaches to the part's job (the reattach tag carries the map index); a failed part is retried alone.
+``merge`` (:class:`MergeSplitResultsOperator`)
+    concatenates the parts' results and errors, in input order, into one results file and one errors
+    report, written atomically; then removes the parts' files.
+
+:func:`split_batch_job` builds the three as a task group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_here_batch import DEFAULT_CONN_ID
+from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
+from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType
+from airflow_here_batch.api.split import DEFAULT_MAX_ACTIVE_JOBS, has_header, part_name, safe_segment
+from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator, _event_error, _storage_path
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk.definitions.taskgroup import TaskGroup
+
+    from airflow_here_batch.api.split import SplitLimits
+
+__all__ = [
+    "MergeSplitResultsOperator",
+    "PlanSplitOperator",
+    "RunSplitPartOperator",
+    "split_batch_job",
+    "write_parts",
+]
+
+_BUFFER = 1 << 20  # bytes gathered before one write to object storage
+_COPY = 1 << 20  # bytes per read when merging
+
+
+def _work_folder(context: Context, split_id: str) -> ObjectStoragePath:
+    from airflow_here_batch.utils.storage import base_location
+
+    ti = context["ti"]
+    return base_location("split", safe_segment(ti.dag_id), safe_segment(ti.run_id), safe_segment(split_id))
+
+
+def _as_storage(location: Any, conn_id: str | None) -> ObjectStoragePath:
+    """An ObjectStoragePath for a URI, an ObjectStoragePath or a local path (as ``file://``)."""
+    if hasattr(location, "protocol"):
+        return location
+    text = str(location)
+    if "://" not in text:
+        text = "file://" + str(Path(text).expanduser().absolute())
+    return _storage_path(text, conn_id)
+
+
+def _uri(path: ObjectStoragePath) -> str:
+    return str(path)
+
+
+# -------------------------------------------------------------------------------------------------
+# plan
+
+
+def _binary_lines(source: Any, conn_id: str | None) -> contextlib.AbstractContextManager[Iterator[bytes]]:
+    """The input's lines as UTF-8 bytes, streamed: a path, a URI, an ObjectStoragePath, rows or text."""
+
+    @contextlib.contextmanager
+    def opened() -> Iterator[Iterator[bytes]]:
+        if isinstance(source, bytes):
+            source_text = source.decode("utf-8")
+        else:
+            source_text = None if hasattr(source, "protocol") else str(source)
+        if source_text is not None and "\n" in source_text:
+            yield (line.encode("utf-8") for line in source_text.splitlines(keepends=True))
+            return
+        path = _as_storage(source, conn_id)
+        if not path.exists():
+            raise AirflowException(f"input {path} does not exist")
+        with path.open("rb") as handle:
+            if path.name.endswith(".gz"):
+                with gzip.open(handle, "rb") as unzipped:
+                    yield iter(unzipped)  # type: ignore[arg-type]
+            else:
+                yield iter(handle)
+
+    return opened()
+
+
+class _PartWriter:
+    """Writes one part's input file in large blocks."""
+
+    def __init__(self, path: ObjectStoragePath, header: bytes) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[bytes] = path.open("wb")
+        self._buffer = bytearray(header)
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= _BUFFER:
+            self._handle.write(self._buffer)
+            self._buffer.clear()
+
+    def close(self) -> None:
+        if self._buffer:
+            self._handle.write(self._buffer)
+            self._buffer.clear()
+        self._handle.close()
+
+
+def write_parts(
+    lines: Iterable[bytes],
+    folder: ObjectStoragePath,
+    *,
+    limits: SplitLimits,
+    service: str | None = None,
+    input_columns: str | Sequence[str] | None = None,
+    delimiter: str = "|",
+) -> list[dict[str, Any]]:
+    """Validate ``lines`` and write them as parts ``<folder>/part-NNNNN/input.txt``, in one streamed pass.
+
+    :param lines: the input's lines as UTF-8 bytes (a binary file object will do).
+    :param folder: where the parts go (object storage; nothing is kept in memory but one line and a
+        1 MB write buffer).
+    :param limits: records and bytes per part (see :class:`~airflow_here_batch.api.split.SplitLimits`).
+    :param service: enables the service's key-column check of the validation.
+    :param input_columns: the column descriptor when the input has no header.
+    :param delimiter: the input delimiter.
+    :returns: one dict per part, in input order: ``{"index", "input", "conn_id", "records", "bytes",
+        "first_record"}`` (``input`` is the part file's URI; ``first_record`` the 1-based ordinal of its
+        first record in the whole input).
+    :raises airflow_here_batch.api.inputs.InputValidationError: on the first bad line (line number,
+        field and fix); the parts written so far are removed.
+    """
+    from airflow_here_batch.api.inputs import validate_lines
+    from airflow_here_batch.api.records import decode_delimiter
+    from airflow_here_batch.api.split import PartPlanner, detect_layout
+
+    columns = input_columns
+    if columns is not None and not isinstance(columns, str):
+        columns = decode_delimiter(delimiter).join(columns)
+    parts: list[dict[str, Any]] = []
+    conn_id = getattr(folder, "conn_id", None)
+
+    writer: _PartWriter | None = None
+
+    def open_part(index: int, header: bytes, ordinal: int) -> _PartWriter:
+        nonlocal writer
+        if writer is not None:
+            writer.close()
+        path = folder / part_name(index) / "input.txt"
+        writer = _PartWriter(path, header)
+        parts.append(
+            {
+                "index": index,
+                "input": _uri(path),
+                "conn_id": conn_id,
+                "records": 0,
+                "bytes": len(header),
+                "first_record": ordinal,
+            }
+        )
+        return writer
+
+    def tee() -> Iterator[bytes]:
+        """Hands every line to the validation, then (once it passed) writes it to its part."""
+        batches = _batches(lines)
+        head = next(batches, None)
+        if not head:
+            return
+        first = head[0][3:] if head[0].startswith(b"\xef\xbb\xbf") else head[0]
+        yield first
+        layout = detect_layout(first.decode("utf-8"), input_columns=columns, delimiter=delimiter)
+        planner = PartPlanner(limits, len(layout.header))
+        ordinal = 0
+        rest = head[1:] if layout.input_has_header else [first, *head[1:]]
+        for index, batch in enumerate(itertools.chain([rest], batches)):
+            yield from batch[1:] if index == 0 and not layout.input_has_header else batch
+            # the whole batch passed validation
+            if not batch:
+                continue
+            if not batch[-1].endswith(b"\n"):
+                batch[-1] += b"\n"
+            size = sum(map(len, batch))
+            if not layout.generate_recids and planner.take(len(batch), size):
+                assert writer is not None
+                writer.write(b"".join(batch))
+                parts[-1]["records"] += len(batch)
+                parts[-1]["bytes"] += size
+                ordinal += len(batch)
+                continue
+            for raw in batch:  # near a cut, or recIds to write: record by record
+                ordinal += 1
+                line = layout.record(raw, ordinal)
+                part = planner.place(len(line))
+                target = writer if part < len(parts) else open_part(part, layout.header, ordinal)
+                assert target is not None
+                target.write(line)
+                parts[-1]["records"] += 1
+                parts[-1]["bytes"] += len(line)
+
+    try:
+        validate_lines(
+            tee(),
+            service=service,
+            input_columns=columns,
+            delimiter=delimiter,
+            max_records=sys.maxsize,
+            max_bytes=sys.maxsize,
+        )
+    except BaseException:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        with contextlib.suppress(Exception):
+            if folder.exists():
+                folder.rmdir(recursive=True)
+        raise
+    if writer is not None:
+        writer.close()
+    return parts
+
+
+def _batches(source: Iterable[bytes], size: int = 1 << 20) -> Iterator[list[bytes]]:
+    """Lines in lists of about ``size`` bytes; a binary file is read in blocks and cut at ``\\n`` only."""
+    read = getattr(source, "read", None)
+    if read is None:
+        batch: list[bytes] = []
+        total = 0
+        for line in source:
+            batch.append(line)
+            total += len(line)
+            if total >= size:
+                yield batch
+                batch, total = [], 0
+        if batch:
+            yield batch
+        return
+    carry = b""
+    while block := read(size):
+        pieces = (carry + block).split(b"\n")
+        carry = pieces.pop()
+        if pieces:
+            yield [piece + b"\n" for piece in pieces]
+    if carry:
+        yield [carry]
+
+
+class PlanSplitOperator(BaseOperator):
+    """Validate an input of any size and write it as parts that each fit one HERE job.
+
+    Returns the parts, in input order, as a list of ``{"index", "input", "conn_id", "records", "bytes",
+    "first_record"}`` (``input``: the part file's object-storage URI). Map
+    :class:`RunSplitPartOperator` over it.
+
+    :param input: a local path (``.gz`` read decompressed), an object-storage URI or
+        :class:`~airflow.sdk.ObjectStoragePath` (e.g. a file an upstream task exported), a list of
+        dicts (rows), or inline text. (templated)
+    :param service: ``geocode``, ``revgeocode`` or ``lookup`` (for the key-column check). (templated)
+    :param split_id: names the parts' folder ``<base location>/split/<dag>/<run>/<split_id>/``.
+    :param input_columns: column names when the input has no header line. (templated)
+    :param input_delimiter: input delimiter, one character or ``\\t``. (templated)
+    :param max_records_per_job: records per part (default and maximum: HERE's 1,000,000).
+    :param max_bytes_per_job: uncompressed bytes per part, header included (default and maximum:
+        HERE's 500 MB).
+    :param input_conn_id: connection for an object-storage input.
+    """
+
+    template_fields: Sequence[str] = ("input", "service", "input_columns", "input_delimiter")
+    ui_color = "#b8e6e1"
+
+    def __init__(
+        self,
+        *,
+        input: Any,
+        service: str = "geocode",
+        split_id: str = "split",
+        input_columns: str | Sequence[str] | None = None,
+        input_delimiter: str = "|",
+        max_records_per_job: int | None = None,
+        max_bytes_per_job: int | None = None,
+        input_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        from airflow_here_batch.api.split import SplitLimits
+
+        self.limits = SplitLimits(
+            **{
+                k: v
+                for k, v in (("max_records", max_records_per_job), ("max_bytes", max_bytes_per_job))
+                if v is not None
+            }
+        )
+        self.input = input
+        self.service = service
+        self.split_id = split_id
+        self.input_columns = input_columns
+        self.input_delimiter = input_delimiter
+        self.input_conn_id = input_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_here_batch.api.inputs import InputValidationError
+
+        folder = _work_folder(context, self.split_id)
+        if folder.exists():  # an earlier try: start clean (a part file is complete only when this returns)
+            folder.rmdir(recursive=True)
+        started = time.monotonic()
+        source, columns = self.input, self.input_columns
+        if isinstance(source, (list, tuple)):  # rows: a header is written from the keys (or columns)
+            from airflow_here_batch.api.inputs import rows_to_lines
+
+            source = "".join(rows_to_lines(source, columns=columns, delimiter=self.input_delimiter))
+            columns = None
+        try:
+            with _binary_lines(source, self.input_conn_id) as lines:
+                parts = write_parts(
+                    lines,
+                    folder,
+                    limits=self.limits,
+                    service=self.service,
+                    input_columns=columns,
+                    delimiter=self.input_delimiter,
+                )
+        except InputValidationError as exc:
+            raise AirflowException(f"the input was not uploaded: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise AirflowException(f"the input was not uploaded: it is not UTF-8 ({exc})") from None
+        records = sum(p["records"] for p in parts)
+        self.log.info(
+            "HERE Batch: %d records in %d parts of at most %d records / %d bytes, written to %s in %.1f s",
+            records,
+            len(parts),
+            self.limits.max_records,
+            self.limits.max_bytes,
+            folder,
+            time.monotonic() - started,
+        )
+        return parts
+
+
+# -------------------------------------------------------------------------------------------------
+# run one part
+
+
+class RunSplitPartOperator(SubmitBatchJobOperator):
+    """One part of a split: one HERE job, started within the concurrency limit, waited for, collected.
+
+    A :class:`SubmitBatchJobOperator` (same options, same reattach rules: a retry of the task instance
+    finds the part's job by the task-state store or by the tag, which carries the map index) that
+
+    1. uploads the part with ``startJob=false``, then starts it; HERE's 429 ``E6004291`` (too many
+       concurrent jobs, shared doc §4/§11) waits ``Retry-After`` (deferred, no worker slot held) and
+       tries again;
+    2. waits for the job (deferrable: :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger`);
+    3. downloads the part's results and errors report next to its input (object storage, atomically).
+
+    Returns ``{"index", "job_id", "status", "records", "results", "errors", "output_type",
+    "first_record"}`` (``results``/``errors``: URIs, ``None`` when HERE had none, 204).
+
+    :param part: one item of :class:`PlanSplitOperator`'s list (map over it with ``expand(part=...)``).
+    """
+
+    template_fields: Sequence[str] = (*SubmitBatchJobOperator.template_fields, "part")
+
+    def __init__(self, *, part: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("input", "")
+        kwargs.setdefault("wait_for_completion", True)
+        kwargs.setdefault("deferrable", True)
+        kwargs["start_job"] = True
+        super().__init__(**kwargs)
+        self.part = part
+
+    def _part(self) -> Mapping[str, Any]:
+        if not isinstance(self.part, Mapping) or "input" not in self.part:
+            raise AirflowException(f"part must be an item of PlanSplitOperator's result, got {self.part!r}")
+        return self.part
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        part = self._part()
+        self.input = _storage_path(part["input"], part.get("conn_id"))
+        self.validate_input = False  # the plan validated the whole input before writing any part
+        self.input_columns = None  # every part carries its header
+        self.start_job = False  # upload only; started below within the concurrency rules
+        options = self._job_options(context)
+        job = self._previous_job(context, options.tag) if self.reattach else None
+        if job is None:
+            job = self._submit_job(context, options)
+            self._remember(context, job.id)
+        self.start_job = True
+        self.job_id = job.id
+        context["ti"].xcom_push(key="job_id", value=job.id)
+        return self._start_and_wait(context, job)
+
+    def resume_start(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """After a deferred wait for a free job slot: find the part's job again and start it."""
+        return self.execute(context)
+
+    def _start_hook(self) -> Any:
+        """The hook with 429 ``E6004291`` not retried in place: this operator waits for it deferred."""
+        import dataclasses
+
+        from airflow_here_batch.hooks.here_batch import HereBatchHook
+
+        settings = self.hook.settings
+        hook = HereBatchHook(self.here_conn_id)
+        hook._settings = dataclasses.replace(
+            settings, retry=dataclasses.replace(settings.retry, retry_too_many_jobs=False)
+        )
+        return hook
+
+    def _start_and_wait(self, context: Context, job: BatchJob) -> dict[str, Any]:
+        while job.status in (JobStatus.SUBMITTED, JobStatus.STOPPED):
+            try:
+                job = self._start_hook().start_job(job.id)
+            except TooManyJobsError as exc:
+                delay = float(exc.retry_after or self.poll_interval)
+                self.log.info(
+                    "HERE Batch: too many concurrent jobs (HERE %s); starting job %s again in %.0f s",
+                    exc.code,
+                    job.id,
+                    delay,
+                )
+                if self.deferrable:
+                    from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+                    self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=delay)), method_name="resume_start")
+                time.sleep(delay)
+            except HereBatchError as exc:
+                raise AirflowException(str(exc)) from None
+        if job.is_terminal or job.status is JobStatus.STOPPED:
+            return self._collect(context, self._final(job))
+        if self.deferrable:
+            from airflow_here_batch.triggers.batch_job import BatchJobTrigger
+
+            deadline = None if self.timeout is None else time.time() + self.timeout
+            self.defer(
+                trigger=BatchJobTrigger(
+                    job_id=job.id,
+                    here_conn_id=self.here_conn_id,
+                    poll_interval=self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
+                    deadline=deadline,
+                    cancel_on_kill=self.cancel_on_kill,
+                ),
+                method_name="part_done",
+                timeout=None if self.timeout is None else timedelta(seconds=self.timeout + 300),
+            )
+        from airflow_here_batch.api.polling import PollSchedule
+
+        try:
+            job = self.hook.wait_for_job(
+                job.id,
+                schedule=PollSchedule(self.poll_interval, self.max_poll_interval),
+                timeout=self.timeout,
+            )
+        except TimeoutError as exc:
+            if self.cancel_on_kill:
+                self._stop_quietly(job.id)
+            raise AirflowException(str(exc)) from None
+        return self._collect(context, self._final(job))
+
+    def _final(self, job: BatchJob) -> BatchJob:
+        if job.status is not JobStatus.COMPLETED:
+            self._finish(job)  # raises with HERE's details for failure, deleted, stopped
+        return job
+
+    def part_done(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger: collect the part, or fail with HERE's details."""
+        from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS
+
+        self.job_id = event.get("job_id") or self.job_id
+        if event.get("status") != EVENT_SUCCESS:
+            raise AirflowException(_event_error(event))
+        try:
+            job = self.hook.get_job(str(self.job_id))
+        except HereBatchError as exc:
+            raise AirflowException(str(exc)) from None
+        return self._collect(context, job)
+
+    def _collect(self, context: Context, job: BatchJob) -> dict[str, Any]:
+        part = self._part()
+        folder = _storage_path(part["input"], part.get("conn_id")).parent
+        ext = "jsonl" if job.output_type is OutputType.JSONL else "csv"
+        try:
+            results = self._download(job.id, "results", folder / f"results.{ext}")
+            errors = self._download(job.id, "errors", folder / "errors.txt")
+        except HereBatchError as exc:
+            raise AirflowException(str(exc)) from None
+        counts = job.records
+        self.log.info(
+            "HERE Batch: part %s (job %s): %d/%d records succeeded, %d failed",
+            part.get("index"),
+            job.id,
+            counts.succeeded,
+            counts.total,
+            counts.failed,
+        )
+        return {
+            "index": part.get("index"),
+            "first_record": part.get("first_record"),
+            "job_id": job.id,
+            "status": job.status.value,
+            "records": job.summary()["records"],
+            "results": results,
+            "errors": errors,
+            "output_type": ext,
+            "conn_id": part.get("conn_id"),
+        }
+
+    def _download(self, job_id: str, kind: str, target: ObjectStoragePath) -> str | None:
+        """Stream a download to ``target`` atomically; its URI, or None when HERE has none (204)."""
+        download = self.hook.download_results if kind == "results" else self.hook.download_errors
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()  # an earlier try's file
+        if target.protocol in ("file", "local"):
+            written = download(job_id, Path(target.path))  # the hook writes atomically
+            return None if written is None else _uri(target)
+        with tempfile.TemporaryDirectory(prefix="here-batch-") as tmp:
+            staged = Path(tmp) / "download"
+            if download(job_id, staged) is None:
+                return None
+            _upload_atomically(staged, target)
+        return _uri(target)
+
+
+def _upload_atomically(staged: Path, target: ObjectStoragePath) -> None:
+    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
+    try:
+        with staged.open("rb") as source, temporary.open("wb") as out:
+            shutil.copyfileobj(source, out, _COPY)
+        temporary.rename(target)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            temporary.unlink()
+        raise
+
+
+# -------------------------------------------------------------------------------------------------
+# merge
+
+
+def merge_files(
+    sources: Sequence[ObjectStoragePath | None], target: ObjectStoragePath, *, output_type: str = "csv"
+) -> tuple[int, int]:
+    """Concatenate ``sources`` into ``target`` in order, keeping only the first header; atomically.
+
+    The first file's first line is kept as the header when it looks like one; a later file's first
+    line is dropped only when it is that same header (a line that differs is data and is kept, so a
+    file without a header loses nothing). Streams 1 MB at a time; ``None`` sources (a part without
+    such a file) are skipped. Returns ``(bytes, data rows)`` written; writes nothing and returns
+    ``(0, 0)`` when every source is None.
+    """
+    present = [s for s in sources if s is not None]
+    if not present:
+        return 0, 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
+    written = rows = 0
+    header: bytes | None = None  # the first file's header, kept once
+    started = False
+    try:
+        with temporary.open("wb") as out:
+            for source in present:
+                with source.open("rb") as handle:
+                    first = handle.readline()
+                    if not started and first:
+                        started = True
+                        if has_header(first, output_type=output_type):
+                            header = first.rstrip(b"\r\n")
+                            kept = first if first.endswith(b"\n") else first + b"\n"
+                            out.write(kept)
+                            written += len(kept)
+                            first = b""
+                    elif header is not None and first.rstrip(b"\r\n") == header:
+                        first = b""  # the same header again: dropped; anything else is data, kept
+                    if first:
+                        if not first.endswith(b"\n"):
+                            first += b"\n"
+                        out.write(first)
+                        written += len(first)
+                        rows += 1
+                    last = first[-1:] if first else b"\n"
+                    while chunk := handle.read(_COPY):
+                        out.write(chunk)
+                        written += len(chunk)
+                        rows += chunk.count(b"\n")
+                        last = chunk[-1:]
+                    if last != b"\n":  # keep one record per line across the boundary
+                        out.write(b"\n")
+                        written += 1
+                        rows += 1
+        temporary.rename(target)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            temporary.unlink()
+        raise
+    return written, rows
+
+
+_COUNTERS = ("total", "valid", "invalid", "processed", "pending", "succeeded", "failed")
+
+
+class MergeSplitResultsOperator(BaseOperator):
+    """Merge the parts' results (and errors reports) into one file each, in the input's record order.
+
+    Every part must be present (the merge is complete or fails, never half). The files are written
+    under temporary names and renamed when complete. Then, with ``cleanup_parts``, the parts' folders
+    (inputs and partial results) are removed; a ``summary.json`` written beside the output lets a retry
+    after that return the same summary.
+
+    Returns ``{"results", "errors", "parts", "job_ids", "records", "results_bytes", "results_rows",
+    "errors_rows"}`` (``records``: HERE's counters summed over the parts; ``errors`` is None when no
+    part reported any).
+
+    :param parts: the mapped :class:`RunSplitPartOperator`'s results (``run.output``).
+    :param destination: a folder (URI, ObjectStoragePath or local path) for ``results.<csv|jsonl>`` and
+        ``errors.txt``; default ``<base location>/split/<dag>/<run>/<split_id>/merged/``. (templated)
+    :param destination_conn_id: connection for an object-storage destination.
+    :param split_id: the split's folder name (as given to :class:`PlanSplitOperator`).
+    :param cleanup_parts: remove the parts' files after a successful merge.
+    """
+
+    template_fields: Sequence[str] = ("parts", "destination")
+    ui_color = "#b8e6e1"
+
+    def __init__(
+        self,
+        *,
+        parts: Any,
+        destination: Any = None,
+        destination_conn_id: str | None = None,
+        split_id: str = "split",
+        cleanup_parts: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.parts = parts
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.split_id = split_id
+        self.cleanup_parts = cleanup_parts
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        work = _work_folder(context, self.split_id)
+        if self.destination:
+            folder = _as_storage(str(self.destination).rstrip("/"), self.destination_conn_id)
+        else:
+            folder = work / "merged"
+        summary_path = folder / "summary.json"
+        parts = sorted((dict(p) for p in (self.parts or []) if p), key=lambda p: int(p["index"]))
+        if [int(p["index"]) for p in parts] != list(range(len(parts))) or not parts:
+            raise AirflowException(
+                f"parts {[p.get('index') for p in parts]} are not a complete split: every part must succeed"
+            )
+
+        def located(key: str) -> list[ObjectStoragePath | None]:
+            return [_storage_path(p[key], p.get("conn_id")) if p.get(key) else None for p in parts]
+
+        missing = [p for p in located("results") + located("errors") if p is not None and not p.exists()]
+        if missing and summary_path.exists():
+            self.log.info("HERE Batch: parts already merged and removed; summary from %s", summary_path)
+            return json.loads(summary_path.read_text())
+        if missing:
+            raise AirflowException(f"part files are missing: {', '.join(str(m) for m in missing[:5])}")
+        output_type = str(parts[0].get("output_type") or "csv")
+        results = folder / f"results.{output_type}"
+        errors = folder / "errors.txt"
+        result_bytes, result_rows = merge_files(located("results"), results, output_type=output_type)
+        with contextlib.suppress(FileNotFoundError):
+            errors.unlink()
+        _, error_rows = merge_files(located("errors"), errors, output_type="csv")
+        records = {k: sum(int((p.get("records") or {}).get(k) or 0) for p in parts) for k in _COUNTERS}
+        summary = {
+            "results": _uri(results) if result_bytes else None,
+            "errors": _uri(errors) if error_rows else None,
+            "parts": len(parts),
+            "job_ids": [p.get("job_id") for p in parts],
+            "records": records,
+            "results_bytes": result_bytes,
+            "results_rows": result_rows,
+            "errors_rows": error_rows,
+        }
+        staged = folder / f".summary.{uuid.uuid4().hex}.part"
+        staged.write_text(json.dumps(summary))
+        staged.rename(summary_path)
+        self.log.info(
+            "HERE Batch: merged %d parts: %d result rows (%d bytes) -> %s; %d error lines%s",
+            len(parts),
+            result_rows,
+            result_bytes,
+            results,
+            error_rows,
+            f" -> {errors}" if error_rows else "",
+        )
+        if self.cleanup_parts:
+            for p in parts:
+                with contextlib.suppress(Exception):
+                    part_folder = work / part_name(int(p["index"]))
+                    if part_folder.exists():
+                        part_folder.rmdir(recursive=True)
+        return summary
+
+
+# -------------------------------------------------------------------------------------------------
+# the task group
+
+
+def split_batch_job(
+    *,
+    group_id: str = "split",
+    input: Any,
+    service: str = "geocode",
+    destination: Any = None,
+    here_conn_id: str = DEFAULT_CONN_ID,
+    input_conn_id: str | None = None,
+    destination_conn_id: str | None = None,
+    input_columns: str | Sequence[str] | None = None,
+    input_delimiter: str = "|",
+    output_columns: str | Sequence[str] | None = None,
+    output_delimiter: str = "|",
+    output_type: str = "csv",
+    output_filter: str | Sequence[str] | None = None,
+    tag: str | None = None,
+    billing_tags: str | Sequence[str] | None = None,
+    max_records_per_job: int | None = None,
+    max_bytes_per_job: int | None = None,
+    max_active_jobs: int = DEFAULT_MAX_ACTIVE_JOBS,
+    compress: bool = True,
+    deferrable: bool = True,
+    poll_interval: float = 30.0,
+    max_poll_interval: float = 300.0,
+    timeout: float | timedelta | None = None,
+    part_retries: int = 2,
+    part_retry_delay: timedelta = timedelta(minutes=1),
+    cleanup_parts: bool = True,
+) -> TaskGroup:
+    """A task group that geocodes (or reverse geocodes, or looks up) an input of any size.
+
+    ``<group_id>.plan`` >> ``<group_id>.run`` (mapped, one task instance per part, at most
+    ``max_active_jobs`` at once) >> ``<group_id>.merge``. The merge task's XCom is the summary of
+    :class:`MergeSplitResultsOperator` (``results``, ``errors``, ``records``, ...).
+
+    ``input`` is anything :class:`PlanSplitOperator` reads, e.g. ``export.output`` of an upstream task
+    that returns the URI of a file it wrote to object storage. The job options (``output_columns`` ...)
+    are those of :class:`~airflow_here_batch.operators.batch_job.SubmitBatchJobOperator`; ``tag`` is the
+    prefix of each part's reattach tag. ``part_retries`` retries a failed part (a job that ended in
+    ``failure`` is replaced by a new one; one still running is reattached to).
+
+    :raises ValueError: for limits above HERE's or ``max_active_jobs`` below 1.
+    """
+    from airflow.sdk import TaskGroup
+
+    if max_active_jobs < 1:
+        raise ValueError(f"max_active_jobs must be at least 1, got {max_active_jobs}")
+    with TaskGroup(group_id=group_id) as group:
+        plan = PlanSplitOperator(
+            task_id="plan",
+            input=input,
+            service=service,
+            split_id=group_id,
+            input_columns=input_columns,
+            input_delimiter=input_delimiter,
+            max_records_per_job=max_records_per_job,
+            max_bytes_per_job=max_bytes_per_job,
+            input_conn_id=input_conn_id,
+        )
+        run = RunSplitPartOperator.partial(
+            task_id="run",
+            service=service,
+            here_conn_id=here_conn_id,
+            input_delimiter=input_delimiter,
+            output_columns=output_columns,
+            output_delimiter=output_delimiter,
+            output_type=output_type,
+            output_filter=output_filter,
+            tag=tag,
+            billing_tags=billing_tags,
+            compress=compress,
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            timeout=timeout,
+            retries=part_retries,
+            retry_delay=part_retry_delay,
+            max_active_tis_per_dagrun=max_active_jobs,
+        ).expand(part=plan.output)
+        MergeSplitResultsOperator(
+            task_id="merge",
+            parts=run.output,
+            destination=destination,
+            destination_conn_id=destination_conn_id,
+            split_id=group_id,
+            cleanup_parts=cleanup_parts,
+        )
+    return group

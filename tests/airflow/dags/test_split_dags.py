@@ -1,0 +1,108 @@
+"""Test DAGs for the split path (run by tests/airflow/test_split.py). A per-job limit of 4 records makes
+10 records three jobs. ``HERE_TEST_EMULATOR_ROOT`` is the emulator's root URL (admin API);
+``HERE_TEST_SPLIT_OUT`` the folder for merged outputs."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_here_batch.operators.split import (
+    MergeSplitResultsOperator,
+    PlanSplitOperator,
+    RunSplitPartOperator,
+    split_batch_job,
+)
+
+START = pendulum.datetime(2025, 1, 1, tz="UTC")
+OUT = os.environ.get("HERE_TEST_SPLIT_OUT", "/tmp/here-batch-split-test")
+CITIES = ["Berlin", "London", "Paris", "Madrid", "Rome", "Vienna", "Prague", "Warsaw", "Lisbon", "Oslo"]
+#: 10 records without recIds (the split generates them), and 10 with the user's own recIds.
+NO_IDS = "q\n" + "".join(f"{n} Main Street, {c}\n" for n, c in enumerate(CITIES, 1))
+USER_IDS = "recId|q\n" + "".join(f"cust-{n:03d}|{n} Main Street, {c}\n" for n, c in enumerate(CITIES, 1))
+QUICK = {"poll_interval": 0.2, "max_poll_interval": 1.0, "part_retry_delay": timedelta(seconds=0)}
+DEST = OUT + "/{{ dag.dag_id }}/{{ run_id | replace(':', '_') | replace('+', '_') }}/"
+
+
+with DAG(dag_id="test_split_generated_ids", schedule=None, start_date=START, catchup=False):
+    split_batch_job(group_id="geo", input=NO_IDS, max_records_per_job=4, destination=DEST, **QUICK)
+
+with DAG(dag_id="test_split_user_ids", schedule=None, start_date=START, catchup=False):
+    split_batch_job(
+        group_id="geo",
+        input=USER_IDS,
+        max_records_per_job=4,
+        output_columns=["positionLat", "positionLng", "addressLabel"],
+        tag="split-user",
+        **QUICK,
+    )
+
+
+def _admin() -> Any:
+    from airflow_here_batch.emulator import EmulatorAdmin
+
+    return EmulatorAdmin(os.environ["HERE_TEST_EMULATOR_ROOT"])
+
+
+class FailSecondPartAtHere(RunSplitPartOperator):
+    """On its first try, part 1's job is failed at HERE (the emulator's admin API) right after upload."""
+
+    def _start_and_wait(self, context: Any, job: Any) -> Any:
+        if context["ti"].map_index == 1 and context["ti"].try_number == 1:
+            _admin().fail_job(job.id, reason="injected by test_split_part_fails")
+            job = self.hook.get_job(job.id)
+        return super()._start_and_wait(context, job)
+
+
+class LoseWorkerAfterSubmit(RunSplitPartOperator):
+    """Every part's first try dies right after HERE created its job (before the wait)."""
+
+    def _start_and_wait(self, context: Any, job: Any) -> Any:
+        if context["ti"].try_number == 1:
+            raise RuntimeError(f"simulated worker loss after submitting {job.id}")
+        return super()._start_and_wait(context, job)
+
+
+def _hand_built(dag_id: str, runner: type[RunSplitPartOperator], input_text: str = NO_IDS) -> None:
+    with DAG(dag_id=dag_id, schedule=None, start_date=START, catchup=False):
+        plan = PlanSplitOperator(task_id="plan", input=input_text, split_id=dag_id, max_records_per_job=4)
+        run = runner.partial(
+            task_id="run",
+            service="geocode",
+            tag=dag_id.replace("_", "-"),
+            poll_interval=0.2,
+            max_poll_interval=1.0,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+            max_active_tis_per_dagrun=3,
+        ).expand(part=plan.output)
+        MergeSplitResultsOperator(task_id="merge", parts=run.output, split_id=dag_id)
+
+
+_hand_built("test_split_part_fails", FailSecondPartAtHere)
+_hand_built("test_split_worker_lost", LoseWorkerAfterSubmit)
+
+with DAG(dag_id="test_split_too_many_jobs", schedule=None, start_date=START, catchup=False):
+    split_batch_job(group_id="geo", input=NO_IDS, max_records_per_job=4, max_active_jobs=2, **QUICK)
+
+with DAG(dag_id="test_split_bad_input", schedule=None, start_date=START, catchup=False):
+    split_batch_job(group_id="geo", input=NO_IDS + "\n" + NO_IDS.split("\n", 1)[1], max_records_per_job=4)
+
+# Run by a real scheduler and triggerer (tests/airflow/test_split.py, HERE_BATCH_REAL_AIRFLOW=1): 6 parts
+# of 20 records, at most 2 jobs at once.
+MANY = "q\n" + "".join(f"{n} Main Street, {CITIES[n % len(CITIES)]}\n" for n in range(1, 121))
+with DAG(dag_id="test_split_real_concurrency", schedule=None, start_date=START, catchup=False):
+    split_batch_job(
+        group_id="geo",
+        input=MANY,
+        max_records_per_job=20,
+        max_active_jobs=2,
+        poll_interval=0.5,
+        max_poll_interval=1.0,
+        part_retries=2,
+        part_retry_delay=timedelta(seconds=1),
+    )

@@ -1,0 +1,442 @@
+"""The split path inside real Airflow (``dag.test()``) against the session emulator with a per-job
+limit of 4 records: 10 records make 3 jobs, merged in input order."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.airflow.conftest import RunDag
+from tests.airflow.dags.test_split_dags import NO_IDS
+
+
+@pytest.fixture
+def split_emu(emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The session emulator refusing more than 4 records per job (HERE's 413), with fresh statistics."""
+    monkeypatch.setenv("HERE_TEST_SPLIT_OUT", str(tmp_path / "out"))
+    emu.admin.settings(max_records=4, max_running_jobs=5)
+    emu.admin.reset_stats()
+    yield emu
+    emu.admin.settings(max_records=1_000_000, max_running_jobs=5)
+
+
+def rows(path: str) -> list[dict[str, str]]:
+    text = Path(path.removeprefix("file://")).read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text), delimiter="|"))
+
+
+def single_job_results(text: str, tmp_path: Path) -> bytes:
+    from airflow_here_batch.api.polling import PollSchedule
+    from airflow_here_batch.api.protocol import JobOptions
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
+
+    hook = HereBatchHook()
+    job = hook.create_job(text.encode("utf-8"), options=JobOptions(service="geocode"))
+    hook.wait_for_job(job.id, schedule=PollSchedule(0.1, 0.5), timeout=60)
+    hook.download_results(job.id, tmp_path / "single.csv")
+    return (tmp_path / "single.csv").read_bytes()
+
+
+def jobs_of(emu: Any, run_xcom: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = {p["job_id"] for p in run_xcom}
+    return [j for j in emu.admin.jobs() if j["id"] in ids]
+
+
+def mapped(result: Any, task_id: str) -> list[Any]:
+    return [
+        v
+        for (t, i, k), v in sorted(result.xcoms.items(), key=lambda kv: kv[0][1])
+        if t == task_id and k == "return_value"
+    ]
+
+
+def test_two_and_a_half_limits_make_three_jobs_and_one_output_in_input_order(
+    run_dag: RunDag, split_emu: Any, tmp_path: Path
+) -> None:
+    result = run_dag("test_split_generated_ids")
+    parts = result.xcom("geo.plan")
+    assert [p["records"] for p in parts] == [4, 4, 2]
+    assert [p["first_record"] for p in parts] == [1, 5, 9]
+    runs = mapped(result, "geo.run")
+    assert len(runs) == 3 and len({r["job_id"] for r in runs}) == 3
+    summary = result.xcom("geo.merge")
+    assert (
+        summary["parts"] == 3 and summary["records"]["total"] == 10 and summary["records"]["succeeded"] == 10
+    )
+    assert summary["results"].startswith("file://" + str(tmp_path / "out"))
+    merged = rows(summary["results"])
+    # every record once, in input order, with the recIds the split generated (the input's ordinals)
+    assert [r["recId"] for r in merged if r["seqNumber"] == "1"] == [str(n) for n in range(1, 11)]
+    assert split_emu.admin.stats()["requests"].get("create_job") == 3
+    assert all(j["records"]["total"] <= 4 for j in jobs_of(split_emu, runs))
+    # byte for byte what one job over the whole input gives (HERE numbering the records from 1)
+    split_emu.admin.settings(max_records=1_000_000)
+    assert Path(summary["results"].removeprefix("file://")).read_bytes() == single_job_results(
+        NO_IDS, tmp_path
+    )
+    assert summary["errors"] is None and summary["results_rows"] == len(merged)
+    assert not any(Path(p["input"].removeprefix("file://")).exists() for p in parts)  # parts cleaned up
+
+
+def test_user_recids_kept_and_the_concurrency_limit_holds(run_dag: RunDag, split_emu: Any) -> None:
+    result = run_dag("test_split_user_ids")
+    summary = result.xcom("geo.merge")
+    merged = rows(summary["results"])
+    assert list(merged[0]) == [
+        "recId",
+        "seqNumber",
+        "seqLength",
+        "positionLat",
+        "positionLng",
+        "addressLabel",
+    ]
+    assert [r["recId"] for r in merged] == [f"cust-{n:03d}" for n in range(1, 11)]
+    runs = mapped(result, "geo.run")
+    assert all(r["results"] is not None for r in runs)
+    assert not any(Path(r["results"].removeprefix("file://")).exists() for r in runs)  # cleaned up
+    assert all(j["tag"].startswith("split-user_af") for j in jobs_of(split_emu, runs))
+    assert len({j["tag"] for j in jobs_of(split_emu, runs)}) == 3  # one reattach tag per map index
+    assert split_emu.admin.stats()["peak_running"] <= 3
+
+
+def test_a_part_failed_at_here_is_retried_alone(run_dag: RunDag, split_emu: Any) -> None:
+    result = run_dag("test_split_part_fails")
+    assert result.tasks["run[1]"].try_number == 2, result.describe()
+    assert result.tasks["run[0]"].try_number == 1 and result.tasks["run[2]"].try_number == 1
+    tagged = [
+        j for j in split_emu.admin.jobs() if (j.get("tag") or "").startswith("test-split-part-fails_af")
+    ]
+    by_tag: dict[str, list[str]] = {}
+    for job in tagged:
+        by_tag.setdefault(job["tag"], []).append(job["status"])
+    assert sorted(sorted(v) for v in by_tag.values()) == [
+        ["completed"],
+        ["completed"],
+        ["completed", "failure"],
+    ]
+    merged = rows(result.xcom("merge")["results"])
+    assert [r["recId"] for r in merged if r["seqNumber"] == "1"] == [str(n) for n in range(1, 11)]
+
+
+def test_a_task_retried_mid_way_creates_no_extra_job(
+    run_dag: RunDag, split_emu: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = run_dag("test_split_worker_lost")
+    assert all(result.tasks[f"run[{i}]"].try_number == 2 for i in range(3)), result.describe()
+    assert split_emu.admin.stats()["requests"].get("create_job") == 3  # one job per part, not six
+    assert "reattaching to job" in capfd.readouterr().out
+    assert result.xcom("merge")["records"]["succeeded"] == 10
+
+
+def test_too_many_concurrent_jobs_waits_and_retries(run_dag: RunDag, split_emu: Any) -> None:
+    """HERE answers every start with 429 E6004291 until a slot frees up; the parts wait and then run."""
+    import threading
+
+    split_emu.admin.settings(max_running_jobs=0)
+
+    def free_a_slot_after_a_refusal() -> None:
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if split_emu.admin.stats()["requests"].get("start_job_too_many_jobs", 0) >= 1:
+                break
+            time.sleep(0.05)
+        split_emu.admin.settings(max_running_jobs=1)
+
+    helper = threading.Thread(target=free_a_slot_after_a_refusal, daemon=True)
+    helper.start()
+    result = run_dag("test_split_too_many_jobs")
+    helper.join(5)
+    stats = split_emu.admin.stats()
+    assert stats["requests"]["start_job_too_many_jobs"] >= 1
+    assert stats["peak_running"] <= 1
+    assert result.xcom("geo.merge")["records"]["succeeded"] == 10
+
+
+def test_bad_input_fails_the_plan_before_any_upload(run_dag: RunDag, split_emu: Any) -> None:
+    result = run_dag("test_split_bad_input", expect="failed")
+    assert result.tasks["geo.plan"].state == "failed"
+    assert split_emu.admin.stats()["requests"].get("create_job") is None
+
+
+def test_initial_load_example_dag_splits_the_sample_into_four_jobs(
+    run_dag: RunDag, emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import EXAMPLE_DAGS_DIR
+
+    monkeypatch.setenv("HERE_BATCH_MAX_RECORDS_PER_JOB", "100")
+    monkeypatch.setenv("HERE_BATCH_POLL_INTERVAL", "0.2")
+    sample = EXAMPLE_DAGS_DIR / "data" / "addresses_default.csv"
+    ids = [line.split("|", 1)[0] for line in sample.read_text(encoding="utf-8").splitlines()[1:]]
+    result = run_dag("here_batch_initial_load")
+    summary = result.xcom("summarize")
+    assert summary["parts"] == 4 and summary["records"]["total"] == len(ids) == 322
+    merged = rows(summary["results"])
+    firsts = [r["recId"] for r in merged if r["seqNumber"] == "1"]
+    failed = {line.split("|", 1)[0] for line in Path(summary["errors"][7:]).read_text().splitlines()[1:]}
+    assert [i for i in ids if i not in failed] == firsts  # input order, every recId that succeeded
+    assert len(failed) == summary["records"]["failed"] >= 3
+
+
+@pytest.mark.parametrize("with_ids", [True, False])
+def test_write_parts_streams_a_file_into_parts_within_both_limits(tmp_path: Path, with_ids: bool) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.operators.split import write_parts
+
+    header = b"recId|q\n" if with_ids else b"q\n"
+    records = [
+        (b"id-%d|" % n if with_ids else b"") + b"%d Main Street, Berlin\n" % n for n in range(1, 25_001)
+    ]
+    source = tmp_path / "in.csv"
+    source.write_bytes(header + b"".join(records)[:-1])  # no line break after the last record
+    limits = SplitLimits(max_records=10_000, max_bytes=300_000)
+    folder = ObjectStoragePath(f"file://{tmp_path}/parts")
+    with source.open("rb") as handle:
+        parts = write_parts(handle, folder, limits=limits, service="geocode")
+    written = [Path(p["input"].removeprefix("file://")).read_bytes() for p in parts]
+    out_header = b"recId|q\n"
+    assert all(w.startswith(out_header) for w in written)
+    assert all(len(w) <= limits.max_bytes and w.count(b"\n") - 1 <= limits.max_records for w in written)
+    assert [p["bytes"] for p in parts] == [len(w) for w in written]
+    body = b"".join(w[len(out_header) :] for w in written)
+    expected = records if with_ids else [b"%d|" % n + r for n, r in enumerate(records, 1)]
+    assert body == b"".join(expected)  # every record once, in order, recIds kept or generated
+    assert [p["first_record"] for p in parts] == [
+        1 + sum(p["records"] for p in parts[:i]) for i in range(len(parts))
+    ]
+    assert len(parts) >= 3
+
+
+def test_write_parts_leaves_nothing_behind_on_a_bad_line(tmp_path: Path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.api.inputs import InputValidationError
+    from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.operators.split import write_parts
+
+    text = b"recId|q\n" + b"".join(b"%d|Berlin\n" % n for n in range(1, 5001)) + b"5001|Berlin|extra\n"
+    source = tmp_path / "in.csv"
+    source.write_bytes(text)
+    with source.open("rb") as handle, pytest.raises(InputValidationError, match="input line 5002"):
+        write_parts(
+            handle, ObjectStoragePath(f"file://{tmp_path}/parts"), limits=SplitLimits(max_records=1000)
+        )
+    assert not (tmp_path / "parts").exists()
+
+
+def _free_port_in(first: int, last: int) -> int:
+    import socket
+
+    for port in range(first, last + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{last}")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("HERE_BATCH_REAL_AIRFLOW"),
+    reason="starts a real Airflow (api-server, scheduler, dag-processor, triggerer; about 90 s): "
+    "set HERE_BATCH_REAL_AIRFLOW=1 (ports from HERE_BATCH_REAL_AIRFLOW_PORTS, default 18400-18499)",
+)
+def test_real_scheduler_never_runs_more_than_max_active_jobs(
+    here_emulator_session: Any, tmp_path: Path
+) -> None:
+    """Six parts, max_active_jobs=2, a real scheduler and triggerer: the parts run side by side, two at a
+    time (the deferred ones count against max_active_tis_per_dagrun), never three."""
+    import contextlib
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.airflow.conftest import TEST_API_KEY
+    from tests.conftest import TEST_DAGS_DIR
+
+    emu = here_emulator_session
+    emu.admin.clear_faults()
+    emu.admin.settings(records_per_second=20.0, queue_delay=0.2, max_running_jobs=10, max_records=20)
+    emu.admin.reset_stats()
+    first, last = (int(x) for x in os.environ.get("HERE_BATCH_REAL_AIRFLOW_PORTS", "18400-18499").split("-"))
+    api_port = _free_port_in(first, last)
+    worker_port = _free_port_in(api_port + 1, last)
+    trigger_port = _free_port_in(worker_port + 1, last)
+    home = tmp_path / "airflow"
+    home.mkdir()
+    base = f"http://127.0.0.1:{api_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+    bundles = [
+        {
+            "name": "here_test_dags",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(TEST_DAGS_DIR), "refresh_interval": 0},
+        }
+    ]
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS_DIR),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__BASE_URL": base,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_port),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW_CONN_HERE_BATCH_DEFAULT": json.dumps(
+                {"conn_type": "here_batch", "host": emu.base_url, "password": TEST_API_KEY}
+            ),
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=180)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def wait_for(predicate: Any, what: str, limit: float = 180.0) -> Any:
+        end = time.monotonic() + limit
+        while True:
+            try:
+                value = predicate()
+            except OSError:
+                value = None
+            if value:
+                return value
+            if time.monotonic() > end:
+                tails = {p.name: p.read_text(errors="replace")[-3000:] for p in logs.iterdir()}
+                raise AssertionError(f"timed out waiting for {what}; logs: {tails}")
+            time.sleep(0.5)
+
+    dag_id = "test_split_real_concurrency"
+    try:
+        for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            out = (logs / f"{name}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [*airflow, name], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+        wait_for(
+            lambda: len(call("GET", "/api/v2/monitor/health")) >= 3 and call("GET", f"/api/v2/dags/{dag_id}"),
+            "a healthy Airflow with the test DAGs parsed",
+        )
+        run_id = call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+        state = wait_for(
+            lambda: (
+                (s := call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])
+                in ("success", "failed")
+                and s
+            ),
+            "the split run",
+            300,
+        )
+        tis = call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+        assert state == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
+        runs = [t for t in tis if t["task_id"] == "geo.run"]
+        assert len(runs) == 6 and all(t["state"] == "success" for t in runs)
+        stats = emu.admin.stats()
+        assert stats["requests"]["create_job"] == 6  # one job per part
+        assert stats["peak_running"] == 2, stats  # side by side, and never more than max_active_jobs
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        emu.admin.settings(
+            records_per_second=2000.0, queue_delay=0.2, max_running_jobs=5, max_records=1_000_000
+        )
+
+
+def test_merge_keeps_one_header_and_never_drops_a_line(tmp_path: Path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.operators.split import merge_files
+
+    def files(*texts: bytes) -> list[Any]:
+        paths = []
+        for n, text in enumerate(texts):
+            (tmp_path / f"f{n}").write_bytes(text)
+            paths.append(ObjectStoragePath(f"file://{tmp_path}/f{n}"))
+        return paths
+
+    target = ObjectStoragePath(f"file://{tmp_path}/out/merged.csv")
+    csv_parts = files(b"recId|x\n1|a\n2|b\n", b"recId|x\n3|c", b"recId|x\n4|d\n")
+    assert merge_files([csv_parts[0], None, *csv_parts[1:]], target) == (
+        len(b"recId|x\n1|a\n2|b\n3|c\n4|d\n"),
+        4,
+    )
+    assert Path(target.path).read_bytes() == b"recId|x\n1|a\n2|b\n3|c\n4|d\n"
+    # an errors report without a header line loses nothing
+    headerless = files(b"recId|errorCode|errorMessage\n1|E1|{}\n", b"7|E1|{}\n", b"9|E1|{}\n")
+    assert merge_files(headerless, target)[1] == 3
+    assert Path(target.path).read_bytes().count(b"|E1|") == 3
+    jsonl = files(b'{"recId": "1"}\n', b'{"recId": "2"}\n')
+    assert merge_files(jsonl, target, output_type="jsonl") == (30, 2)
+    assert merge_files([None, None], target) == (0, 0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["merged.csv"]  # no temporary left
+
+
+def test_plan_takes_rows_and_a_gzipped_object_storage_file(airflow_db: Path, tmp_path: Path) -> None:
+    import gzip
+    from types import SimpleNamespace
+
+    from airflow_here_batch.operators.split import PlanSplitOperator
+
+    ti = SimpleNamespace(
+        dag_id="d", run_id="manual__2026-01-01T00:00:00+00:00", task_id="geo.plan", map_index=-1
+    )
+    rows = [{"q": f"{n} Main Street, Berlin"} for n in range(1, 6)]
+    plan = PlanSplitOperator(task_id="geo.plan", input=rows, split_id="rows", max_records_per_job=2)
+    parts = plan.execute({"ti": ti})  # type: ignore[arg-type]
+    texts = [Path(p["input"].removeprefix("file://")).read_text(encoding="utf-8") for p in parts]
+    assert texts == [
+        "recId|q\n1|1 Main Street, Berlin\n2|2 Main Street, Berlin\n",
+        "recId|q\n3|3 Main Street, Berlin\n4|4 Main Street, Berlin\n",
+        "recId|q\n5|5 Main Street, Berlin\n",
+    ]
+    assert "/split/d/manual__2026-01-01T00_00_00_00_00/rows/part-00001/" in parts[0]["input"]
+
+    source = tmp_path / "addresses.csv.gz"
+    source.write_bytes(gzip.compress(b"\xef\xbb\xbfrecId|q\r\na|Berlin\r\nb|Rome\r\nc|Oslo\r\n"))
+    plan = PlanSplitOperator(
+        task_id="geo.plan", input=f"file://{source}", split_id="gz", max_records_per_job=2
+    )
+    parts = plan.execute({"ti": ti})  # type: ignore[arg-type]
+    assert [Path(p["input"].removeprefix("file://")).read_bytes() for p in parts] == [
+        b"recId|q\na|Berlin\r\nb|Rome\r\n",
+        b"recId|q\nc|Oslo\r\n",
+    ]
