@@ -353,6 +353,12 @@ class SubmitBatchJobOperator(BaseOperator):
         if self.cancel_on_kill and self.job_id:
             self._stop_quietly(self.job_id)
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the input location as input, the HERE job as output (OpenLineage provider only)."""
+        from airflow_here_batch.utils.lineage import submit_lineage
+
+        return submit_lineage(self)
+
     def _stop_quietly(self, job_id: str) -> None:
         try:
             job = self.hook.stop_job(job_id)
@@ -591,9 +597,12 @@ class DownloadBatchResultsOperator(BaseOperator):
     ``results.<csv|jsonl|geojson>`` and ``errors.txt``.
 
     :param job_id: the HERE job id. (templated)
-    :param destination: local path or object-storage URI (``s3://bucket/geo/{{ ds }}/results.csv``);
-        a folder (ending with ``/``, or always with ``what="both"``) gets default file names. Optional
-        with ``output_format="records"``. (templated)
+    :param destination: object-storage URI (``s3://bucket/geo/{{ ds }}/results.csv``,
+        ``file:///shared/geo/``) or a local path (worker-local: only for one machine); a folder (ending
+        with ``/``, or always with ``what="both"``) gets default file names. Default: the folder
+        ``<base location>/output/<dag_id>/<run_id>/<task_id>/`` (``[here_batch] base_location``, see
+        :mod:`airflow_here_batch.utils.storage`); with ``what="results", output_format="records"`` and
+        no destination nothing is written. (templated)
     :param what: ``results``, ``errors`` or ``both``.
     :param output_format: ``raw`` (HERE's file as is), ``geojson`` (a FeatureCollection of the rows
         with a position; results only) or ``records`` (rows parsed into XCom; results only, refused
@@ -625,8 +634,6 @@ class DownloadBatchResultsOperator(BaseOperator):
             raise ValueError(f"what={what!r}: use 'results', 'errors' or 'both'")
         if output_format not in ("raw", "geojson", "records"):
             raise ValueError(f"output_format={output_format!r}: use 'raw', 'geojson' or 'records'")
-        if destination is None and not (output_format == "records" and what == "results"):
-            raise ValueError("destination is required unless what='results' and output_format='records'")
         self.job_id = job_id
         self.destination = destination
         self.what = what
@@ -641,6 +648,40 @@ class DownloadBatchResultsOperator(BaseOperator):
         return _make_hook(self.here_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.destination is None and not (self.output_format == "records" and self.what == "results"):
+            self.destination = self._default_destination(context)
+            self.log.info("HERE Batch: no destination given; writing to %s", self.destination)
+        result = self._download(context)
+        self._lineage_result = result
+        self._annotate_outlets(context, result)
+        return result
+
+    def _default_destination(self, context: Context) -> str:
+        from airflow_here_batch.utils.storage import default_destination
+
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return default_destination(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else map_index)
+
+    def _annotate_outlets(self, context: Context, result: dict[str, Any]) -> None:
+        """Put where the files went (and the job id and row counts) on each outlet's asset event."""
+        if not self.outlets:
+            return
+        from airflow_here_batch.utils.lineage import asset_event_extra
+
+        extra = asset_event_extra(self.job_id, result)
+        events = context["outlet_events"]
+        for outlet in self.outlets:
+            with contextlib.suppress(Exception):  # an outlet that is not an asset (e.g. an alias)
+                events[outlet].extra.update(extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the HERE job as input, the written files as outputs (OpenLineage provider only)."""
+        from airflow_here_batch.utils.lineage import download_lineage
+
+        return download_lineage(self, getattr(self, "_lineage_result", None))
+
+    def _download(self, context: Context) -> dict[str, Any]:
         try:
             job = self.hook.get_job(self.job_id)
         except HereBatchError as exc:
