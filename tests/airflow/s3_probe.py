@@ -1,0 +1,38 @@
+"""Download a HERE job's results to ``s3://`` through ``DownloadBatchResultsOperator`` in a fresh process
+and print its peak-RSS growth (JSON on stdout). The emulator and the S3 server run in other processes,
+so only the operator's memory is measured.
+
+``python s3_probe.py <job_id> <s3 destination>`` with ``AIRFLOW_CONN_HERE_BATCH_DEFAULT`` and
+``AIRFLOW_CONN_AWS_MOTO`` in the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    job_id, destination = sys.argv[1:3]
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator
+
+    # Warm up: imports, the S3 filesystem, one small write; then measure the big download only.
+    warm = ObjectStoragePath(destination, conn_id="aws_moto").parent / "warm-up.txt"
+    warm.write_bytes(b"x")
+    baseline = peak_rss_mb()
+    op = DownloadBatchResultsOperator(
+        task_id="probe", job_id=job_id, destination=destination, destination_conn_id="aws_moto"
+    )
+    result = op.execute({})  # type: ignore[arg-type]
+    print(json.dumps({**result, "baseline_mb": baseline, "growth_mb": peak_rss_mb() - baseline}))
+
+
+if __name__ == "__main__":
+    main()
