@@ -122,6 +122,11 @@ def _event_error(event: Mapping[str, Any]) -> str:
     return text
 
 
+#: Part size of object-storage uploads: what s3fs & co. hold in memory per file being written (S3's
+#: minimum part is 5 MiB).
+_PART_SIZE = 8 * 1024 * 1024
+
+
 def _is_remote(location: Any) -> bool:
     if isinstance(location, (str, os.PathLike)) and not hasattr(location, "protocol"):
         return "://" in str(location)
@@ -787,7 +792,8 @@ class DownloadBatchResultsOperator(BaseOperator):
                 target.parent.mkdir(parents=True, exist_ok=True)
             temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
             try:
-                with staged.open("rb") as source, temporary.open("wb") as out:
+                # block_size: the part size of a multipart upload (s3fs buffers one part; default 50 MB).
+                with staged.open("rb") as source, temporary.open("wb", block_size=_PART_SIZE) as out:
                     shutil.copyfileobj(source, out, 1024 * 1024)
                 temporary.rename(target)
             except BaseException:

@@ -17,6 +17,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 1024 / 1024
+
+
 def main() -> None:
     job_id, destination = sys.argv[1:3]
     from airflow.sdk import ObjectStoragePath
@@ -26,12 +32,15 @@ def main() -> None:
     # Warm up: imports, the S3 filesystem, one small write; then measure the big download only.
     warm = ObjectStoragePath(destination, conn_id="aws_moto").parent / "warm-up.txt"
     warm.write_bytes(b"x")
-    baseline = peak_rss_mb()
+    # The growth is the peak during the download above the resident size before it (not above the
+    # import-time peak, which could hide a download that holds tens of MB).
+    baseline = current_rss_mb()
     op = DownloadBatchResultsOperator(
         task_id="probe", job_id=job_id, destination=destination, destination_conn_id="aws_moto"
     )
     result = op.execute({})  # type: ignore[arg-type]
-    print(json.dumps({**result, "baseline_mb": baseline, "growth_mb": peak_rss_mb() - baseline}))
+    peak = peak_rss_mb()
+    print(json.dumps({**result, "baseline_mb": baseline, "peak_mb": peak, "growth_mb": peak - baseline}))
 
 
 if __name__ == "__main__":

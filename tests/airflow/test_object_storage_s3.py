@@ -133,7 +133,7 @@ def test_200_mb_result_streams_to_s3_with_flat_memory(
         hook = HereBatchHook()
         job = hook.create_job(
             source,
-            options=JobOptions(service="geocode", output_columns=_WIDE_COLUMNS),
+            options=JobOptions(service="geocode", output_columns=_COLUMNS),
             compress=True,
         )
         job = hook.wait_for_job(job.id, timeout=600)
@@ -158,15 +158,21 @@ def test_200_mb_result_streams_to_s3_with_flat_memory(
     assert probe["growth_mb"] < MAX_GROWTH_MB, probe
 
 
-# Enough output columns for about 200 bytes per result row.
-_WIDE_COLUMNS = [
+# HERE's default geocode columns plus the place id: about 230 bytes a result row here.
+_COLUMNS = [
     "positionLat",
     "positionLng",
     "addressLabel",
     "addressCountryCode",
     "addressCountryName",
+    "addressState",
+    "addressCounty",
     "addressCity",
+    "addressDistrict",
     "addressStreet",
     "addressPostalCode",
+    "addressHouseNumber",
+    "title",
+    "id",
     "resultType",
 ]
