@@ -110,11 +110,13 @@ def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
     runs = {dag_id: cluster.trigger(dag_id) for dag_id in DAG_IDS}
     states = cluster.wait_for_runs(runs)
     cluster.timings["example_runs_s"] = round(time.monotonic() - t0, 1)
+    print(f"\nrun states: {states}")
     assert set(states.values()) == {"success"}, f"{states}\n{cluster.describe()}"
 
     tries = [t for t in cluster.task_tries() if t["dag_id"] in runs]
     hosts = Counter(t["hostname"] for t in tries)
     cluster.timings["tasks_per_worker"] = dict(hosts)  # type: ignore[assignment]
+    print(f"task tries per worker: {dict(hosts)}")
     assert set(WORKERS) <= set(hosts), f"both workers must run tasks: {hosts}"
     assert set(hosts) <= set(WORKERS), f"a task ran outside the two workers: {hosts}"
 
@@ -124,6 +126,7 @@ def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
     assert any(p.startswith("lookup/") and p.endswith("results.jsonl") for p in written), written
     assert any(p.startswith("revgeocode/") and p.endswith(".geojson") for p in written), written
     assert any(p.startswith("taskflow/") and p.endswith(".csv") for p in written), written
+    print(f"outputs in the shared location {shared}: {written}")
     for worker in WORKERS:
         home = cluster.root / worker
         data = [p for p in home.rglob("*") if p.suffix in (".csv", ".jsonl", ".geojson", ".txt", ".db")]
@@ -131,6 +134,7 @@ def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
 
     # One HERE job per submit task instance, and no job that no task asked for.
     counts, strays = _jobs_per_submit_task(cluster, set(runs))
+    print(f"HERE jobs per submit task instance: {counts}")
     assert counts and set(counts.values()) == {1}, counts
     assert not strays, strays
 
@@ -155,6 +159,7 @@ def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
         "/xcomEntries/return_value",
     )["value"]
     report = _loads(report) if isinstance(report, str) else report
+    print(f"consumer run {consumer_runs[0]['dag_run_id']} after the asset update: {report}")
     assert report["updates"] >= 1
     assert all(e.get("results_exist") for e in report["events"] if e.get("results")), report
 
@@ -189,6 +194,7 @@ def test_assets_listed(cluster: CeleryCluster) -> None:
     listed = cluster.airflow("assets", "list", "-o", "json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     names = {a["name"] for a in json.loads(listed.stdout[listed.stdout.index("[") :])}
+    print(f"\nairflow assets list: {sorted(names)}")
     assert {GEOCODED_ADDRESSES, LOOKED_UP_PLACES, REVERSE_GEOCODED_POSITIONS} <= names, names
     events = cluster.query(
         "SELECT a.name, count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id GROUP BY a.name"
@@ -246,8 +252,14 @@ def test_worker_killed_in_the_middle_of_submit_reattaches_on_the_other(cluster: 
     assert tries[-1]["hostname"] == survivor and tries[-1]["state"] == "success", tries
     assert len(jobs()) == 1, f"expected one HERE job for the task instance, got {jobs()}"
 
+    print(
+        f"\nkilled {victim} during try 1 of {KILL_DAG}.submit_and_wait; tries: "
+        f"{[(t['try_number'], t['hostname'], t['state']) for t in tries]}; "
+        f"HERE jobs: {[j['id'] for j in jobs()]}"
+    )
     log = _task_log(cluster.root / survivor, KILL_DAG, run_id, "submit_and_wait", tries[-1]["try_number"])
     assert "reattaching to job" in log and jobs()[0]["id"] in log, log[-3000:]
+    print(next(line for line in log.splitlines() if "reattaching to job" in line)[:300])
 
 
 def _task_log(home: Path, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
