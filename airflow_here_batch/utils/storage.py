@@ -90,9 +90,10 @@ def default_destination(dag_id: str, run_id: str, task_id: str, map_index: int =
 
 
 def is_local_path(value: object) -> bool:
-    """Whether ``value`` looks like a worker-local filesystem path (a string or ``PathLike`` without a
-    URI scheme that starts with ``/``, ``~`` or ``./``, or a ``file://`` URI is *not* local here: it names
-    a shared location explicitly). Used by tests to check that no task hands a local path over XCom."""
+    """Whether ``value`` looks like a worker-local filesystem path: a ``PathLike``, or a one-line string
+    without a URI scheme that starts with ``/``, ``~``, ``./``, ``../`` or a drive letter. URIs
+    (``file://`` included: it names a location on purpose) are not local here. The tests use it to check
+    that no task hands a local path to another through XCom."""
     if isinstance(value, os.PathLike) and not hasattr(value, "protocol"):
         return True
     if not isinstance(value, str) or "\n" in value or "://" in value:
