@@ -14,7 +14,17 @@ import sys
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS: ``VmHWM`` of its own memory map.
+
+    Not ``getrusage().ru_maxrss``: Linux carries the parent's RSS at fork over into the child's
+    ``ru_maxrss`` (through exec), so a probe started from a large pytest process would report the
+    parent's size as its peak.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def current_rss_mb() -> float:
