@@ -122,7 +122,9 @@ def _facet(fields: Mapping[str, Any]) -> Any:
 
         @staticmethod
         def _get_schema() -> str:
-            return "https://github.com/airflow-here-batch/airflow-here-batch/blob/main/docs/lineage.md"
+            # The provider publishes no JSON schema of its own; the facet is a plain RunFacet whose
+            # fields are documented in docs/distributed.md.
+            return "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunFacet"
 
     return HereBatchRunFacet(**fields)
 

@@ -15,6 +15,9 @@ Services (set the variables to point at other servers):
   the test may create a database; it creates ``here_batch_dist_<random>`` and drops it afterwards.
 - ports: api-server and every log server take free ports in ``HERE_BATCH_TEST_PORTS`` (default
   ``18500-18599``).
+- ``HERE_BATCH_DIST_ENV``: JSON of extra environment variables for every Airflow process (the test's own
+  ``AIRFLOW*`` / ``HERE_BATCH_*`` variables are not passed on); ``{shared}`` in a value becomes the
+  shared directory, e.g. ``{"AIRFLOW_CONN_MY_DB": "sqlite:///{shared}/geo.db"}``.
 """
 
 from __future__ import annotations
@@ -171,6 +174,9 @@ class CeleryCluster:
             ),
             "HERE_BATCH_POLL_INTERVAL": "1",
         }
+        # Extra settings for every process, e.g. a connection a DAG needs: JSON, "{shared}" -> the shared dir.
+        extra = json.loads(os.environ.get("HERE_BATCH_DIST_ENV") or "{}")
+        env.update({k: str(v).replace("{shared}", str(self.shared)) for k, v in extra.items()})
         if log_port is not None:
             env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(log_port)
             env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(self.log_ports["triggerer"])
