@@ -67,6 +67,34 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
+# ``[here_batch]``: shown by ``airflow config list``; read by ``airflow_here_batch.utils.storage``.
+CONFIG: dict[str, Any] = {
+    "here_batch": {
+        "description": "Where HERE Batch tasks keep the files they hand to each other (results, inputs).",
+        "options": {
+            "base_location": {
+                "description": (
+                    "Base location (any fsspec URI: s3://bucket/prefix, gs://..., file:///shared/dir) of the "
+                    "files tasks hand to each other. Every worker must reach it: on several machines use "
+                    "object storage or a shared mount. Empty: file://$AIRFLOW_HOME/here_batch."
+                ),
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "s3://my-bucket/here-batch",
+                "default": "",
+            },
+            "base_location_conn_id": {
+                "description": "Airflow connection for the base location's storage (e.g. aws_default).",
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "aws_default",
+                "default": "",
+            },
+        },
+    }
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Return the provider description that Airflow validates against ``provider_info.schema.json``."""
     return {
@@ -102,6 +130,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_here_batch.triggers.batch_job"],
             }
         ],
+        "config": CONFIG,
         "connection-types": [
             {
                 "connection-type": "here_batch",

@@ -2,7 +2,9 @@
 
 Refreshes the details of places known by their HERE ids (``data/here_ids_default.csv``, ``recId|id``;
 two deliberately bad ids). Submits a ``lookup`` job with JSON-lines output, waits with the deferrable
-sensor, then downloads results and errors side by side to ``$HERE_BATCH_OUTPUT_DIR/lookup/<date>/``.
+sensor, then downloads results and errors side by side to ``<output>/lookup/<date>/`` (``<output>`` is
+``$HERE_BATCH_OUTPUT_DIR`` or ``<[here_batch] base_location>/output``, a URI every worker reaches) and
+updates the asset ``here_batch_looked_up_places``. Tasks hand over only the job id and file URIs.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from airflow.sdk import DAG
 
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
-from airflow_here_batch.utils.storage import base_location_uri
+from airflow_here_batch.utils.assets import LOOKED_UP_PLACES, here_asset
+from airflow_here_batch.utils.storage import output_uri
 
 DATA_DIR = Path(__file__).parent / "data"
-OUTPUT_DIR = os.environ.get("HERE_BATCH_OUTPUT_DIR") or f"{base_location_uri()}/output"
+# A URI every worker reaches ($HERE_BATCH_OUTPUT_DIR, else <[here_batch] base_location>/output).
+OUTPUT_DIR = output_uri()
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 # The submit task returns {"job_id", "status", "records", "results_href"}.
 JOB_ID = "{{ ti.xcom_pull(task_ids='submit_lookup_job')['job_id'] }}"
@@ -59,6 +63,7 @@ with DAG(
         job_id=JOB_ID,
         destination=f"{OUTPUT_DIR}/lookup/{RUN_DATE}/",
         what="both",
+        outlets=[here_asset(LOOKED_UP_PLACES)],
     )
 
     submit >> wait >> download

@@ -3,8 +3,10 @@
 Submits ``data/positions_default.csv`` (``recId|at``, ``at`` = ``lat,lng``; two deliberately bad rows)
 as a ``revgeocode`` job and waits in the same task, deferred (the operator's own
 ``wait_for_completion=True, deferrable=True``: one task instead of submit + sensor). The results are
-converted to a GeoJSON FeatureCollection under ``$HERE_BATCH_OUTPUT_DIR/revgeocode/<date>.geojson``.
-Trigger with a conf to use another file: ``{"input": "/path/to/positions.csv"}``.
+converted to a GeoJSON FeatureCollection under ``<output>/revgeocode/<date>.geojson`` (``<output>`` is
+``$HERE_BATCH_OUTPUT_DIR`` or ``<[here_batch] base_location>/output``, a URI every worker reaches), which
+updates the asset ``here_batch_reverse_geocoded_positions``. Trigger with a conf to use another file:
+``{"input": "s3://bucket/positions.csv"}`` (an object-storage URI; a plain path must exist on every worker).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import pendulum
 from airflow.sdk import DAG, Param
 
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
-from airflow_here_batch.utils.storage import base_location_uri
+from airflow_here_batch.utils.assets import REVERSE_GEOCODED_POSITIONS, here_asset
+from airflow_here_batch.utils.storage import output_uri
 
 DATA_DIR = Path(__file__).parent / "data"
-OUTPUT_DIR = os.environ.get("HERE_BATCH_OUTPUT_DIR") or f"{base_location_uri()}/output"
+# A URI every worker reaches ($HERE_BATCH_OUTPUT_DIR, else <[here_batch] base_location>/output).
+OUTPUT_DIR = output_uri()
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 # The submit task returns {"job_id", "status", "records", "results_href"}.
 JOB_ID = "{{ ti.xcom_pull(task_ids='reverse_geocode')['job_id'] }}"
@@ -56,6 +60,7 @@ with DAG(
         destination=f"{OUTPUT_DIR}/revgeocode/{RUN_DATE}.geojson",
         what="results",
         output_format="geojson",
+        outlets=[here_asset(REVERSE_GEOCODED_POSITIONS)],
     )
 
     submit_and_wait >> download

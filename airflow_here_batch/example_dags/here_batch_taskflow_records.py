@@ -4,7 +4,9 @@
 of dicts; ``SubmitBatchJobOperator`` takes that list straight from XCom as its ``input`` (the keys
 become the column header; ``recId`` links results back to the records). The job is awaited by the
 deferrable sensor, the results come back as parsed rows (``output_format="records"``, fine for small
-jobs: the operator refuses above its size cap), and ``enrich`` joins them to the customers.
+jobs: the operator refuses above its size cap; a copy goes to ``<output>/taskflow/``, a URI every worker
+reaches, and the asset ``here_batch_geocoded_addresses`` is updated), and ``enrich`` joins them to the
+customers. Only rows, the job id and URIs cross XCom.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from airflow.sdk import dag, task
 
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
-from airflow_here_batch.utils.storage import base_location_uri
+from airflow_here_batch.utils.assets import GEOCODED_ADDRESSES, here_asset
+from airflow_here_batch.utils.storage import output_uri
 
-OUTPUT_DIR = os.environ.get("HERE_BATCH_OUTPUT_DIR") or f"{base_location_uri()}/output"
+# A URI every worker reaches ($HERE_BATCH_OUTPUT_DIR, else <[here_batch] base_location>/output).
+OUTPUT_DIR = output_uri()
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 # The submit task returns {"job_id", "status", "records", "results_href"}.
 JOB_ID = "{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}"
@@ -79,6 +83,7 @@ def here_batch_taskflow_records() -> None:
         destination=f"{OUTPUT_DIR}/taskflow/{RUN_STAMP}.csv",
         what="results",
         output_format="records",
+        outlets=[here_asset(GEOCODED_ADDRESSES)],
     )
     submit >> wait >> rows
 

@@ -122,6 +122,11 @@ def _event_error(event: Mapping[str, Any]) -> str:
     return text
 
 
+#: Part size of object-storage uploads: what s3fs & co. hold in memory per file being written (S3's
+#: minimum part is 5 MiB).
+_PART_SIZE = 8 * 1024 * 1024
+
+
 def _is_remote(location: Any) -> bool:
     if isinstance(location, (str, os.PathLike)) and not hasattr(location, "protocol"):
         return "://" in str(location)
@@ -364,6 +369,12 @@ class SubmitBatchJobOperator(BaseOperator):
         """Stop the HERE job when the task is killed (``cancel_on_kill``)."""
         if self.cancel_on_kill and self.job_id:
             self._stop_quietly(self.job_id)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the input location as input, the HERE job as output (OpenLineage provider only)."""
+        from airflow_here_batch.utils.lineage import submit_lineage
+
+        return submit_lineage(self)
 
     def _stop_quietly(self, job_id: str) -> None:
         try:
@@ -612,9 +623,12 @@ class DownloadBatchResultsOperator(BaseOperator):
     ``results.<csv|jsonl|geojson>`` and ``errors.txt``.
 
     :param job_id: the HERE job id. (templated)
-    :param destination: local path or object-storage URI (``s3://bucket/geo/{{ ds }}/results.csv``);
-        a folder (ending with ``/``, or always with ``what="both"``) gets default file names. Optional
-        with ``output_format="records"``. (templated)
+    :param destination: object-storage URI (``s3://bucket/geo/{{ ds }}/results.csv``,
+        ``file:///shared/geo/``) or a local path (worker-local: only for one machine); a folder (ending
+        with ``/``, or always with ``what="both"``) gets default file names. Default: the folder
+        ``<base location>/output/<dag_id>/<run_id>/<task_id>/`` (``[here_batch] base_location``, see
+        :mod:`airflow_here_batch.utils.storage`); with ``what="results", output_format="records"`` and
+        no destination nothing is written. (templated)
     :param what: ``results``, ``errors`` or ``both``.
     :param output_format: ``raw`` (HERE's file as is), ``geojson`` (a FeatureCollection of the rows
         with a position; results only) or ``records`` (rows parsed into XCom; results only, refused
@@ -646,8 +660,6 @@ class DownloadBatchResultsOperator(BaseOperator):
             raise ValueError(f"what={what!r}: use 'results', 'errors' or 'both'")
         if output_format not in ("raw", "geojson", "records"):
             raise ValueError(f"output_format={output_format!r}: use 'raw', 'geojson' or 'records'")
-        if destination is None and not (output_format == "records" and what == "results"):
-            raise ValueError("destination is required unless what='results' and output_format='records'")
         self.job_id = job_id
         self.destination = destination
         self.what = what
@@ -662,6 +674,40 @@ class DownloadBatchResultsOperator(BaseOperator):
         return _make_hook(self.here_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.destination is None and not (self.output_format == "records" and self.what == "results"):
+            self.destination = self._default_destination(context)
+            self.log.info("HERE Batch: no destination given; writing to %s", self.destination)
+        result = self._download(context)
+        self._lineage_result = result
+        self._annotate_outlets(context, result)
+        return result
+
+    def _default_destination(self, context: Context) -> str:
+        from airflow_here_batch.utils.storage import default_destination
+
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return default_destination(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else map_index)
+
+    def _annotate_outlets(self, context: Context, result: dict[str, Any]) -> None:
+        """Put where the files went (and the job id and row counts) on each outlet's asset event."""
+        if not self.outlets:
+            return
+        from airflow_here_batch.utils.lineage import asset_event_extra
+
+        extra = asset_event_extra(self.job_id, result)
+        events = context["outlet_events"]
+        for outlet in self.outlets:
+            with contextlib.suppress(Exception):  # an outlet that is not an asset (e.g. an alias)
+                events[outlet].extra.update(extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the HERE job as input, the written files as outputs (OpenLineage provider only)."""
+        from airflow_here_batch.utils.lineage import download_lineage
+
+        return download_lineage(self, getattr(self, "_lineage_result", None))
+
+    def _download(self, context: Context) -> dict[str, Any]:
         try:
             job = self.hook.get_job(self.job_id)
         except HereBatchError as exc:
@@ -767,7 +813,8 @@ class DownloadBatchResultsOperator(BaseOperator):
                 target.parent.mkdir(parents=True, exist_ok=True)
             temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
             try:
-                with staged.open("rb") as source, temporary.open("wb") as out:
+                # block_size: the part size of a multipart upload (s3fs buffers one part; default 50 MB).
+                with staged.open("rb") as source, temporary.open("wb", block_size=_PART_SIZE) as out:
                     shutil.copyfileobj(source, out, 1024 * 1024)
                 temporary.rename(target)
             except BaseException:

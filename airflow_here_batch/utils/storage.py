@@ -8,10 +8,17 @@ Tasks never pass a worker-local path to another task: they pass object-storage l
 - ``[here_batch] base_location_conn_id`` (env ``AIRFLOW__HERE_BATCH__BASE_LOCATION_CONN_ID``): the Airflow
   connection for that storage (e.g. ``aws_default``), optional;
 - default: ``file://$AIRFLOW_HOME/here_batch``, right for one machine (LocalExecutor) or a shared disk.
+
+The options are registered in the provider's config section, so ``airflow config list`` shows them.
+A download with no ``destination`` writes under :func:`default_destination`; the example DAGs write under
+:func:`output_uri`. On several machines (CeleryExecutor) set the base location to storage every worker
+reaches (``s3://...``, or ``file://`` on a shared mount); see ``docs/distributed.md``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,3 +49,53 @@ def base_location(*parts: str) -> ObjectStoragePath:
     conn_id = (conf.get(SECTION, BASE_LOCATION_CONN_OPTION, fallback="") or "").strip() or None
     uri = "/".join([base_location_uri(), *(p.strip("/") for p in parts if p)])
     return ObjectStoragePath(uri, conn_id=conn_id)
+
+
+#: Environment variable of the example DAGs: where their outputs go (default ``<base location>/output``).
+OUTPUT_DIR_ENV = "HERE_BATCH_OUTPUT_DIR"
+
+
+def to_uri(location: str | os.PathLike[str]) -> str:
+    """``location`` as a URI: a plain filesystem path becomes ``file:///abs/path``; a URI is kept.
+
+    A trailing ``/`` (a folder) is kept.
+    """
+    text = os.fspath(location)
+    if "://" in text:
+        return text
+    folder = text.endswith("/")
+    uri = "file://" + os.path.abspath(os.path.expanduser(text))
+    return uri + "/" if folder and not uri.endswith("/") else uri
+
+
+def output_uri(*parts: str) -> str:
+    """Where the example DAGs write: ``$HERE_BATCH_OUTPUT_DIR`` (as a URI) or ``<base location>/output``,
+    joined with ``parts``; never a bare local path, so it can go through XCom to any worker."""
+    configured = (os.environ.get(OUTPUT_DIR_ENV) or "").strip()
+    root = to_uri(configured).rstrip("/") if configured else f"{base_location_uri()}/output"
+    return "/".join([root, *(p.strip("/") for p in parts if p)])
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def default_destination(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    """The folder URI (ending in ``/``) a download writes to when it is given no destination:
+    ``<base location>/output/<dag_id>/<run_id>/<task_id>[/<map_index>]/``, characters other than
+    letters, digits and ``._=-`` in the run id replaced by ``_`` (run ids carry ``:`` and ``+``)."""
+    parts = [dag_id, _UNSAFE.sub("_", run_id), task_id]
+    if map_index is not None and map_index >= 0:
+        parts.append(str(map_index))
+    return base_location_uri() + "/output/" + "/".join(parts) + "/"
+
+
+def is_local_path(value: object) -> bool:
+    """Whether ``value`` looks like a worker-local filesystem path: a ``PathLike``, or a one-line string
+    without a URI scheme that starts with ``/``, ``~``, ``./``, ``../`` or a drive letter. URIs
+    (``file://`` included: it names a location on purpose) are not local here. The tests use it to check
+    that no task hands a local path to another through XCom."""
+    if isinstance(value, os.PathLike) and not hasattr(value, "protocol"):
+        return True
+    if not isinstance(value, str) or "\n" in value or "://" in value:
+        return False
+    return value.startswith(("/", "~", "./", "../")) or (len(value) > 2 and value[1:3] in (":\\", ":/"))

@@ -27,6 +27,7 @@ EXAMPLE_DAG_IDS = {
     "here_batch_taskflow_records",
     "here_batch_cleanup",
     "here_batch_initial_load",
+    "here_batch_geocoded_consumer",
 }
 SAMPLE = EXAMPLE_DAGS_DIR / "data" / "addresses_default.csv"
 
@@ -142,8 +143,8 @@ def test_reverse_geocode_end_to_end(run_dag: RunDag) -> None:
     job = result.xcom("reverse_geocode")
     assert job["status"] == "completed"
     out = result.xcom("download_geojson")
-    path = Path(out["path"])
-    assert path == TEST_OUTPUT_DIR / "revgeocode" / "2025-06-02.geojson"
+    assert out["path"] == f"file://{TEST_OUTPUT_DIR}/revgeocode/2025-06-02.geojson"
+    path = Path(out["path"].removeprefix("file://"))
     collection = json.loads(path.read_text(encoding="utf-8"))
     assert collection["type"] == "FeatureCollection"
     assert len(collection["features"]) == out["rows"] >= 50
@@ -154,8 +155,8 @@ def test_lookup_end_to_end(run_dag: RunDag) -> None:
     result = run_dag("here_batch_lookup", logical_date=_at("2025-06-03"))
     assert set(result.task_states.values()) == {"success"}, result.describe()
     files = result.xcom("download_results")
-    results = Path(files["results"]["path"])
-    assert results == TEST_OUTPUT_DIR / "lookup" / "2025-06-03" / "results.jsonl"
+    assert files["results"]["path"] == f"file://{TEST_OUTPUT_DIR}/lookup/2025-06-03/results.jsonl"
+    results = Path(files["results"]["path"].removeprefix("file://"))
     lines = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(lines) >= 8
     assert files["errors"]["rows"] >= 1  # the ids that are not HERE ids
@@ -169,6 +170,9 @@ def test_taskflow_records_end_to_end(run_dag: RunDag) -> None:
     assert result.xcom("wait_for_job")["records"]["total"] == len(customers)
     enriched = result.xcom("enrich")
     assert enriched == {"customers": len(customers), "geocoded": len(customers) - 1, "missing": 1}
+    copy = result.xcom("fetch_rows")["path"]
+    assert copy.startswith(f"file://{TEST_OUTPUT_DIR}/taskflow/") and copy.endswith(".csv")
+    assert Path(copy.removeprefix("file://")).is_file()
 
 
 def _backdate(emulator: Any, job_id: str, days: float) -> None:
