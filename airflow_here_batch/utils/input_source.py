@@ -198,7 +198,8 @@ class RejectsFile:
 
     Each line: ``{"line": 3, "where": "line 3", "record": "<the line as read>", "problems": [{"kind",
     "field", "message"}]}`` (``record`` of a row is the row as JSON; bytes that are not UTF-8 appear as
-    ``\\xNN``). Written under a temporary name and renamed when complete, so a reader never sees half a
+    ``\\xNN``; the file is ASCII, other characters are JSON escapes). Written under a temporary
+    name and renamed when complete, so a reader never sees half a
     file. Nothing is written when nothing is rejected.
 
     :param target: an ``ObjectStoragePath`` (see :func:`airflow_here_batch.utils.storage.base_location`).
@@ -222,7 +223,8 @@ class RejectsFile:
             "record": checked.text,
             "problems": [{"kind": p.kind, "field": p.field, "message": p.message} for p in checked.problems],
         }
-        self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        # ASCII JSON: a value's U+2028 or U+0085 stays escaped, so any tool splits the file right.
+        self._handle.write(json.dumps(entry) + "\n")
         self.count += 1
 
     def commit(self) -> str | None:
