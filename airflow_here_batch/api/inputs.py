@@ -19,12 +19,13 @@ upload and the problems found. Everything else is built on it:
 
 **Lines.** A line ends at ``\\n`` and nowhere else (HERE: a line break always ends a record, §8), for
 files and inline text alike: U+2028, U+0085 and the other characters ``str.splitlines`` breaks on are
-ordinary characters inside a value. A ``\\r`` right before the ``\\n`` (CRLF) is a line ending: it is
-not part of the record and is not uploaded (the upload is LF-only, so the result does not depend on how
-HERE reads a CR). Any other ``\\r`` (CR-only line endings, a CR inside a value) is refused: HERE would
-see one long line, or a value changed; the fix is to convert the line endings. A UTF-8 byte-order mark
-at the start of the input is not data: it is stripped (HERE would read ``\\ufeffrecId`` as an unknown
-column and number the records itself, so recIds ``7, 9`` would come back as ``1, 2``).
+ordinary characters inside a value. CRLF: when the first line ends with ``\\r\\n`` the input uses CRLF,
+and the ``\\r`` before each ``\\n`` is a line ending: not part of the record, not uploaded (the upload
+is LF-only, so the result does not depend on how HERE reads a CR). Any other ``\\r`` (CR-only line
+endings, a CR inside a value, a CRLF line in an input whose first line ends with LF alone, where the CR
+may be the end of a value) is refused: the fix is to use one line ending and remove the CR. A UTF-8
+byte-order mark at the start of the input is not data: it is stripped (HERE would read ``\\ufeffrecId``
+as an unknown column and number the records itself, so recIds ``7, 9`` would come back as ``1, 2``).
 
 Rules from HERE (shared doc ``here-batch-api-v7.md`` §8, §11, §16): the column descriptor comes from
 ``input_columns`` or the first line; records have as many values as the descriptor has columns;
@@ -734,6 +735,7 @@ class InputChecker:
         self._descriptor: ColumnDescriptor | None = None
         self._given_columns = False
         self._blank_first = False
+        self._crlf = False
         self._counter: Counter[str] = Counter()
         if input_columns:
             text = (
@@ -830,7 +832,13 @@ class InputChecker:
             if number == 1 and text.startswith("\ufeff"):
                 text = text[1:]
                 rep.bom = True
-        if text.endswith("\r"):
+        # CRLF: the first line's ending sets the input's convention. In a CRLF input the CR before
+        # each LF is a line ending and is not uploaded; in an LF input a CR before the LF is part of
+        # the last value, so it is refused as a bare CR (never silently cut from the value).
+        ends_lf = raw.endswith(b"\n" if isinstance(raw, bytes) else "\n")
+        if number == 1 and ends_lf:
+            self._crlf = text.endswith("\r")
+        if ends_lf and self._crlf and text.endswith("\r"):
             text = text[:-1]
             rep.crlf = True
         return text, problems
@@ -858,8 +866,9 @@ class InputChecker:
                     number,
                     "bare-cr",
                     "holds a carriage return (CR) that does not end the line (CR-only line endings, "
-                    "or a CR inside a value); HERE reads only LF as a line break: convert the line "
-                    "endings to LF or remove the CR",
+                    "a CR inside a value, or a CRLF ending while line 1 ends with LF alone); HERE "
+                    "reads only LF as a line break: use one line ending (LF or CRLF) for the whole "
+                    "input and remove the CR from the values",
                     "line endings",
                 )
             )
