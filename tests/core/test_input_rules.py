@@ -430,3 +430,11 @@ def test_upload_lines_without_checks_still_drops_bom_and_cr() -> None:
 def test_rejects_file_is_not_written_when_nothing_is_rejected(tmp_path: Path) -> None:
     rejects = RejectsFile(tmp_path / "r.jsonl")
     assert rejects.commit() is None and not list(tmp_path.iterdir())
+
+
+def test_a_cr_ending_a_value_in_an_lf_input_is_refused_not_cut() -> None:
+    # The first line ends with LF alone, so "0|\r\n" holds a value ending with CR: refused, never cut.
+    error = _refused("recId|q\n0|\r\n1|Berlin\n")
+    assert error.line == 2 and error.counts == {"bare-cr": 1}
+    # In a CRLF input the same bytes are a line ending.
+    assert _uploaded("recId|q\r\n0|Berlin\r\n") == b"recId|q\n0|Berlin\n"
