@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_here_batch.api.inputs import (
     MAX_PROBLEMS_SHOWN,
@@ -438,3 +440,33 @@ def test_a_cr_ending_a_value_in_an_lf_input_is_refused_not_cut() -> None:
     assert error.line == 2 and error.counts == {"bare-cr": 1}
     # In a CRLF input the same bytes are a line ending.
     assert _uploaded("recId|q\r\n0|Berlin\r\n") == b"recId|q\n0|Berlin\n"
+
+
+_PIECES = st.sampled_from(
+    ["|", '"', "\r", "\x00", "\ufeff", "ß", "x", "1", "52.5", ",", "13.4", " ", "-", "here:pds:place:a1"]
+)
+_LINE = st.lists(_PIECES, max_size=8).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    header=st.sampled_from(["recId|q", "recId|at", "q|recId|in", "recId|id", "a|b"]),
+    service=st.sampled_from([None, "geocode", "revgeocode", "lookup"]),
+    lines=st.lists(_LINE, max_size=6),
+    crlf=st.booleans(),
+)
+def test_bytes_fast_path_agrees_with_the_full_check(
+    header: str, service: str | None, lines: list[str], crlf: bool
+) -> None:
+    ending = "\r\n" if crlf else "\n"
+    text = [f"{header}{ending}", *(f"{line}{ending}" for line in lines)]
+
+    def outcome(source: list[str] | list[bytes]) -> object:
+        checker = InputChecker(service=service)
+        try:
+            checked = [(c.text, c.header, sorted(p.kind for p in c.problems)) for c in checker.check(source)]
+        except InputValidationError as exc:
+            return ("refused", str(exc))
+        return checked, checker.report.records, checker.report.bytes, checker.counts
+
+    assert outcome([line.encode() for line in text]) == outcome(text)
