@@ -38,6 +38,9 @@ legacy 6.2 column names are not v7 parameters (every record would fail with "The
 
 from __future__ import annotations
 
+import functools
+import gzip
+import io
 import json
 import math
 import re
@@ -323,6 +326,9 @@ class CheckedLine(NamedTuple):
         return not self.problems
 
 
+_new_line = functools.partial(tuple.__new__, CheckedLine)  # CheckedLine(...) without Python code
+
+
 class RejectedRow(str):
     """A row that :func:`rows_to_lines` could not turn into a line (``on_bad_row="mark"``).
 
@@ -483,27 +489,68 @@ def iter_input_lines(stream: IO[bytes], *, chunk_size: int = 1024 * 1024) -> Ite
     """The lines of a binary file object, split at ``\\n`` only, line breaks kept.
 
     Gzip data is recognised by its magic bytes and decompressed on the fly (the name does not
-    matter); other compressed formats and UTF-16 are refused. The stream is read in chunks: memory
-    stays flat whatever the size; a single line longer than 1 MB is cut (and reported as too long).
+    matter); other compressed formats and UTF-16 are refused. The stream is read a line (or a chunk)
+    at a time: memory stays flat whatever the size; a single line longer than 1 MB is cut (and
+    reported as too long).
 
     :raises InputValidationError: for another compression format, UTF-16, or a damaged gzip stream.
     """
-    first = stream.read(chunk_size)
-    if isinstance(first, str):  # a text-mode handle: its lines are already decoded
+    head = stream.read(8)
+    if isinstance(head, str):  # a text-mode handle: its lines are already decoded
         raise TypeError("iter_input_lines needs a binary file object (open it with 'rb')")
+    fmt = sniff_format(head)
+    if fmt not in ("text", "gzip"):
+        raise _unsupported_format(fmt)
+    try:
+        seekable = bool(head) and stream.seekable()
+    except (AttributeError, OSError, ValueError):
+        seekable = False
+    if seekable:
+        # The C readline of a buffered file (or of gzip's reader) splits at b"\n" only.
+        stream.seek(-len(head), io.SEEK_CUR)
+        if fmt == "gzip":
+            with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
+                yield from _gzip_errors(_readlines(unzipped))  # type: ignore[arg-type]
+        else:
+            yield from _readlines(stream)
+        return
 
     def chunks() -> Iterator[bytes]:
-        yield first
+        yield head
         while chunk := stream.read(chunk_size):
             yield chunk
 
-    fmt = sniff_format(first[:8])
     if fmt == "gzip":
         yield from _split_chunks(_gunzip(chunks()))
-    elif fmt == "text":
-        yield from _split_chunks(chunks())
     else:
-        raise _unsupported_format(fmt)
+        yield from _split_chunks(chunks())
+
+
+def _readlines(source: IO[bytes]) -> Iterator[bytes]:
+    readline = source.readline
+    limit = MAX_RAW_LINE_BYTES
+    while line := readline(limit):
+        if len(line) == limit and line[-1:] != b"\n":
+            yield _TooLong(line[: MAX_LINE_LENGTH * 4])
+            while (more := readline(limit)) and more[-1:] != b"\n":
+                pass
+            continue
+        yield line
+
+
+def _gzip_errors(lines: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from lines
+    except EOFError:
+        raise InputValidationError(
+            "the file is gzip-compressed but ends early (a truncated copy or download): get a complete copy",
+            field="encoding",
+        ) from None
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise InputValidationError(
+            f"the file is gzip-compressed but its data is damaged ({exc}): recompress it",
+            field="encoding",
+        ) from None
 
 
 def split_text(text: str) -> Iterator[str]:
@@ -752,12 +799,56 @@ class InputChecker:
 
     def check(self, lines: Iterable[str | bytes]) -> Iterator[CheckedLine]:
         """Check each line; yields a :class:`CheckedLine` per input line, in order."""
+        it = iter(lines)
         number = 0
-        for raw in lines:
+        for raw in it:  # the first line decides header, query form and line endings
             number += 1
             checked = self._line(number, raw)
             if checked is not None:
                 yield checked
+            break
+        if self._fast is None:
+            for raw in it:
+                number += 1
+                checked = self._line(number, raw)
+                if checked is not None:
+                    yield checked
+        else:
+            # The common line, checked with a few C-level calls: UTF-8 bytes, LF (or the input's
+            # CRLF), no quote, no CR/NUL/BOM, the descriptor's number of delimiters, short, and
+            # recId/at/id (when present) plainly fine. Anything else takes the full path
+            # (a property test checks that both agree).
+            delim_b, seps, checks = self._fast
+            crlf, delim, values_ok, full = self._crlf, self.delimiter, self._values_ok, self._line
+            rep, max_records, max_bytes = self.report, self.max_records, self.max_bytes
+            for raw in it:
+                number += 1
+                if raw.__class__ is bytes:
+                    body = raw[:-1] if raw[-1:] == b"\n" else raw
+                    if crlf and body[-1:] == b"\r":
+                        body = body[:-1]
+                    if (
+                        body.count(delim_b) == seps
+                        and len(body) <= MAX_LINE_LENGTH
+                        and b'"' not in body
+                        and b"\r" not in body
+                        and b"\x00" not in body
+                        and body[:3] != b"\xef\xbb\xbf"
+                    ):
+                        try:
+                            text = body.decode("utf-8")
+                        except UnicodeDecodeError:
+                            text = None
+                        if text is not None and (checks is None or values_ok(text.split(delim))):
+                            size = len(body) + 1
+                            if rep.records + rep.rejected < max_records and rep.bytes + size <= max_bytes:
+                                rep.records += 1
+                                rep.bytes += size
+                                yield _new_line((number, text, False, ()))
+                                continue
+                checked = full(number, raw)
+                if checked is not None:
+                    yield checked
         self.report.lines = number
         self._finish(number)
 
@@ -848,36 +939,6 @@ class InputChecker:
     def _problem(self, number: int, kind: str, message: str, field: str | None) -> InputProblem:
         return InputProblem(kind, message, number, self.label(number), field)
 
-    def _line(self, number: int, raw: str | bytes) -> CheckedLine | None:
-        fast = self._fast
-        if fast is not None and raw.__class__ is bytes and number > 1:
-            # The common line, checked with a few C-level calls: UTF-8, LF (or the input's CRLF), no
-            # quote, no CR/NUL/BOM, the descriptor's number of delimiters, short, and recId/at/id
-            # (when present) plainly fine. Anything else takes the full path below.
-            body = raw[:-1] if raw[-1:] == b"\n" else raw
-            if self._crlf and body[-1:] == b"\r":
-                body = body[:-1]
-            if (
-                body.count(fast[0]) == fast[1]
-                and len(body) <= MAX_LINE_LENGTH
-                and b'"' not in body
-                and b"\r" not in body
-                and b"\x00" not in body
-                and not body.startswith(b"\xef\xbb\xbf")
-            ):
-                try:
-                    text = body.decode("utf-8")
-                except UnicodeDecodeError:
-                    return self._line_full(number, raw)
-                if fast[2] is None or self._values_ok(text.split(self.delimiter)):
-                    rep = self.report
-                    size = len(body) + 1
-                    if rep.records + rep.rejected < self.max_records and rep.bytes + size <= self.max_bytes:
-                        rep.records += 1
-                        rep.bytes += size
-                        return CheckedLine(number, text)
-        return self._line_full(number, raw)
-
     def _values_ok(self, cells: list[str]) -> bool:
         recid, at, here_id = self._value_index
         if recid is not None and not (cells[recid].strip() and len(cells[recid]) <= MAX_RECID_LENGTH):
@@ -886,7 +947,7 @@ class InputChecker:
             return False
         return not (here_id is not None and cells[here_id] and here_id_problem(cells[here_id]) is not None)
 
-    def _line_full(self, number: int, raw: str | bytes) -> CheckedLine | None:
+    def _line(self, number: int, raw: str | bytes) -> CheckedLine | None:
         if isinstance(raw, RejectedRow):
             self._note(list(raw.problems))
             self.report.rejected += 1
@@ -1297,9 +1358,10 @@ def validate_lines(
         max_bytes=max_bytes,
         label=label,
     )
+    skip = on_reject is not None and on_bad_record == "skip"
     for checked in checker.check(lines):
-        if not checked.ok and on_reject is not None and on_bad_record == "skip":
-            on_reject(checked)
+        if skip and checked.problems:
+            on_reject(checked)  # type: ignore[misc]
     report = checker.report
     counts = checker.counts
     if report.rejected:
@@ -1359,7 +1421,7 @@ def upload_lines(
         label=label,
     )
     for checked in checker.check(lines):
-        if checked.ok:
+        if not checked.problems:
             yield checked.text.encode("utf-8") + b"\n"
         elif on_bad_record != "skip":
             raise InputValidationError(list(checked.problems))
