@@ -125,10 +125,16 @@ class InputSource:
         if path.is_file():
             return path
         shown = given if len(given) <= 120 else given[:117] + "..."
+        hint = ""
+        if given.lstrip().startswith(("[{", "[(", "{")):
+            hint = (
+                ". It looks like rows rendered as text by a template: pass the XComArg itself "
+                "(input=task.output) or set render_template_as_native_obj=True on the DAG"
+            )
         raise InputValidationError(
             f"input {shown!r} is not an existing file. A str is inline text only when it holds a line "
             "break: end every line with \\n (a header alone holds no records); otherwise it is a local "
-            "path, or an object-storage URI such as s3://bucket/key",
+            f"path, or an object-storage URI such as s3://bucket/key{hint}",
             field="input",
         )
 

@@ -470,3 +470,17 @@ def test_bytes_fast_path_agrees_with_the_full_check(
         return checked, checker.report.records, checker.report.bytes, checker.counts
 
     assert outcome([line.encode() for line in text]) == outcome(text)
+
+
+def test_validate_input_false_uploads_as_given_minus_bom_and_crlf() -> None:
+    prepared = prepare_input(
+        BOM + b"recId|q\r\n1|Q\xfc\r\n", service="geocode", input_columns=None, delimiter="|", validate=False
+    )
+    assert prepared.report is None
+    with prepared.upload_data() as data:
+        assert data.read() == b"recId|q\n1|Q\xfc\n"  # nothing checked, nothing else changed
+
+
+def test_rows_rendered_as_text_get_a_hint() -> None:
+    error = _refused("[{'recId': '1', 'q': 'Berlin'}]")
+    assert "is not an existing file" in str(error) and "input=task.output" in str(error)
