@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -484,3 +485,29 @@ def test_validate_input_false_uploads_as_given_minus_bom_and_crlf() -> None:
 def test_rows_rendered_as_text_get_a_hint() -> None:
     error = _refused("[{'recId': '1', 'q': 'Berlin'}]")
     assert "is not an existing file" in str(error) and "input=task.output" in str(error)
+
+
+class _Pipe(io.RawIOBase):
+    """A stream that cannot seek (a pipe, some object stores): the chunked reader is used."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data.read(min(len(buffer), 7))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_unseekable_streams_read_the_same_lines() -> None:
+    plain = b"recId|q\r\n1|a\n2|b"
+    assert list(iter_input_lines(_Pipe(plain), chunk_size=5)) == list(iter_input_lines(io.BytesIO(plain)))
+    members = gzip.compress(b"recId|q\n1|a\n") + gzip.compress(b"2|b\n")
+    assert b"".join(iter_input_lines(_Pipe(members), chunk_size=5)) == b"recId|q\n1|a\n2|b\n"
+    with pytest.raises(InputValidationError, match="ends early"):
+        list(iter_input_lines(_Pipe(gzip.compress(BODY * 20)[:-12]), chunk_size=5))
+    with pytest.raises(InputValidationError, match="damaged"):
+        list(iter_input_lines(_Pipe(gzip.compress(BODY)[:10] + b"\xff" * 20), chunk_size=5))
