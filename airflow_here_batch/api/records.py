@@ -117,6 +117,7 @@ def split_record(line: str, delimiter: str) -> list[str]:
 def _quote(value: str, delimiter: str) -> str:
     if delimiter in value or value.startswith('"') or "\n" in value or "\r" in value:
         # Line breaks are not representable in HERE's format; replace them rather than corrupt the file.
+        # Input never gets here with one: rows_to_lines (api.inputs) refuses such values first.
         value = value.replace("\r", " ").replace("\n", " ")
         return '"' + value.replace('"', '""') + '"'
     return value

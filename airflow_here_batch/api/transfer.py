@@ -6,8 +6,10 @@ stream the same way and memory stays flat whatever the file size.
 
 from __future__ import annotations
 
+import io
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from airflow_here_batch.api.errors import TransportError
 
@@ -29,6 +31,68 @@ def iter_lines_as_chunks(lines: Iterable[str | bytes], chunk_size: int = CHUNK_S
             buffer, size = [], 0
     if buffer:
         yield b"".join(buffer)
+
+
+class LineStream(io.RawIOBase):
+    """A binary file object over lines made on demand, that can be rewound to its start.
+
+    ``produce()`` returns a fresh iterator of ``bytes`` lines each time; ``seek(0)`` starts it again,
+    so an upload made from a generator can still be replayed by a retry (the hook rewinds seekable
+    file objects). Only ``seek(0)`` (and seeking to the current position) is supported. Memory: one
+    chunk of about ``chunk_size`` bytes.
+    """
+
+    def __init__(self, produce: Callable[[], Iterable[bytes]], chunk_size: int = CHUNK_SIZE) -> None:
+        super().__init__()
+        self._produce = produce
+        self._chunk_size = chunk_size
+        self._chunks: Iterator[bytes] | None = None
+        self._buffer = b""
+        self._offset = 0
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET and offset == self._position:
+            return offset
+        if whence != io.SEEK_SET or offset != 0:
+            raise io.UnsupportedOperation("LineStream can only be rewound to its start")
+        self._restart()
+        return 0
+
+    def _restart(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        self._chunks, self._buffer, self._offset, self._position = None, b"", 0, 0
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while self._offset >= len(self._buffer):
+            if self._chunks is None:
+                self._chunks = iter_lines_as_chunks(self._produce(), self._chunk_size)
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer, self._offset = chunk, 0
+        n = min(len(view), len(self._buffer) - self._offset)
+        view[:n] = self._buffer[self._offset : self._offset + n]
+        self._offset += n
+        self._position += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._restart()
+        super().close()
 
 
 def gzip_chunks(chunks: Iterable[bytes], level: int = 1) -> Iterator[bytes]:

@@ -537,16 +537,22 @@ async def _receive(request: web.Request, path: Path, s: EmulatorSettings) -> tup
     last = b""
     too_many = s.max_records + 1  # one header line allowed on top
     problem: ApiError | None = None
+    cr_pending = False  # the previous chunk ended with a CR
     try:
         with path.open("wb") as fh:
             async for chunk in request.content.iter_chunked(_READ_CHUNK):
                 if not chunk:
                     continue
+                if problem is None:
+                    bare = _bare_cr(chunk, cr_pending)
+                    if bare is not None:
+                        problem = _bare_cr_error(lines + chunk[:bare].count(b"\n") + 1)
+                    cr_pending = chunk.endswith(b"\r")
                 size += len(chunk)
                 lines += chunk.count(b"\n")
                 last = chunk[-1:]
                 if problem is not None:
-                    continue  # drain (and discard) the rest so the client reads our 413
+                    continue  # drain (and discard) the rest so the client reads our 400/413
                 if size > s.max_input_bytes:
                     problem = ApiError(
                         413,
@@ -588,11 +594,39 @@ async def _receive(request: web.Request, path: Path, s: EmulatorSettings) -> tup
                 "Check Content-Encoding and the gzip stream",
             ) from None
         raise
+    if problem is None and cr_pending:
+        problem = _bare_cr_error(lines + 1)
     if problem is not None:
         raise problem
     if last and last != b"\n":
         lines += 1
     return lines, size
+
+
+def _bare_cr(chunk: bytes, cr_pending: bool) -> int | None:
+    """Offset of the first CR in ``chunk`` not followed by LF (a chunk-final CR is left for the next
+    chunk), or ``None``; ``0`` when the previous chunk's final CR is not followed by LF."""
+    if cr_pending and not chunk.startswith(b"\n"):
+        return 0
+    if chunk.count(b"\r") == chunk.count(b"\r\n") + (1 if chunk.endswith(b"\r") else 0):
+        return None
+    at = chunk.find(b"\r")
+    while at >= 0 and (at + 1 == len(chunk) or chunk[at + 1 : at + 2] == b"\n"):
+        at = chunk.find(b"\r", at + 1)
+    return at if at >= 0 else None
+
+
+def _bare_cr_error(line: int) -> ApiError:
+    # HERE answers 400 to an input whose lines end with a bare CR (issue 10, observed); a record ends
+    # at LF only (CRLF is read as LF).
+    return ApiError(
+        400,
+        c.E_INPUT_INVALID,
+        "Input empty or invalid",
+        f"Line {line} holds a carriage return (CR) that is not followed by a line feed (LF); records "
+        "end with LF or CRLF",
+        "Convert the line endings to LF",
+    )
 
 
 def _first_line(path: Path) -> tuple[str, int, int]:

@@ -1,10 +1,12 @@
 """Lookup by HERE id with the HERE Batch API v7 (manual trigger).
 
 Refreshes the details of places known by their HERE ids (``data/here_ids_default.csv``, ``recId|id``;
-two deliberately bad ids). Submits a ``lookup`` job with JSON-lines output, waits with the deferrable
-sensor, then downloads results and errors side by side to ``<output>/lookup/<date>/`` (``<output>`` is
-``$HERE_BATCH_OUTPUT_DIR`` or ``<[here_batch] base_location>/output``, a URI every worker reaches) and
-updates the asset ``here_batch_looked_up_places``. Tasks hand over only the job id and file URIs.
+two deliberately bad ids: ``not-a-here-id`` is left out before upload with ``on_bad_record="skip"`` and
+written to ``rejects.jsonl`` under the base location; the empty one fails at HERE). Submits a ``lookup``
+job with JSON-lines output, waits with the deferrable sensor, then downloads results and errors side by
+side to ``<output>/lookup/<date>/`` (``<output>`` is ``$HERE_BATCH_OUTPUT_DIR`` or
+``<[here_batch] base_location>/output``, a URI every worker reaches) and updates the asset
+``here_batch_looked_up_places``. Tasks hand over only the job id and file URIs.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ with DAG(
         task_id="submit_lookup_job",
         service="lookup",
         input=str(DATA_DIR / "here_ids_default.csv"),
+        on_bad_record="skip",
         output_type="jsonl",
         output_filter="id,title,address.label,position",
         tag=f"lookup-{RUN_DATE}",

@@ -1,7 +1,8 @@
 """Reverse geocoding of GPS fixes with the HERE Batch API v7 (manual trigger).
 
-Submits ``data/positions_default.csv`` (``recId|at``, ``at`` = ``lat,lng``; two deliberately bad rows)
-as a ``revgeocode`` job and waits in the same task, deferred (the operator's own
+Submits ``data/positions_default.csv`` (``recId|at``, ``at`` = ``lat,lng``; two deliberately bad rows,
+left out with ``on_bad_record="skip"`` and written with their reasons to ``rejects.jsonl`` under the
+base location) as a ``revgeocode`` job and waits in the same task, deferred (the operator's own
 ``wait_for_completion=True, deferrable=True``: one task instead of submit + sensor). The results are
 converted to a GeoJSON FeatureCollection under ``<output>/revgeocode/<date>.geojson`` (``<output>`` is
 ``$HERE_BATCH_OUTPUT_DIR`` or ``<[here_batch] base_location>/output``, a URI every worker reaches), which
@@ -45,6 +46,7 @@ with DAG(
         task_id="reverse_geocode",
         service="revgeocode",
         input="{{ params.input }}",
+        on_bad_record="skip",
         output_columns=["positionLat", "positionLng", "addressLabel", "addressCountryCode", "distance"],
         tag=f"revgeocode-{RUN_DATE}",
         wait_for_completion=True,

@@ -9,18 +9,17 @@ parsing in ``api.outputs``).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
@@ -165,10 +164,12 @@ class SubmitBatchJobOperator(BaseOperator):
 
     :param here_conn_id: Airflow connection of type ``here_batch``.
     :param service: ``geocode``, ``revgeocode``, ``lookup`` or the service HRN. (templated)
-    :param input: what to geocode: a local file path (``.gz`` files are read decompressed), an
-        object-storage URI or :class:`~airflow.sdk.ObjectStoragePath` (``s3://bucket/in.csv``; streamed),
-        a list of dicts (rows, e.g. from XCom; a header is written from the keys), or inline text (a
-        string with at least one line break). (templated)
+    :param input: what to geocode: a local file path, an object-storage URI or
+        :class:`~airflow.sdk.ObjectStoragePath` (``s3://bucket/in.csv``; streamed; gzip content is
+        read decompressed whatever the name), ``bytes``, a list of dicts (rows, e.g. from XCom; a
+        header is written from the keys), or inline text: a ``str`` is inline text exactly when it
+        holds a line break, anything else is a path (see :mod:`airflow_here_batch.utils.input_source`).
+        (templated)
     :param input_columns: column names; omit when the input's first line is a header. (templated)
     :param input_delimiter: input delimiter, one character or ``\\t``; default ``|``. (templated)
     :param output_columns: output columns (HERE's defaults when omitted). (templated)
@@ -200,7 +201,15 @@ class SubmitBatchJobOperator(BaseOperator):
         ``False`` to always submit a new job and use ``tag`` verbatim.
     :param allow_stopped: when waiting, accept a stopped job as done (partial results).
     :param input_conn_id: connection for an object-storage ``input`` (e.g. ``aws_default``).
-    :param validate_input: check the input before upload (default); ``False`` skips the check pass.
+    :param validate_input: check the input before upload (default); ``False`` skips the check pass
+        (the upload still drops a leading byte-order mark and the CRs of CRLF line endings).
+    :param on_bad_record: ``"fail"`` (default): any bad record fails the task before upload, listing
+        up to 20 problems with counts by kind. ``"skip"``: bad records are left out and written with
+        their reasons to ``rejects.jsonl`` under the base location (see
+        :func:`airflow_here_batch.utils.storage.base_location`); XCom keys ``rejected`` (count) and
+        ``rejects_path`` (URI or ``None``) say so. Problems with the input as a whole still fail, and
+        so does skipping when the input has no recId column (HERE would renumber the rest). See
+        docs/operators.md, "What each bad input gets".
     """
 
     template_fields: Sequence[str] = (
@@ -244,6 +253,7 @@ class SubmitBatchJobOperator(BaseOperator):
         allow_stopped: bool = False,
         input_conn_id: str | None = None,
         validate_input: bool = True,
+        on_bad_record: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -281,6 +291,11 @@ class SubmitBatchJobOperator(BaseOperator):
         self.allow_stopped = allow_stopped
         self.input_conn_id = input_conn_id
         self.validate_input = validate_input
+        if on_bad_record not in ("fail", "skip"):
+            raise ValueError(f"on_bad_record={on_bad_record!r}: use 'fail' or 'skip'")
+        self.on_bad_record = on_bad_record
+        # Jinja drops one trailing newline of a template, so "recId|q\n" would render as a path.
+        self._inline_text = isinstance(input, str) and ("\n" in input or "\r" in input)
         self.job_id: str | None = None
 
     @cached_property
@@ -486,123 +501,51 @@ class SubmitBatchJobOperator(BaseOperator):
 
     def _submit_job(self, context: Context, options: JobOptions) -> BatchJob:
         """Validate the input, then upload it; returns the created job."""
-        from airflow_here_batch.api.inputs import InputValidationError, validate_lines
+        from airflow_here_batch.api.inputs import InputValidationError
+        from airflow_here_batch.utils.input_source import prepare_input
 
-        source = _InputSource(self, options)
-        if self.validate_input:
-            try:
-                with source.lines() as lines:
-                    report = validate_lines(
-                        lines,
-                        service=options.service,
-                        input_columns=options.input_columns,  # type: ignore[arg-type]
-                        delimiter=self.input_delimiter,
-                    )
-            except InputValidationError as exc:
-                raise AirflowException(f"the input was not uploaded: {exc}") from None
-            self.log.info(
-                "HERE Batch: input checked: %d records, %.1f kB%s",
-                report.records,
-                report.bytes / 1024,
-                ", URL-query form" if report.query_form else "",
+        try:
+            prepared = prepare_input(
+                self.input,
+                service=options.service,
+                input_columns=self.input_columns,
+                delimiter=self.input_delimiter,
+                conn_id=self.input_conn_id,
+                inline_text=self._inline_text,
+                validate=self.validate_input,
+                on_bad_record=self.on_bad_record,
+                rejects_target=lambda: _rejects_location(context),
+                log=self.log,
             )
-        with source.upload_data() as data:
-            job = self.hook.create_job(
-                data,
-                options=options,
-                compress=self.compress,
-                reattach_by_tag=bool(self.reattach and options.tag),
-            )
+            context["ti"].xcom_push(key="rejected", value=prepared.rejected)
+            context["ti"].xcom_push(key="rejects_path", value=prepared.rejects_path)
+            with prepared.upload_data() as data:
+                job = self.hook.create_job(
+                    data,
+                    options=options,
+                    compress=self.compress,
+                    reattach_by_tag=bool(self.reattach and options.tag),
+                )
+        except InputValidationError as exc:
+            hint = ""
+            if self.on_bad_record == "fail" and not all(p.fatal for p in exc.problems):
+                hint = (
+                    "\nFix these records, or pass on_bad_record='skip' to submit the others (the bad "
+                    "ones are written with their reasons to a rejects file)"
+                )
+            raise AirflowException(f"the input was not uploaded: {exc}{hint}") from None
         self.log.info("HERE Batch: submitted job %s (status %s, tag %s)", job.id, job.status.value, job.tag)
         return job
 
 
-class _InputSource:
-    """The operator's ``input`` as lines (validation pass) and as an upload body (second pass)."""
+def _rejects_location(context: Context) -> Any:
+    """Where ``on_bad_record="skip"`` writes the rejects: ``<base location>/<dag>/<run>/<task>/``."""
+    from airflow_here_batch.utils.storage import base_location
 
-    def __init__(self, operator: SubmitBatchJobOperator, options: JobOptions) -> None:
-        self.op = operator
-        self.options = options
-        value = operator.input
-        self.rows: list[Mapping[str, Any]] | None = None
-        self.text: str | None = None
-        self.local: Path | None = None
-        self.remote: Any = None
-        if isinstance(value, (list, tuple)):
-            self.rows = list(value)
-        elif isinstance(value, bytes):
-            self.text = value.decode("utf-8")
-        elif hasattr(value, "protocol"):  # ObjectStoragePath
-            self.remote = value
-        elif isinstance(value, (str, os.PathLike)):
-            text = str(value)
-            if "\n" in text:
-                self.text = text
-            elif "://" in text:
-                self.remote = _storage_path(text, operator.input_conn_id)
-            else:
-                path = Path(text).expanduser()
-                if not path.is_file():
-                    raise AirflowException(
-                        f"input file {text!r} does not exist (inline input must contain a line break; "
-                        "object storage needs a URI such as s3://bucket/key)"
-                    )
-                self.local = path
-        else:
-            raise AirflowException(
-                f"input of type {type(value).__name__} is not supported: pass a path, an object-storage "
-                "URI, a list of dicts or text"
-            )
-        if self.rows is not None:
-            columns = operator.input_columns
-            if isinstance(columns, str):
-                columns = columns.split(operator.input_delimiter.replace("\\t", "\t"))
-            self.row_columns = list(columns) if columns else None
-
-    def _gz(self) -> bool:
-        name = str(self.local or getattr(self.remote, "name", ""))
-        return name.endswith(".gz")
-
-    @contextlib.contextmanager
-    def lines(self) -> Iterator[Iterable[str]]:
-        from airflow_here_batch.api.inputs import iter_text_lines, rows_to_lines
-
-        if self.rows is not None:
-            yield rows_to_lines(self.rows, columns=self.row_columns, delimiter=self.op.input_delimiter)
-            return
-        if self.text is not None:
-            yield self.text.splitlines(keepends=True)
-            return
-        with self._open_binary() as handle:
-            yield iter_text_lines(handle)
-
-    @contextlib.contextmanager
-    def _open_binary(self) -> Iterator[IO[bytes]]:
-        opened: IO[bytes] = self.local.open("rb") if self.local is not None else self.remote.open("rb")
-        try:
-            if self._gz():
-                with gzip.open(opened, "rb") as unzipped:
-                    yield unzipped  # type: ignore[misc]
-            else:
-                yield opened
-        finally:
-            opened.close()
-
-    @contextlib.contextmanager
-    def upload_data(self) -> Iterator[Any]:
-        from airflow_here_batch.api.inputs import rows_to_lines
-
-        if self.rows is not None:
-            yield "".join(
-                rows_to_lines(self.rows, columns=self.row_columns, delimiter=self.op.input_delimiter)
-            ).encode("utf-8")
-        elif self.text is not None:
-            yield self.text.encode("utf-8")
-        elif self.local is not None and not self._gz():
-            yield self.local  # the hook streams (and can replay) a path
-        else:
-            with self._open_binary() as handle:
-                yield handle
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    task = ti.task_id if map_index in (None, -1) else f"{ti.task_id}-{map_index}"
+    return base_location(ti.dag_id, ti.run_id, task, "rejects.jsonl")
 
 
 class DownloadBatchResultsOperator(BaseOperator):

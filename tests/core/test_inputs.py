@@ -8,7 +8,7 @@ import pytest
 
 from airflow_here_batch.api.inputs import (
     InputValidationError,
-    iter_text_lines,
+    iter_input_lines,
     rows_to_lines,
     validate_lines,
 )
@@ -50,7 +50,9 @@ def test_required_column_per_service() -> None:
         validate_lines(["recId|q", "1|x"], service="revgeocode")
     with pytest.raises(InputValidationError, match="'id'"):
         validate_lines(["1|x"], service="lookup", input_columns="recId|q")
-    validate_lines(["recId|id", "1|here:x"], service="lookup")
+    validate_lines(
+        ["recId|id", "1|here:pds:place:276u33db-8097f3194e4b411081b761ea9a366776"], service="lookup"
+    )
     validate_lines(["recId|qq", "1|city=Berlin"], service="hrn:here:service::olp-here:search-geocode-7")
 
 
@@ -83,7 +85,7 @@ def test_query_form_lines() -> None:
 
 
 def test_blank_lines_empty_input_and_bad_quotes() -> None:
-    with pytest.raises(InputValidationError, match="empty") as info:
+    with pytest.raises(InputValidationError, match="blank") as info:
         validate_lines(["recId|q", "", "1|x"])
     assert info.value.line == 2
     with pytest.raises(InputValidationError, match="no records"):
@@ -117,21 +119,22 @@ def test_streams_without_holding_the_input() -> None:
     assert consumed == 50_000
 
 
-def test_iter_text_lines_binary_and_bom() -> None:
+def test_iter_input_lines_binary_bom_and_crlf() -> None:
     stream = io.BytesIO("\ufeffrecId|q\r\n1|Straße\r\n".encode())
-    lines = list(iter_text_lines(stream))
-    assert lines == ["\ufeffrecId|q\r\n", "1|Straße\r\n"]
-    assert validate_lines(lines, service="geocode").records == 1
+    lines = list(iter_input_lines(stream))
+    assert lines == [b"\xef\xbb\xbfrecId|q\r\n", "1|Straße\r\n".encode()]
+    report = validate_lines(lines, service="geocode")
+    assert report.records == 1 and report.bom and report.crlf
     assert not stream.closed
 
 
 def test_rows_to_lines_round_trip() -> None:
-    rows = [{"recId": 1, "q": "Berlin | Mitte"}, {"recId": 2, "q": None}]
+    rows = [{"recId": 1, "q": "Berlin | Mitte"}, {"recId": 2, "q": ""}, {"recId": 3, "q": 1.5}]
     lines = list(rows_to_lines(rows))
     assert lines[0] == "recId|q\n"
     assert split_record(lines[1], "|") == ["1", "Berlin | Mitte"]
     assert split_record(lines[2], "|") == ["2", ""]
-    assert validate_lines(lines, service="geocode").records == 2
+    assert split_record(lines[3], "|") == ["3", "1.5"]
 
 
 def test_rows_to_lines_explicit_columns_and_errors() -> None:
