@@ -12,10 +12,7 @@ import contextlib
 import gzip
 import hashlib
 import os
-import shutil
 import tempfile
-import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -28,11 +25,13 @@ from airflow.sdk.exceptions import AirflowException
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, JobNotFoundError, ResultsNotReadyError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType, ServiceType
+from airflow_here_batch.api.outcome import DEFAULT_MAX_OUTAGE
 from airflow_here_batch.api.polling import PollSchedule
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_here_batch.api.outcome import JobOutcome
     from airflow_here_batch.api.protocol import JobOptions
     from airflow_here_batch.hooks.here_batch import HereBatchHook
 
@@ -114,14 +113,6 @@ def _job_result(job: BatchJob) -> dict[str, Any]:
     }
 
 
-def _event_error(event: Mapping[str, Any]) -> str:
-    text = str(event.get("message") or f"HERE batch job ended with {event.get('status')}")
-    head = event.get("errors_head") or []
-    if head:
-        text += "\nFirst lines of HERE's errors report:\n  " + "\n  ".join(str(line) for line in head)
-    return text
-
-
 def _is_remote(location: Any) -> bool:
     if isinstance(location, (str, os.PathLike)) and not hasattr(location, "protocol"):
         return "://" in str(location)
@@ -189,6 +180,8 @@ class SubmitBatchJobOperator(BaseOperator):
     :param reattach: find and reuse the job of an earlier try of this task instance (see above). Set
         ``False`` to always submit a new job and use ``tag`` verbatim.
     :param allow_stopped: when waiting, accept a stopped job as done (partial results).
+    :param max_outage: seconds without one usable answer from HERE (429, 5xx, dropped connections)
+        after which a wait fails; the same rule in the worker and the triggerer.
     :param input_conn_id: connection for an object-storage ``input`` (e.g. ``aws_default``).
     :param validate_input: check the input before upload (default); ``False`` skips the check pass.
     """
@@ -230,6 +223,7 @@ class SubmitBatchJobOperator(BaseOperator):
         cancel_on_kill: bool = True,
         reattach: bool = True,
         allow_stopped: bool = False,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
         input_conn_id: str | None = None,
         validate_input: bool = True,
         **kwargs: Any,
@@ -262,6 +256,7 @@ class SubmitBatchJobOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.reattach = reattach
         self.allow_stopped = allow_stopped
+        self.max_outage = float(max_outage)
         self.input_conn_id = input_conn_id
         self.validate_input = validate_input
         self.job_id: str | None = None
@@ -283,70 +278,52 @@ class SubmitBatchJobOperator(BaseOperator):
         context["ti"].xcom_push(key="job_id", value=job.id)
         if not self.wait_for_completion:
             return _job_result(job)
-        if job.is_terminal or job.status is JobStatus.STOPPED:
-            return self._finish(job)
-        if self.deferrable:
-            from airflow_here_batch.triggers.batch_job import BatchJobTrigger
+        from airflow_here_batch.api.outcome import is_finished, needs_errors_head, verdict
+        from airflow_here_batch.utils.waiting import defer_wait, worker_wait
 
-            deadline = None if self.timeout is None else time.time() + self.timeout
-            self.defer(
-                trigger=BatchJobTrigger(
-                    job_id=job.id,
-                    here_conn_id=self.here_conn_id,
-                    poll_interval=self.poll_interval,
-                    max_poll_interval=self.max_poll_interval,
-                    deadline=deadline,
-                    cancel_on_kill=self.cancel_on_kill,
-                    allow_stopped=self.allow_stopped,
-                ),
-                method_name="execute_complete",
-                # Backstop only: the trigger fires its own timeout event (and stops the job) first.
-                timeout=None if self.timeout is None else timedelta(seconds=self.timeout + 300),
-            )
-        schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
-        try:
-            job = self.hook.wait_for_job(job.id, schedule=schedule, timeout=self.timeout)
-        except TimeoutError as exc:
-            if self.cancel_on_kill:
-                self._stop_quietly(job.id)
-            note = "; the job was asked to stop" if self.cancel_on_kill else ""
-            raise AirflowException(f"{exc}{note}") from None
-        return self._finish(job)
+        if is_finished(job):
+            head: list[str] = []
+            if needs_errors_head(job):
+                with contextlib.suppress(HereBatchError):
+                    head = self.hook.download_errors_head(job.id, 10)
+            outcome = verdict(job, allow_stopped=self.allow_stopped, errors_head=head)
+            assert outcome is not None
+            return self._finish(context, outcome)
+        wait_args: dict[str, Any] = {
+            "job_id": job.id,
+            "poll_interval": self.poll_interval,
+            "max_poll_interval": self.max_poll_interval,
+            "timeout": self.timeout,
+            "cancel_on_kill": self.cancel_on_kill,
+            "allow_stopped": self.allow_stopped,
+            "max_outage": self.max_outage,
+        }
+        if self.deferrable:
+            defer_wait(self, context, here_conn_id=self.here_conn_id, **wait_args)
+        return self._finish(context, worker_wait(self, context, self.hook, **wait_args))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: return the job summary or fail with HERE's details."""
-        from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS
+        from airflow_here_batch.api.outcome import JobOutcome
 
         self.job_id = event.get("job_id") or self.job_id
-        if event.get("status") == EVENT_SUCCESS:
-            self.log.info("HERE Batch: %s", event.get("message"))
-            job = event.get("job") or {}
-            return {
-                k: job.get(k) for k in ("job_id", "status", "records", "results_href", "errors_href", "tag")
-            }
-        raise AirflowException(_event_error(event))
+        return self._finish(context, JobOutcome.from_event(event))
 
-    def _finish(self, job: BatchJob) -> dict[str, Any]:
-        counts = job.records
-        if job.status is JobStatus.COMPLETED or (job.status is JobStatus.STOPPED and self.allow_stopped):
-            self.log.info(
-                "HERE Batch: job %s %s: %d/%d records succeeded, %d failed",
-                job.id,
-                job.status.value,
-                counts.succeeded,
-                counts.total,
-                counts.failed,
-            )
-            return _job_result(job)
-        message = (
-            f"HERE batch job {job.id} ended {job.status.value} ({counts.processed}/{counts.total} processed)"
-        )
-        if job.status is JobStatus.FAILURE:
-            with contextlib.suppress(HereBatchError):
-                head = self.hook.download_errors_head(job.id, 10)
-                if head:
-                    message += "\nFirst lines of HERE's errors report:\n  " + "\n  ".join(head)
-        raise AirflowException(message)
+    def _finish(self, context: Context, outcome: JobOutcome) -> dict[str, Any]:
+        """End the task as the shared rule says (:func:`~airflow_here_batch.utils.waiting.raise_for_outcome`);
+        any second job found under this task instance's tag is stopped and reported first."""
+        from airflow_here_batch.utils.waiting import raise_for_outcome
+
+        extra = self._stop_extra_jobs(context, keep=outcome.job_id)
+        raise_for_outcome(outcome, sensor=False)
+        self.log.info("HERE Batch: %s", outcome.message)
+        job = dict(outcome.job or {})
+        result = {
+            k: job.get(k) for k in ("job_id", "status", "records", "results_href", "errors_href", "tag")
+        }
+        if extra:
+            result["extra_jobs_stopped"] = extra
+        return result
 
     def on_kill(self) -> None:
         """Stop the HERE job when the task is killed (``cancel_on_kill``)."""
@@ -385,6 +362,37 @@ class SubmitBatchJobOperator(BaseOperator):
         except Exception as exc:  # the tag still finds the job; never fail a submitted task for this
             self.log.warning("HERE Batch: could not keep job id %s in the task state store: %s", job_id, exc)
 
+    def _stop_extra_jobs(self, context: Context, keep: str | None) -> list[str]:
+        """Stop and report every job under this task instance's tag but ``keep``.
+
+        A create whose answer was lost may land at HERE after a later try uploaded again; the task's
+        fingerprint tag finds such a second job, which is stopped (processed records stay billed) and
+        named in the log and in the XCom (``extra_jobs_stopped``). Returns the ids stopped or found.
+        """
+        if not self.reattach:
+            return []
+        tag = self._here_tag(context)
+        if not tag:
+            return []
+        try:
+            jobs = self.hook.find_jobs_by_tag(tag)
+        except HereBatchError as exc:
+            self.log.warning("HERE Batch: could not look for other jobs under tag %s: %s", tag, exc)
+            return []
+        extra = [j for j in jobs if j.id != keep]
+        for other in extra:
+            self.log.warning(
+                "HERE Batch: job %s (%s) is a second job of this task instance (tag %s): stopping it; "
+                "job %s is the one this task uses",
+                other.id,
+                other.status.value,
+                tag,
+                keep,
+            )
+            if not other.is_terminal and other.status is not JobStatus.STOPPED:
+                self._stop_quietly(other.id)
+        return [j.id for j in extra]
+
     def _previous_job(self, context: Context, tag: str | None) -> BatchJob | None:
         job: BatchJob | None = None
         found_by = "the task-state store"
@@ -402,7 +410,12 @@ class SubmitBatchJobOperator(BaseOperator):
                     job = None
         if job is None and tag:
             found_by = f"its tag {tag}"
-            job = self.hook.find_job_by_tag(tag)
+            candidates = self.hook.find_jobs_by_tag(tag)
+            # Prefer a job that is still useful (running, completed, stopped) over a failed one.
+            usable = [j for j in candidates if j.status not in (JobStatus.FAILURE, JobStatus.DELETED)]
+            job = (usable or candidates or [None])[0]
+        if job is not None and tag:
+            self._stop_extra_jobs(context, keep=job.id)
         if job is None:
             return None
         if job.status in (JobStatus.FAILURE, JobStatus.DELETED):
@@ -740,30 +753,11 @@ class DownloadBatchResultsOperator(BaseOperator):
 
     def _place(self, staged: Path, destination: Any) -> str:
         """Move a complete local file to ``destination`` atomically (temp name + rename)."""
+        from airflow_here_batch.utils.atomic import place_file
+
         if _is_remote(destination):
-            target = _storage_path(destination, self.destination_conn_id)
-            with contextlib.suppress(Exception):
-                target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
-            try:
-                with staged.open("rb") as source, temporary.open("wb") as out:
-                    shutil.copyfileobj(source, out, 1024 * 1024)
-                temporary.rename(target)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    temporary.unlink()
-                raise
-            return str(target)
-        target_path = Path(str(destination)).expanduser()
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary_path = target_path.with_name(f".{target_path.name}.{uuid.uuid4().hex}.part")
-        try:
-            shutil.copyfile(staged, temporary_path)
-            os.replace(temporary_path, target_path)
-        except BaseException:
-            temporary_path.unlink(missing_ok=True)
-            raise
-        return str(target_path)
+            return place_file(staged, _storage_path(destination, self.destination_conn_id), remote=True)
+        return place_file(staged, destination, remote=False)
 
 
 def _count_rows(path: Path) -> int:
