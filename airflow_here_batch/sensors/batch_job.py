@@ -106,8 +106,15 @@ class BatchJobSensor(BaseSensorOperator):
         if self._wait is None:
             from airflow_here_batch.utils.waiting import task_deadline
 
-            # Reschedule mode: Airflow measures the sensor's timeout across reschedules itself.
-            deadline = task_deadline(self, context, None if self.reschedule else self.timeout)
+            # The sensor's timeout counts from the task's start, as in deferrable mode. Reschedule
+            # mode: Airflow measures it across reschedules itself.
+            deadline = task_deadline(
+                self,
+                context,
+                None if self.reschedule else self.timeout,
+                timeout_from_start=True,
+                worker=True,
+            )
             self._wait = JobWait(
                 self.job_id,
                 schedule=PollSchedule(float(self.poke_interval), self.max_poll_interval),
@@ -186,7 +193,19 @@ class BatchJobSensor(BaseSensorOperator):
             cancel_on_kill=self.cancel_on_kill,
             allow_stopped=self.allow_stopped,
             max_outage=self.max_outage,
+            timeout_from_start=True,
         )
+
+    def on_kill(self) -> None:
+        """Poke mode: stop the job when the task is killed and ``cancel_on_kill`` (deferred: the
+        trigger's ``on_kill``)."""
+        if not self.cancel_on_kill:
+            return
+        try:
+            self.hook.stop_job(self.job_id)
+            self.log.info("HERE Batch: asked HERE to stop job %s", self.job_id)
+        except HereBatchError as exc:
+            self.log.warning("HERE Batch: could not stop job %s: %s", self.job_id, exc)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired: return the job summary, or fail/skip with HERE's details."""

@@ -19,6 +19,7 @@ from airflow_here_batch.api.outcome import (
     JobWait,
     JobWaitError,
     OutcomeKind,
+    to_epoch,
     wait_deadline,
 )
 from airflow_here_batch.api.polling import PollSchedule
@@ -38,16 +39,32 @@ def _seconds(value: Any) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def task_deadline(task: BaseOperator, context: Context, timeout: float | timedelta | None) -> Deadline | None:
-    """The earlier of now + ``timeout`` and the task's start + its ``execution_timeout``."""
+def task_deadline(
+    task: BaseOperator,
+    context: Context,
+    timeout: float | timedelta | None,
+    *,
+    timeout_from_start: bool = False,
+    worker: bool = False,
+) -> Deadline | None:
+    """The earlier of ``timeout`` and the task's start + its ``execution_timeout``.
+
+    :param timeout_from_start: count ``timeout`` from the task's start (a sensor's timeout) instead of
+        from now (the submit operator's wait, which begins after the upload).
+    :param worker: the wait runs on the worker, where Airflow's own ``execution_timeout`` signal also
+        runs: the wait's deadline comes a little earlier (a tenth, at most 2 s) so the shared rule
+        (stop the job, the same message as in the triggerer) ends the wait, not the signal.
+    """
     ti = context.get("ti")
     start = getattr(ti, "start_date", None) if ti is not None else None
-    return wait_deadline(
-        time.time(),
-        timeout=_seconds(timeout),
-        task_start=start,
-        execution_timeout=_seconds(getattr(task, "execution_timeout", None)),
-    )
+    now = time.time()
+    execution_timeout = _seconds(getattr(task, "execution_timeout", None))
+    if worker and execution_timeout is not None:
+        execution_timeout -= min(2.0, execution_timeout / 10)
+    timeout_seconds = _seconds(timeout)
+    if timeout_from_start and timeout_seconds is not None and start is not None:
+        timeout_seconds = max(0.0, to_epoch(start) + timeout_seconds - now)  # type: ignore[operator]
+    return wait_deadline(now, timeout=timeout_seconds, task_start=start, execution_timeout=execution_timeout)
 
 
 def defer_wait(
@@ -63,12 +80,13 @@ def defer_wait(
     allow_stopped: bool,
     max_outage: float = DEFAULT_MAX_OUTAGE,
     method_name: str = "execute_complete",
+    timeout_from_start: bool = False,
 ) -> NoReturn:
     """Hand the wait to :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger` (raises
     ``TaskDeferred``); the task resumes in ``method_name(context, event)``."""
     from airflow_here_batch.triggers.batch_job import BatchJobTrigger
 
-    deadline = task_deadline(task, context, timeout)
+    deadline = task_deadline(task, context, timeout, timeout_from_start=timeout_from_start)
     backstop = None
     if deadline is not None:
         backstop = timedelta(seconds=max(0.0, deadline.at - time.time()) + BACKSTOP_SECONDS)
@@ -104,7 +122,7 @@ def worker_wait(
     max_outage: float = DEFAULT_MAX_OUTAGE,
 ) -> JobOutcome:
     """Wait on the worker with the trigger's rule (:meth:`HereBatchHook.wait_outcome`)."""
-    deadline = task_deadline(task, context, timeout)
+    deadline = task_deadline(task, context, timeout, worker=True)
     hook.deadline = None if deadline is None else deadline.at
     wait = JobWait(
         job_id,
