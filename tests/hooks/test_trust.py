@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_here_batch.api import HereBatchError, JobOptions, JobStatus, RetryPolicy
-from airflow_here_batch.api.errors import CreateOutcomeUnknownError
 from airflow_here_batch.emulator import EmulatorServer
 from airflow_here_batch.hooks import here_batch
 from airflow_here_batch.hooks.here_batch import HereBatchAsyncHook, HereBatchHook
@@ -214,6 +213,8 @@ def test_create_landing_after_the_window_fails_the_try_without_a_second_upload(
     )
     hook = HereBatchHook("here_short", retry_policy=FAST_RETRIES)
     emulator.admin.inject_fault("create_job", "late", delay=2.5)
+    from airflow_here_batch.api.errors import CreateOutcomeUnknownError
+
     tag = "later-create_af0123456789abcdef"
     started = time.monotonic()
     with pytest.raises(CreateOutcomeUnknownError) as error:
