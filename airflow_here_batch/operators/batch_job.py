@@ -260,6 +260,7 @@ class SubmitBatchJobOperator(BaseOperator):
         self.input_conn_id = input_conn_id
         self.validate_input = validate_input
         self.job_id: str | None = None
+        self._extra_jobs: list[str] = []
 
     @cached_property
     def hook(self) -> HereBatchHook:
@@ -277,7 +278,10 @@ class SubmitBatchJobOperator(BaseOperator):
         # ``submit.output["job_id"]`` in a DAG reads this XCom key (Airflow 3 XComArg key access).
         context["ti"].xcom_push(key="job_id", value=job.id)
         if not self.wait_for_completion:
-            return _job_result(job)
+            result = _job_result(job)
+            if self._extra_jobs:
+                result["extra_jobs_stopped"] = list(self._extra_jobs)
+            return result
         from airflow_here_batch.api.outcome import is_finished, needs_errors_head, verdict
         from airflow_here_batch.utils.waiting import defer_wait, worker_wait
 
@@ -314,7 +318,7 @@ class SubmitBatchJobOperator(BaseOperator):
         any second job found under this task instance's tag is stopped and reported first."""
         from airflow_here_batch.utils.waiting import raise_for_outcome
 
-        extra = self._stop_extra_jobs(context, keep=outcome.job_id)
+        extra = list(dict.fromkeys([*self._extra_jobs, *self._stop_extra_jobs(context, keep=outcome.job_id)]))
         raise_for_outcome(outcome, sensor=False)
         self.log.info("HERE Batch: %s", outcome.message)
         job = dict(outcome.job or {})
@@ -379,7 +383,7 @@ class SubmitBatchJobOperator(BaseOperator):
         except HereBatchError as exc:
             self.log.warning("HERE Batch: could not look for other jobs under tag %s: %s", tag, exc)
             return []
-        extra = [j for j in jobs if j.id != keep]
+        extra = [j for j in jobs if j.id != keep and j.id not in self._extra_jobs]
         for other in extra:
             self.log.warning(
                 "HERE Batch: job %s (%s) is a second job of this task instance (tag %s): stopping it; "
@@ -391,6 +395,7 @@ class SubmitBatchJobOperator(BaseOperator):
             )
             if not other.is_terminal and other.status is not JobStatus.STOPPED:
                 self._stop_quietly(other.id)
+        self._extra_jobs.extend(j.id for j in extra)
         return [j.id for j in extra]
 
     def _previous_job(self, context: Context, tag: str | None) -> BatchJob | None:
@@ -432,8 +437,10 @@ class SubmitBatchJobOperator(BaseOperator):
             job.status.value,
             found_by,
         )
-        if job.status is JobStatus.STOPPED and self.start_job:
-            self.log.info("HERE Batch: resuming stopped job %s", job.id)
+        if job.status in (JobStatus.STOPPED, JobStatus.SUBMITTED) and self.start_job:
+            # A stopped job resumes; a submitted one was created but never started (start_job=True
+            # asks for a running job, and waiting on a submitted one would never end).
+            self.log.info("HERE Batch: starting job %s (%s)", job.id, job.status.value)
             job = self.hook.start_job(job.id)
         return job
 

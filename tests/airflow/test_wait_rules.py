@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,19 @@ def test_same_scenarios_same_state_and_message_in_every_wait_mode(
     assert any("Authorization=" in text for text in everything)  # the echo did happen
     for text in everything:
         assert TEST_API_KEY not in text
+
+
+def test_a_second_job_under_the_task_instances_tag_is_stopped_and_reported(run_dag: RunDag, emu: Any) -> None:
+    emu.admin.settings(records_per_second=0)  # both jobs stay running until the submit task acts
+    result = run_dag("test_ops_one_job")
+    older, newer = result.xcom("plant")
+    summary = result.xcom("submit")
+    assert summary["job_id"] == newer  # reattached, nothing uploaded again
+    assert summary["extra_jobs_stopped"] == [older]
+    statuses = {j["id"]: j["status"] for j in emu.admin.jobs() if j.get("tag") == summary["tag"]}
+    assert set(statuses) == {older, newer}
+    assert statuses[newer] in ("queued", "pending", "inProgress")
+    deadline = time.monotonic() + 10
+    while next(j["status"] for j in emu.admin.jobs() if j["id"] == older) != "stopped":
+        assert time.monotonic() < deadline, "the extra job was not stopped"
+        time.sleep(0.05)

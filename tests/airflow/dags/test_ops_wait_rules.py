@@ -71,7 +71,9 @@ class ScenarioSensor(BatchJobSensor):
         self.action = action
 
     def execute(self, context: Any) -> Any:
-        job = HereBatchHook(self.here_conn_id).create_job(INLINE.encode(), options=JobOptions(service="geocode"))
+        job = HereBatchHook(self.here_conn_id).create_job(
+            INLINE.encode(), options=JobOptions(service="geocode")
+        )
         self.job_id = job.id
         time.sleep(0.2)  # as a slower job creation would: the sensor's own clock starts after it
         act(self.action, job.id, self.here_conn_id)
@@ -160,3 +162,25 @@ with DAG(dag_id="test_ops_wait_rules", schedule=None, start_date=START, catchup=
         if previous is not None:
             previous >> task
         previous = task
+
+
+def plant_jobs(**context: Any) -> list[str]:
+    """Two jobs already carry the fingerprint tag of ``submit``'s task instance, as when a create
+    whose answer was lost landed at HERE after a later try had uploaded again."""
+    from airflow_here_batch.operators.batch_job import reattach_tag
+
+    ti = context["ti"]
+    tag = reattach_tag("one-job", ti.dag_id, "submit", ti.run_id)
+    hook = HereBatchHook()
+    ids = []
+    for _ in range(2):
+        ids.append(hook.create_job(INLINE.encode(), options=JobOptions(service="geocode", tag=tag)).id)
+        time.sleep(1.1)  # HERE's creation times have one-second resolution: keep the order clear
+    return ids
+
+
+with DAG(dag_id="test_ops_one_job", schedule=None, start_date=START, catchup=False):
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    plant = PythonOperator(task_id="plant", python_callable=plant_jobs)
+    plant >> SubmitBatchJobOperator(task_id="submit", service="geocode", input=INLINE, tag="one-job")
