@@ -161,3 +161,10 @@ def test_naive_deadline_datetime_equals_naive_iso_text() -> None:
 def test_trigger_serialised_by_an_older_version_still_loads() -> None:
     old = {"job_id": "JOB-1", "deadline": None, "max_transient_errors": 10}
     assert BatchJobTrigger(**old).serialize()[1]["max_outage"] == 3600.0
+
+
+def test_trigger_defaults_are_the_cores() -> None:
+    from airflow_here_batch.api.outcome import DEFAULT_MAX_OUTAGE, WAIT_TIMEOUT
+
+    trigger = BatchJobTrigger("JOB-1")
+    assert (trigger.max_outage, trigger.deadline_reason) == (DEFAULT_MAX_OUTAGE, WAIT_TIMEOUT)
