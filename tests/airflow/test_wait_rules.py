@@ -115,3 +115,22 @@ def test_a_second_job_under_the_task_instances_tag_is_stopped_and_reported(run_d
     while next(j["status"] for j in emu.admin.jobs() if j["id"] == older) != "stopped":
         assert time.monotonic() < deadline, "the extra job was not stopped"
         time.sleep(0.05)
+
+
+def test_a_create_answered_late_leads_to_one_job_not_two(
+    run_dag: RunDag, emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = {
+        "conn_type": "here_batch",
+        "host": emu.base_url,
+        "password": TEST_API_KEY,
+        "extra": {"timeout": 0.5},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_HERE_SHORT_TIMEOUT", json.dumps(conn))
+    before = {j["id"] for j in emu.admin.jobs()}
+    result = run_dag("test_ops_late_create")
+    assert result.tasks["submit"].try_number == 2  # the first try failed: outcome of the create unknown
+    summary = result.xcom("submit")
+    created = [j for j in emu.admin.jobs() if j["id"] not in before]
+    assert [j["id"] for j in created] == [summary["job_id"]]  # the late job was found; one upload only
+    assert summary["status"] == "completed" and "extra_jobs_stopped" not in summary

@@ -184,3 +184,26 @@ with DAG(dag_id="test_ops_one_job", schedule=None, start_date=START, catchup=Fal
 
     plant = PythonOperator(task_id="plant", python_callable=plant_jobs)
     plant >> SubmitBatchJobOperator(task_id="submit", service="geocode", input=INLINE, tag="one-job")
+
+
+class SubmitWithLateCreate(SubmitBatchJobOperator):
+    """The first try's create gets no answer and HERE completes it 1.5 s later (emulator fault)."""
+
+    def _submit_job(self, context: Any, options: Any) -> Any:
+        if context["ti"].try_number == 1:
+            EmulatorAdmin(os.environ["HERE_TEST_EMULATOR_ROOT"]).inject_fault("create_job", "late", delay=1.5)
+        return super()._submit_job(context, options)
+
+
+with DAG(dag_id="test_ops_late_create", schedule=None, start_date=START, catchup=False):
+    SubmitWithLateCreate(
+        task_id="submit",
+        service="geocode",
+        input=INLINE,
+        tag="late-create",
+        here_conn_id="here_short_timeout",  # read timeout 0.5 s: the hook looks for the job for 1 s
+        wait_for_completion=True,
+        poll_interval=0.2,
+        retries=1,
+        retry_delay=timedelta(seconds=2),  # the next try comes after HERE finished the create
+    )
