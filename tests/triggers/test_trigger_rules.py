@@ -149,15 +149,6 @@ async def test_execution_timeout_deadline_gives_a_hard_timeout_and_stops_the_job
     assert "execution_timeout" in events[0]["message"] and "asked to stop" in events[0]["message"]
 
 
-def test_naive_deadline_datetime_equals_naive_iso_text() -> None:
-    from datetime import datetime
-
-    naive = datetime(2031, 5, 6, 7, 8, 9)
-    a = BatchJobTrigger("JOB-1", deadline=naive).serialize()[1]["deadline"]
-    b = BatchJobTrigger("JOB-1", deadline="2031-05-06T07:08:09").serialize()[1]["deadline"]
-    assert a == b == datetime.fromisoformat("2031-05-06T07:08:09+00:00").timestamp()
-
-
 def test_trigger_serialised_by_an_older_version_still_loads() -> None:
     old = {"job_id": "JOB-1", "deadline": None, "max_transient_errors": 10}
     assert BatchJobTrigger(**old).serialize()[1]["max_outage"] == 3600.0
