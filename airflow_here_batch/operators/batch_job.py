@@ -269,6 +269,11 @@ class SubmitBatchJobOperator(BaseOperator):
     # -- execute ----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_here_batch.utils.waiting import task_deadline
+
+        # No retry (Retry-After included) sleeps past the task's execution_timeout.
+        limit = task_deadline(self, context, None, worker=True)
+        self.hook.deadline = None if limit is None else limit.at
         options = self._job_options(context)
         job = self._previous_job(context, options.tag) if self.reattach else None
         if job is None:

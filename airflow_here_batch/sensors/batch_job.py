@@ -115,6 +115,7 @@ class BatchJobSensor(BaseSensorOperator):
                 timeout_from_start=True,
                 worker=True,
             )
+            self.hook.deadline = None if deadline is None else deadline.at  # bounds Retry-After too
             self._wait = JobWait(
                 self.job_id,
                 schedule=PollSchedule(float(self.poke_interval), self.max_poll_interval),
