@@ -289,7 +289,7 @@ def to_epoch(value: float | int | str | datetime | None) -> float | None:
     return parsed.timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Deadline:
     """When a wait must end (epoch seconds) and why (:data:`WAIT_TIMEOUT` / :data:`EXECUTION_TIMEOUT`)."""
 
@@ -325,7 +325,7 @@ def wait_deadline(
 # The wait itself
 
 
-@dataclass
+@dataclass(slots=True)  # a triggerer holds one per waiting job
 class JobWait:
     """The state of one wait; every mode drives it the same way::
 
