@@ -42,7 +42,7 @@ from airflow_here_batch.api.oauth import (
     interpret_token_response,
     token_request,
 )
-from airflow_here_batch.api.outcome import JobOutcome, JobWait, is_finished, needs_errors_head
+from airflow_here_batch.api.outcome import JobOutcome, JobWait, is_finished, is_transient, needs_errors_head
 from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
 from airflow_here_batch.api.protocol import ApiRequest, JobOptions, redact_url
 from airflow_here_batch.api.retry import RetryPolicy, RetryState
@@ -611,7 +611,13 @@ class HereBatchHook(_HereBatchHookBase):
         )
         give_up = time.monotonic() + window
         while True:
-            jobs = self.find_jobs_by_tag(tag)
+            try:
+                jobs = self.find_jobs_by_tag(tag)
+            except HereBatchError as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("HERE Batch: could not list jobs by tag %s (%s); looking again", tag, exc.message)
+                jobs = []
             if jobs:
                 job = jobs[0]
                 log.info("HERE Batch: job %s was created by the request that got no answer; using it", job.id)

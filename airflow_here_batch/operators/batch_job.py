@@ -388,7 +388,9 @@ class SubmitBatchJobOperator(BaseOperator):
         except HereBatchError as exc:
             self.log.warning("HERE Batch: could not look for other jobs under tag %s: %s", tag, exc)
             return []
-        extra = [j for j in jobs if j.id != keep and j.id not in self._extra_jobs]
+        # A failed or deleted job is an earlier try's, replaced by design: not a second job.
+        ended = (JobStatus.FAILURE, JobStatus.DELETED)
+        extra = [j for j in jobs if j.id != keep and j.id not in self._extra_jobs and j.status not in ended]
         for other in extra:
             self.log.warning(
                 "HERE Batch: job %s (%s) is a second job of this task instance (tag %s): stopping it; "
