@@ -232,3 +232,18 @@ def test_a_status_answer_that_is_not_json_is_transient() -> None:
         interpret_job(get_job_request("JOB-x"), 200, {}, b'{"id": "JOB-x", "status": "inProg')
     assert RetryPolicy().is_retryable(error.value) and is_transient(error.value)
     assert not RetryPolicy().is_retryable(error.value, idempotent=False)
+
+
+def test_job_summary_hrefs_are_scrubbed() -> None:
+    job = BatchJob.from_dict(
+        {
+            "id": "JOB-1",
+            "serviceHrn": HRN,
+            "status": "completed",
+            "resultsHref": f"https://batch.example/v7/batch/jobs/JOB-1/results?apiKey={KEY}",
+            "errorsHref": "https://batch.example/v7/batch/jobs/JOB-1/errors",
+        }
+    )
+    summary = job.summary()
+    assert KEY not in str(summary) and summary["results_href"].endswith("results?apiKey=***")
+    assert summary["errors_href"] == "https://batch.example/v7/batch/jobs/JOB-1/errors"
