@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow_here_batch.api.errors import (
         AuthenticationError,
+        CreateOutcomeUnknownError,
         ErrorCode,
         HereBatchError,
         InvalidRequestError,
         JobNotFoundError,
+        MalformedAnswerError,
         NotFoundError,
         ProtocolError,
         RateLimitError,
         ResultsNotReadyError,
+        SecretScrubber,
         ServerError,
         ServiceNotFoundError,
         TooManyJobsError,
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
         RecordCounts,
         ServiceType,
     )
+    from airflow_here_batch.api.outcome import JobOutcome, JobWait, JobWaitError, OutcomeKind, is_transient
     from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
     from airflow_here_batch.api.protocol import ApiRequest, InvalidJobOptionsError, JobOptions, redact_url
     from airflow_here_batch.api.retry import RetryPolicy
@@ -46,15 +50,18 @@ _MODULE_OF = {
     **dict.fromkeys(
         (
             "AuthenticationError",
+            "CreateOutcomeUnknownError",
             "ErrorCode",
             "HereBatchError",
             "InvalidRequestError",
             "JobNotFoundError",
+            "MalformedAnswerError",
             "NotFoundError",
             "ProtocolError",
             "RateLimitError",
             "ResultsNotReadyError",
             "ServerError",
+            "SecretScrubber",
             "ServiceNotFoundError",
             "TooManyJobsError",
             "TransportError",
@@ -74,6 +81,7 @@ _MODULE_OF = {
         ),
         "models",
     ),
+    **dict.fromkeys(("JobOutcome", "JobWait", "JobWaitError", "OutcomeKind", "is_transient"), "outcome"),
     "PollSchedule": "polling",
     "ProgressTracker": "polling",
     "ApiRequest": "protocol",
@@ -88,6 +96,7 @@ __all__ = [
     "ApiRequest",
     "AuthenticationError",
     "BatchJob",
+    "CreateOutcomeUnknownError",
     "DeletedJobs",
     "ErrorCode",
     "HereBatchError",
@@ -95,9 +104,14 @@ __all__ = [
     "InvalidRequestError",
     "JobNotFoundError",
     "JobOptions",
+    "JobOutcome",
     "JobStatus",
+    "JobWait",
+    "JobWaitError",
     "JobsPage",
+    "MalformedAnswerError",
     "NotFoundError",
+    "OutcomeKind",
     "OutputType",
     "PollSchedule",
     "ProgressTracker",
@@ -106,11 +120,13 @@ __all__ = [
     "RecordCounts",
     "ResultsNotReadyError",
     "RetryPolicy",
+    "SecretScrubber",
     "ServerError",
     "ServiceNotFoundError",
     "ServiceType",
     "TooManyJobsError",
     "TransportError",
+    "is_transient",
     "redact_url",
 ]
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 
 class ErrorCode(str, enum.Enum):
@@ -139,6 +141,80 @@ class ProtocolError(HereBatchError):
     """An answer that does not match HERE's documented format."""
 
 
+class MalformedAnswerError(ProtocolError):
+    """A 2xx answer whose body is not the JSON HERE documents (cut short, garbled by a proxy).
+
+    Transient: the same request asked again usually gets a whole answer, so reads retry it and waits
+    treat it like a dropped connection (never as a verdict on the job).
+    """
+
+
+class CreateOutcomeUnknownError(HereBatchError):
+    """A job creation got no answer and no job with its tag appeared while the hook looked for it.
+
+    HERE may still create the job later; uploading again could create (and bill) a second one, so the
+    hook never does. The task try fails; the next try finds the job by its tag (reattach).
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Secrets in server-supplied text
+
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(api_?key\s*[=:]\s*\"?)[^&\s\"'<>,;)}]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/=]+"),
+    re.compile(r"(?i)(\"?access_token\"?\s*[=:]\s*\"?)[^&\s\"'<>,;)}]+"),
+    re.compile(r"(?i)(oauth_signature\s*=\s*\"?)[^&\s\"'<>,;)}]+"),
+)
+MASK = "***"
+#: Shorter values are not scrubbed verbatim (they would blank ordinary words); patterns still apply.
+MIN_SECRET_LENGTH = 4
+
+
+class SecretScrubber:
+    """Removes credentials from text a server sent: the given secrets (verbatim and URL-encoded), and
+    anything shaped like ``apiKey=…``, ``Bearer …``, ``access_token …`` or ``oauth_signature=…``.
+
+    Airflow's masker only knows the secrets its own process loaded; a trigger event is read by a worker
+    that may never have loaded the connection. So every server text is scrubbed where it enters the
+    code (:func:`error_from_response`, the errors report's lines), before any exception, event or log.
+    """
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._secrets: set[str] = set()
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        """Scrub ``secret`` from now on (no-op for empty or very short values)."""
+        if not secret or len(secret) < MIN_SECRET_LENGTH:
+            return
+        self._secrets.update({secret, quote(secret, safe=""), quote_plus(secret)})
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for pattern in _SECRET_PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        return text
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` without the given secrets and without anything shaped like a credential."""
+    return SecretScrubber(secrets)(text)
+
+
+def scrub_error(error: HereBatchError, scrubber: Callable[[str], str]) -> HereBatchError:
+    """Scrub every text field of ``error`` in place (and its ``args``); returns it."""
+    for name in ("message", "title", "cause", "action", "code", "correlation_id"):
+        value = getattr(error, name, None)
+        if isinstance(value, str):
+            setattr(error, name, scrubber(value))
+    error.args = tuple(scrubber(a) if isinstance(a, str) else a for a in error.args)
+    return error
+
+
 _BY_CODE: dict[str, type[HereBatchError]] = {
     ErrorCode.JOB_NOT_FOUND.value: JobNotFoundError,
     ErrorCode.RESULTS_UNAVAILABLE.value: ResultsNotReadyError,
@@ -174,7 +250,7 @@ def _excerpt(body: bytes | str | Mapping[str, Any] | None) -> str:
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if isinstance(body, str):
-        return " ".join(body.split())[:200]
+        return " ".join(body[:100_000].split())
     return ""
 
 
@@ -187,6 +263,7 @@ def error_from_response(
     not_found: type[NotFoundError] | None = None,
     error_class: type[HereBatchError] | None = None,
     default_action: str | None = None,
+    scrub: Callable[[str], str] | None = None,
 ) -> HereBatchError:
     """Map a non-2xx answer to the matching exception.
 
@@ -196,17 +273,29 @@ def error_from_response(
     :param operation: what was attempted, in words (``"get job JOB-…"``); never a URL.
     :param not_found: the class of a 404 that carries none of the specific codes (default
         :class:`NotFoundError`); the errors endpoint uses it for "not ended yet".
-    :param error_class: one class for every answer (the token endpoint: all refusals are auth errors).
+    :param error_class: the class of every refusal (4xx but 429: the token endpoint's are all auth
+        errors); 429 and 5xx keep their own, retryable, classes.
     :param default_action: HERE's ``action`` when the body has none.
+    :param scrub: removes secrets from every text taken from the answer (see :class:`SecretScrubber`);
+        the generic credential patterns apply even without one.
     """
+    clean = scrub or SecretScrubber()
     data = _decode_body(body)
     lowered = {k.lower(): v for k, v in headers.items()}
-    correlation_id = str(data.get("correlationId") or lowered.get("x-correlation-id") or "") or None
-    code = str(data.get("code") or "") or None
-    title = str(data.get("title") or data.get("error") or "") or None
-    cause = str(data.get("cause") or data.get("error_description") or "") or None
-    action = str(data.get("action") or "") or default_action
-    detail = title or _excerpt(body) or "no details"
+
+    def text(*values: Any) -> str | None:
+        for value in values:
+            if value:
+                return clean(str(value))
+        return None
+
+    correlation_id = text(data.get("correlationId"), lowered.get("x-correlation-id"))
+    code = text(data.get("code"))
+    title = text(data.get("title"), data.get("error"))
+    cause = text(data.get("cause"), data.get("error_description"))
+    action = text(data.get("action")) or default_action
+    # Scrubbed whole, then cut: a cut first could leave half a secret the scrubber no longer recognises.
+    detail = title or (text(_excerpt(body)) or "")[:200] or "no details"
     message = f"HERE Batch API refused to {operation}: HTTP {status}" + (f" {code}" if code else "")
     message += f" {detail}."
     fields: dict[str, Any] = {
@@ -217,7 +306,7 @@ def error_from_response(
         "action": action,
         "correlation_id": correlation_id,
     }
-    if error_class is not None:
+    if error_class is not None and status < 500 and status != 429:
         return error_class(message, **fields)
     if status == 429:
         cls429 = TooManyJobsError if code == ErrorCode.TOO_MANY_JOBS.value else RateLimitError

@@ -220,15 +220,18 @@ class BatchJob:
         return bool(self.errors_href)
 
     def summary(self) -> dict[str, Any]:
-        """A small JSON-serialisable summary, fit for XCom and trigger events (never a secret)."""
+        """A small JSON-serialisable summary, fit for XCom and trigger events (never a secret: the
+        hrefs HERE sends are scrubbed of anything shaped like a credential, should it echo one)."""
+        from airflow_here_batch.api.errors import scrub
+
         return {
             "job_id": self.id,
             "status": self.status.value,
             "service": self.service.value if self.service else self.service_hrn,
             "tag": self.tag,
             "records": self.records.to_dict(),
-            "results_href": self.results_href,
-            "errors_href": self.errors_href,
+            "results_href": scrub(self.results_href) if self.results_href else self.results_href,
+            "errors_href": scrub(self.errors_href) if self.errors_href else self.errors_href,
             "created": self.created.isoformat() if self.created else None,
             "started": self.started.isoformat() if self.started else None,
             "ended": self.ended.isoformat() if self.ended else None,

@@ -13,7 +13,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -147,8 +147,15 @@ class AccessToken:
 
 
 def interpret_token_response(
-    status: int, headers: Mapping[str, str], body: bytes | str, *, now: float | None = None
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    now: float | None = None,
+    scrub: Callable[[str], str] | None = None,
 ) -> AccessToken:
+    """The token in a 200 answer; otherwise the refusal (4xx: ``AuthenticationError``; 429/5xx keep
+    their retryable classes), its texts scrubbed by ``scrub``."""
     if status != 200:
         raise error_from_response(
             status,
@@ -157,6 +164,7 @@ def interpret_token_response(
             operation="issue an OAuth access token",
             error_class=AuthenticationError,
             default_action="check the access key id and secret of the HERE connection",
+            scrub=scrub,
         )
     try:
         data: Any = json.loads(body)

@@ -63,7 +63,7 @@ class PollSchedule:
         return delay
 
 
-@dataclass
+@dataclass(slots=True)  # a triggerer holds one per waiting job
 class ProgressTracker:
     """Rate and ETA from successive observations of one job; wall-clock seconds in, no I/O.
 

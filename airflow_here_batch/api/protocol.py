@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow_here_batch import __version__
 from airflow_here_batch.api.errors import (
+    MalformedAnswerError,
     ProtocolError,
     ResultsNotReadyError,
     error_from_response,
@@ -310,9 +311,17 @@ def health_request() -> ApiRequest:
 
 
 def raise_for_status(
-    request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes | str | None
+    request: ApiRequest,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | str | None,
+    *,
+    scrub: Callable[[str], str] | None = None,
 ) -> None:
     """Raise the mapped :class:`HereBatchError` for a non-2xx answer.
+
+    ``scrub`` removes the caller's secrets from every text taken from the answer (HERE's error texts
+    may echo the request, key and all).
 
     The errors endpoint says "Errors for job is unavailable." with a 404 whose code HERE does not
     document; any 404 there other than an unknown job is taken to mean "not ended yet".
@@ -326,6 +335,7 @@ def raise_for_status(
         body,
         operation=request.operation,
         not_found=ResultsNotReadyError if errors_endpoint else None,
+        scrub=scrub,
     )
 
 
@@ -333,9 +343,12 @@ def _json(request: ApiRequest, body: bytes | str) -> Mapping[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise ProtocolError(f"HERE answered {request.operation} with a body that is not JSON") from None
+        # Transient: a body cut short or garbled on the way; asking again usually gets a whole one.
+        raise MalformedAnswerError(
+            f"HERE answered {request.operation} with a body that is not JSON"
+        ) from None
     if type(data) is not dict:  # json.loads makes a dict of every object (and no ABC check is cheaper)
-        raise ProtocolError(f"HERE answered {request.operation} with JSON that is not an object")
+        raise MalformedAnswerError(f"HERE answered {request.operation} with JSON that is not an object")
     return data
 
 

@@ -59,8 +59,12 @@ class EmulatorAdmin:
 
         ``kind``: ``"status"`` (HTTP ``status`` + HERE ErrorResponse, ``Retry-After`` if ``retry_after``),
         ``"drop"`` (close the connection without an answer), ``"slow"`` (wait ``delay`` s, then answer
-        normally), ``"truncate"`` (send half of the body, then close). ``after_processing=True`` lets
-        the request take effect first (a job is created, then its answer is lost).
+        normally), ``"truncate"`` (send half of the body, then close), ``"late"`` (``create_job``: the
+        job is created but appears only ``delay`` s later, and the answer is lost), ``"malformed"``
+        (the real status with a JSON body cut in half, delivered whole), ``"echo"`` (the next
+        ``count`` error answers echo the request URL, its ``Authorization`` header and, on the token
+        endpoint, the access key secret). ``after_processing=True`` lets the request take effect
+        first (a job is created, then its answer is lost).
         """
         body: dict[str, Any] = {
             "endpoint": endpoint,

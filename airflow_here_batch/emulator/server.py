@@ -33,7 +33,7 @@ from airflow_here_batch.emulator.auth import (
     signature_base_string,
 )
 from airflow_here_batch.emulator.engine import Engine, detect_layout
-from airflow_here_batch.emulator.faults import Fault, FaultRegistry
+from airflow_here_batch.emulator.faults import POST_KINDS, Fault, FaultRegistry
 from airflow_here_batch.emulator.store import EmulatorSettings, Job, JobStore, utc_now
 
 __all__ = ["DEFAULT_OAUTH_CREDENTIALS", "Emulator", "RedactingAccessLogger", "create_app", "redact"]
@@ -345,8 +345,64 @@ async def _apply_fault(request: web.Request, fault: Fault) -> web.Response | Non
     return _error_body(request, ApiError(status, code, "Injected fault", cause, "Retry later", headers))
 
 
+async def _late(request: web.Request, emu: Emulator, resp: web.StreamResponse, delay: float) -> None:
+    """Fault ``late``: hide the job just created for ``delay`` s (HERE finishing a create late), drop
+    the answer."""
+    job_id = None
+    if isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+        with contextlib.suppress(ValueError):
+            job_id = json.loads(resp.body).get("id")
+    job = emu.store.jobs.pop(job_id, None) if job_id else None
+    if job is not None:
+        asyncio.get_running_loop().call_later(delay, emu.store.jobs.__setitem__, job.id, job)
+    raise _Dropped()
+
+
+def _malformed(resp: web.StreamResponse) -> web.StreamResponse:
+    """Fault ``malformed``: the real status, half of the body, delivered as a whole answer."""
+    body = resp.body if isinstance(resp, web.Response) and isinstance(resp.body, bytes) else b"{}"
+    return web.Response(
+        body=body[: max(1, len(body) // 2)], status=resp.status, content_type="application/json"
+    )
+
+
+_ECHO_FIELDS = ("title", "cause", "action", "error", "error_description", "message")
+
+
+def _echo(request: web.Request, emu: Emulator, resp: web.StreamResponse) -> web.StreamResponse:
+    """Fault ``echo``: every text of an error answer quotes the request, credentials and all."""
+    if not isinstance(resp, web.Response) or not isinstance(resp.body, bytes):
+        return resp
+    try:
+        data = json.loads(resp.body)
+    except ValueError:
+        return resp
+    authz = request.headers.get("Authorization", "")
+    echo = f" (request {request.method} {request.url} Authorization={authz}"
+    oauth = parse_oauth_header(authz) or {}
+    secret = emu.oauth_credentials.get(oauth.get("oauth_consumer_key", ""))
+    if secret:
+        echo += f" secret={secret}"
+    echo += ")"
+    for name in _ECHO_FIELDS:
+        if isinstance(data.get(name), str):
+            data[name] += echo
+    headers = {k: v for k, v in resp.headers.items() if k.lower() == "retry-after"}
+    return _json(data, resp.status, headers)
+
+
 @web.middleware
 async def _middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    resp = await _handle(request, handler)
+    name = request.match_info.route.name
+    if resp.status >= 400 and name and not name.startswith("admin_") and _emu(request).faults.echoing(name):
+        return _echo(request, _emu(request), resp)
+    return resp
+
+
+async def _handle(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     emu = _emu(request)
@@ -360,7 +416,7 @@ async def _middleware(
             if fault is not None:
                 if fault.kind == "truncate":
                     request[TRUNCATE] = True
-                elif not fault.after_processing:
+                elif not fault.after_processing and fault.kind not in POST_KINDS:
                     early = await _apply_fault(request, fault)
                     if early is not None:
                         return early
@@ -369,7 +425,11 @@ async def _middleware(
                 if denied is not None:
                     return denied
         resp = await handler(request)
-        if fault is not None and fault.after_processing and fault.kind != "truncate":
+        if fault is not None and fault.kind == "late" and 200 <= resp.status < 300:
+            await _late(request, emu, resp, fault.delay)
+        if fault is not None and fault.kind == "malformed":
+            return _malformed(resp)
+        if fault is not None and fault.after_processing and fault.kind not in ("truncate", *POST_KINDS):
             late = await _apply_fault(request, fault)
             if late is not None:
                 return late

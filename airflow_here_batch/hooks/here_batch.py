@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import re
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,9 +27,12 @@ from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api import notifications, protocol
 from airflow_here_batch.api.errors import (
     AuthenticationError,
+    CreateOutcomeUnknownError,
     HereBatchError,
     JobNotFoundError,
+    SecretScrubber,
     TransportError,
+    scrub_error,
 )
 from airflow_here_batch.api.models import DEFAULT_BASE_URL, BatchJob, DeletedJobs, JobStatus
 from airflow_here_batch.api.notifications import Notification
@@ -40,10 +43,12 @@ from airflow_here_batch.api.oauth import (
     interpret_token_response,
     token_request,
 )
+from airflow_here_batch.api.outcome import JobOutcome, JobWait, is_finished, is_transient, needs_errors_head
 from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
 from airflow_here_batch.api.protocol import ApiRequest, JobOptions, redact_url
 from airflow_here_batch.api.retry import RetryPolicy, RetryState
 from airflow_here_batch.api.transfer import CHUNK_SIZE, DownloadDecoder, gzip_chunks, iter_lines_as_chunks
+from airflow_here_batch.utils.atomic import AtomicFile
 
 if TYPE_CHECKING:
     import datetime
@@ -237,15 +242,34 @@ _connectors = _LoopConnectors()
 
 
 # -------------------------------------------------------------------------------------------------
-# Tokens are shared by every hook of a process (a triggerer runs many), keyed by credentials.
+# Tokens are shared by every hook of a process (a triggerer runs many), keyed by credentials: the
+# token URL, the key id and a digest of the secret, so a wrong secret never borrows a token that the
+# right one obtained (and a connection test with it never reports "Connected").
 
-_tokens: dict[tuple[str, str], AccessToken] = {}
+_tokens: dict[tuple[str, str, str], AccessToken] = {}
 _token_lock = threading.Lock()
-_async_token_locks: dict[tuple[int, str, str], asyncio.Lock] = {}
+_async_token_locks: dict[tuple[int, str, str, str], asyncio.Lock] = {}
 
 
-def _token_key(creds: OAuthCredentials) -> tuple[str, str]:
-    return (creds.token_url, creds.access_key_id)
+def _token_key(creds: OAuthCredentials) -> tuple[str, str, str]:
+    digest = hashlib.sha256(creds.access_key_secret.encode("utf-8")).hexdigest()
+    return (creds.token_url, creds.access_key_id, digest)
+
+
+def _scrubber(settings: ConnectionSettings) -> SecretScrubber:
+    """The secrets to scrub from server texts: the API key, the OAuth secret, the process's tokens."""
+    scrubber = SecretScrubber(
+        [settings.api_key, settings.oauth.access_key_secret if settings.oauth else None]
+    )
+    for token in list(_tokens.values()):
+        scrubber.add(token.value)
+    return scrubber
+
+
+def _not_sent(error: HereBatchError) -> HereBatchError:
+    """Mark an error raised before the request left (the token endpoint failed): safe to retry."""
+    error.request_not_sent = True  # type: ignore[attr-defined]
+    return error
 
 
 def _cached_token(creds: OAuthCredentials) -> AccessToken | None:
@@ -269,6 +293,17 @@ def _auth_parts(
         return {"apiKey": settings.api_key}, {}
     assert token is not None
     return {}, {"Authorization": f"Bearer {token.value}"}
+
+
+def _may_have_acted(error: HereBatchError) -> bool:
+    """Whether HERE may have carried out a request that failed this way (no answer, 5xx, garbled)."""
+    from airflow_here_batch.api.errors import MalformedAnswerError, ServerError
+
+    if getattr(error, "request_not_sent", False):
+        return False
+    if isinstance(error, TransportError):
+        return not error.connect_failed
+    return isinstance(error, (ServerError, MalformedAnswerError))
 
 
 def _log_failure(request: ApiRequest, error: HereBatchError, delay: float | None) -> None:
@@ -299,11 +334,14 @@ class _HereBatchHookBase(BaseHook):
         *,
         retry_policy: RetryPolicy | None = None,
         timeout: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.here_conn_id = here_conn_id
         self._retry_policy = retry_policy
         self._timeout = timeout
+        #: Epoch seconds after which no retry starts and no backoff (Retry-After included) sleeps past.
+        self.deadline = deadline
         self._settings: ConnectionSettings | None = None
         self._session: Any = None  # requests.Session or aiohttp.ClientSession, opened on first use
 
@@ -314,22 +352,37 @@ class _RetryLoop:
     The sync and async hooks run the same loop around it and differ only in how they sleep.
     """
 
-    def __init__(self, settings: ConnectionSettings, *, idempotent: bool = True, retry: bool = True) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        idempotent: bool = True,
+        retry: bool = True,
+        deadline: float | None = None,
+    ) -> None:
         policy = settings.retry if retry else RetryPolicy(max_retries=0)
         self._state = RetryState(policy, idempotent=idempotent)
         self._oauth = settings.oauth
         self._refreshed = not retry  # no token refresh either: that would be a second attempt
+        self._deadline = deadline
+        self._settings = settings
 
     def after(self, request: ApiRequest, error: HereBatchError) -> float | None:
-        """Seconds to wait before the next attempt, or None to raise ``error``."""
-        if isinstance(error, AuthenticationError):
+        """Seconds to wait before the next attempt, or None to raise ``error``.
+
+        Every error passes here before it is raised or logged: its texts are scrubbed once more (the
+        core already scrubbed what HERE sent; this also covers tokens obtained meanwhile).
+        """
+        scrub_error(error, _scrubber(self._settings))
+        if isinstance(error, AuthenticationError) and not getattr(error, "request_not_sent", False):
             if self._oauth and not self._refreshed and error.status == 401:
                 self._refreshed = True
                 _forget_token(self._oauth)
                 return 0.0
             _log_failure(request, error, None)
             return None
-        delay = self._state.after(error)
+        remaining = None if self._deadline is None else self._deadline - time.time()
+        delay = self._state.after(error, remaining=remaining)
         _log_failure(request, error, delay)
         return delay
 
@@ -403,8 +456,15 @@ class HereBatchHook(_HereBatchHookBase):
             except requests.RequestException as exc:
                 failure = TransportError(f"could not reach HERE's token endpoint ({type(exc).__name__})")
             if failure is not None:
-                raise failure  # outside the except block: requests' error (and its URL) is not chained
-            token = interpret_token_response(response.status_code, response.headers, response.content)
+                # Outside the except block: requests' error (and its URL) is not chained. Marked as
+                # not sent: the API request waiting for this token never left, so it may be retried.
+                raise _not_sent(failure)
+            try:
+                token = interpret_token_response(
+                    response.status_code, response.headers, response.content, scrub=_scrubber(self.settings)
+                )
+            except HereBatchError as error:
+                raise _not_sent(error) from None
             _mask_secret(token.value)
             _store_token(creds, token)
             log.info("HERE Batch: obtained an OAuth access token for key id %s", creds.access_key_id)
@@ -418,7 +478,8 @@ class HereBatchHook(_HereBatchHookBase):
         import requests
 
         settings = self.settings
-        params, auth_headers = _auth_parts(settings, self._token())
+        token = self._token()
+        params, auth_headers = _auth_parts(settings, token)
         headers = {**request.headers, **auth_headers}
         failure: TransportError | None = None
         try:
@@ -452,7 +513,9 @@ class HereBatchHook(_HereBatchHookBase):
         if not 200 <= response.status_code < 300:
             content = response.content
             response.close()
-            protocol.raise_for_status(request, response.status_code, response.headers, content)
+            protocol.raise_for_status(
+                request, response.status_code, response.headers, content, scrub=_scrubber(settings)
+            )
         return response
 
     def _call(
@@ -462,7 +525,7 @@ class HereBatchHook(_HereBatchHookBase):
 
         ``retry=False`` runs it once (an upload body that cannot be sent a second time).
         """
-        loop = _RetryLoop(self.settings, idempotent=idempotent, retry=retry)
+        loop = _RetryLoop(self.settings, idempotent=idempotent, retry=retry, deadline=self.deadline)
         while True:
             try:
                 return attempt()
@@ -496,12 +559,20 @@ class HereBatchHook(_HereBatchHookBase):
         :param options: the job's parameters (service, columns, delimiters, tag, ``start_job`` …).
         :param compress: gzip the upload on the fly (``Content-Encoding: gzip``).
         :param reattach_by_tag: ``options.tag`` is unique to this submission, so after an ambiguous
-            failure (timeout, reset, 5xx) a job carrying that tag is the one this request created.
+            failure (timeout, reset, 5xx, a garbled answer) a job carrying that tag is the one this
+            request created.
 
-        Creating a job is not idempotent. It is retried where HERE cannot have created it (429, or a
-        connection never established), and after ambiguous failures only with ``reattach_by_tag``,
-        which first looks for the job by its tag. A body that cannot be replayed (an iterator, a
-        non-seekable file) is sent once.
+        Creating a job is not idempotent, and HERE may complete a create whose answer was lost
+        seconds later. So the upload is repeated only where HERE surely did not act on it (429, a
+        connection never established, the OAuth token endpoint failing before the request left), and
+        never after an ambiguous failure. Then, with ``reattach_by_tag``, the hook looks for the job
+        under its tag for :attr:`late_create_window` seconds (twice the read timeout: longer than
+        HERE can have been answering) and returns it when it appears; if it does not, it raises
+        :class:`CreateOutcomeUnknownError` and the task's next try finds the job by its tag (the
+        operator's reattach, which also stops any second job found under that tag). A body that
+        cannot be replayed (an iterator, a non-seekable file) is sent once.
+
+        :raises CreateOutcomeUnknownError: the create's outcome stayed unknown (see above).
         """
         request = protocol.create_job_request(options, gzip_body=compress)
         make_body = _body_factory(data, compress)
@@ -510,19 +581,58 @@ class HereBatchHook(_HereBatchHookBase):
 
         def attempt() -> BatchJob:
             nonlocal body
-            if body is None:  # a retry: the first attempt consumed the body
-                if reattach_by_tag and options.tag and (existing := self.find_job_by_tag(options.tag)):
-                    log.info("HERE Batch: job %s was created by the failed attempt; using it", existing.id)
-                    return existing
+            if body is None:  # a retry where HERE surely did not act: the first attempt consumed the body
                 body = make_body()  # type: ignore[misc]
             current, body = body, None
             response = self._send_once(request, body=current)
             return protocol.interpret_job(request, response.status_code, response.headers, response.content)
 
-        idempotent = bool(reattach_by_tag and options.tag and replayable)
-        job = self._call(request, attempt, idempotent=idempotent, retry=replayable)
+        try:
+            job = self._call(request, attempt, idempotent=False, retry=replayable)
+        except HereBatchError as error:
+            if not (reattach_by_tag and options.tag and _may_have_acted(error)):
+                raise
+            job = self._await_late_create(options.tag, error)
         log.info("HERE Batch: created job %s (%s, status %s)", job.id, job.service_hrn, job.status.value)
         return job
+
+    @property
+    def late_create_window(self) -> float:
+        """Seconds to look for a job under its tag after a create without a usable answer."""
+        return 2 * self.settings.timeout
+
+    def _await_late_create(self, tag: str, error: HereBatchError) -> BatchJob:
+        window = self.late_create_window
+        if self.deadline is not None:
+            window = max(0.0, min(window, self.deadline - time.time()))
+        log.warning(
+            "HERE Batch: the create request got no usable answer (%s); HERE may still create the job, so "
+            "nothing is uploaded again: looking for it under its tag %s for up to %.0f s",
+            error.message,
+            tag,
+            window,
+        )
+        give_up = time.monotonic() + window
+        while True:
+            try:
+                jobs = self.find_jobs_by_tag(tag)
+            except HereBatchError as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("HERE Batch: could not list jobs by tag %s (%s); looking again", tag, exc.message)
+                jobs = []
+            if jobs:
+                job = jobs[0]
+                log.info("HERE Batch: job %s was created by the request that got no answer; using it", job.id)
+                return job
+            left = give_up - time.monotonic()
+            if left <= 0:
+                raise CreateOutcomeUnknownError(
+                    f"could not tell whether HERE created the job: {error.message} No job with tag {tag} "
+                    f"appeared within {window:.0f} s. Nothing was uploaded again (that could create and "
+                    "bill a second job); the task's next try looks for the job by its tag first."
+                )
+            time.sleep(min(left, max(0.5, window / 8)))
 
     def get_job(self, job_id: str) -> BatchJob:
         """Job details and status (``GET /batch/jobs/{jobId}``)."""
@@ -555,10 +665,13 @@ class HereBatchHook(_HereBatchHookBase):
 
     def find_job_by_tag(self, tag: str) -> BatchJob | None:
         """The newest job carrying ``tag``, or None."""
+        jobs = self.find_jobs_by_tag(tag)
+        return jobs[0] if jobs else None
+
+    def find_jobs_by_tag(self, tag: str) -> list[BatchJob]:
+        """Every (not deleted) job carrying exactly ``tag``, newest first."""
         jobs = list(self.list_jobs(tag=tag))
-        if not jobs:
-            return None
-        return max(jobs, key=lambda j: j.created.timestamp() if j.created else 0.0)
+        return sorted(jobs, key=lambda j: j.created.timestamp() if j.created else 0.0, reverse=True)
 
     def delete_jobs(self, *, status: JobStatus | str, tag: str | None = None) -> DeletedJobs:
         """Bulk delete by ``status`` (required; ``"any"`` for all) and optional ``tag``."""
@@ -586,7 +699,9 @@ class HereBatchHook(_HereBatchHookBase):
             with contextlib.closing(response):
                 if response.status_code == 204:
                     return []
-                return _head_lines(_iter_raw(response), response.headers.get("Content-Encoding"), max_lines)
+                lines = _head_lines(_iter_raw(response), response.headers.get("Content-Encoding"), max_lines)
+                scrub = _scrubber(self.settings)  # HERE's report quotes the input: never a secret further
+                return [scrub(line) for line in lines]
 
         return self._call(request, attempt)
 
@@ -632,13 +747,60 @@ class HereBatchHook(_HereBatchHookBase):
             job = self.get_job(job_id)
             now = time.monotonic()
             log.log(tracker.observe(job, now), "HERE Batch: %s", tracker.describe(job))
-            if job.is_terminal or job.status is JobStatus.STOPPED:
+            if is_finished(job):
                 return job
             elapsed = now - start
             remaining = None if timeout is None else timeout - elapsed
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"job {job_id} still {job.status.value} after {timeout:.0f} s")
             time.sleep(schedule.next_delay(elapsed, eta=tracker.eta(job), remaining=remaining))
+
+    def wait_outcome(
+        self, wait: JobWait, *, stop_on_timeout: bool = False, sleep: Callable[[float], None] = time.sleep
+    ) -> JobOutcome:
+        """Poll until ``wait`` ends (see :class:`~airflow_here_batch.api.outcome.JobWait`); the same
+        rule as :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger`, on a worker.
+
+        :param stop_on_timeout: ask HERE to stop the job when the deadline passes.
+        """
+        while True:
+            now = time.time()
+            if wait.expired(now):
+                stopped = None
+                if stop_on_timeout:
+                    try:
+                        self.stop_job(wait.job_id)
+                        stopped = True
+                    except HereBatchError as exc:
+                        log.warning("HERE Batch: could not stop job %s: %s", wait.job_id, exc)
+                        stopped = False
+                return wait.timed_out(stopped=stopped)
+            try:
+                job = self.get_job(wait.job_id)
+            except HereBatchError as exc:
+                now = time.time()
+                if (outcome := wait.failed(exc, now)) is not None:
+                    return outcome
+                delay = wait.delay_after_error(exc, now)
+                log.warning(
+                    "HERE Batch: status of job %s unavailable, next try in %.1f s: %s",
+                    wait.job_id,
+                    delay,
+                    exc,
+                )
+                sleep(delay)
+                continue
+            now = time.time()
+            log.log(wait.observe(job, now), "HERE Batch: %s", wait.tracker.describe(job))
+            if wait.ended(job, now):
+                head: list[str] = []
+                if needs_errors_head(job):
+                    try:
+                        head = self.download_errors_head(job.id, 10)
+                    except HereBatchError as exc:
+                        log.warning("HERE Batch: could not read the errors report of %s: %s", job.id, exc)
+                return wait.outcome(job, head)
+            sleep(wait.next_delay(now))
 
     def test_connection(self) -> tuple[bool, str]:
         """An authenticated, cheap call (list one job), for the UI's Test button."""
@@ -832,58 +994,56 @@ def _head_lines(chunks: Iterable[bytes], content_encoding: str | None, max_lines
 
 
 class _DestinationWriter:
-    """Writes a download to a path atomically (temp file + ``os.replace``) or into a file object."""
+    """Writes a download to a path atomically (:class:`~airflow_here_batch.utils.atomic.AtomicFile`)
+    or into a file object."""
 
     def __init__(self, destination: Destination) -> None:
         self._handle: IO[bytes] | None = None
-        self._path: Path | None = None
-        self._tmp: Path | None = None
+        self._file: AtomicFile | None = None
         self._start: int | None = None
         if isinstance(destination, (str, os.PathLike)):
-            self._path = Path(destination)
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = self._path.with_name(f".{self._path.name}.{uuid.uuid4().hex}.part")
+            self._file = AtomicFile(destination)
         else:
             self._handle = destination
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 self._start = destination.tell() if destination.seekable() else None
 
     def __enter__(self) -> _DestinationWriter:
-        if self._tmp is not None:
-            self._handle = self._tmp.open("wb")
+        if self._file is not None:
+            self._file.__enter__()
         self._written = False
         return self
 
     def rewind(self) -> None:
         """Start over before a retry; a one-way stream that already got bytes cannot."""
-        assert self._handle is not None
         if not self._written:
             return
-        if self._start is None and self._tmp is None:
+        if self._file is not None:
+            self._file.truncate()
+        elif self._start is None:
             raise TransportError("the download failed midway and the destination cannot be rewound")
-        self._handle.seek(self._start or 0)
-        self._handle.truncate()
+        else:
+            assert self._handle is not None
+            self._handle.seek(self._start)
+            self._handle.truncate()
         self._written = False
 
     def write(self, data: bytes) -> None:
         if data:
-            assert self._handle is not None
-            self._handle.write(data)
+            if self._file is not None:
+                self._file.write(data)
+            else:
+                assert self._handle is not None
+                self._handle.write(data)
             self._written = True
 
     def commit(self) -> None:
-        if self._tmp is not None and self._path is not None and self._handle is not None:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-            os.replace(self._tmp, self._path)
-            self._tmp = None
+        if self._file is not None:
+            self._file.commit()
 
     def discard(self) -> None:
-        if self._tmp is not None and self._handle is not None:
-            self._handle.close()
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        if self._file is not None:
+            self._file.discard()
 
     def __exit__(self, *exc_info: object) -> None:
         self.discard()
@@ -965,14 +1125,17 @@ class HereBatchAsyncHook(_HereBatchHookBase):
             if not force and (token := _cached_token(creds)):
                 return token
             signed = token_request(creds)
-            status, headers, body = await self._exchange(
-                "POST",
-                signed.url,
-                "issue an OAuth access token",
-                headers=dict(signed.headers),
-                data=signed.body,
-            )
-            token = interpret_token_response(status, headers, body)
+            try:
+                status, headers, body = await self._exchange(
+                    "POST",
+                    signed.url,
+                    "issue an OAuth access token",
+                    headers=dict(signed.headers),
+                    data=signed.body,
+                )
+                token = interpret_token_response(status, headers, body, scrub=_scrubber(settings))
+            except HereBatchError as error:
+                raise _not_sent(error) from None
             # Registering a mask may talk to the supervisor: not on the event loop.
             await asyncio.to_thread(_mask_secret, token.value)
             _store_token(creds, token)
@@ -1020,8 +1183,11 @@ class HereBatchAsyncHook(_HereBatchHookBase):
         settings = self._settings or await self.get_settings()
         loop: _RetryLoop | None = None
         while True:
-            params, auth_headers = _auth_parts(settings, await self._token() if settings.oauth else None)
             try:
+                # Inside the try: a token endpoint answering 503/429 or dropping the connection is
+                # retried like every call (also during a deferred wait).
+                token = await self._token() if settings.oauth else None
+                params, auth_headers = _auth_parts(settings, token)
                 status, headers, body = await self._exchange(
                     request.method,
                     request.url(settings.base_url),
@@ -1030,11 +1196,12 @@ class HereBatchAsyncHook(_HereBatchHookBase):
                     params={**request.params, **params} if request.params else params,
                     headers={**request.headers, **auth_headers} if request.headers else auth_headers or None,
                 )
-                protocol.raise_for_status(request, status, headers, body)
+                if not 200 <= status < 300:
+                    protocol.raise_for_status(request, status, headers, body, scrub=_scrubber(settings))
                 return interpret(request, status, headers, body)
             except HereBatchError as error:
                 if loop is None:
-                    loop = _RetryLoop(settings)
+                    loop = _RetryLoop(settings, deadline=self.deadline)
                 delay = loop.after(request, error)
                 if delay is None:
                     raise
@@ -1061,10 +1228,13 @@ class HereBatchAsyncHook(_HereBatchHookBase):
                 lines.append(line)
             return b"".join(lines)
 
+        settings = await self.get_settings()
+
         def interpret(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> list[str]:
             if status == 204:
                 return []
-            return body.decode("utf-8", "replace").splitlines()[:max_lines]
+            scrub = _scrubber(settings)  # HERE's report quotes the input: never a secret further
+            return [scrub(line) for line in body.decode("utf-8", "replace").splitlines()[:max_lines]]
 
         try:
             return await self._call(protocol.errors_request(job_id), interpret, read_head)

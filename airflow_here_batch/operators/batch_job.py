@@ -11,11 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import tempfile
-import time
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -27,11 +24,13 @@ from airflow.sdk.exceptions import AirflowException
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, JobNotFoundError, ResultsNotReadyError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType, ServiceType
+from airflow_here_batch.api.outcome import DEFAULT_MAX_OUTAGE
 from airflow_here_batch.api.polling import PollSchedule
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_here_batch.api.outcome import JobOutcome
     from airflow_here_batch.api.protocol import JobOptions
     from airflow_here_batch.hooks.here_batch import HereBatchHook
 
@@ -113,19 +112,6 @@ def _job_result(job: BatchJob) -> dict[str, Any]:
     }
 
 
-def _event_error(event: Mapping[str, Any]) -> str:
-    text = str(event.get("message") or f"HERE batch job ended with {event.get('status')}")
-    head = event.get("errors_head") or []
-    if head:
-        text += "\nFirst lines of HERE's errors report:\n  " + "\n  ".join(str(line) for line in head)
-    return text
-
-
-#: Part size of object-storage uploads: what s3fs & co. hold in memory per file being written (S3's
-#: minimum part is 5 MiB).
-_PART_SIZE = 8 * 1024 * 1024
-
-
 def _is_remote(location: Any) -> bool:
     if isinstance(location, (str, os.PathLike)) and not hasattr(location, "protocol"):
         return "://" in str(location)
@@ -200,6 +186,8 @@ class SubmitBatchJobOperator(BaseOperator):
     :param reattach: find and reuse the job of an earlier try of this task instance (see above). Set
         ``False`` to always submit a new job and use ``tag`` verbatim.
     :param allow_stopped: when waiting, accept a stopped job as done (partial results).
+    :param max_outage: seconds without one usable answer from HERE (429, 5xx, dropped connections)
+        after which a wait fails; the same rule in the worker and the triggerer.
     :param input_conn_id: connection for an object-storage ``input`` (e.g. ``aws_default``).
     :param validate_input: check the input before upload (default); ``False`` skips the check pass
         (the upload still drops a leading byte-order mark and the CRs of CRLF line endings).
@@ -251,6 +239,7 @@ class SubmitBatchJobOperator(BaseOperator):
         cancel_on_kill: bool = True,
         reattach: bool = True,
         allow_stopped: bool = False,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
         input_conn_id: str | None = None,
         validate_input: bool = True,
         on_bad_record: str = "fail",
@@ -289,6 +278,7 @@ class SubmitBatchJobOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.reattach = reattach
         self.allow_stopped = allow_stopped
+        self.max_outage = float(max_outage)
         self.input_conn_id = input_conn_id
         self.validate_input = validate_input
         if on_bad_record not in ("fail", "skip"):
@@ -297,6 +287,7 @@ class SubmitBatchJobOperator(BaseOperator):
         # Jinja drops one trailing newline of a template, so "recId|q\n" would render as a path.
         self._inline_text = isinstance(input, str) and ("\n" in input or "\r" in input)
         self.job_id: str | None = None
+        self._extra_jobs: list[str] = []
 
     @cached_property
     def hook(self) -> HereBatchHook:
@@ -305,6 +296,11 @@ class SubmitBatchJobOperator(BaseOperator):
     # -- execute ----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_here_batch.utils.waiting import task_deadline
+
+        # No retry (Retry-After included) sleeps past the task's execution_timeout.
+        limit = task_deadline(self, context, None, worker=True)
+        self.hook.deadline = None if limit is None else limit.at
         options = self._job_options(context)
         job = self._previous_job(context, options.tag) if self.reattach else None
         if job is None:
@@ -314,71 +310,56 @@ class SubmitBatchJobOperator(BaseOperator):
         # ``submit.output["job_id"]`` in a DAG reads this XCom key (Airflow 3 XComArg key access).
         context["ti"].xcom_push(key="job_id", value=job.id)
         if not self.wait_for_completion:
-            return _job_result(job)
-        if job.is_terminal or job.status is JobStatus.STOPPED:
-            return self._finish(job)
-        if self.deferrable:
-            from airflow_here_batch.triggers.batch_job import BatchJobTrigger
+            result = _job_result(job)
+            if self._extra_jobs:
+                result["extra_jobs_stopped"] = list(self._extra_jobs)
+            return result
+        from airflow_here_batch.api.outcome import is_finished, needs_errors_head, verdict
+        from airflow_here_batch.utils.waiting import defer_wait, worker_wait
 
-            deadline = None if self.timeout is None else time.time() + self.timeout
-            self.defer(
-                trigger=BatchJobTrigger(
-                    job_id=job.id,
-                    here_conn_id=self.here_conn_id,
-                    poll_interval=self.poll_interval,
-                    max_poll_interval=self.max_poll_interval,
-                    deadline=deadline,
-                    cancel_on_kill=self.cancel_on_kill,
-                    allow_stopped=self.allow_stopped,
-                ),
-                method_name="execute_complete",
-                # Backstop only: the trigger fires its own timeout event (and stops the job) first.
-                timeout=None if self.timeout is None else timedelta(seconds=self.timeout + 300),
-            )
-        schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
-        try:
-            job = self.hook.wait_for_job(job.id, schedule=schedule, timeout=self.timeout)
-        except TimeoutError as exc:
-            if self.cancel_on_kill:
-                self._stop_quietly(job.id)
-            note = "; the job was asked to stop" if self.cancel_on_kill else ""
-            raise AirflowException(f"{exc}{note}") from None
-        return self._finish(job)
+        if is_finished(job):
+            head: list[str] = []
+            if needs_errors_head(job):
+                with contextlib.suppress(HereBatchError):
+                    head = self.hook.download_errors_head(job.id, 10)
+            outcome = verdict(job, allow_stopped=self.allow_stopped, errors_head=head)
+            assert outcome is not None
+            return self._finish(context, outcome)
+        wait_args: dict[str, Any] = {
+            "job_id": job.id,
+            "poll_interval": self.poll_interval,
+            "max_poll_interval": self.max_poll_interval,
+            "timeout": self.timeout,
+            "cancel_on_kill": self.cancel_on_kill,
+            "allow_stopped": self.allow_stopped,
+            "max_outage": self.max_outage,
+        }
+        if self.deferrable:
+            defer_wait(self, context, here_conn_id=self.here_conn_id, **wait_args)
+        return self._finish(context, worker_wait(self, context, self.hook, **wait_args))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: return the job summary or fail with HERE's details."""
-        from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS
+        from airflow_here_batch.api.outcome import JobOutcome
 
         self.job_id = event.get("job_id") or self.job_id
-        if event.get("status") == EVENT_SUCCESS:
-            self.log.info("HERE Batch: %s", event.get("message"))
-            job = event.get("job") or {}
-            return {
-                k: job.get(k) for k in ("job_id", "status", "records", "results_href", "errors_href", "tag")
-            }
-        raise AirflowException(_event_error(event))
+        return self._finish(context, JobOutcome.from_event(event))
 
-    def _finish(self, job: BatchJob) -> dict[str, Any]:
-        counts = job.records
-        if job.status is JobStatus.COMPLETED or (job.status is JobStatus.STOPPED and self.allow_stopped):
-            self.log.info(
-                "HERE Batch: job %s %s: %d/%d records succeeded, %d failed",
-                job.id,
-                job.status.value,
-                counts.succeeded,
-                counts.total,
-                counts.failed,
-            )
-            return _job_result(job)
-        message = (
-            f"HERE batch job {job.id} ended {job.status.value} ({counts.processed}/{counts.total} processed)"
-        )
-        if job.status is JobStatus.FAILURE:
-            with contextlib.suppress(HereBatchError):
-                head = self.hook.download_errors_head(job.id, 10)
-                if head:
-                    message += "\nFirst lines of HERE's errors report:\n  " + "\n  ".join(head)
-        raise AirflowException(message)
+    def _finish(self, context: Context, outcome: JobOutcome) -> dict[str, Any]:
+        """End the task as the shared rule says (:func:`~airflow_here_batch.utils.waiting.raise_for_outcome`);
+        any second job found under this task instance's tag is stopped and reported first."""
+        from airflow_here_batch.utils.waiting import raise_for_outcome
+
+        extra = list(dict.fromkeys([*self._extra_jobs, *self._stop_extra_jobs(context, keep=outcome.job_id)]))
+        raise_for_outcome(outcome, sensor=False)
+        self.log.info("HERE Batch: %s", outcome.message)
+        job = dict(outcome.job or {})
+        result = {
+            k: job.get(k) for k in ("job_id", "status", "records", "results_href", "errors_href", "tag")
+        }
+        if extra:
+            result["extra_jobs_stopped"] = extra
+        return result
 
     def on_kill(self) -> None:
         """Stop the HERE job when the task is killed (``cancel_on_kill``)."""
@@ -423,6 +404,40 @@ class SubmitBatchJobOperator(BaseOperator):
         except Exception as exc:  # the tag still finds the job; never fail a submitted task for this
             self.log.warning("HERE Batch: could not keep job id %s in the task state store: %s", job_id, exc)
 
+    def _stop_extra_jobs(self, context: Context, keep: str | None) -> list[str]:
+        """Stop and report every job under this task instance's tag but ``keep``.
+
+        A create whose answer was lost may land at HERE after a later try uploaded again; the task's
+        fingerprint tag finds such a second job, which is stopped (processed records stay billed) and
+        named in the log and in the XCom (``extra_jobs_stopped``). Returns the ids stopped or found.
+        """
+        if not self.reattach:
+            return []
+        tag = self._here_tag(context)
+        if not tag:
+            return []
+        try:
+            jobs = self.hook.find_jobs_by_tag(tag)
+        except HereBatchError as exc:
+            self.log.warning("HERE Batch: could not look for other jobs under tag %s: %s", tag, exc)
+            return []
+        # A failed or deleted job is an earlier try's, replaced by design: not a second job.
+        ended = (JobStatus.FAILURE, JobStatus.DELETED)
+        extra = [j for j in jobs if j.id != keep and j.id not in self._extra_jobs and j.status not in ended]
+        for other in extra:
+            self.log.warning(
+                "HERE Batch: job %s (%s) is a second job of this task instance (tag %s): stopping it; "
+                "job %s is the one this task uses",
+                other.id,
+                other.status.value,
+                tag,
+                keep,
+            )
+            if not other.is_terminal and other.status is not JobStatus.STOPPED:
+                self._stop_quietly(other.id)
+        self._extra_jobs.extend(j.id for j in extra)
+        return [j.id for j in extra]
+
     def _previous_job(self, context: Context, tag: str | None) -> BatchJob | None:
         job: BatchJob | None = None
         found_by = "the task-state store"
@@ -440,7 +455,12 @@ class SubmitBatchJobOperator(BaseOperator):
                     job = None
         if job is None and tag:
             found_by = f"its tag {tag}"
-            job = self.hook.find_job_by_tag(tag)
+            candidates = self.hook.find_jobs_by_tag(tag)
+            # Prefer a job that is still useful (running, completed, stopped) over a failed one.
+            usable = [j for j in candidates if j.status not in (JobStatus.FAILURE, JobStatus.DELETED)]
+            job = (usable or candidates or [None])[0]
+        if job is not None and tag:
+            self._stop_extra_jobs(context, keep=job.id)
         if job is None:
             return None
         if job.status in (JobStatus.FAILURE, JobStatus.DELETED):
@@ -457,8 +477,10 @@ class SubmitBatchJobOperator(BaseOperator):
             job.status.value,
             found_by,
         )
-        if job.status is JobStatus.STOPPED and self.start_job:
-            self.log.info("HERE Batch: resuming stopped job %s", job.id)
+        if job.status in (JobStatus.STOPPED, JobStatus.SUBMITTED) and self.start_job:
+            # A stopped job resumes; a submitted one was created but never started (start_job=True
+            # asks for a running job, and waiting on a submitted one would never end).
+            self.log.info("HERE Batch: starting job %s (%s)", job.id, job.status.value)
             job = self.hook.start_job(job.id)
         return job
 
@@ -750,31 +772,11 @@ class DownloadBatchResultsOperator(BaseOperator):
 
     def _place(self, staged: Path, destination: Any) -> str:
         """Move a complete local file to ``destination`` atomically (temp name + rename)."""
+        from airflow_here_batch.utils.atomic import place_file
+
         if _is_remote(destination):
-            target = _storage_path(destination, self.destination_conn_id)
-            with contextlib.suppress(Exception):
-                target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
-            try:
-                # block_size: the part size of a multipart upload (s3fs buffers one part; default 50 MB).
-                with staged.open("rb") as source, temporary.open("wb", block_size=_PART_SIZE) as out:
-                    shutil.copyfileobj(source, out, 1024 * 1024)
-                temporary.rename(target)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    temporary.unlink()
-                raise
-            return str(target)
-        target_path = Path(str(destination)).expanduser()
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary_path = target_path.with_name(f".{target_path.name}.{uuid.uuid4().hex}.part")
-        try:
-            shutil.copyfile(staged, temporary_path)
-            os.replace(temporary_path, target_path)
-        except BaseException:
-            temporary_path.unlink(missing_ok=True)
-            raise
-        return str(target_path)
+            return place_file(staged, _storage_path(destination, self.destination_conn_id), remote=True)
+        return place_file(staged, destination, remote=False)
 
 
 def _count_rows(path: Path) -> int:

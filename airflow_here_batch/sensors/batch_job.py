@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_here_batch import DEFAULT_CONN_ID
-from airflow_here_batch.api.errors import (
-    HereBatchError,
-    JobNotFoundError,
-    RateLimitError,
-    ServerError,
-    TransportError,
+from airflow_here_batch.api.errors import HereBatchError
+from airflow_here_batch.api.outcome import (
+    DEFAULT_MAX_OUTAGE,
+    ERRORS_HEAD_LINES,
+    JobOutcome,
+    JobWait,
+    needs_errors_head,
 )
-from airflow_here_batch.api.models import BatchJob, JobStatus
-from airflow_here_batch.api.polling import ProgressTracker
+from airflow_here_batch.api.polling import PollSchedule
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -39,15 +37,20 @@ def _default_deferrable() -> bool:
 class BatchJobSensor(BaseSensorOperator):
     """Wait until a HERE batch job has ended; succeed when it completed.
 
+    What a job state means is decided by :mod:`airflow_here_batch.api.outcome`, the same rule in
+    poke, reschedule and deferrable mode (and for the submit operator):
+
     * ``completed`` -> success; the task returns the job summary (XCom).
     * ``failure`` -> fails with HERE's details and the first lines of the errors report.
     * ``deleted`` -> fails.
     * ``stopped`` -> fails, unless ``allow_stopped=True`` (then success: partial results).
 
-    Failures are raised as ``AirflowFailException`` (no retry: HERE's verdict will not change), so
-    ``soft_fail=True`` turns them, and a timeout, into a skip. An unknown job fails the same way.
-    Transient API errors (429, 5xx, dropped connections) are retried by the hook and, in
-    deferrable mode, by the trigger; they never end the wait on their own.
+    HERE's verdicts are raised as ``AirflowFailException`` (no retry: HERE's verdict will not change)
+    and the sensor's ``timeout`` as ``AirflowSensorTimeout``: ``soft_fail=True`` turns those into a
+    skip. A technical error (bad credentials, unknown job, an outage longer than ``max_outage``) and
+    the task's ``execution_timeout`` fail the task in every mode, whatever ``soft_fail`` says.
+    Transient API errors (429, 5xx, dropped connections, garbled answers) are retried by the hook and
+    then by the outage rule; only ``max_outage`` seconds without one usable answer end the wait.
 
     :param job_id: the HERE job id, e.g. ``"{{ ti.xcom_pull('submit')['job_id'] }}"``. (templated)
     :param here_conn_id: Airflow connection of type ``here_batch``.
@@ -58,8 +61,10 @@ class BatchJobSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
     :param cancel_on_kill: in deferrable mode, stop the job when the wait times out or a user kills the
         task (Airflow >= 3.3). Off by default: the sensor does not own the job.
+    :param max_outage: seconds without one usable answer from HERE after which the wait fails
+        (poke and deferrable mode; reschedule mode forgets an outage between two pokes).
     :param timeout: longest wait in seconds (``BaseSensorOperator``), also the trigger's deadline.
-    :param soft_fail: skip instead of failing.
+    :param soft_fail: skip instead of failing on HERE's verdicts and on the timeout.
     :param mode: ``poke`` or ``reschedule`` (ignored when deferrable).
     """
 
@@ -76,6 +81,7 @@ class BatchJobSensor(BaseSensorOperator):
         allow_stopped: bool = False,
         deferrable: bool | None = None,
         cancel_on_kill: bool = False,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
         **kwargs: Any,
     ) -> None:
         if poll_interval is not None:
@@ -83,11 +89,12 @@ class BatchJobSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.job_id = job_id
         self.here_conn_id = here_conn_id
-        self.max_poll_interval = max(float(max_poll_interval), float(self.poke_interval))
+        self.max_poll_interval = max(float(self.poke_interval), float(max_poll_interval))
         self.allow_stopped = allow_stopped
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self.cancel_on_kill = cancel_on_kill
-        self._tracker = ProgressTracker()
+        self.max_outage = float(max_outage)
+        self._wait: JobWait | None = None
 
     @cached_property
     def hook(self) -> HereBatchHook:
@@ -95,80 +102,112 @@ class BatchJobSensor(BaseSensorOperator):
 
         return HereBatchHook(self.here_conn_id)
 
+    def _job_wait(self, context: Context) -> JobWait:
+        if self._wait is None:
+            from airflow_here_batch.utils.waiting import task_deadline
+
+            # The sensor's timeout counts from the task's start, as in deferrable mode. Reschedule
+            # mode: Airflow measures it across reschedules itself.
+            deadline = task_deadline(
+                self,
+                context,
+                None if self.reschedule else self.timeout,
+                timeout_from_start=True,
+                worker=True,
+            )
+            self.hook.deadline = None if deadline is None else deadline.at  # bounds Retry-After too
+            self._wait = JobWait(
+                self.job_id,
+                schedule=PollSchedule(float(self.poke_interval), self.max_poll_interval),
+                deadline=deadline,
+                max_outage=self.max_outage,
+                allow_stopped=self.allow_stopped,
+                started=time.time(),
+            )
+        return self._wait
+
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        outcome = self._poke_once(context)
+        if outcome is None:
+            return False
+        return self._finish(outcome)
+
+    def _poke_once(self, context: Context) -> JobOutcome | None:
+        """One status call through the shared rule: the outcome when the wait ends, else None."""
+        wait = self._job_wait(context)
+        now = time.time()
+        if wait.expired(now):
+            stopped = None
+            if self.cancel_on_kill:
+                try:
+                    self.hook.stop_job(self.job_id)
+                    stopped = True
+                except HereBatchError as exc:
+                    self.log.warning("HERE Batch: could not stop job %s: %s", self.job_id, exc)
+                    stopped = False
+            return wait.timed_out(stopped=stopped)
         try:
             job = self.hook.get_job(self.job_id)
-        except JobNotFoundError as exc:
-            raise AirflowFailException(f"job {self.job_id} does not exist at HERE: {exc}") from None
-        except (RateLimitError, ServerError, TransportError) as exc:
-            # Still failing after the hook's retries: keep waiting; the sensor's timeout bounds it.
-            self.log.warning("HERE Batch: status of job %s unavailable, will ask again: %s", self.job_id, exc)
-            return False
-        level = self._tracker.observe(job, time.monotonic())
-        self.log.log(level, "HERE Batch: %s", self._tracker.describe(job))
-        return self._verdict(job)
-
-    def _verdict(self, job: BatchJob) -> bool | PokeReturnValue:
-        counts = job.records
-        if job.status is JobStatus.COMPLETED or (job.status is JobStatus.STOPPED and self.allow_stopped):
-            return PokeReturnValue(is_done=True, xcom_value=job.summary())
-        if job.status is JobStatus.FAILURE:
-            message = f"HERE reports job {job.id} as failed ({counts.processed}/{counts.total} processed)"
+        except HereBatchError as exc:
+            outcome = wait.failed(exc, time.time())
+            if outcome is None:
+                self.log.warning(
+                    "HERE Batch: status of job %s unavailable, will ask again: %s", self.job_id, exc
+                )
+            return outcome
+        now = time.time()
+        self.log.log(wait.observe(job, now), "HERE Batch: %s", wait.tracker.describe(job))
+        if not wait.ended(job, now):
+            return None
+        head: list[str] = []
+        if needs_errors_head(job):
             try:
-                head = self.hook.download_errors_head(job.id, 10)
+                head = self.hook.download_errors_head(job.id, ERRORS_HEAD_LINES)
             except HereBatchError as exc:
-                head = []
                 self.log.warning("HERE Batch: could not read the errors report of %s: %s", job.id, exc)
-            if head:
-                message += "\nFirst lines of HERE's errors report:\n  " + "\n  ".join(head)
-            raise AirflowFailException(message)
-        if job.status is JobStatus.DELETED:
-            raise AirflowFailException(f"job {job.id} was deleted before it completed")
-        if job.status is JobStatus.STOPPED:
-            raise AirflowFailException(
-                f"job {job.id} was stopped with {counts.processed}/{counts.total} records processed "
-                "(resume it, or set allow_stopped=True to accept partial results)"
-            )
-        return False
+        return wait.outcome(job, head)
+
+    def _finish(self, outcome: JobOutcome) -> PokeReturnValue:
+        from airflow_here_batch.utils.waiting import raise_for_outcome
+
+        raise_for_outcome(outcome, sensor=True)
+        self.log.info("HERE Batch: %s", outcome.message)
+        return PokeReturnValue(is_done=True, xcom_value=dict(outcome.job or {}))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        # One look first: a job that has already ended needs no trigger.
-        result = self.poke(context)
-        if isinstance(result, PokeReturnValue) and result.is_done:
-            return result.xcom_value
-        from airflow_here_batch.triggers.batch_job import BatchJobTrigger
+        # One look first: a job that has already ended (or an error) needs no trigger.
+        outcome = self._poke_once(context)
+        if outcome is not None:
+            return self._finish(outcome).xcom_value
+        from airflow_here_batch.utils.waiting import defer_wait
 
-        deadline = time.time() + float(self.timeout) if self.timeout is not None else None
-        self.defer(
-            trigger=BatchJobTrigger(
-                job_id=self.job_id,
-                here_conn_id=self.here_conn_id,
-                poll_interval=float(self.poke_interval),
-                max_poll_interval=self.max_poll_interval,
-                deadline=deadline,
-                cancel_on_kill=self.cancel_on_kill,
-                allow_stopped=self.allow_stopped,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=float(self.timeout) + 300) if self.timeout is not None else None,
+        defer_wait(
+            self,
+            context,
+            job_id=self.job_id,
+            here_conn_id=self.here_conn_id,
+            poll_interval=float(self.poke_interval),
+            max_poll_interval=self.max_poll_interval,
+            timeout=self.timeout,
+            cancel_on_kill=self.cancel_on_kill,
+            allow_stopped=self.allow_stopped,
+            max_outage=self.max_outage,
+            timeout_from_start=True,
         )
+
+    def on_kill(self) -> None:
+        """Poke mode: stop the job when the task is killed and ``cancel_on_kill`` (deferred: the
+        trigger's ``on_kill``)."""
+        if not self.cancel_on_kill:
+            return
+        try:
+            self.hook.stop_job(self.job_id)
+            self.log.info("HERE Batch: asked HERE to stop job %s", self.job_id)
+        except HereBatchError as exc:
+            self.log.warning("HERE Batch: could not stop job %s: %s", self.job_id, exc)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired: return the job summary, or fail/skip with HERE's details."""
-        from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS, EVENT_TIMEOUT
-
-        status = event.get("status")
-        message = str(event.get("message") or status)
-        if status == EVENT_SUCCESS:
-            self.log.info("HERE Batch: %s", message)
-            return event.get("job")
-        if status == EVENT_TIMEOUT:
-            raise AirflowSensorTimeout(message)
-        head = event.get("errors_head") or []
-        if head:
-            message += "\nFirst lines of HERE's errors report:\n  " + "\n  ".join(str(h) for h in head)
-        if status == "error":
-            raise AirflowException(message)
-        raise AirflowFailException(message)
+        return self._finish(JobOutcome.from_event(event)).xcom_value

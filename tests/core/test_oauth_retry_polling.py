@@ -104,7 +104,8 @@ def test_backoff_is_bounded_and_honours_retry_after() -> None:
     delays = [policy.delay(n, rng=rng) for n in range(1, 8)]
     assert all(0.5 <= d <= 8 for d in delays) and delays[-1] >= 4
     assert policy.delay(1, RateLimitError("x", retry_after=5)) == 5
-    assert policy.delay(1, RateLimitError("x", retry_after=500)) == 8
+    # Retry-After always wins over backoff_max (issue 10 §4); only the caller's deadline bounds it.
+    assert policy.delay(1, RateLimitError("x", retry_after=500)) == 500
 
 
 def test_retry_state_counts_attempts() -> None:

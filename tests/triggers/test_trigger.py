@@ -129,7 +129,8 @@ def test_serialise_and_rebuild_round_trip() -> None:
         "deadline": deadline_to_epoch("2030-01-01T00:00:00Z"),
         "cancel_on_kill": False,
         "allow_stopped": True,
-        "max_transient_errors": 10,
+        "max_outage": 3600.0,
+        "deadline_reason": "timeout",
     }
     json.dumps(kwargs)  # only plain values
     rebuilt = BatchJobTrigger(**kwargs)
@@ -180,9 +181,9 @@ async def test_5xx_burst_and_dropped_connections_do_not_fail(
 async def test_persistent_outage_ends_with_an_error_event(hook: HereBatchHook, emu: EmulatorServer) -> None:
     job_id = submit(hook)
     emu.admin.inject_fault("get_job", "status", status=500, count=1000)
-    events = await collect(fast(job_id, max_transient_errors=2, max_poll_interval=0.1))
+    events = await collect(fast(job_id, max_outage=1.0, max_poll_interval=0.1))
     assert len(events) == 1 and events[0]["status"] == "error"
-    assert "3 failed status calls" in events[0]["message"]
+    assert "no usable answer for 1 s (max_outage)" in events[0]["message"]
     assert API_KEY not in json.dumps(events) and "apiKey" not in json.dumps(events)
 
 
@@ -229,7 +230,7 @@ async def test_deadline_gives_timeout_and_stops_the_job(hook: HereBatchHook, emu
     wait_running(hook, job_id)
     events = await collect(fast(job_id, deadline=time.time() + 0.5))
     assert [e["status"] for e in events] == ["timeout"]
-    assert "stopped" in events[0]["message"]
+    assert "asked to stop" in events[0]["message"]
     hook.wait_for_job(job_id, schedule=QUICK, timeout=10)  # the halt is asynchronous at HERE
     assert status_of(emu, job_id) == "stopped"
 
