@@ -14,7 +14,7 @@
 #      next call skips the install.
 # Exports REPO_ROOT, VENV, VENV_PY and puts "$VENV/bin" first on PATH.
 # Regenerate the lock after changing dependencies in pyproject.toml:
-#   .venv/bin/uv pip compile pyproject.toml --extra test --universal --python-version 3.10 \
+#   .venv/bin/uv pip compile pyproject.toml --extra test --extra benchmarks --universal --python-version 3.10 \
 #       --no-header --annotation-style line -o requirements/lock.txt
 
 _here_batch_venv() {
