@@ -9,7 +9,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import (
@@ -21,6 +20,7 @@ from airflow_here_batch.api.errors import (
 )
 from airflow_here_batch.api.models import BatchJob, JobStatus
 from airflow_here_batch.api.polling import ProgressTracker
+from airflow_here_batch.version_compat import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

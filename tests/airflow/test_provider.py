@@ -59,6 +59,30 @@ def test_providers_manager_sees_connection_type_and_form() -> None:
     assert manager.field_behaviours["here_batch"]["relabeling"]["password"] == "API key"
 
 
+def test_ui_connection_form_shows_every_field() -> None:
+    """What the UI's API serves for the form, on every supported Airflow (3.2+: conn-fields; 3.0/3.1: the
+    hook's get_connection_form_widgets / get_ui_field_behaviour, read with wtforms stood in)."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    from airflow_here_batch.get_provider_info import CONN_FIELDS
+
+    HookMetaService.hook_meta_data.cache_clear()
+    (meta,) = [m.model_dump() for m in HookMetaService.hook_meta_data() if m.connection_type == "here_batch"]
+    extra = meta["extra_fields"] or {}
+    assert set(extra) == set(CONN_FIELDS)
+    assert {k: v["schema"].get("title") for k, v in extra.items()} == {
+        k: v["label"] for k, v in CONN_FIELDS.items()
+    }
+    assert extra["access_key_secret"]["schema"].get("format") == "password"
+    std = meta["standard_fields"]
+    assert std["login"]["hidden"] and not std["host"]["hidden"] and not std["port"]["hidden"]
+    assert (std["host"]["title"], std["url_schema"]["title"], std["password"]["title"]) == (
+        "Host or base URL",
+        "Path",
+        "API key",
+    )
+
+
 @pytest.mark.parametrize("command", [["providers", "list"], ["providers", "hooks"]])
 def test_cli_lists_the_provider(command: list[str], airflow_db: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
