@@ -54,13 +54,13 @@ stop_emulator() {
     fi
     emu_pid=""
 }
-trap stop_emulator EXIT
 
 # One version, in a subshell; all its output goes to $dir/log.txt, the stage that failed to $dir/failed.
 run_version() {
     local minor="$1" dir="$WORK/$1" lock="requirements/airflow-$1.txt"
     local venv="$dir/venv" home="$dir/airflow" py out url dags
     fail() { echo "$1" >"$dir/failed"; stop_emulator; exit 1; }
+    trap stop_emulator EXIT
     [[ -f "$lock" ]] || fail "no lock $lock"
     mkdir -p "$home"
     "$UV" venv --quiet --python "$PY" "$venv" || fail "venv"
@@ -88,39 +88,47 @@ run_version() {
     [[ -n "$url" ]] || fail "emulator did not start"
     export AIRFLOW_CONN_HERE_BATCH_DEFAULT="{\"conn_type\": \"here_batch\", \"host\": \"$url\", \"password\": \"any-key\"}"
     "$venv/bin/airflow" dags test "$DAG_ID" || fail "airflow dags test $DAG_ID"
-    # The exit code alone is not trusted: the run must be recorded as a success.
-    "$venv/bin/airflow" dags list-runs "$DAG_ID" -o json >"$dir/runs.json" || fail "dags list-runs"
-    "$py" - "$dir/runs.json" <<'PY' || fail "$DAG_ID did not succeed"
-import json, sys
-# The JSON is the last line that parses (some versions log to stdout before it).
-runs = None
-for line in open(sys.argv[1]):
-    if line.startswith("["):
-        try:
-            runs = json.loads(line)
-        except ValueError:
-            pass
-runs = runs or []
-print("runs:", [(r["run_id"], r["state"]) for r in runs])
-sys.exit(0 if len(runs) == 1 and runs[0]["state"] == "success" else 1)
+    # The exit code alone is not trusted: the run must be recorded as a success in the metadata DB
+    # (`airflow dags list-runs` refuses a DAG that `dags test` ran but did not serialise, on 3.0).
+    "$py" - "$DAG_ID" <<'PY' || fail "$DAG_ID did not succeed"
+import sys
+from airflow.models.dagrun import DagRun
+from airflow.utils.session import create_session
+from sqlalchemy import select
+
+with create_session() as session:
+    runs = [(r.run_id, str(getattr(r.state, "value", r.state))) for r in session.scalars(
+        select(DagRun).where(DagRun.dag_id == sys.argv[1]))]
+print("runs:", runs)
+sys.exit(0 if len(runs) == 1 and runs[0][1] == "success" else 1)
 PY
     stop_emulator
 }
 
+# Versions run side by side, $HERE_BATCH_VERSIONS_JOBS at a time (default 2); results print in order.
+jobs="${HERE_BATCH_VERSIONS_JOBS:-2}"
+pids=()
+for minor in "${minors[@]}"; do
+    mkdir -p "$WORK/$minor"
+    while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n || true; done
+    ( t=$SECONDS; (run_version "$minor"); echo $((SECONDS - t)) >"$WORK/$minor/seconds" ) \
+        >"$WORK/$minor/log.txt" 2>&1 &
+    pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || true; done
+
 failed=0
 for minor in "${minors[@]}"; do
-    t=$SECONDS
     dir="$WORK/$minor"
-    mkdir -p "$dir"
-    (run_version "$minor") >"$dir/log.txt" 2>&1 || true
     version="$(cut -d' ' -f2 "$dir/version" 2>/dev/null || echo "?")"
+    took="$(cat "$dir/seconds" 2>/dev/null || echo "?")"
     if [[ -f "$dir/failed" ]]; then
         failed=1
-        echo "versions: Airflow $minor ($version): FAILED at $(cat "$dir/failed") after $((SECONDS - t)) s; log: $dir/log.txt"
+        echo "versions: Airflow $minor ($version): FAILED at $(cat "$dir/failed"); log: $dir/log.txt"
         tail -40 "$dir/log.txt" | sed 's/^/    /'
     else
         passed="$(grep -Eo '[0-9]+ passed' "$dir/log.txt" | tail -1)"
-        echo "versions: Airflow $minor ($version): ok in $((SECONDS - t)) s (providers list, pytest $passed, dags test $DAG_ID)"
+        echo "versions: Airflow $minor ($version): ok in $took s (providers list, pytest $passed, dags test $DAG_ID)"
     fi
 done
 [[ -n "${HERE_BATCH_VERSIONS_KEEP:-}" ]] || [[ $failed -ne 0 ]] || rm -rf "$WORK"
