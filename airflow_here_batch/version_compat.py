@@ -16,8 +16,8 @@ What degrades on older Airflow (also in the README's version table):
 
 * ``BaseTrigger.on_kill`` (3.3): a user killing a deferred task stops the HERE job only on 3.3+;
   on 3.0-3.2 the trigger is cancelled and the job keeps running (``TRIGGER_ON_KILL``).
-* The task-state store (``ResumableJobMixin``, 3.3): ``None`` below 3.3 (``HAS_TASK_STATE_STORE``);
-  the operators reattach to their job by its unique tag on every version.
+* The task-state store (3.3; ``ResumableJobMixin`` is ``None`` below, ``HAS_TASK_STATE_STORE``): the
+  submit operator keeps its job id there on 3.3 and reattaches by the job's unique tag everywhere.
 * Declarative connection fields (``conn-fields`` in the provider info, 3.2): on 3.0/3.1 the form
   comes from the hook's ``get_connection_form_widgets`` / ``get_ui_field_behaviour``
   (``DECLARATIVE_CONN_FIELDS``).
