@@ -12,8 +12,16 @@ from airflow_here_batch import __version__
 
 INTEGRATION_NAME = "HERE Batch"
 
-# The connection form, declared here so the UI does not import the hook (Airflow >= 3.2 reads these).
+# The connection form, declared here so the UI does not import the hook (Airflow >= 3.2 reads these;
+# on 3.0/3.1 the hook's get_connection_form_widgets / get_ui_field_behaviour build the same form).
+# Every part of the base URL has a visible field (Host, Port, Path = schema, scheme), so a connection
+# made from a URI keeps all of it when it is edited and saved in the UI.
 CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "scheme": {
+        "label": "URL scheme",
+        "schema": {"type": ["string", "null"]},
+        "description": "https (default) or http (the local emulator); used when Host is a bare host name.",
+    },
     "access_key_id": {
         "label": "OAuth access key id",
         "schema": {"type": ["string", "null"]},
@@ -58,10 +66,13 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["schema", "port", "login", "extra"],
-    "relabeling": {"host": "Base URL", "password": "API key"},
+    # login is unused; every extra HERE reads is a field of its own above.
+    "hidden-fields": ["login", "extra"],
+    "relabeling": {"host": "Host or base URL", "schema": "Path", "password": "API key"},
     "placeholders": {
-        "host": "https://batch.search.hereapi.com/v7 (or http://127.0.0.1:8765/v7 for the emulator)",
+        "host": "batch.search.hereapi.com (default), or a whole URL: http://127.0.0.1:8765/v7",
+        "port": "default for the scheme",
+        "schema": "v7",
         "password": "HERE API key (leave empty when using OAuth credentials)",
     },
 }

@@ -13,9 +13,9 @@
 #   4. writes a stamp (hash of pyproject.toml, the lock, the Python version and the repo path) so the
 #      next call skips the install.
 # Exports REPO_ROOT, VENV, VENV_PY and puts "$VENV/bin" first on PATH.
-# Regenerate the lock after changing dependencies in pyproject.toml:
-#   .venv/bin/uv pip compile pyproject.toml --extra test --extra benchmarks --universal --python-version 3.10 \
-#       --no-header --annotation-style line -o requirements/lock.txt
+# Regenerate the locks after changing dependencies in pyproject.toml (lock.txt = Airflow 3.3, and one
+# per older supported minor, requirements/airflow-3.N.txt; tested by scripts/test_airflow_versions.sh):
+#   bash scripts/lock_airflow_versions.sh
 
 _here_batch_venv() {
     local root venv lock stamp want have py cand t0 uv_bin

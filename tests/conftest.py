@@ -31,6 +31,7 @@ the fixtures ``repo_root`` and ``airflow_home`` return the same paths).
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import shutil
@@ -44,7 +45,9 @@ import pytest
 pytest_plugins = ["airflow_here_batch.emulator.pytest_plugin"]
 
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
-EXAMPLE_DAGS_DIR: Path = REPO_ROOT / "airflow_here_batch" / "example_dags"
+# The imported package's (the checkout's, or an installed wheel's when the tests run from a copy, as in
+# scripts/test_airflow_versions.sh). find_spec does not import the package.
+EXAMPLE_DAGS_DIR: Path = Path(importlib.util.find_spec("airflow_here_batch").origin).parent / "example_dags"  # type: ignore[arg-type,union-attr]
 TEST_DAGS_DIR: Path = REPO_ROOT / "tests" / "airflow" / "dags"
 
 if "airflow" in sys.modules:  # pragma: no cover - a plugin imported airflow before us

@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
 
-from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api import notifications, protocol
@@ -49,6 +50,7 @@ from airflow_here_batch.api.protocol import ApiRequest, JobOptions, redact_url
 from airflow_here_batch.api.retry import RetryPolicy, RetryState
 from airflow_here_batch.api.transfer import CHUNK_SIZE, DownloadDecoder, gzip_chunks, iter_lines_as_chunks
 from airflow_here_batch.utils.atomic import AtomicFile
+from airflow_here_batch.version_compat import BaseHook
 
 if TYPE_CHECKING:
     import datetime
@@ -62,6 +64,9 @@ UploadData = str | os.PathLike[str] | bytes | BinaryIO | Iterable[str | bytes]
 Destination = str | os.PathLike[str] | BinaryIO
 DEFAULT_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 10.0
+#: What an empty Host and an empty Path (the connection's schema) stand for.
+DEFAULT_HOST = "batch.search.hereapi.com"
+DEFAULT_API_PATH = "v7"
 
 
 class _RedactApiKeyFilter(logging.Filter):
@@ -88,10 +93,6 @@ def _mask_secret(value: str | None) -> None:
     """Register a secret with Airflow's masker so no log line shows it."""
     if not value:
         return
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - older task SDKs
-        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
     mask_secret(value)
 
 
@@ -127,26 +128,54 @@ def _extra(extra: Mapping[str, Any], name: str) -> Any:
 
 
 def base_url_from_connection(
-    host: str | None, port: int | None, schema: str | None, scheme: str | None
+    host: str | None, port: int | str | None, schema: str | None, scheme: str | None
 ) -> str:
-    """The API root from a connection's fields.
+    """The API root (``scheme://host[:port]/path``) from a connection's fields.
 
-    ``host`` may be a full URL (``http://127.0.0.1:8765/v7``, the usual way to point at the emulator)
-    or a bare host name, completed with ``port``, ``schema`` (the path, default ``v7``) and the extra
-    ``scheme`` (default ``https``).
+    Every part has one field, all of them shown in the connection form, so a connection made from a
+    URI (``here-batch://:KEY@127.0.0.1:8765/v7?scheme=http``) and the same connection saved from the
+    form give the same URL:
+
+    * ``host``: a host name (default ``batch.search.hereapi.com``), or a whole URL
+      (``http://127.0.0.1:8765/v7``) whose parts then fill the fields below;
+    * ``port``: optional;
+    * ``schema`` (shown as **Path**): default ``v7``, HERE's API version root;
+    * the extra ``scheme``: ``https`` (default) or ``http``.
+
+    :raises ValueError: when a whole URL in ``host`` and a field disagree (e.g. ``http://...`` with
+        ``scheme=https``, or two different ports), the scheme is neither http nor https, or ``host``
+        carries credentials, a query or a fragment (the API key belongs in the password field).
     """
-    if not host:
-        return DEFAULT_BASE_URL
-    host = host.strip().rstrip("/")
-    if "://" in host:
-        scheme_part, _, rest = host.partition("://")
-        netloc, _, path = rest.partition("/")
-        if port and ":" not in netloc:
-            netloc = f"{netloc}:{port}"
-        path = path or (schema or "").strip("/")
-        return f"{scheme_part}://{netloc}" + (f"/{path}" if path else "")
-    netloc = f"{host}:{port}" if port else host
-    return f"{scheme or 'https'}://{netloc}/{(schema or 'v7').strip('/')}"
+    text = (host or "").strip().rstrip("/")
+    url = urlsplit(text if "://" in text else f"//{text}")
+    if url.username or url.password or url.query or url.fragment:
+        raise ValueError(
+            "Host must be a host name or a base URL without credentials, query or fragment; "
+            "put the API key in the password (API key) field"
+        )
+    try:
+        url_port = url.port
+    except ValueError as exc:
+        raise ValueError(f"Host has an invalid port: {exc}") from None
+
+    def one(name: str, from_host: Any, from_field: Any) -> Any:
+        if from_host and from_field and str(from_host) != str(from_field):
+            raise ValueError(
+                f"the {name} in Host ({from_host}) differs from the {name} field ({from_field}); "
+                "set it in one place"
+            )
+        return from_host or from_field
+
+    final_scheme = one("scheme", url.scheme.lower(), (scheme or "").strip().lower()) or "https"
+    if final_scheme not in ("http", "https"):
+        raise ValueError(f"scheme must be https or http, not {final_scheme!r}")
+    final_port = one("port", url_port, int(port) if port not in (None, "") else None)
+    path = one("path", url.path.strip("/"), (schema or "").strip().strip("/")) or DEFAULT_API_PATH
+    hostname = url.hostname or DEFAULT_HOST
+    netloc = f"[{hostname}]" if ":" in hostname else hostname
+    if final_port:
+        netloc = f"{netloc}:{final_port}"
+    return f"{final_scheme}://{netloc}/{path}"
 
 
 def settings_from_connection(
@@ -182,11 +211,15 @@ def settings_from_connection(
         backoff_base=float(_extra(extra, "backoff_base") or 1.0),
         backoff_max=float(_extra(extra, "backoff_max") or 60.0),
     )
+    try:
+        base_url = base_url_from_connection(conn.host, conn.port, conn.schema, _extra(extra, "scheme"))
+    except ValueError as exc:
+        raise ValueError(f"connection {conn.conn_id!r}: {exc}") from None
     proxies = _extra(extra, "proxies")
     if isinstance(proxies, str):
         proxies = json.loads(proxies)
     return ConnectionSettings(
-        base_url=base_url_from_connection(conn.host, conn.port, conn.schema, _extra(extra, "scheme")),
+        base_url=base_url,
         api_key=api_key,
         oauth=oauth,
         timeout=float(timeout or _extra(extra, "timeout") or DEFAULT_TIMEOUT),
@@ -397,14 +430,48 @@ class HereBatchHook(_HereBatchHookBase):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Connection form behaviour (also declared in the provider info, which Airflow >= 3.2 prefers)."""
+        """Connection form behaviour on Airflow 3.0/3.1 (3.2+ reads the provider info's copy).
+
+        ``{"hidden_fields": [...], "relabeling": {field: label}, "placeholders": {field: text}}``.
+        """
         from airflow_here_batch.get_provider_info import UI_FIELD_BEHAVIOUR
 
         return {
-            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
         }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of the connection form on Airflow 3.0/3.1, built from ``CONN_FIELDS``.
+
+        Airflow >= 3.2 reads ``conn-fields`` from the provider info and never calls this. Only wtforms
+        field classes Airflow accepts (String, Integer, Password) and no Flask-AppBuilder widget, so the
+        3.0/3.1 API server (which stands in for wtforms while it reads the form) shows them whenever
+        wtforms is importable (it comes with the FAB provider); without it Airflow shows no provider's
+        extra fields, and the Extra JSON field holds them.
+        """
+        from wtforms import IntegerField, PasswordField, StringField
+        from wtforms.validators import Optional
+
+        from airflow_here_batch.get_provider_info import CONN_FIELDS
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            schema = spec.get("schema", {})
+            types = schema.get("type", [])
+            if schema.get("format") == "password":
+                field_class: Any = PasswordField
+            elif "integer" in types:
+                field_class = IntegerField
+            else:  # strings, and numbers as text: wtforms' FloatField is not among Airflow's allowed ones
+                field_class = StringField
+            kwargs: dict[str, Any] = {"validators": [Optional()], "description": spec.get("description", "")}
+            if schema.get("default") is not None:
+                kwargs["default"] = schema["default"]
+            widgets[name] = field_class(spec["label"], **kwargs)
+        return widgets
 
     @property
     def settings(self) -> ConnectionSettings:

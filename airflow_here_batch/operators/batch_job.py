@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
 
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, JobNotFoundError, ResultsNotReadyError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType, ServiceType
 from airflow_here_batch.api.outcome import DEFAULT_MAX_OUTAGE
 from airflow_here_batch.api.polling import PollSchedule
+from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
 
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType
 from airflow_here_batch.api.split import DEFAULT_MAX_ACTIVE_JOBS, has_header, part_name, safe_segment
 from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator, _event_error, _storage_path
+from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath

@@ -149,7 +149,7 @@ def raise_for_outcome(outcome: JobOutcome, *, sensor: bool) -> None:
       ``max_outage``): :class:`~airflow_here_batch.api.outcome.JobWaitError` in every mode, which
       ``soft_fail`` never turns into a skip (Airflow skips any ``AirflowException`` raised on resume).
     """
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+    from airflow_here_batch.version_compat import AirflowException, AirflowFailException, AirflowSensorTimeout
 
     if outcome.kind is OutcomeKind.SUCCESS:
         return

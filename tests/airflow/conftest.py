@@ -181,7 +181,7 @@ def resolve_dag_file(dag_id_or_path: str | Path) -> tuple[Path, str | None]:
 
 def load_dag(path: Path, dag_id: str | None = None) -> Any:
     """Parse one DAG file with a ``DagBag`` (fails on import errors) and return the DAG."""
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.version_compat import DagBag
 
     bag = DagBag(dag_folder=str(path))  # load_examples is off (tests/conftest.py)
     assert not bag.import_errors, f"import errors in {path}: {bag.import_errors}"

@@ -54,7 +54,7 @@ def _data_rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def dagbag(airflow_db: Path) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.version_compat import DagBag
 
     start = time.monotonic()
     bag = DagBag(dag_folder=str(EXAMPLE_DAGS_DIR))

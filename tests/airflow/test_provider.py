@@ -59,6 +59,40 @@ def test_providers_manager_sees_connection_type_and_form() -> None:
     assert manager.field_behaviours["here_batch"]["relabeling"]["password"] == "API key"
 
 
+def test_ui_connection_form_shows_every_field() -> None:
+    """What the UI's API serves for the form, on every supported Airflow (3.2+: conn-fields; 3.0/3.1: the
+    hook's get_connection_form_widgets / get_ui_field_behaviour, read with wtforms stood in).
+
+    In a fresh process, as in the API server: a ProvidersManager that already built the widgets with
+    the real wtforms in this process would hand those to the service instead.
+    """
+    from airflow_here_batch.get_provider_info import CONN_FIELDS
+
+    code = (
+        "import json\n"
+        "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService\n"
+        "print(json.dumps([m.model_dump(mode='json') for m in HookMetaService.hook_meta_data()"
+        " if m.connection_type == 'here_batch']))\n"
+    )
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (meta,) = json.loads(out.stdout.strip().splitlines()[-1])
+    extra = meta["extra_fields"] or {}
+    assert set(extra) == set(CONN_FIELDS)
+    assert {k: v["schema"].get("title") for k, v in extra.items()} == {
+        k: v["label"] for k, v in CONN_FIELDS.items()
+    }
+    assert extra["access_key_secret"]["schema"].get("format") == "password"
+    std = meta["standard_fields"]
+    assert std["login"]["hidden"] and not std["host"]["hidden"] and not std["port"]["hidden"]
+    assert (std["host"]["title"], std["url_schema"]["title"], std["password"]["title"]) == (
+        "Host or base URL",
+        "Path",
+        "API key",
+    )
+
+
 @pytest.mark.parametrize("command", [["providers", "list"], ["providers", "hooks"]])
 def test_cli_lists_the_provider(command: list[str], airflow_db: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

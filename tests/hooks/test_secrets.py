@@ -78,7 +78,7 @@ async def test_async_key_absent_from_errors(
 
 
 def test_key_is_registered_with_the_secret_masker(hook: HereBatchHook) -> None:
-    from airflow.sdk._shared.secrets_masker import redact
+    from tests.version_compat import redact
 
     hook.test_connection()
     assert API_KEY not in str(redact(f"url?apiKey={API_KEY}"))
