@@ -10,9 +10,10 @@ Two operators, around the usual submit / wait / download tasks:
 * :class:`BatchResultsToSqlOperator` writes a job's results and errors report into a target table
   (created if missing), keyed by ``rec_id``: an upsert per batch, one transaction per batch.
 
-Between the tasks only object-storage locations (under :func:`airflow_here_batch.utils.storage.base_location`),
-the job id and counters travel through XCom. The pure rules (mapping, fingerprint, result rows, SQL
-shapes) are in :mod:`airflow_here_batch.utils.sql_records`.
+Between the tasks only object-storage locations (under
+:func:`airflow_here_batch.utils.storage.base_location`), the job id and counters travel through
+XCom. The pure rules (mapping, fingerprint, result rows, SQL shapes) are in
+:mod:`airflow_here_batch.utils.sql_records`.
 
 Supported target dialects: PostgreSQL and SQLite (``INSERT ... ON CONFLICT DO UPDATE``). The source can be
 any ``DbApiHook`` connection.
@@ -37,7 +38,6 @@ from airflow_here_batch.utils.sql_records import (
     MappingError,
     RecordMapping,
     ResultLayout,
-    TargetColumn,
     create_table_sql,
     parse_error_line,
     quote_identifier,
@@ -677,7 +677,10 @@ class BatchResultsToSqlOperator(BaseOperator):
     def _load_fingerprints(self, conn: Any, dialect: str, lines: Iterator[str]) -> None:
         cursor = conn.cursor()
         if dialect == "postgresql" and hasattr(cursor, "copy"):
-            sql = f"COPY {_FINGERPRINTS} (rec_id, fingerprint) FROM STDIN WITH (FORMAT csv, DELIMITER '|', HEADER true)"
+            sql = (
+                f"COPY {_FINGERPRINTS} (rec_id, fingerprint) FROM STDIN "
+                "WITH (FORMAT csv, DELIMITER '|', HEADER true)"
+            )
             with cursor.copy(sql) as copy:
                 for line in lines:
                     copy.write(line)

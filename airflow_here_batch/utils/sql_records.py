@@ -100,7 +100,7 @@ def quote_identifier(name: str) -> str:
 
 
 def snake_case(name: str) -> str:
-    """HERE's camelCase output column name as a database column name: ``addressLabel`` -> ``address_label``."""
+    """A HERE camelCase output column as a database column name: ``addressLabel`` -> ``address_label``."""
     return _CAMEL.sub("_", name).lower()
 
 
@@ -400,7 +400,7 @@ def _dialect(dialect: str) -> str:
 
 
 def create_table_sql(dialect: str, table: str, columns: Sequence[TargetColumn]) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` for the target table (``rec_id`` primary key) and its fingerprint index."""
+    """``CREATE TABLE IF NOT EXISTS`` for the target table (``rec_id`` primary key), its fingerprint index."""
     types = _TYPES[_dialect(dialect)]
     body = ", ".join(
         f"{quote_identifier(c.name)} {types[c.kind]}" + (" PRIMARY KEY" if c.name == "rec_id" else "")
@@ -494,7 +494,7 @@ class ResultLayout:
         )
 
     def split(self, line: str, delimiter: str) -> list[str]:
-        """One results line as cells (HERE's quoting rules, :func:`~airflow_here_batch.api.records.split_record`)."""
+        """One results line as cells (HERE quoting, as in ``api.records.split_record``)."""
         return split_record(line, delimiter)
 
 

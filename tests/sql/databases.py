@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,7 +31,7 @@ class Database:
     dialect: str
     dsn: str  # sqlite: the file path; postgresql: a libpq URI
 
-    def connect(self):  # noqa: ANN201 - a DB-API connection
+    def connect(self) -> Any:
         if self.dialect == "sqlite":
             import sqlite3
 
