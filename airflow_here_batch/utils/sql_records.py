@@ -67,6 +67,8 @@ STATUS_FAILED = "failed"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _WHITESPACE = re.compile(r"\s+")
+# What NULL parts leave in a template's text: " ," and ", ,".
+_EMPTY_PARTS = re.compile(r"\s*,(?:\s*,)*")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # Output columns that become typed columns of their own instead of a text column named after them.
 _POSITION_COLUMNS = {"positionlat", "positionlng", "position"}
@@ -150,7 +152,7 @@ class RecordMapping:
         is sent as an empty value (HERE then reports the record in its errors report).
     :param templates: HERE column -> ``str.format`` template over source columns, e.g.
         ``{"q": "{street} {house_number}, {postal_code} {city}", "in": "countryCode:{country}"}``;
-        NULLs format as empty text and the result's blanks are collapsed.
+        NULLs format as empty text; blanks and the commas left around an empty part are collapsed.
     :param constants: HERE column -> the same value for every record, e.g. ``{"lang": "de-DE"}``.
     :param at_columns: ``(latitude column, longitude column)``: ``at`` = ``"lat,lng"`` (revgeocode).
     :param output_columns: HERE's ``outputColumns`` of the job (part of the fingerprint: asking for other
@@ -253,7 +255,7 @@ class RecordMapping:
         for name, template in self.templates.items():
             values = {part: _text(row[part]) for part in self._template_parts[name]}
             text = template.format(**values)
-            request[name] = _WHITESPACE.sub(" ", text).strip(" ,")
+            request[name] = _EMPTY_PARTS.sub(",", _WHITESPACE.sub(" ", text)).strip(" ,")
         if self.at_columns is not None:
             lat_column, lng_column = self.at_columns
             try:
