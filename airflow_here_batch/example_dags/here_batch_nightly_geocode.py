@@ -57,6 +57,8 @@ DB_CONN_ID = os.environ.get("HERE_BATCH_DB_CONN_ID") or EMBEDDED_CONN_ID
 SOURCE_TABLE = "addresses"
 TARGET_TABLE = "addresses_geocoded"
 OUTPUT_DIR = os.environ.get("HERE_BATCH_OUTPUT_DIR") or f"{base_location_uri()}/output"
+if "://" not in OUTPUT_DIR:  # a location (file://...), so XCom carries a URI, never a worker-local path
+    OUTPUT_DIR = f"file://{os.path.abspath(OUTPUT_DIR)}"
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 MAX_AGE_DAYS = os.environ.get("HERE_BATCH_MAX_AGE_DAYS")
 RETRIES = int(os.environ.get("HERE_BATCH_RETRIES", "2"))
