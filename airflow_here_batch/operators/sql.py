@@ -585,7 +585,7 @@ class BatchResultsToSqlOperator(BaseOperator):
             return
         path = _location(location, self.storage_conn_id)
         with path.open("r", encoding="utf-8", newline="") as stream:
-            yield iter(stream)
+            yield _lines(stream)
 
     def _open_lines(self, location: Any) -> Any:
         return lambda: self._opened(location)
@@ -659,6 +659,8 @@ class BatchResultsToSqlOperator(BaseOperator):
             f"CREATE TEMPORARY TABLE {_STAGE} ("
             + ", ".join(f"{quote_identifier(c.name)} {types[c.kind]}" for c in staged)
             + ")"
+            # PostgreSQL empties it at each commit (cheaper than a DELETE per batch).
+            + (" ON COMMIT DELETE ROWS" if dialect == "postgresql" else "")
         )
         cursor.execute(f"CREATE TEMPORARY TABLE {_FINGERPRINTS} (rec_id TEXT PRIMARY KEY, fingerprint TEXT)")
         cursor.close()
@@ -667,8 +669,10 @@ class BatchResultsToSqlOperator(BaseOperator):
         select = (
             "SELECT "
             + ", ".join(f"s.{quote_identifier(c)}" for c in self._staged)
-            + f", f.fingerprint, {ph}, {ph} FROM {_STAGE} s LEFT JOIN {_FINGERPRINTS} f "
-            "ON f.rec_id = s.rec_id WHERE true"
+            # A scalar subquery: one primary-key lookup per staged row. A join would let PostgreSQL hash
+            # the whole fingerprints table for every batch.
+            + f", (SELECT f.fingerprint FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id), {ph}, {ph} "
+            f"FROM {_STAGE} s WHERE true"
         )
         self._upsert = upsert_sql(
             dialect, self.table, [*self._staged, "request_fingerprint", "job_id", "geocoded_at"], select
@@ -682,8 +686,13 @@ class BatchResultsToSqlOperator(BaseOperator):
                 "WITH (FORMAT csv, DELIMITER '|', HEADER true)"
             )
             with cursor.copy(sql) as copy:
+                block: list[str] = []
                 for line in lines:
-                    copy.write(line)
+                    block.append(line)
+                    if len(block) >= 20_000:
+                        copy.write("".join(block))
+                        block = []
+                copy.write("".join(block))
         else:
             rows = csv.reader(lines, delimiter="|")
             next(rows, None)
@@ -743,7 +752,8 @@ class BatchResultsToSqlOperator(BaseOperator):
             _insert_many(conn, dialect, _STAGE, self._staged, batch, len(batch))
             cursor = conn.cursor()
             cursor.execute(self._upsert, (job_id, stamp))
-            cursor.execute(f"DELETE FROM {_STAGE}")
+            if dialect != "postgresql":
+                cursor.execute(f"DELETE FROM {_STAGE}")
             cursor.close()
             conn.commit()
         except BaseException:
@@ -770,16 +780,14 @@ def _insert_many(
     """Insert rows into a (staging) table on ``conn`` without committing: ``COPY`` on PostgreSQL."""
     names = ", ".join(quote_identifier(c) for c in columns)
     cursor = conn.cursor()
-    if dialect == "postgresql" and hasattr(cursor, "copy"):  # psycopg 3
-        with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-    elif dialect == "postgresql" and hasattr(cursor, "copy_expert"):  # psycopg2
-        buffer = io.StringIO()
-        for row in rows:
-            buffer.write("\t".join(_copy_text(v) for v in row) + "\n")
-        buffer.seek(0)
-        cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN", buffer)
+    if dialect == "postgresql":
+        # COPY text built here in one block: psycopg 3's write_row sends each row on its own.
+        text = "".join([_copy_line(row) for row in rows])
+        if hasattr(cursor, "copy"):  # psycopg 3
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                copy.write(text)
+        else:  # psycopg2
+            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN", io.StringIO(text))
     else:
         ph = _placeholder(dialect)
         sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([ph] * len(columns))})"
@@ -792,8 +800,30 @@ def _insert_many(
     cursor.close()
 
 
-def _copy_text(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+def _copy_line(row: Sequence[Any]) -> str:
+    """One row in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes), with its ``\\n``."""
+    cells = []
+    for value in row:
+        if value is None:
+            cells.append("\\N")
+            continue
+        text = value if value.__class__ is str else str(value)
+        if not text.isprintable() or "\\" in text:
+            text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        cells.append(text)
+    return "\t".join(cells) + "\n"
+
+
+def _lines(stream: Any, size: int = 1 << 20) -> Iterator[str]:
+    """The lines of a text stream, each with its ``\\n``, read in blocks of ``size`` characters.
+
+    Only ``\\n`` ends a line (as for HERE); ``str.splitlines`` would also split at other characters.
+    """
+    carry = ""
+    while block := stream.read(size):
+        parts = (carry + block).split("\n")
+        carry = parts.pop()
+        for part in parts:
+            yield part + "\n"
+    if carry:
+        yield carry
