@@ -164,15 +164,47 @@ class _AtomicFile:
         with contextlib.suppress(Exception):
             self.target.parent.mkdir(parents=True, exist_ok=True)
         self.stream = self.temporary.open("w", encoding="utf-8", newline="")
-        return self.stream
+        self.buffer = _BlockWriter(self.stream)
+        return self.buffer
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.stream.close()
+        try:
+            if exc_type is None:
+                self.buffer.flush()
+        finally:
+            self.stream.close()
         if exc_type is None:
             self.temporary.rename(self.target)
         else:
             with contextlib.suppress(Exception):
                 self.temporary.unlink()
+
+
+class _BlockWriter:
+    """Collects small writes and passes them on in blocks of about 1 MB (an object-storage file pays a
+    wrapper call per write)."""
+
+    def __init__(self, stream: Any, size: int = 1 << 20) -> None:
+        self.stream = stream
+        self.size = size
+        self.parts: list[str] = []
+        self.pending = 0
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        self.pending += len(text)
+        if self.pending >= self.size:
+            self.flush()
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self.parts:
+            self.stream.write("".join(self.parts))
+            self.parts, self.pending = [], 0
 
 
 def _as_seconds(value: timedelta | float | int | None) -> float | None:
@@ -493,9 +525,12 @@ class BatchResultsToSqlOperator(BaseOperator):
     :param conn_id: Airflow connection of the target database (PostgreSQL or SQLite).
     :param table: target table (``name`` or ``schema.name``). (templated)
     :param output_columns: the job's output columns (the table's field columns follow them).
-    :param job_id: the HERE job id written into each row. (templated)
-    :param results: location of the job's results file (CSV output), or ``None``. (templated)
-    :param errors: location of its errors report, or ``None``. (templated)
+    :param job_id: the HERE job id written into each row; a list (one per ``results`` item) when the
+        run's records were split into several jobs. (templated)
+    :param results: location of the job's results file (CSV output), a list of them (one per job), or
+        ``None``. (templated)
+    :param errors: location of its errors report (a list, aligned with ``results``), or ``None``.
+        (templated)
     :param extract: the extract task's XCom dict (fingerprints location and counts). (templated)
     :param storage_conn_id: connection for the object storage of these files.
     :param batch_size: rows per transaction.
@@ -540,7 +575,7 @@ class BatchResultsToSqlOperator(BaseOperator):
         extract = self.extract if isinstance(self.extract, Mapping) else {}
         summary: dict[str, Any] = {
             "table": self.table,
-            "job_id": self.job_id or None,
+            "job_id": list(self.job_id) if isinstance(self.job_id, (list, tuple)) else self.job_id or None,
             "records_total": int(extract.get("records_total") or 0),
             "records_sent": int(extract.get("records_sent") or 0),
             "records_reused": int(extract.get("records_reused") or 0),
@@ -551,10 +586,8 @@ class BatchResultsToSqlOperator(BaseOperator):
         hook = get_db_hook(self.conn_id)
         written = self.write(
             hook,
-            results=self._open_lines(self.results),
-            errors=self._open_lines(self.errors),
+            [(job, self._open_lines(res), self._open_lines(err)) for job, res, err in self._jobs()],
             fingerprints=self._open_lines(extract.get("fingerprints")),
-            job_id=summary["job_id"],
         )
         summary["records_written"] = written["results"] + written["errors"]
         summary["records_failed"] = written["errors"]
@@ -578,6 +611,22 @@ class BatchResultsToSqlOperator(BaseOperator):
         )
         return summary
 
+    def _jobs(self) -> list[tuple[str | None, Any, Any]]:
+        """``(job id, results location, errors location)`` per job: one, or one per item of lists."""
+        if not isinstance(self.results, (list, tuple)):
+            return [(self.job_id or None, self.results, self.errors)]
+        count = len(self.results)
+        jobs = self.job_id if isinstance(self.job_id, (list, tuple)) else [self.job_id] * count
+        errors = self.errors
+        if not isinstance(errors, (list, tuple)):
+            errors = [errors] + [None] * (count - 1)
+        if len(jobs) != count or len(errors) != count:
+            raise ValueError(
+                f"results has {count} locations but job_id {len(jobs)} and errors {len(errors)}: give one "
+                "per job, in the same order"
+            )
+        return [(j or None, r, e) for j, r, e in zip(jobs, self.results, errors, strict=True)]
+
     @contextlib.contextmanager
     def _opened(self, location: Any) -> Iterator[Iterator[str] | None]:
         if not location:
@@ -595,14 +644,13 @@ class BatchResultsToSqlOperator(BaseOperator):
     def write(
         self,
         hook: DbApiHook,
+        jobs: Sequence[tuple[str | None, Any, Any]],
         *,
-        results: Any,
-        errors: Any,
         fingerprints: Any,
-        job_id: str | None,
         geocoded_at: datetime | None = None,
     ) -> dict[str, int]:
-        """Write results and errors (callables returning a context manager of lines, or ``None``).
+        """Write each job's results and errors: ``jobs`` holds ``(job id, results, errors)`` where results
+        and errors are callables returning a context manager of lines (or of ``None``).
 
         :returns: ``{"results": records written from the results, "errors": failed records written}``.
         """
@@ -617,14 +665,15 @@ class BatchResultsToSqlOperator(BaseOperator):
             conn.commit()
             now = geocoded_at or datetime.now(timezone.utc)
             stamp: Any = now if dialect == "postgresql" else now.isoformat()
-            with results() as lines:
-                if lines is not None:
-                    counts["results"] = self._write_rows(
-                        conn, dialect, self._result_rows(lines), job_id, stamp
-                    )
-            with errors() as lines:
-                if lines is not None:
-                    counts["errors"] = self._write_rows(conn, dialect, self._error_rows(lines), job_id, stamp)
+            for job_id, results, errors in jobs:
+                with results() as lines:
+                    if lines is not None:
+                        rows = self._result_rows(lines)
+                        counts["results"] += self._write_rows(conn, dialect, rows, job_id, stamp)
+                with errors() as lines:
+                    if lines is not None:
+                        rows = self._error_rows(lines)
+                        counts["errors"] += self._write_rows(conn, dialect, rows, job_id, stamp)
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()

@@ -112,9 +112,9 @@ def normalise_value(value: str) -> str:
         return ""
     if not value.isascii():
         value = unicodedata.normalize("NFC", value)
-    if "  " in value or "\t" in value or "\n" in value or "\r" in value or "\u00a0" in value:
-        value = _WHITESPACE.sub(" ", value)
-    return value.strip()
+    if value.isprintable() and "  " not in value:  # the common case: nothing to do but strip
+        return value.strip()
+    return _WHITESPACE.sub(" ", value).strip()
 
 
 def _template_fields(template: str) -> list[str]:
@@ -205,8 +205,12 @@ class RecordMapping:
         self.here_columns.extend(self.constants)
         self._outputs = sorted({c.strip().lower() for c in self.output_columns if c.strip()})
         # Everything of the fingerprint that is the same for every record, hashed once.
+        # The request's columns in name order (the mapping's order does not matter), and everything of
+        # the fingerprint that is the same for every record, hashed once.
+        self._fp_order = sorted(self.here_columns, key=str.lower)
         self._prefix = json.dumps(
-            [FINGERPRINT_VERSION, self.service, self._outputs], separators=(",", ":")
+            [FINGERPRINT_VERSION, self.service, self._outputs, [n.lower() for n in self._fp_order]],
+            separators=(",", ":"),
         ).encode()
 
     def source_columns(self) -> list[str]:
@@ -273,14 +277,8 @@ class RecordMapping:
 
     def fingerprint(self, request: Mapping[str, str]) -> str:
         """:func:`request_fingerprint` of a request built by :meth:`request`, for this mapping's job."""
-        h = hashlib.blake2b(self._prefix, digest_size=16)
-        for name in self.here_columns:
-            value = normalise_value(request.get(name, ""))
-            h.update(b"\x1f")
-            h.update(name.lower().encode())
-            h.update(b"\x1e")
-            h.update(value.encode())
-        return h.hexdigest()
+        text = "\x1f".join([normalise_value(request.get(name, "")) for name in self._fp_order])
+        return hashlib.blake2b(self._prefix + text.encode(), digest_size=16).hexdigest()
 
 
 def request_fingerprint(service: str, request: Mapping[str, str], output_columns: Sequence[str] = ()) -> str:

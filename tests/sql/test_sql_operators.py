@@ -170,3 +170,27 @@ def test_a_connection_that_is_not_a_database_is_refused(monkeypatch: pytest.Monk
     monkeypatch.setenv("AIRFLOW_CONN_NOT_A_DB", '{"conn_type": "here_batch", "password": "k"}')
     with pytest.raises(TypeError, match="not a SQL database"):
         get_db_hook("not_a_db")
+
+
+def test_the_sink_takes_one_results_file_per_job_of_a_split_run(sqlite_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+
+    header = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
+    first, second = tmp_path / "r1.csv", tmp_path / "r2.csv"
+    first.write_text(header + "1|1|1|1.0|2.0|a|street\n", encoding="utf-8")
+    second.write_text(header + "2|1|1|3.0|4.0|b|street\n", encoding="utf-8")
+    sink = BatchResultsToSqlOperator(
+        task_id="write",
+        conn_id=sqlite_db.conn_id,
+        table="geo",
+        output_columns=OUT,
+        job_id=["JOB-1", "JOB-2"],
+        results=[f"file://{first}", f"file://{second}"],
+        extract={"records_sent": 2},
+    )
+    summary = sink.execute({"run_id": "r1"})
+    assert summary["records_written"] == 2 and summary["job_id"] == ["JOB-1", "JOB-2"]
+    assert sqlite_db.query("SELECT rec_id, job_id, lat FROM geo ORDER BY rec_id") == [
+        ("1", "JOB-1", 1.0),
+        ("2", "JOB-2", 3.0),
+    ]
