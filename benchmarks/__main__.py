@@ -25,6 +25,8 @@ FIGURES: dict[str, str] = {
     "P4": "benchmarks.p4_polling",
     "P5": "benchmarks.p5_imports",
     "P6": "benchmarks.p6_emulator",
+    "P8": "benchmarks.p8_incremental",
+    "P9": "benchmarks.p9_sink",
 }
 COLUMNS = ("id", "what", "measured", "baseline", "ratio", "target", "pass/miss")
 
