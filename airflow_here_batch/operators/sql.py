@@ -58,19 +58,30 @@ __all__ = [
 ]
 
 #: Connection id of the embedded SQLite database used when no such connection is defined:
-#: ``$AIRFLOW_HOME/here_batch/here_batch.db`` (one file every worker of one machine reaches by path).
+#: :func:`embedded_database_path` (one file every worker of one machine reaches by path).
 EMBEDDED_CONN_ID = "here_batch_sqlite_default"
 _STAGE = "here_batch_stage"
 _FINGERPRINTS = "here_batch_fingerprints"
 
 
 def embedded_database_path() -> str:
-    """Path of the embedded SQLite database (``$AIRFLOW_HOME/here_batch/here_batch.db``), folder created."""
+    """Path of the embedded SQLite database, its folder created.
+
+    ``here_batch.db`` in the provider's base location when that is a local ``file://`` folder (default
+    ``$AIRFLOW_HOME/here_batch``, so ``$AIRFLOW_HOME/here_batch/here_batch.db``; set ``[here_batch]
+    base_location`` to a folder every worker shares when workers have different homes), else in
+    ``$AIRFLOW_HOME/here_batch``.
+    """
     from pathlib import Path
 
     from airflow.configuration import AIRFLOW_HOME
 
-    folder = Path(AIRFLOW_HOME) / "here_batch"
+    from airflow_here_batch.utils.storage import base_location_uri
+
+    uri = base_location_uri()
+    folder = (
+        Path(uri.removeprefix("file://")) if uri.startswith("file://") else Path(AIRFLOW_HOME) / "here_batch"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder / "here_batch.db")
 

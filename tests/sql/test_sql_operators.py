@@ -194,3 +194,42 @@ def test_the_sink_takes_one_results_file_per_job_of_a_split_run(sqlite_db: Datab
         ("1", "JOB-1", 1.0),
         ("2", "JOB-2", 3.0),
     ]
+
+
+def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    from datetime import timedelta
+
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+
+    _seed(any_db, [(1, "Street 1", "x"), (2, "", "x"), (3, "Street 3", "x")])
+    first = _extract(any_db, tmp_path / "a", incremental=True, target_table="geo").execute({"run_id": "r1"})
+    assert first["records_sent"] == 3
+    results, errors = tmp_path / "results.csv", tmp_path / "errors.txt"
+    results.write_text(
+        "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
+        "1|1|1|1.0|2.0|a|street\n3|1|1|1.0|2.0|c|street\n",
+        encoding="utf-8",
+    )
+    errors.write_text("recId|errorCode|errorMessage\n2|E6001004|empty\n", encoding="utf-8")
+    BatchResultsToSqlOperator(
+        task_id="write",
+        conn_id=any_db.conn_id,
+        table="geo",
+        output_columns=OUT,
+        job_id="JOB-1",
+        results=f"file://{results}",
+        errors=f"file://{errors}",
+        extract=first,
+    ).execute({"run_id": "r1"})
+
+    def sent(**kwargs: Any) -> int:
+        op = _extract(any_db, tmp_path / "b", incremental=True, target_table="geo", **kwargs)
+        return op.execute({"run_id": "r2"})["records_sent"]
+
+    assert sent() == 0  # unchanged, and the failed record would fail again
+    assert sent(resend_failed=True) == 1
+    assert sent(full_refresh="true") == 3
+    old = "2000-01-01T00:00:00+00:00"
+    any_db.execute(f"UPDATE geo SET geocoded_at = {any_db.ph} WHERE rec_id = '3'", (old,))
+    assert sent(max_age=timedelta(days=30)) == 1
+    assert sent() == 0
