@@ -490,12 +490,12 @@ class SqlToBatchInputOperator(BaseOperator):
                             counts["records_reused"] += 1
                             continue
                         counts["records_sent"] += 1
-                        fp_writer.writerow((rec_id, fingerprint))
+                        fp_writer.writerow((rec_id, fingerprint, mapping.raw_text(row)))
                         yield request
 
             with _AtomicFile(input_path) as out, _AtomicFile(fp_path) as fp_out:
                 fp_writer = csv.writer(fp_out, delimiter="|", lineterminator="\n")
-                fp_writer.writerow(("rec_id", "fingerprint"))
+                fp_writer.writerow(("rec_id", "fingerprint", "request_text"))
                 lines = rows_to_lines(
                     requests(fp_writer), columns=mapping.here_columns, delimiter=self.delimiter
                 )
@@ -703,6 +703,9 @@ class BatchResultsToSqlOperator(BaseOperator):
             self.log.info("HERE Batch: created table %s", self.table)
         else:
             have = {c.lower() for c in existing}
+            if "request_text" not in have:  # bookkeeping added after the table was made
+                cursor.execute(f"ALTER TABLE {quote_identifier(self.table)} ADD COLUMN request_text TEXT")
+                have.add("request_text")
             missing = [c.name for c in self._columns if c.name not in have]
             if missing:
                 from airflow.sdk.exceptions import AirflowException
@@ -711,7 +714,11 @@ class BatchResultsToSqlOperator(BaseOperator):
                     f"table {self.table} lacks the columns {missing} for these output columns: add them "
                     "(ALTER TABLE ... ADD COLUMN, text) or write to a new table"
                 )
-        staged = [c for c in self._columns if c.name not in ("request_fingerprint", "job_id", "geocoded_at")]
+        staged = [
+            c
+            for c in self._columns
+            if c.name not in ("request_text", "request_fingerprint", "job_id", "geocoded_at")
+        ]
         types = {"text": "TEXT", "float": "DOUBLE PRECISION" if dialect == "postgresql" else "REAL"}
         cursor.execute(f"DROP TABLE IF EXISTS {_temp(dialect, _STAGE)}")
         cursor.execute(f"DROP TABLE IF EXISTS {_temp(dialect, _FINGERPRINTS)}")
@@ -722,7 +729,10 @@ class BatchResultsToSqlOperator(BaseOperator):
             # PostgreSQL empties it at each commit (cheaper than a DELETE per batch).
             + (" ON COMMIT DELETE ROWS" if dialect == "postgresql" else "")
         )
-        cursor.execute(f"CREATE TEMPORARY TABLE {_FINGERPRINTS} (rec_id TEXT PRIMARY KEY, fingerprint TEXT)")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {_FINGERPRINTS} "
+            "(rec_id TEXT PRIMARY KEY, fingerprint TEXT, request_text TEXT)"
+        )
         cursor.close()
         self._staged = [c.name for c in staged]
         ph = _placeholder(dialect)
@@ -731,20 +741,27 @@ class BatchResultsToSqlOperator(BaseOperator):
             + ", ".join(f"s.{quote_identifier(c)}" for c in self._staged)
             # A scalar subquery: one primary-key lookup per staged row. A join would let PostgreSQL hash
             # the whole fingerprints table for every batch.
+            + f", (SELECT f.request_text FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id)"
             + f", (SELECT f.fingerprint FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id), {ph}, {ph} "
             f"FROM {_STAGE} s WHERE true"
         )
-        self._upsert = upsert_sql(
-            dialect, self.table, [*self._staged, "request_fingerprint", "job_id", "geocoded_at"], select
-        )
+        columns = [*self._staged, "request_text", "request_fingerprint", "job_id", "geocoded_at"]
+        self._upsert = upsert_sql(dialect, self.table, columns, select)
 
     def _load_fingerprints(self, conn: Any, dialect: str, lines: Iterator[str]) -> None:
+        """The extract's ``fingerprints.csv`` (header ``rec_id|fingerprint[|request_text]``) into a
+        temporary table."""
+        header = next(lines, "")
+        names = next(csv.reader([header], delimiter="|"), [])
+        if (
+            not names
+            or names[:2] != ["rec_id", "fingerprint"]
+            or not set(names) <= {*names[:2], "request_text"}
+        ):
+            raise ValueError(f"not a fingerprints file of the extract task: header {header.strip()!r}")
         cursor = conn.cursor()
         if dialect == "postgresql" and hasattr(cursor, "copy"):
-            sql = (
-                f"COPY {_FINGERPRINTS} (rec_id, fingerprint) FROM STDIN "
-                "WITH (FORMAT csv, DELIMITER '|', HEADER true)"
-            )
+            sql = f"COPY {_FINGERPRINTS} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, DELIMITER '|')"
             with cursor.copy(sql) as copy:
                 block: list[str] = []
                 for line in lines:
@@ -755,8 +772,7 @@ class BatchResultsToSqlOperator(BaseOperator):
                 copy.write("".join(block))
         else:
             rows = csv.reader(lines, delimiter="|")
-            next(rows, None)
-            _insert_many(conn, dialect, _FINGERPRINTS, ["rec_id", "fingerprint"], rows, 10_000)
+            _insert_many(conn, dialect, _FINGERPRINTS, names, rows, 10_000)
         cursor.close()
         if dialect == "postgresql":
             conn.cursor().execute(f"ANALYZE {_FINGERPRINTS}")

@@ -50,6 +50,7 @@ __all__ = [
     "normalise_value",
     "parse_error_line",
     "quote_identifier",
+    "raw_text_sql",
     "request_fingerprint",
     "snake_case",
     "target_columns",
@@ -213,6 +214,27 @@ class RecordMapping:
             separators=(",", ":"),
         ).encode()
 
+    @property
+    def raw_columns(self) -> list[str] | None:
+        """The source columns whose raw values make :meth:`raw_text` (HERE-name order), or ``None`` when
+        the mapping uses templates or ``at_columns`` (then no database-side pre-filter is possible)."""
+        if self.templates or self.at_columns is not None:
+            return None
+        return [self.columns[name] for name in sorted(self.columns, key=str.lower)]
+
+    def raw_text(self, row: Mapping[str, Any]) -> str:
+        """The raw source values of a column mapping joined by ``\\x1f`` (NULL as empty text).
+
+        Stored as ``request_text``; the next run compares it in SQL (:func:`raw_text_sql`) and reads
+        back only rows whose raw values differ. Raw equality implies an equal fingerprint, so the
+        pre-filter never hides a change; values that differ only in spelling still get the fingerprint
+        check.
+        """
+        columns = self.raw_columns
+        if columns is None:
+            return ""
+        return "\x1f".join([_text(row[c]) for c in columns])
+
     def source_columns(self) -> list[str]:
         """Every source column the mapping reads, key first, without repeats."""
         wanted = [self.key_column, *self.columns.values()]
@@ -281,6 +303,20 @@ class RecordMapping:
         return hashlib.blake2b(self._prefix + text.encode(), digest_size=16).hexdigest()
 
 
+def raw_text_sql(alias: str, columns: Sequence[str]) -> str:
+    """SQL for :meth:`RecordMapping.raw_text` over ``alias``'s columns (PostgreSQL and SQLite alike).
+
+    ``CAST(... AS TEXT)`` may spell a non-text value differently from Python (``1.0`` vs ``1``): such a
+    row is only read back and fingerprinted, never wrongly skipped.
+    """
+    parts = [f"COALESCE(CAST({alias}.{_quote_any(c)} AS TEXT), '')" for c in columns]
+    return " || '\x1f' || ".join(parts) if parts else "''"
+
+
+def _quote_any(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def request_fingerprint(service: str, request: Mapping[str, str], output_columns: Sequence[str] = ()) -> str:
     """The fingerprint (32 hex characters) of a normalised HERE request.
 
@@ -347,6 +383,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
     ``rec_id`` (primary key), ``status`` (``ok``, ``no_match`` or ``failed``), ``lat``/``lng`` (floats),
     ``match_level`` (HERE's ``resultType``), one text column per other output column (snake_case, e.g.
     ``addressLabel`` -> ``address_label``), ``error_code``/``error_message`` (from the errors report),
+    ``request_text`` (the raw source values of a column mapping, for the database-side pre-filter),
     ``request_fingerprint``, ``job_id``, ``geocoded_at``.
     """
     columns = [
@@ -359,6 +396,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
     reserved = {c.name for c in columns} | {
         "error_code",
         "error_message",
+        "request_text",
         "request_fingerprint",
         "job_id",
         "geocoded_at",
@@ -376,6 +414,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
     columns += [
         TargetColumn("error_code"),
         TargetColumn("error_message"),
+        TargetColumn("request_text"),
         TargetColumn("request_fingerprint"),
         TargetColumn("job_id"),
         TargetColumn("geocoded_at", "timestamp"),
@@ -433,6 +472,10 @@ def upsert_sql(dialect: str, table: str, columns: Sequence[str], select: str) ->
 # --- result and error rows ------------------------------------------------------------------------
 
 
+#: Target columns that do not come from HERE's answer.
+BOOKKEEPING = ("error_code", "error_message", "request_text", "request_fingerprint", "job_id", "geocoded_at")
+
+
 class ResultLayout:
     """Where each target column's value is in a results row, from the results header.
 
@@ -455,7 +498,7 @@ class ResultLayout:
             (c.name, by_column.get(c.name))
             for c in columns
             if c.name not in ("rec_id", "status", "lat", "lng", "match_level")
-            and c.name not in ("error_code", "error_message", "request_fingerprint", "job_id", "geocoded_at")
+            and c.name not in BOOKKEEPING
         ]
         self._needs_row_position = self.lat is None or self.lng is None
         self.width = len(self.header)

@@ -3,6 +3,7 @@ before anything is written, streaming, the sink's upsert and its table checks.""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,10 @@ def test_rows_are_streamed_in_key_order_into_here_lines(any_db: Database, tmp_pa
     assert lines[1] == '1|"Street 1|A"|countryCode:DEU'  # quoted by rows_to_lines
     assert [line.split("|")[0] for line in lines[1:]] == [str(i) for i in range(1, 101)]
     fingerprints = (tmp_path / "fingerprints.csv").read_text(encoding="utf-8").splitlines()
-    assert fingerprints[0] == "rec_id|fingerprint" and len(fingerprints) == 101
+    assert fingerprints[0] == "rec_id|fingerprint|request_text" and len(fingerprints) == 101
+    raw = next(csv.reader([fingerprints[1]], delimiter="|"))[2]
+    assert raw == "countryCode:DEU\x1fStreet 1|A"  # the raw values, 'in' before 'q'
+
     assert not list(tmp_path.glob(".*.part"))
 
 

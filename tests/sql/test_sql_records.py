@@ -179,6 +179,7 @@ def test_target_columns_are_typed_and_named_after_the_output_columns() -> None:
         "address_country_code",
         "error_code",
         "error_message",
+        "request_text",
         "request_fingerprint",
         "job_id",
         "geocoded_at",
