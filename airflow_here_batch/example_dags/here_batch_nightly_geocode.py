@@ -16,7 +16,8 @@ Every night at 02:00 (UTC) this DAG:
    ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and message for
    failed records, the fingerprint, the job id, the time geocoded), one transaction per batch, and
    returns ``records_total``, ``records_sent``, ``records_reused``, ``records_failed``. The task's outlet
-   is the Asset ``addresses_geocoded``.
+   is the Asset ``here-batch-table://<conn id>/addresses_geocoded``
+   (``airflow_here_batch.operators.sql.table_asset``).
 
 **Caching is on in this DAG** (``incremental=True``): HERE's terms may limit how long geocoding results
 may be stored and reused; check your contract. ``HERE_BATCH_MAX_AGE_DAYS`` re-sends records geocoded

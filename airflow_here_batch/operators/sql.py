@@ -55,6 +55,7 @@ __all__ = [
     "SqlToBatchInputOperator",
     "embedded_database_path",
     "get_db_hook",
+    "table_asset",
 ]
 
 #: Connection id of the embedded SQLite database used when no such connection is defined:
@@ -110,6 +111,18 @@ def get_db_hook(conn_id: str) -> DbApiHook:
             "connection whose hook is a common.sql DbApiHook (postgres, sqlite, mysql, ...)"
         )
     return hook
+
+
+def table_asset(conn_id: str, table: str) -> Any:
+    """The Airflow Asset of a table written by :class:`BatchResultsToSqlOperator` (its default outlet).
+
+    Name and URI are ``here-batch-table://<conn_id>/<table>``: unique per database, as Airflow requires
+    of asset names. A consumer DAG schedules on ``table_asset("my_db", "addresses_geocoded")``.
+    """
+    from airflow.sdk import Asset
+
+    uri = f"here-batch-table://{conn_id}/{table}"
+    return Asset(name=uri, uri=uri)
 
 
 def _embedded_hook() -> DbApiHook:
@@ -565,9 +578,7 @@ class BatchResultsToSqlOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and "{{" not in table:
-            from airflow.sdk import Asset
-
-            kwargs["outlets"] = [Asset(name=table, uri=f"here-batch-table://{conn_id}/{table}")]
+            kwargs["outlets"] = [table_asset(conn_id, table)]
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.table = table

@@ -93,7 +93,9 @@ def test_nightly_dag_schedule(dagbag: Any) -> None:
     assert type(extract).__name__ == "SqlToBatchInputOperator" and extract.incremental is True
     write = dag.get_task("write_results")
     assert type(write).__name__ == "BatchResultsToSqlOperator"
-    assert [asset.name for asset in write.outlets] == ["addresses_geocoded"]
+    assert [asset.uri for asset in write.outlets] == [
+        "here-batch-table://here_batch_sqlite_default/addresses_geocoded"
+    ]
 
 
 def test_sample_addresses_file() -> None:

@@ -120,7 +120,7 @@ def test_the_sink_upserts_results_and_errors_and_a_rerun_leaves_one_row_per_key(
         },
         batch_size=2,
     )
-    assert [a.name for a in sink.outlets] == ["geo"]
+    assert [a.uri for a in sink.outlets] == [f"here-batch-table://{any_db.conn_id}/geo"]
     for _ in range(2):  # the rerun overwrites, never duplicates
         summary = sink.execute({"run_id": "r1"})
         assert summary == {
