@@ -41,6 +41,7 @@ from airflow_here_batch.utils.sql_records import (
     create_table_sql,
     parse_error_line,
     quote_identifier,
+    raw_text_sql,
     target_columns,
     upsert_sql,
 )
@@ -362,11 +363,21 @@ class SqlToBatchInputOperator(BaseOperator):
         mapping = self._make_mapping()
         full_refresh = str(self.full_refresh).strip().lower() in ("1", "true", "yes", "on")
         incremental = self.incremental and not full_refresh
-        known = self._stored_fingerprints() if incremental else FingerprintIndex()
+        prefilter = incremental and self._can_prefilter(mapping)
+        if prefilter:
+            known = FingerprintIndex()  # not needed: the database returns the stored fingerprint per row
+            incremental = False
+            self.log.info(
+                "HERE Batch: %s is on the source's connection: the database leaves out rows whose raw "
+                "values are unchanged",
+                self.target_table,
+            )
+        else:
+            known = self._stored_fingerprints() if incremental else FingerprintIndex()
         folder = self._folder(context)
         input_path, fp_path = folder / "input.csv", folder / "fingerprints.csv"
         try:
-            counts = self._extract(mapping, known, input_path, fp_path, incremental)
+            counts = self._extract(mapping, known, input_path, fp_path, incremental, prefilter)
         except MappingError as exc:
             raise AirflowException(f"nothing was uploaded: {exc}") from None
         result = {
@@ -450,6 +461,7 @@ class SqlToBatchInputOperator(BaseOperator):
         input_path: ObjectStoragePath,
         fp_path: ObjectStoragePath,
         incremental: bool,
+        prefilter: bool = False,
     ) -> dict[str, int]:
         from airflow_here_batch.api.inputs import rows_to_lines
 
@@ -466,10 +478,18 @@ class SqlToBatchInputOperator(BaseOperator):
             resolved = mapping.check_columns(names)
             key = resolved[mapping.key_column]
             quoted_key = '"' + key.replace('"', '""') + '"'
-            cursor = self._stream_cursor(conn, dialect)
-            cursor.execute(f"SELECT * FROM ({sql}) here_batch_source ORDER BY {quoted_key}", self._params())
             positions = {column: names.index(actual) for column, actual in resolved.items()}
             key_index = positions[mapping.key_column]
+            cursor = self._stream_cursor(conn, dialect)
+            if prefilter:
+                total = self._check_keys(conn, sql, key, quoted_key)
+                query, params = self._prefilter_query(mapping, sql, resolved, quoted_key, dialect)
+                cursor.execute(query, params)
+                stored_index, force_index = len(names), len(names) + 1
+            else:
+                cursor.execute(
+                    f"SELECT * FROM ({sql}) here_batch_source ORDER BY {quoted_key}", self._params()
+                )
 
             def requests(fp_writer: Any) -> Iterator[dict[str, str]]:
                 previous: str | None = None
@@ -502,6 +522,9 @@ class SqlToBatchInputOperator(BaseOperator):
                         if incremental and fingerprint in known:
                             counts["records_reused"] += 1
                             continue
+                        if prefilter and values[stored_index] == fingerprint and not values[force_index]:
+                            counts["records_reused"] += 1  # raw values re-spelt, same request
+                            continue
                         counts["records_sent"] += 1
                         fp_writer.writerow((rec_id, fingerprint, mapping.raw_text(row)))
                         yield request
@@ -515,12 +538,100 @@ class SqlToBatchInputOperator(BaseOperator):
                 out.writelines(lines)
             cursor.close()
             conn.rollback()
+            if prefilter:  # rows the database left out are unchanged: reused
+                counts["records_reused"] += total - counts["records_total"]
+                counts["records_total"] = total
         finally:
             conn.close()
         return counts
 
     def _params(self) -> Any:
         return self.parameters if self.parameters is not None else ()
+
+    # --- the database-side pre-filter -----------------------------------------------------------
+
+    def _can_prefilter(self, mapping: RecordMapping) -> bool:
+        """Whether the database can leave out unchanged rows itself: a column mapping (no templates, no
+        ``at``), the target table on the source's connection and already holding ``request_text``.
+        Only with ``parameters=None`` (the query is embedded in a larger one with its own parameters)."""
+        if mapping.raw_columns is None or self.parameters is not None:
+            return False
+        if (self.target_conn_id or self.conn_id) != self.conn_id or not self.target_table:
+            return False
+        hook = get_db_hook(self.conn_id)
+        if _dialect(hook) not in ("postgresql", "sqlite"):
+            return False
+        conn = hook.get_conn()
+        try:
+            columns = _table_columns(conn, self.target_table)
+        finally:
+            conn.close()
+        return columns is not None and "request_text" in {c.lower() for c in columns}
+
+    def _check_keys(self, conn: Any, sql: str, key: str, quoted_key: str) -> int:
+        """Row count of the query; NULL or repeated keys refused (the pre-filter never sees every row).
+
+        :raises MappingError: naming the key column, or the first repeated key.
+        """
+        cursor = conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*), COUNT({quoted_key}), COUNT(DISTINCT {quoted_key}) "
+            f"FROM ({sql}) here_batch_source"
+        )
+        total, keyed, distinct = cursor.fetchone()
+        if keyed != total:
+            cursor.close()
+            raise MappingError(
+                f"{total - keyed} rows of the query have a NULL key column {key!r}: every row needs a key "
+                f"for recId; filter NULLs out (WHERE {key} IS NOT NULL) or fix the rows",
+                column=key,
+            )
+        if distinct != keyed:
+            cursor.execute(
+                f"SELECT {quoted_key} FROM ({sql}) here_batch_source GROUP BY {quoted_key} "
+                f"HAVING COUNT(*) > 1 ORDER BY {quoted_key} LIMIT 1"
+            )
+            (duplicate,) = cursor.fetchone()
+            cursor.close()
+            rec_id = str(duplicate)
+            raise MappingError(
+                f"key {rec_id!r} appears more than once in column {key!r}: recId must be unique; deduplicate "
+                "the rows (e.g. SELECT DISTINCT ON, GROUP BY) or choose a unique key column",
+                column=key,
+                key=rec_id,
+            )
+        cursor.close()
+        return int(total)
+
+    def _prefilter_query(
+        self, mapping: RecordMapping, sql: str, resolved: Mapping[str, str], quoted_key: str, dialect: str
+    ) -> tuple[str, list[Any]]:
+        """The source rows that may have changed: new, raw values differing from ``request_text``, no
+        fingerprint yet, or forced (``resend_failed``, ``max_age``); with the stored fingerprint and a
+        force flag appended to each row."""
+        assert self.target_table and mapping.raw_columns is not None
+        raw = raw_text_sql("s", [resolved[c] for c in mapping.raw_columns])
+        ph = _placeholder(dialect)
+        force: list[str] = []
+        params: list[Any] = []
+        if self.resend_failed:
+            force.append(f"t.status = {ph}")
+            params.append(STATUS_FAILED)
+        max_age = _as_seconds(self.max_age)
+        if max_age is not None:
+            cutoff = datetime.now(timezone.utc) - timedelta(seconds=max_age)
+            force.append(f"t.geocoded_at < {ph}")
+            params.append(cutoff if dialect == "postgresql" else cutoff.isoformat())
+        forced = " OR ".join(force) or "1 = 0"
+        query = (
+            f"SELECT s.*, t.request_fingerprint, CASE WHEN {forced} THEN 1 ELSE 0 END "
+            f"FROM ({sql}) s LEFT JOIN {quote_identifier(self.target_table)} t "
+            f"ON t.rec_id = CAST(s.{quoted_key} AS TEXT) "
+            f"WHERE t.rec_id IS NULL OR t.request_fingerprint IS NULL OR t.request_text IS NULL "
+            f"OR t.request_text <> {raw} OR {forced} "
+            f"ORDER BY s.{quoted_key}"
+        )
+        return query, params + params
 
 
 class BatchResultsToSqlOperator(BaseOperator):
