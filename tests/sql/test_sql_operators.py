@@ -237,3 +237,19 @@ def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, t
     any_db.execute(f"UPDATE geo SET geocoded_at = {any_db.ph} WHERE rec_id = '3'", (old,))
     assert sent(max_age=timedelta(days=30)) == 1
     assert sent() == 0
+
+    # The target is on the source's connection: the database itself leaves out unchanged rows.
+    op = _extract(any_db, tmp_path / "c", incremental=True, target_table="geo")
+    assert op._can_prefilter(op._make_mapping())
+    any_db.execute("UPDATE addr SET address = '  Street   1 ' WHERE id = 1")
+    assert sent() == 0  # read back (raw value differs) but the same normalised request: reused
+    any_db.execute("UPDATE addr SET address = 'Street 11' WHERE id = 1")
+    assert sent() == 1
+    any_db.execute("INSERT INTO addr VALUES (3, 'again', 'x')")
+    from airflow.sdk.exceptions import AirflowException
+
+    with pytest.raises(AirflowException, match="key '3' appears more than once in column 'id'"):
+        sent()
+    any_db.execute("INSERT INTO addr VALUES (NULL, 'nobody', 'x')")
+    with pytest.raises(AirflowException, match="1 rows of the query have a NULL key column 'id'"):
+        sent()
