@@ -278,7 +278,7 @@ def run(quick: bool) -> list[Row]:
         ),
         Row(
             "P8",
-            f"incremental rerun, {rows:,} rows: work inside the tasks (process start-up and imports left out)",
+            f"incremental rerun, {rows:,} rows: work inside the tasks (no process start-up, no imports)",
             f"{sum(second['work'].values()):.1f} s ("
             + ", ".join(f"{k} {v:.1f} s" for k, v in second["work"].items())
             + ")",
