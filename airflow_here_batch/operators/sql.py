@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_here_batch.utils.sql_records import (
+    FINGERPRINT_LENGTH,
     STATUS_FAILED,
     FingerprintIndex,
     MappingError,
@@ -858,14 +859,19 @@ class BatchResultsToSqlOperator(BaseOperator):
         cursor.close()
         self._staged = [c.name for c in staged]
         ph = _placeholder(dialect)
+        # One scalar subquery: one primary-key lookup per staged row, returning the fingerprint (32
+        # characters) and the request text in one value. A join would let PostgreSQL hash the whole
+        # fingerprints table for every batch; two subqueries cost two lookups (P9).
+        info = (
+            f"(SELECT f.fingerprint || COALESCE(f.request_text, '') FROM {_FINGERPRINTS} f "
+            "WHERE f.rec_id = s.rec_id) AS here_batch_info"
+        )
         select = (
             "SELECT "
             + ", ".join(f"s.{quote_identifier(c)}" for c in self._staged)
-            # A scalar subquery: one primary-key lookup per staged row. A join would let PostgreSQL hash
-            # the whole fingerprints table for every batch.
-            + f", (SELECT f.request_text FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id)"
-            + f", (SELECT f.fingerprint FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id), {ph}, {ph} "
-            f"FROM {_STAGE} s WHERE true"
+            + f", SUBSTR(s.here_batch_info, {FINGERPRINT_LENGTH + 1}), "
+            f"SUBSTR(s.here_batch_info, 1, {FINGERPRINT_LENGTH}), {ph}, {ph} "
+            f"FROM (SELECT s.*, {info} FROM {_STAGE} s) s WHERE true"
         )
         columns = [*self._staged, "request_text", "request_fingerprint", "job_id", "geocoded_at"]
         self._upsert = upsert_sql(dialect, self.table, columns, select)

@@ -37,6 +37,7 @@ from airflow_here_batch.api.outputs import row_position
 from airflow_here_batch.api.records import split_record
 
 __all__ = [
+    "FINGERPRINT_LENGTH",
     "FINGERPRINT_VERSION",
     "STATUS_FAILED",
     "STATUS_NO_MATCH",
@@ -59,6 +60,8 @@ __all__ = [
 
 #: Bumped when the normalisation changes, so every stored fingerprint stops matching (one full re-send).
 FINGERPRINT_VERSION = "1"
+#: Characters of a fingerprint (hex of 128 bits).
+FINGERPRINT_LENGTH = 32
 #: ``status`` of a record HERE returned a position for.
 STATUS_OK = "ok"
 #: ``status`` of a record HERE answered without a position (no match).
@@ -497,8 +500,7 @@ class ResultLayout:
         self.fields = [
             (c.name, by_column.get(c.name))
             for c in columns
-            if c.name not in ("rec_id", "status", "lat", "lng", "match_level")
-            and c.name not in BOOKKEEPING
+            if c.name not in ("rec_id", "status", "lat", "lng", "match_level") and c.name not in BOOKKEEPING
         ]
         self._needs_row_position = self.lat is None or self.lng is None
         self.width = len(self.header)
