@@ -252,3 +252,15 @@ def test_create_and_upsert_statements_run_on_sqlite() -> None:
     ]
     with pytest.raises(ValueError, match="not supported"):
         create_table_sql("mssql", "geo", columns)
+
+
+def test_copy_text_and_line_reading_helpers() -> None:
+    import io
+
+    from airflow_here_batch.operators.sql import _copy_line, _lines
+
+    assert _copy_line(["a", None, 1.5, "tab\there", "back\\slash", "new\nline"]) == (
+        "a\t\\N\t1.5\ttab\\there\tback\\\\slash\tnew\\nline\n"
+    )
+    text = "a|1\nb|\x0bx\u2028y\r\nc|3"  # only \n ends a line (str.splitlines would split at \x0b, \u2028)
+    assert list(_lines(io.StringIO(text), size=4)) == ["a|1\n", "b|\x0bx\u2028y\r\n", "c|3"]
