@@ -27,6 +27,8 @@ FIGURES: dict[str, str] = {
     "P6": "benchmarks.p6_emulator",
     "P7": "benchmarks.p7_split",
     "P1-PEER": "benchmarks.p1_peer",
+    "P8": "benchmarks.p8_incremental",
+    "P9": "benchmarks.p9_sink",
 }
 COLUMNS = ("id", "what", "measured", "baseline", "ratio", "target", "pass/miss")
 

@@ -12,10 +12,14 @@
 #      LocalExecutor, SQLite, AIRFLOW_HOME=.demo/airflow, DAGs folder example_dags/, simple auth manager
 #      with everyone admin (local demo only), connection here_batch_default from the environment;
 #   4. triggers here_batch_nightly_geocode through the REST API v2 (logical date = the latest 02:00 UTC
-#      slot, so it is the run the schedule would have made), unpauses it and waits (bounded);
+#      slot, so it is the run the schedule would have made), unpauses it and waits (bounded): the first
+#      run seeds the `addresses` table (322 rows, embedded SQLite under AIRFLOW_HOME) and geocodes every
+#      row into `addresses_geocoded`;
 #   5. prints each task's state, the proof that the sensor's wait ran in the triggerer, where the results
-#      went, the summary task's output and a few result rows;
-#   6. stops every process it started (by pid, on any exit) unless --keep.
+#      went, the write task's summary and a few rows of the table;
+#   6. changes 3 addresses in the table and triggers a second run: only those 3 are sent to HERE; prints
+#      both runs' records_sent vs records_total (exit 1 unless the second run sent exactly 3);
+#   7. stops every process it started (by pid, on any exit) unless --keep.
 # Everything lands in .demo/ (wiped at each start): logs of every process in .demo/logs/, task logs in
 # .demo/logs/tasks/, results in .demo/output/. On failure the tail of every log is printed.
 #
@@ -201,6 +205,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sqlite3
 import sys
 import time
 import urllib.error
@@ -302,26 +307,38 @@ def task_instances(dag_id: str, run_id: str) -> list[dict[str, Any]]:
     code, body = call("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances?limit=100")
     if code != 200:
         return []
-    order = {"choose_input": 0, "submit_geocode_job": 1, "wait_for_job": 2, "download_results": 3, "summarize": 4}
+    order = {
+        "seed_addresses": 0,
+        "extract_changed": 1,
+        "anything_to_send": 2,
+        "submit_geocode_job": 3,
+        "wait_for_job": 4,
+        "download_results": 5,
+        "write_results": 6,
+    }
     return sorted(body.get("task_instances", []), key=lambda t: (order.get(t["task_id"], 9), t["task_id"]))
 
 
-def run(dag_id: str, timeout: float) -> int:
-    logical = latest_slot(dt.datetime.now(dt.timezone.utc))
+def run(dag_id: str, timeout: float, label: str) -> int:
+    first = label == "first"
+    # The first run takes the latest nightly slot (the run the schedule would have made); the second is
+    # a manual run "now" (no logical date), as if the next night had come.
+    logical = latest_slot(dt.datetime.now(dt.timezone.utc)).isoformat().replace("+00:00", "Z") if first else None
     code, body = call(
         "POST",
         f"/api/v2/dags/{q(dag_id)}/dagRuns",
-        {"logical_date": logical.isoformat().replace("+00:00", "Z"), "conf": {}, "note": "scripts/demo.sh"},
+        {"logical_date": logical, "conf": {}, "note": f"scripts/demo.sh ({label} run)"},
     )
     if code not in (200, 201):
         sys.exit(f"demo: trigger failed: HTTP {code} {body}")
     run_id = body["dag_run_id"]
     Path(os.environ["DEMO_DIR"], "run_id").write_text(run_id)
     say(f"triggered {dag_id} via POST /api/v2/dags/{dag_id}/dagRuns: run_id={run_id}")
-    code, body = call("PATCH", f"/api/v2/dags/{q(dag_id)}", {"is_paused": False})
-    if code != 200:
-        sys.exit(f"demo: unpause failed: HTTP {code} {body}")
-    say(f"unpaused {dag_id}; waiting for the run (at most {timeout:.0f} s)")
+    if first:
+        code, body = call("PATCH", f"/api/v2/dags/{q(dag_id)}", {"is_paused": False})
+        if code != 200:
+            sys.exit(f"demo: unpause failed: HTTP {code} {body}")
+        say(f"unpaused {dag_id}; waiting for the run (at most {timeout:.0f} s)")
 
     deadline = time.monotonic() + timeout
     last = ""
@@ -340,7 +357,7 @@ def run(dag_id: str, timeout: float) -> int:
     else:
         say(f"the run did not finish within {timeout:.0f} s (state {state})")
         return 1
-    return report(dag_id, run_id, state)
+    return report(dag_id, run_id, state, label)
 
 
 def xcom(dag_id: str, run_id: str, task_id: str) -> Any:
@@ -380,7 +397,7 @@ def grep(path: Path, words: tuple[str, ...], limit: int = 6) -> list[str]:
     return hits[:limit]
 
 
-def report(dag_id: str, run_id: str, state: str | None) -> int:
+def report(dag_id: str, run_id: str, state: str | None, label: str) -> int:
     ok = state == "success"
     tis = task_instances(dag_id, run_id)
     print()
@@ -392,6 +409,14 @@ def report(dag_id: str, run_id: str, state: str | None) -> int:
             f"  {t['task_id']:<22} {t.get('state') or 'none':<10} {t.get('try_number', 0):>3} "
             f"{(f'{dur:.1f} s' if dur is not None else '-'):>9}  {t.get('operator') or ''}"
         )
+
+    summary = xcom(dag_id, run_id, "write_results")
+    Path(os.environ["DEMO_DIR"], f"summary-{label}.json").write_text(json.dumps(summary))
+    if label != "first":  # the first run shows the whole path; the second what changed
+        print("\n--- write task (write_results) return value ---")
+        print(json.dumps(summary, indent=2, ensure_ascii=False) if summary is not None else "  (none)")
+        print()
+        return 0 if ok and summary else 1
 
     print("\n--- the deferred wait went through the real triggerer ---")
     sensor = "wait_for_job"
@@ -427,19 +452,19 @@ def report(dag_id: str, run_id: str, state: str | None) -> int:
     elif not deferred_in_worker:
         print("  (no 'deferred' line found in the worker's task log)")
 
-    summary = xcom(dag_id, run_id, "summarize")
-    print("\n--- summary task (summarize) return value ---")
+    print("\n--- write task (write_results) return value: records_total/sent/reused/failed ---")
     print(json.dumps(summary, indent=2, ensure_ascii=False) if summary is not None else "  (none)")
     for line in grep(
-        next(iter([p for p in task_log_files(dag_id, run_id, "summarize") if ".trigger." not in p.name]),
+        next(iter([p for p in task_log_files(dag_id, run_id, "write_results") if ".trigger." not in p.name]),
              Path("/nonexistent")),
-        ("HERE batch job", "results:", "errors:"),
+        ("records_total=",),
     ):
-        print(f"  summarize log: {line}")
+        print(f"  write_results log: {line}")
 
     print("\n--- where the results went ---")
-    results_path = (summary or {}).get("results_path")
-    errors_path = (summary or {}).get("errors_path")
+    files = xcom(dag_id, run_id, "download_results") or {}
+    results_path = ((files.get("results") or {}).get("path") or "").removeprefix("file://")
+    errors_path = ((files.get("errors") or {}).get("path") or "").removeprefix("file://")
     out_dir = Path(os.environ["HERE_BATCH_OUTPUT_DIR"])
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
         lines = sum(1 for _ in path.open(encoding="utf-8", errors="replace"))
@@ -447,18 +472,66 @@ def report(dag_id: str, run_id: str, state: str | None) -> int:
     if not results_path or not Path(results_path).is_file():
         print(f"  results file missing: {results_path}")
         ok = False
-    else:
-        with open(results_path, encoding="utf-8") as fh:
-            head = [next(fh, "").rstrip("\n") for _ in range(6)]
-        print(f"\n--- first result rows ({results_path}) ---")
-        for line in filter(None, head):
-            print(f"  {line[:200]}")
     if errors_path and Path(errors_path).is_file():
         with open(errors_path, encoding="utf-8") as fh:
-            head = [next(fh, "").rstrip("\n") for _ in range(4)]
+            head = [next(fh, "").rstrip("\n") for _ in range(3)]
         print(f"\n--- first error rows ({errors_path}) ---")
         for line in filter(None, head):
             print(f"  {line[:200]}")
+    database = Path(os.environ["AIRFLOW_HOME"], "here_batch", "here_batch.db")
+    print(f"\n--- the table addresses_geocoded ({database}) ---")
+    try:
+        conn = sqlite3.connect(database)
+        statuses = conn.execute("SELECT status, COUNT(*) FROM addresses_geocoded GROUP BY status").fetchall()
+        print("  rows by status: " + ", ".join(f"{s}={n}" for s, n in statuses))
+        for row in conn.execute(
+            "SELECT rec_id, status, lat, lng, match_level, address_label, error_code FROM addresses_geocoded "
+            "ORDER BY rec_id LIMIT 5"
+        ):
+            print("  " + " | ".join("" if v is None else str(v) for v in row))
+        conn.close()
+    except sqlite3.Error as exc:
+        print(f"  cannot read it: {exc}")
+        ok = False
+    print()
+    return 0 if ok else 1
+
+
+CHANGED = {"A0002": "Jungfernstieg 7, 20354 Hamburg", "A0003": "Marienplatz 8, 80331 München",
+           "A0010": "Unter den Linden 77, 10117 Berlin"}
+
+
+def change() -> int:
+    """Change 3 addresses in the source table, as users would during the day."""
+    database = Path(os.environ["AIRFLOW_HOME"], "here_batch", "here_batch.db")
+    conn = sqlite3.connect(database)
+    with conn:
+        for key, address in CHANGED.items():
+            old = conn.execute("SELECT address FROM addresses WHERE id = ?", (key,)).fetchone()
+            conn.execute("UPDATE addresses SET address = ? WHERE id = ?", (address, key))
+            say(f"changed address {key}: {old[0] if old else None!r} -> {address!r}")
+    conn.close()
+    return 0
+
+
+def compare() -> int:
+    runs = {}
+    for label in ("first", "second"):
+        path = Path(os.environ["DEMO_DIR"], f"summary-{label}.json")
+        runs[label] = json.loads(path.read_text()) if path.is_file() else None
+    print("--- both runs: records sent to HERE vs records in the table ---")
+    for label, s in runs.items():
+        if not s:
+            print(f"  {label:<6} run: no summary")
+            continue
+        print(
+            f"  {label:<6} run: records_sent={s['records_sent']} of records_total={s['records_total']} "
+            f"(reused {s['records_reused']}, failed {s['records_failed']}, job {s['job_id']})"
+        )
+    second = runs.get("second") or {}
+    ok = bool(runs.get("first")) and second.get("records_sent") == len(CHANGED)
+    if not ok:
+        print(f"  expected the second run to send exactly {len(CHANGED)} records")
     print()
     return 0 if ok else 1
 
@@ -470,7 +543,11 @@ def main() -> int:
     elif mode == "wait-dag":
         wait_dag(sys.argv[2], float(sys.argv[3]))
     elif mode == "run":
-        return run(sys.argv[2], float(sys.argv[3]))
+        return run(sys.argv[2], float(sys.argv[3]), sys.argv[4])
+    elif mode == "change":
+        return change()
+    elif mode == "compare":
+        return compare()
     else:
         sys.exit(f"unknown mode {mode}")
     return 0
@@ -556,7 +633,10 @@ say "Airflow API/UI on $API_URL; logs in ${LOG_DIR#"$ROOT"/}/"
 
 "$VENV_PY" "$DEMO_PY" wait-health 180
 "$VENV_PY" "$DEMO_PY" wait-dag "$DAG_ID" 180
-if "$VENV_PY" "$DEMO_PY" run "$DAG_ID" "$TIMEOUT"; then
+if "$VENV_PY" "$DEMO_PY" run "$DAG_ID" "$TIMEOUT" first &&
+    "$VENV_PY" "$DEMO_PY" change &&
+    "$VENV_PY" "$DEMO_PY" run "$DAG_ID" "$TIMEOUT" second &&
+    "$VENV_PY" "$DEMO_PY" compare; then
     STATUS=0
 fi
 
@@ -570,7 +650,7 @@ else
 fi
 
 if ((STATUS == 0)); then
-    say "SUCCESS: $DAG_ID ran end to end through the scheduler, a LocalExecutor worker and the triggerer in $(($(date +%s) - START_EPOCH)) s"
+    say "SUCCESS: $DAG_ID ran twice end to end through the scheduler, a LocalExecutor worker and the triggerer (the second run sent only the changed rows) in $(($(date +%s) - START_EPOCH)) s"
 else
     say "FAILED: see the output above and the logs in ${LOG_DIR#"$ROOT"/}/"
 fi

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ROW_IDS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P1-peer")
+ROW_IDS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P1-peer", "P8", "P9")
 
 
 def test_benchmarks_quick() -> None:
@@ -23,7 +23,7 @@ def test_benchmarks_quick() -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

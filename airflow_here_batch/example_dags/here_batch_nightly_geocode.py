@@ -1,81 +1,141 @@
-"""Nightly batch geocoding of the day's addresses with the HERE Batch API v7.
+"""Nightly geocoding of an address table with the HERE Batch API v7: only new or changed addresses sent.
 
 Every night at 02:00 (UTC) this DAG:
 
-1. ``choose_input`` picks the addresses of the run's date: ``$HERE_BATCH_INPUT_DIR/addresses_<date>.csv``
-   if such a file exists, else the shipped sample ``addresses_default.csv`` (322 addresses in 35+
-   countries and a dozen scripts, with a few deliberately bad rows: empty queries, garbage, a value that
-   contains the delimiter). Format: UTF-8, ``|``-delimited, header ``recId|q|in``.
-2. ``submit_geocode_job`` uploads them as one geocode job, tagged ``nightly-geocode-<date>``.
-3. ``wait_for_job`` waits with the deferrable ``BatchJobSensor``: the wait runs in the triggerer, no
-   worker slot is held while HERE works.
-4. ``download_results`` writes the results and the errors report to ``$HERE_BATCH_OUTPUT_DIR/<date>/``
-   (default: the provider's base location, ``[here_batch] base_location``, then ``output/``).
-5. ``summarize`` prints records succeeded / failed and the file paths, and returns them as a dict.
+1. ``seed_addresses`` creates the ``addresses`` table (``id``, ``address``, ``country_filter``) from the
+   shipped sample (322 addresses in 20+ countries, a few deliberately bad) if it does not exist yet. In a
+   real deployment the table is yours: drop this task.
+2. ``extract_changed`` streams ``SELECT id, address, country_filter FROM addresses`` and writes the
+   records whose geocoding input is new or changed since their last geocoding (the fingerprint of the
+   normalised request, stored in ``addresses_geocoded``) to an input file in object storage.
+3. ``anything_to_send`` skips the HERE job when nothing changed.
+4. ``submit_geocode_job`` uploads that file as one geocode job, tagged ``nightly-geocode-<date>``;
+   ``wait_for_job`` waits in the triggerer (deferrable sensor); ``download_results`` puts the results
+   and the errors report under ``$HERE_BATCH_OUTPUT_DIR/<date>/``.
+5. ``write_results`` upserts them into ``addresses_geocoded`` (created if missing; ``rec_id``,
+   ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and message for
+   failed records, the fingerprint, the job id, the time geocoded), one transaction per batch, and
+   returns ``records_total``, ``records_sent``, ``records_reused``, ``records_failed``. The task's outlet
+   is the Asset ``here-batch-table://<conn id>/addresses_geocoded``
+   (``airflow_here_batch.operators.sql.table_asset``).
 
-Settings (environment variables, read when the file is parsed): ``HERE_BATCH_INPUT_DIR``,
-``HERE_BATCH_OUTPUT_DIR``, ``HERE_BATCH_POLL_INTERVAL`` (seconds, default 30). The connection is
-``here_batch_default`` (host = base URL such as ``https://batch.search.hereapi.com/v7``, password = API
-key), e.g. from the environment:
-``AIRFLOW_CONN_HERE_BATCH_DEFAULT='{"conn_type": "here_batch", "host": "...", "password": "..."}'``.
+**Caching is on in this DAG** (``incremental=True``): HERE's terms may limit how long geocoding results
+may be stored and reused; check your contract. ``HERE_BATCH_MAX_AGE_DAYS`` re-sends records geocoded
+longer ago; a run triggered with ``{"full_refresh": true}`` sends every record. Rows deleted from
+``addresses`` stay in ``addresses_geocoded``.
+
+Settings (environment variables, read when the file is parsed): ``HERE_BATCH_DB_CONN_ID`` (default
+``here_batch_sqlite_default``: when no such connection is defined, the SQLite file
+``$AIRFLOW_HOME/here_batch/here_batch.db``; any common.sql connection works, e.g. a PostgreSQL one),
+``HERE_BATCH_OUTPUT_DIR`` (default: the provider's base location, then ``output/``),
+``HERE_BATCH_POLL_INTERVAL`` (seconds, default 30), ``HERE_BATCH_MAX_AGE_DAYS``, ``HERE_BATCH_RETRIES``
+(default 2), ``HERE_BATCH_WRITE_BATCH_SIZE`` (rows per transaction, default 10,000). The HERE connection is
+``here_batch_default``.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, get_current_context, task
+from airflow.sdk import DAG, Param, task
 
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
+from airflow_here_batch.operators.sql import (
+    EMBEDDED_CONN_ID,
+    BatchResultsToSqlOperator,
+    SqlToBatchInputOperator,
+)
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
 from airflow_here_batch.utils.storage import base_location_uri
 
-INPUT_DIR = Path(os.environ.get("HERE_BATCH_INPUT_DIR", Path(__file__).parent / "data"))
+SAMPLE = Path(__file__).parent / "data" / "addresses_default.csv"
+DB_CONN_ID = os.environ.get("HERE_BATCH_DB_CONN_ID") or EMBEDDED_CONN_ID
+SOURCE_TABLE = "addresses"
+TARGET_TABLE = "addresses_geocoded"
 OUTPUT_DIR = os.environ.get("HERE_BATCH_OUTPUT_DIR") or f"{base_location_uri()}/output"
+if "://" not in OUTPUT_DIR:  # a location (file://...), so XCom carries a URI, never a worker-local path
+    OUTPUT_DIR = f"file://{os.path.abspath(OUTPUT_DIR)}"
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
-# The submit task returns {"job_id", "status", "records", "results_href"}.
-JOB_ID = "{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}"
-# The run's date; manual runs triggered without a logical date fall back to their run_after.
+MAX_AGE_DAYS = os.environ.get("HERE_BATCH_MAX_AGE_DAYS")
+RETRIES = int(os.environ.get("HERE_BATCH_RETRIES", "2"))
+WRITE_BATCH_SIZE = int(os.environ.get("HERE_BATCH_WRITE_BATCH_SIZE", "10000"))
+OUTPUT_COLUMNS = ["positionLat", "positionLng", "addressLabel", "addressCountryCode", "resultType"]
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+SUBMITTED = "(ti.xcom_pull(task_ids='submit_geocode_job') or {})"
+DOWNLOADED = "(ti.xcom_pull(task_ids='download_results') or {})"
 
 with DAG(
     dag_id="here_batch_nightly_geocode",
-    description="Nightly HERE batch geocoding of the day's addresses",
+    description="Nightly HERE batch geocoding of the new or changed rows of an address table",
     schedule="0 2 * * *",
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    default_args={"retries": RETRIES, "retry_delay": timedelta(seconds=20)},
+    params={"full_refresh": Param(False, type="boolean", description="send every record this run")},
     tags=["here", "geocoding", "example"],
     doc_md=__doc__,
 ) as dag:
 
     @task
-    def choose_input() -> str:
-        """The addresses file of the run's date, or the shipped sample."""
-        dag_run = get_current_context()["dag_run"]
-        day = (dag_run.logical_date or dag_run.run_after).strftime("%Y-%m-%d")
-        dated = INPUT_DIR / f"addresses_{day}.csv"
-        chosen = dated if dated.is_file() else INPUT_DIR / "addresses_default.csv"
-        print(f"input for {day}: {chosen}")
-        return str(chosen)
+    def seed_addresses() -> int:
+        """Create and fill the ``addresses`` table from the shipped sample, once; returns its row count."""
+        from airflow_here_batch.operators.sql import get_db_hook
+
+        hook = get_db_hook(DB_CONN_ID)
+        count = hook.get_first(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'addresses'"
+            if hook.dialect_name == "postgresql"
+            else "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'addresses'"
+        )[0]
+        if not count:
+            hook.run(
+                f"CREATE TABLE IF NOT EXISTS {SOURCE_TABLE} "
+                "(id TEXT PRIMARY KEY, address TEXT, country_filter TEXT)"
+            )
+            with SAMPLE.open(encoding="utf-8", newline="") as fh:
+                rows = [(r["recId"], r["q"], r["in"]) for r in csv.DictReader(fh, delimiter="|")]
+            hook.insert_rows(SOURCE_TABLE, rows, target_fields=["id", "address", "country_filter"])
+            print(f"seeded {SOURCE_TABLE} with {len(rows)} rows from {SAMPLE.name}")
+        return int(hook.get_first(f"SELECT COUNT(*) FROM {SOURCE_TABLE}")[0])
+
+    extract = SqlToBatchInputOperator(
+        task_id="extract_changed",
+        conn_id=DB_CONN_ID,
+        sql=f"SELECT id, address, country_filter FROM {SOURCE_TABLE}",
+        key_column="id",
+        service="geocode",
+        columns={"q": "address", "in": "country_filter"},
+        output_columns=OUTPUT_COLUMNS,
+        incremental=True,
+        target_table=TARGET_TABLE,
+        max_age=timedelta(days=float(MAX_AGE_DAYS)) if MAX_AGE_DAYS else None,
+        full_refresh="{{ params.full_refresh }}",
+    )
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def anything_to_send(extracted: dict[str, Any]) -> bool:
+        """False (skip the HERE job) when every record is unchanged."""
+        print(f"{extracted['records_sent']} of {extracted['records_total']} records to send")
+        return bool(extracted["records_sent"])
 
     submit = SubmitBatchJobOperator(
         task_id="submit_geocode_job",
         service="geocode",
-        input=choose_input(),
+        input="{{ ti.xcom_pull(task_ids='extract_changed')['input'] }}",
         input_delimiter="|",
-        output_columns=["positionLat", "positionLng", "addressLabel", "addressCountryCode", "resultType"],
+        output_columns=OUTPUT_COLUMNS,
         tag=f"nightly-geocode-{RUN_DATE}",
     )
 
     wait = BatchJobSensor(
         task_id="wait_for_job",
-        job_id=JOB_ID,
+        job_id="{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}",
         deferrable=True,
         poll_interval=POLL_INTERVAL,
         timeout=6 * 60 * 60,
@@ -85,36 +145,23 @@ with DAG(
 
     download = DownloadBatchResultsOperator(
         task_id="download_results",
-        job_id=JOB_ID,
+        job_id="{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}",
         destination=f"{OUTPUT_DIR}/{RUN_DATE}/",
         what="both",
     )
 
-    @task
-    def summarize(job: dict[str, Any], files: dict[str, Any]) -> dict[str, Any]:
-        """Print and return records succeeded / failed and where the files are."""
-        records = job.get("records") or {}
-        results = files.get("results") or {}
-        errors = files.get("errors") or {}
-        summary = {
-            "job_id": job.get("job_id"),
-            "status": job.get("status"),
-            "records_total": records.get("total"),
-            "records_succeeded": records.get("succeeded"),
-            "records_failed": records.get("failed"),
-            "results_path": results.get("path"),
-            "results_rows": results.get("rows"),
-            "errors_path": errors.get("path"),
-            "errors_rows": errors.get("rows"),
-        }
-        print(
-            f"HERE batch job {summary['job_id']} {summary['status']}: "
-            f"{summary['records_succeeded']} of {summary['records_total']} records succeeded, "
-            f"{summary['records_failed']} failed"
-        )
-        print(f"results: {summary['results_path']} ({summary['results_rows']} rows)")
-        print(f"errors:  {summary['errors_path']} ({summary['errors_rows']} rows)")
-        return summary
+    write = BatchResultsToSqlOperator(
+        task_id="write_results",
+        conn_id=DB_CONN_ID,
+        table=TARGET_TABLE,
+        output_columns=OUTPUT_COLUMNS,
+        job_id="{{ " + SUBMITTED + ".get('job_id') or '' }}",
+        results="{{ (" + DOWNLOADED + ".get('results') or {}).get('path') or '' }}",
+        errors="{{ (" + DOWNLOADED + ".get('errors') or {}).get('path') or '' }}",
+        extract=extract.output,
+        batch_size=WRITE_BATCH_SIZE,
+        trigger_rule="none_failed",
+    )
 
-    submit >> wait >> download
-    summarize(wait.output, download.output)
+    seed_addresses() >> extract
+    anything_to_send(extract.output) >> submit >> wait >> download >> write

@@ -91,6 +91,13 @@ def test_nightly_dag_schedule(dagbag: Any) -> None:
     assert dag.start_date < datetime.now(timezone.utc)
     sensor = dag.get_task("wait_for_job")
     assert type(sensor).__name__ == "BatchJobSensor" and sensor.deferrable is True
+    extract = dag.get_task("extract_changed")
+    assert type(extract).__name__ == "SqlToBatchInputOperator" and extract.incremental is True
+    write = dag.get_task("write_results")
+    assert type(write).__name__ == "BatchResultsToSqlOperator"
+    assert [asset.uri for asset in write.outlets] == [
+        "here-batch-table://here_batch_sqlite_default/addresses_geocoded"
+    ]
 
 
 def test_sample_addresses_file() -> None:
@@ -106,34 +113,49 @@ def test_sample_addresses_file() -> None:
 
 @needs_operators
 def test_nightly_geocode_end_to_end(run_dag: RunDag) -> None:
+    """The embedded default: SQLite under AIRFLOW_HOME, seeded from the sample, every row geocoded."""
+    import sqlite3
+
+    from airflow_here_batch.operators.sql import embedded_database_path
+
+    database = Path(embedded_database_path())
+    database.unlink(missing_ok=True)  # this test owns the session's embedded database
     result = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-06-01"))
     assert result.task_states == {
-        "choose_input": "success",
+        "seed_addresses": "success",
+        "extract_changed": "success",
+        "anything_to_send": "success",
         "submit_geocode_job": "success",
         "wait_for_job": "success",
         "download_results": "success",
-        "summarize": "success",
+        "write_results": "success",
     }
-    assert result.xcom("choose_input") == str(SAMPLE)
-    submitted = result.xcom("submit_geocode_job")
-    assert submitted["job_id"]
-
-    summary = result.xcom("summarize")
     total = len(_data_rows(SAMPLE))
-    assert summary["job_id"] == submitted["job_id"]
-    assert summary["status"] == "completed"
-    assert summary["records_total"] == total
-    assert summary["records_failed"] >= 3  # the empty queries
-    assert summary["records_succeeded"] + summary["records_failed"] == total
+    assert result.xcom("seed_addresses") == total
+    extracted = result.xcom("extract_changed")
+    assert extracted["input"].startswith("file://")  # a location, never a worker-local path
+    assert extracted["records_sent"] == total
 
-    results = Path(summary["results_path"])
-    assert results == TEST_OUTPUT_DIR / "2025-06-01" / "results.csv"
-    rows = _data_rows(results)
-    assert len(rows) == summary["results_rows"] >= summary["records_succeeded"]
+    summary = result.xcom("write_results")
+    submitted = result.xcom("submit_geocode_job")
+    assert summary["job_id"] == submitted["job_id"]
+    assert (summary["records_total"], summary["records_sent"], summary["records_reused"]) == (total, total, 0)
+    assert summary["records_failed"] >= 3  # the empty queries
+    assert summary["records_written"] == total
+
+    files = result.xcom("download_results")
+    assert files["results"]["path"] == f"file://{TEST_OUTPUT_DIR}/2025-06-01/results.csv"
+    rows = _data_rows(TEST_OUTPUT_DIR / "2025-06-01" / "results.csv")
     assert {"recId", "positionLat", "positionLng", "addressLabel"} <= set(rows[0])
-    assert all(r["positionLat"] for r in rows)
-    errors = Path(summary["errors_path"])
-    assert errors.is_file() and summary["errors_rows"] >= 3
+
+    conn = sqlite3.connect(database)
+    try:
+        statuses = dict(conn.execute("SELECT status, COUNT(*) FROM addresses_geocoded GROUP BY status"))
+        labels = conn.execute("SELECT COUNT(*) FROM addresses_geocoded WHERE address_label IS NOT NULL")
+        assert labels.fetchone()[0] == statuses["ok"]
+    finally:
+        conn.close()
+    assert sum(statuses.values()) == total and statuses["failed"] == summary["records_failed"]
 
 
 @needs_operators
@@ -194,9 +216,11 @@ def test_cleanup_deletes_old_ended_jobs_of_this_project_only(
     from airflow_here_batch.api import JobOptions, JobStatus
     from airflow_here_batch.hooks.here_batch import HereBatchHook
 
-    old = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-01"))
+    # full_refresh: each run sends every record (incremental runs would send nothing the second time).
+    refresh = {"full_refresh": True}
+    old = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-01"), run_conf=refresh)
     old_job = old.xcom("submit_geocode_job")["job_id"]
-    recent = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-07"))
+    recent = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-07"), run_conf=refresh)
     recent_job = recent.xcom("submit_geocode_job")["job_id"]
 
     hook = HereBatchHook()

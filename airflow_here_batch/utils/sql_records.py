@@ -1,0 +1,588 @@
+"""Database rows <-> HERE records, sans I/O: mapping, fingerprints, result rows, SQL statement shapes.
+
+Used by :mod:`airflow_here_batch.operators.sql` (the Airflow side, which does all database and storage
+I/O). Nothing here opens a connection or a file, so every rule is unit-tested without a server.
+
+* :class:`RecordMapping` turns one source row (a mapping of column name to value) into one HERE request
+  (``recId`` from a key column; ``q``/``qq``/``in``/``lang``/... from columns, ``str.format`` templates or
+  constants; ``at`` from a latitude and a longitude column for reverse geocoding).
+* :func:`request_fingerprint` is the hash of the *normalised* request (service, ``recId``, every query
+  value, ``in``, ``lang``, the output columns): two rows whose requests differ only in Unicode
+  normalisation, repeated blanks or the case/order of the output columns have the same fingerprint, and
+  anything HERE would answer differently changes it.
+* :class:`FingerprintIndex` holds the fingerprints already stored in the target table in 8 bytes each
+  (1,000,000 records: 8 MB), so an incremental run can tell unchanged records from changed ones without
+  holding the table in memory.
+* :func:`target_columns`, :func:`result_values`, :func:`parse_error_line`: the typed row written back for
+  each result or failed record.
+* :func:`create_table_sql`, :func:`upsert_sql`: the statements, per dialect (PostgreSQL and
+  SQLite; both have ``INSERT ... ON CONFLICT (...) DO UPDATE``).
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import hashlib
+import json
+import re
+import string
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_here_batch.api.models import ServiceType
+from airflow_here_batch.api.outputs import row_position
+from airflow_here_batch.api.records import split_record
+
+__all__ = [
+    "FINGERPRINT_LENGTH",
+    "FINGERPRINT_VERSION",
+    "STATUS_FAILED",
+    "STATUS_NO_MATCH",
+    "STATUS_OK",
+    "FingerprintIndex",
+    "MappingError",
+    "RecordMapping",
+    "ResultLayout",
+    "TargetColumn",
+    "create_table_sql",
+    "normalise_value",
+    "parse_error_line",
+    "quote_identifier",
+    "raw_text_sql",
+    "request_fingerprint",
+    "snake_case",
+    "target_columns",
+    "upsert_sql",
+]
+
+#: Bumped when the normalisation changes, so every stored fingerprint stops matching (one full re-send).
+FINGERPRINT_VERSION = "1"
+#: Characters of a fingerprint (hex of 128 bits).
+FINGERPRINT_LENGTH = 32
+#: ``status`` of a record HERE returned a position for.
+STATUS_OK = "ok"
+#: ``status`` of a record HERE answered without a position (no match).
+STATUS_NO_MATCH = "no_match"
+#: ``status`` of a record listed in the job's errors report.
+STATUS_FAILED = "failed"
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_WHITESPACE = re.compile(r"\s+")
+# What NULL parts leave in a template's text: " ," and ", ,".
+_EMPTY_PARTS = re.compile(r"\s*,(?:\s*,)*")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# Output columns that become typed columns of their own instead of a text column named after them.
+_POSITION_COLUMNS = {"positionlat", "positionlng", "position"}
+_MATCH_LEVEL_COLUMN = "resulttype"  # v7's name for the match level (6.2: matchLevel)
+
+
+class MappingError(ValueError):
+    """A source row or the mapping cannot become a HERE record; nothing has been uploaded.
+
+    :param message: what is wrong and the fix, naming the row key and/or the column.
+    :param column: the column concerned, if one.
+    :param key: the row's key value, if known.
+    """
+
+    def __init__(self, message: str, *, column: str | None = None, key: Any = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.key = key
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` (``table`` or ``schema.table``) double-quoted per part; refuses anything but plain names.
+
+    :raises ValueError: for a part that is not ``[A-Za-z_][A-Za-z0-9_]*`` (no SQL injection through a
+        table or column name).
+    """
+    parts = name.split(".")
+    if not 1 <= len(parts) <= 2 or not all(_IDENTIFIER.match(p) for p in parts):
+        raise ValueError(f"{name!r} is not a plain table/column name: use letters, digits and '_'")
+    return ".".join(f'"{p}"' for p in parts)
+
+
+def snake_case(name: str) -> str:
+    """A HERE camelCase output column as a database column name: ``addressLabel`` -> ``address_label``."""
+    return _CAMEL.sub("_", name).lower()
+
+
+def normalise_value(value: str) -> str:
+    """The form of a request value that the fingerprint sees: Unicode NFC, blanks collapsed, stripped."""
+    if not value:
+        return ""
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value)
+    if value.isprintable() and "  " not in value:  # the common case: nothing to do but strip
+        return value.strip()
+    return _WHITESPACE.sub(" ", value).strip()
+
+
+def _template_fields(template: str) -> list[str]:
+    names = []
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not name or not _IDENTIFIER.match(name):
+            raise MappingError(
+                f"template {template!r} has a field {{{name}}}: name a source column, e.g. '{{street}}'",
+                column=name or None,
+            )
+        names.append(name)
+    return names
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if value.__class__ is str:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass
+class RecordMapping:
+    """How a source row becomes one HERE request line.
+
+    :param service: ``geocode``, ``revgeocode`` or ``lookup``.
+    :param key_column: the source column whose value becomes ``recId`` (never NULL, unique; at most 512
+        characters, HERE's limit).
+    :param columns: HERE column -> source column, e.g. ``{"q": "address", "in": "country"}``. A NULL value
+        is sent as an empty value (HERE then reports the record in its errors report).
+    :param templates: HERE column -> ``str.format`` template over source columns, e.g.
+        ``{"q": "{street} {house_number}, {postal_code} {city}", "in": "countryCode:{country}"}``;
+        NULLs format as empty text; blanks and the commas left around an empty part are collapsed.
+    :param constants: HERE column -> the same value for every record, e.g. ``{"lang": "de-DE"}``.
+    :param at_columns: ``(latitude column, longitude column)``: ``at`` = ``"lat,lng"`` (revgeocode).
+    :param output_columns: HERE's ``outputColumns`` of the job (part of the fingerprint: asking for other
+        fields is a different request).
+    :raises MappingError: for a mapping that names no query column the service needs or a HERE column
+        twice.
+    """
+
+    service: str
+    key_column: str
+    columns: Mapping[str, str] = field(default_factory=dict)
+    templates: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
+    at_columns: Sequence[str] | None = None
+    output_columns: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        self.service = ServiceType.from_name(self.service).value
+        self.columns = dict(self.columns or {})
+        self.templates = dict(self.templates or {})
+        self.constants = {k: _text(v) for k, v in (self.constants or {}).items()}
+        names = [*self.columns, *self.templates, *self.constants]
+        if self.at_columns is not None:
+            if len(self.at_columns) != 2:
+                raise MappingError("at_columns must be (latitude column, longitude column)")
+            names.append("at")
+        seen: set[str] = set()
+        for name in names:
+            if name.lower() == "recid":
+                raise MappingError("recId comes from key_column: do not map it again", column=name)
+            if name.lower() in seen:
+                raise MappingError(f"HERE column {name!r} is mapped twice: map it once", column=name)
+            seen.add(name.lower())
+        required = {
+            "geocode": ("q", "qq"),
+            "revgeocode": ("at", "in"),
+            "lookup": ("id",),
+        }[self.service]
+        if not any(r in seen for r in required):
+            wanted = " or ".join(repr(r) for r in required)
+            raise MappingError(
+                f"the {self.service} service needs a {wanted} column: map one in columns, templates"
+                + (" or at_columns" if self.service == "revgeocode" else ""),
+                column=required[0],
+            )
+        self._template_parts = {name: _template_fields(t) for name, t in self.templates.items()}
+        self.here_columns: list[str] = ["recId", *self.columns, *self.templates]
+        if self.at_columns is not None:
+            self.here_columns.append("at")
+        self.here_columns.extend(self.constants)
+        self._outputs = sorted({c.strip().lower() for c in self.output_columns if c.strip()})
+        # Everything of the fingerprint that is the same for every record, hashed once.
+        # The request's columns in name order (the mapping's order does not matter), and everything of
+        # the fingerprint that is the same for every record, hashed once.
+        self._fp_order = sorted(self.here_columns, key=str.lower)
+        self._prefix = json.dumps(
+            [FINGERPRINT_VERSION, self.service, self._outputs, [n.lower() for n in self._fp_order]],
+            separators=(",", ":"),
+        ).encode()
+
+    @property
+    def raw_columns(self) -> list[str] | None:
+        """The source columns whose raw values make :meth:`raw_text` (HERE-name order), or ``None`` when
+        the mapping uses templates or ``at_columns`` (then no database-side pre-filter is possible)."""
+        if self.templates or self.at_columns is not None:
+            return None
+        return [self.columns[name] for name in sorted(self.columns, key=str.lower)]
+
+    def raw_text(self, row: Mapping[str, Any]) -> str:
+        """The raw source values of a column mapping joined by ``\\x1f`` (NULL as empty text).
+
+        Stored as ``request_text``; the next run compares it in SQL (:func:`raw_text_sql`) and reads
+        back only rows whose raw values differ. Raw equality implies an equal fingerprint, so the
+        pre-filter never hides a change; values that differ only in spelling still get the fingerprint
+        check.
+        """
+        columns = self.raw_columns
+        if columns is None:
+            return ""
+        return "\x1f".join([_text(row[c]) for c in columns])
+
+    def source_columns(self) -> list[str]:
+        """Every source column the mapping reads, key first, without repeats."""
+        wanted = [self.key_column, *self.columns.values()]
+        for parts in self._template_parts.values():
+            wanted.extend(parts)
+        if self.at_columns is not None:
+            wanted.extend(self.at_columns)
+        return list(dict.fromkeys(wanted))
+
+    def check_columns(self, available: Iterable[str]) -> dict[str, str]:
+        """Match the mapping's source columns to the query's result columns.
+
+        :returns: mapping column name -> the query's column name (exact match first, then ignoring case,
+            as PostgreSQL folds unquoted names to lower case).
+        :raises MappingError: naming every column the mapping needs but the query does not return.
+        """
+        names = list(available)
+        lowered = {n.lower(): n for n in names}
+        resolved: dict[str, str] = {}
+        missing = []
+        for column in self.source_columns():
+            if column in names:
+                resolved[column] = column
+            elif column.lower() in lowered:
+                resolved[column] = lowered[column.lower()]
+            else:
+                missing.append(column)
+        if missing:
+            raise MappingError(
+                f"the query returns no column {', '.join(repr(m) for m in missing)} that the mapping names "
+                f"(it returns {names}): add it to the SELECT or fix the mapping",
+                column=missing[0],
+            )
+        return resolved
+
+    def request(self, row: Mapping[str, Any], rec_id: str) -> dict[str, str]:
+        """The HERE request of one row: ``{"recId": ..., "q": ..., ...}`` in :attr:`here_columns` order.
+
+        :raises MappingError: when the latitude/longitude of ``at`` is NULL or not a number.
+        """
+        request = {"recId": rec_id}
+        for name, column in self.columns.items():
+            request[name] = _text(row[column])
+        for name, template in self.templates.items():
+            values = {part: _text(row[part]) for part in self._template_parts[name]}
+            text = template.format(**values)
+            request[name] = _EMPTY_PARTS.sub(",", _WHITESPACE.sub(" ", text)).strip(" ,")
+        if self.at_columns is not None:
+            lat_column, lng_column = self.at_columns
+            try:
+                lat, lng = float(row[lat_column]), float(row[lng_column])
+            except (TypeError, ValueError):
+                raise MappingError(
+                    f"row with key {rec_id!r}: {lat_column}/{lng_column} = {row[lat_column]!r}/"
+                    f"{row[lng_column]!r} is not a position: filter such rows out in the query",
+                    column=lat_column,
+                    key=rec_id,
+                ) from None
+            request["at"] = f"{lat!r},{lng!r}"
+        request.update(self.constants)
+        return request
+
+    def fingerprint(self, request: Mapping[str, str]) -> str:
+        """:func:`request_fingerprint` of a request built by :meth:`request`, for this mapping's job."""
+        text = "\x1f".join([normalise_value(request.get(name, "")) for name in self._fp_order])
+        return hashlib.blake2b(self._prefix + text.encode(), digest_size=16).hexdigest()
+
+
+def raw_text_sql(alias: str, columns: Sequence[str]) -> str:
+    """SQL for :meth:`RecordMapping.raw_text` over ``alias``'s columns (PostgreSQL and SQLite alike).
+
+    ``CAST(... AS TEXT)`` may spell a non-text value differently from Python (``1.0`` vs ``1``): such a
+    row is only read back and fingerprinted, never wrongly skipped.
+    """
+    parts = [f"COALESCE(CAST({alias}.{_quote_any(c)} AS TEXT), '')" for c in columns]
+    return " || '\x1f' || ".join(parts) if parts else "''"
+
+
+def _quote_any(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def request_fingerprint(service: str, request: Mapping[str, str], output_columns: Sequence[str] = ()) -> str:
+    """The fingerprint (32 hex characters) of a normalised HERE request.
+
+    It covers the service, ``recId``, every request value after :func:`normalise_value` (``q``, ``qq``,
+    ``in``, ``at``, ``lang``, constants...) and the output columns (case and order ignored, as HERE
+    matches them). The same request always gives the same fingerprint, in any process.
+    """
+    mapping = RecordMapping(
+        service=service,
+        key_column="recId",
+        columns={k: k for k in request if k != "recId"},
+        output_columns=output_columns,
+    )
+    return mapping.fingerprint(request)
+
+
+class FingerprintIndex:
+    """Fingerprints known to be stored, 8 bytes each, for membership tests.
+
+    Add them in ascending order (``ORDER BY ... COLLATE "C"`` in the query) and the index needs no sort;
+    any order works (it sorts once, on first lookup). A 64-bit prefix of a 128-bit hash: a false
+    "unchanged" needs two different requests to share 64 bits (about 1 in 10^7 for 10^6 records per run).
+    """
+
+    def __init__(self) -> None:
+        self._values = array.array("Q")
+        self._sorted = True
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def add(self, fingerprint: str) -> None:
+        value = int(fingerprint[:16], 16)
+        if self._values and value < self._values[-1]:
+            self._sorted = False
+        self._values.append(value)
+
+    def __contains__(self, fingerprint: object) -> bool:
+        if not isinstance(fingerprint, str):
+            return False
+        if not self._sorted:
+            self._values = array.array("Q", sorted(self._values))
+            self._sorted = True
+        value = int(fingerprint[:16], 16)
+        values = self._values
+        i = bisect.bisect_left(values, value)
+        return i < len(values) and values[i] == value
+
+
+# --- the target table -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    """A column of the target table: its name, its type (``text``, ``float``, ``timestamp``)."""
+
+    name: str
+    kind: str = "text"
+
+
+def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
+    """The target table's columns for a job with these output columns, in table order.
+
+    ``rec_id`` (primary key), ``status`` (``ok``, ``no_match`` or ``failed``), ``lat``/``lng`` (floats),
+    ``match_level`` (HERE's ``resultType``), one text column per other output column (snake_case, e.g.
+    ``addressLabel`` -> ``address_label``), ``error_code``/``error_message`` (from the errors report),
+    ``request_text`` (the raw source values of a column mapping, for the database-side pre-filter),
+    ``request_fingerprint``, ``job_id``, ``geocoded_at``.
+    """
+    columns = [
+        TargetColumn("rec_id"),
+        TargetColumn("status"),
+        TargetColumn("lat", "float"),
+        TargetColumn("lng", "float"),
+        TargetColumn("match_level"),
+    ]
+    reserved = {c.name for c in columns} | {
+        "error_code",
+        "error_message",
+        "request_text",
+        "request_fingerprint",
+        "job_id",
+        "geocoded_at",
+    }
+    for name in dict.fromkeys(output_columns):
+        lowered = name.strip().lower()
+        if lowered in _POSITION_COLUMNS or lowered == _MATCH_LEVEL_COLUMN or lowered in ("recid",):
+            continue
+        column = snake_case(name.strip())
+        quote_identifier(column)
+        if column in reserved:
+            continue
+        reserved.add(column)
+        columns.append(TargetColumn(column))
+    columns += [
+        TargetColumn("error_code"),
+        TargetColumn("error_message"),
+        TargetColumn("request_text"),
+        TargetColumn("request_fingerprint"),
+        TargetColumn("job_id"),
+        TargetColumn("geocoded_at", "timestamp"),
+    ]
+    return columns
+
+
+_TYPES = {
+    "postgresql": {"text": "TEXT", "float": "DOUBLE PRECISION", "timestamp": "TIMESTAMP WITH TIME ZONE"},
+    "sqlite": {"text": "TEXT", "float": "REAL", "timestamp": "TEXT"},
+}
+
+
+def _dialect(dialect: str) -> str:
+    name = "postgresql" if dialect in ("postgres", "postgresql") else dialect
+    if name not in _TYPES:
+        raise ValueError(
+            f"database dialect {dialect!r} is not supported for the geocoded table: use PostgreSQL or SQLite "
+            "(both have INSERT ... ON CONFLICT DO UPDATE)"
+        )
+    return name
+
+
+def create_table_sql(dialect: str, table: str, columns: Sequence[TargetColumn]) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` for the target table (``rec_id`` primary key), its fingerprint index."""
+    types = _TYPES[_dialect(dialect)]
+    body = ", ".join(
+        f"{quote_identifier(c.name)} {types[c.kind]}" + (" PRIMARY KEY" if c.name == "rec_id" else "")
+        for c in columns
+    )
+    bare = table.split(".")[-1]
+    index = quote_identifier(f"{bare}_fingerprint_idx"[:63])
+    return [
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} ({body})",
+        f"CREATE INDEX IF NOT EXISTS {index} ON {quote_identifier(table)} (request_fingerprint)",
+    ]
+
+
+def upsert_sql(dialect: str, table: str, columns: Sequence[str], select: str) -> str:
+    """``INSERT INTO table (columns) <select> ON CONFLICT (rec_id) DO UPDATE SET <every other column>``.
+
+    ``select`` must end with a ``WHERE`` clause: SQLite reads ``ON`` right after ``FROM ...`` as a join
+    constraint (its documented parsing ambiguity), ``WHERE true`` avoids it. A record written again
+    (a rerun, a changed address) replaces its row: one row per ``rec_id``, never a duplicate.
+    """
+    _dialect(dialect)
+    names = [quote_identifier(c) for c in columns]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != '"rec_id"')
+    return (
+        f"INSERT INTO {quote_identifier(table)} ({', '.join(names)}) {select} "
+        f'ON CONFLICT ("rec_id") DO UPDATE SET {updates}'
+    )
+
+
+# --- result and error rows ------------------------------------------------------------------------
+
+
+#: Target columns that do not come from HERE's answer.
+BOOKKEEPING = ("error_code", "error_message", "request_text", "request_fingerprint", "job_id", "geocoded_at")
+
+
+class ResultLayout:
+    """Where each target column's value is in a results row, from the results header.
+
+    :param header: the results file's column names (HERE puts ``recId`` first).
+    :param columns: the target table's columns (:func:`target_columns`).
+    """
+
+    def __init__(self, header: Sequence[str], columns: Sequence[TargetColumn]) -> None:
+        self.header = list(header)
+        lowered = {name.lower(): i for i, name in enumerate(self.header)}
+        if "recid" not in lowered:
+            raise ValueError(f"the results header {self.header} has no recId column")
+        self.rec_id = lowered["recid"]
+        self.seq = lowered.get("seqnumber")
+        self.lat = lowered.get("positionlat")
+        self.lng = lowered.get("positionlng")
+        self.match_level = lowered.get(_MATCH_LEVEL_COLUMN)
+        by_column = {snake_case(name): i for i, name in enumerate(self.header)}
+        self.fields = [
+            (c.name, by_column.get(c.name))
+            for c in columns
+            if c.name not in ("rec_id", "status", "lat", "lng", "match_level") and c.name not in BOOKKEEPING
+        ]
+        self._needs_row_position = self.lat is None or self.lng is None
+        self.width = len(self.header)
+
+    def values(self, cells: list[str]) -> tuple[Any, ...] | None:
+        """``(rec_id, status, lat, lng, match_level, *fields)`` of one results row, or ``None`` for an
+        item after the first of its record (``seqNumber`` > 1: the best match is kept)."""
+        if len(cells) < self.width:
+            cells = cells + [""] * (self.width - len(cells))
+        if self.seq is not None:
+            seq = cells[self.seq]
+            if seq and seq != "1":
+                return None
+        lat = lng = None
+        if self._needs_row_position:
+            position = row_position(dict(zip(self.header, cells, strict=False)))
+            if position is not None:
+                lat, lng = position
+        else:
+            try:
+                lat = float(cells[self.lat]) if cells[self.lat] else None  # type: ignore[index]
+                lng = float(cells[self.lng]) if cells[self.lng] else None  # type: ignore[index]
+            except ValueError:
+                lat = lng = None
+            if lat is None or lng is None:
+                lat = lng = None
+        status = STATUS_OK if lat is not None else STATUS_NO_MATCH
+        match_level = cells[self.match_level] or None if self.match_level is not None else None
+        return (
+            cells[self.rec_id],
+            status,
+            lat,
+            lng,
+            match_level,
+            *[(cells[i] or None) if i is not None else None for _, i in self.fields],
+        )
+
+    def split(self, line: str, delimiter: str) -> list[str]:
+        """One results line as cells (HERE quoting, as in ``api.records.split_record``)."""
+        return split_record(line, delimiter)
+
+
+def parse_error_line(line: str, delimiter: str = "|") -> tuple[str, str, str] | None:
+    """``(recId, error code, message)`` of one line of a job's errors report; ``None`` for the header.
+
+    HERE's layout is undocumented (shared doc §12 #4); the emulator and HERE's look-alike write
+    ``recId|errorCode|errorMessage`` where the message is JSON ``{status, recordId, title, cause,
+    action, jobRecord}``. The message is read as ``title: cause`` when it is such JSON, else kept as
+    text; a line of another shape keeps its whole text as the message (never dropped).
+    """
+    text = line.rstrip("\r\n")
+    if not text.strip():
+        return None
+    if text.lower().startswith(f"recid{delimiter}"):
+        return None
+    rec_id, rest = _first_field(text, delimiter)
+    code, _, message = rest.partition(delimiter)
+    try:
+        details = json.loads(message)
+    except ValueError:
+        details = None
+    if isinstance(details, dict):
+        parts = [str(details[k]) for k in ("title", "cause") if details.get(k)]
+        message = ": ".join(parts) or message
+    return rec_id, code, message
+
+
+def _first_field(text: str, delimiter: str) -> tuple[str, str]:
+    """The first value of a line (honouring ``"`` wrapping) and the text after its delimiter."""
+    if not text.startswith('"'):
+        value, _, rest = text.partition(delimiter)
+        return value, rest
+    buf: list[str] = []
+    i = 1
+    while True:
+        j = text.find('"', i)
+        if j < 0:
+            return text, ""
+        buf.append(text[i:j])
+        if text.startswith('"', j + 1):
+            buf.append('"')
+            i = j + 2
+            continue
+        rest = text[j + 1 :]
+        return "".join(buf), rest[len(delimiter) :] if rest.startswith(delimiter) else rest

@@ -1,0 +1,126 @@
+"""Real databases for the SQL source/sink tests: a SQLite file and a throwaway PostgreSQL database.
+
+PostgreSQL: ``HERE_BATCH_TEST_POSTGRES_URI`` (default ``postgresql://postgres@127.0.0.1:5432/test``) is a
+server where the tests may create and drop databases; each test gets its own database
+``here_batch_t_<random>``, dropped afterwards. When the server is unreachable the PostgreSQL tests skip
+with a message saying how to point them at one, except under ``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+POSTGRES_URI_ENV = "HERE_BATCH_TEST_POSTGRES_URI"
+DEFAULT_POSTGRES_URI = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass
+class Database:
+    """A database the test owns: its Airflow connection id (set as ``AIRFLOW_CONN_<ID>``) and dialect."""
+
+    conn_id: str
+    dialect: str
+    dsn: str  # sqlite: the file path; postgresql: a libpq URI
+
+    def connect(self) -> Any:
+        if self.dialect == "sqlite":
+            import sqlite3
+
+            return sqlite3.connect(self.dsn)
+        import psycopg
+
+        return psycopg.connect(self.dsn)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            rows = cur.fetchall() if cur.description else []
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self.query(sql, params)
+
+    @property
+    def ph(self) -> str:
+        return "?" if self.dialect == "sqlite" else "%s"
+
+
+def _set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, value: dict) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
+
+
+def postgres_admin_uri() -> str:
+    return os.environ.get(POSTGRES_URI_ENV) or DEFAULT_POSTGRES_URI
+
+
+def _unreachable(reason: str) -> None:
+    message = (
+        f"PostgreSQL not reachable at {postgres_admin_uri()} ({reason}): set {POSTGRES_URI_ENV}="
+        "postgresql://user:password@host:5432/db (a user allowed to CREATE DATABASE) to run these tests"
+    )
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
+    conn_id = f"here_t_sqlite_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "geo.db"
+    _set_conn(monkeypatch, conn_id, {"conn_type": "sqlite", "host": str(path)})
+    return Database(conn_id, "sqlite", str(path))
+
+
+@pytest.fixture
+def postgres_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - psycopg comes with the test extra
+        _unreachable(f"psycopg missing: {exc}")
+    admin = postgres_admin_uri()
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _unreachable(str(exc).strip().splitlines()[0])
+    name = f"here_batch_t_{uuid.uuid4().hex[:10]}"
+    conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin)
+    dsn = parts._replace(path=f"/{name}").geturl()
+    conn_id = f"here_t_pg_{uuid.uuid4().hex[:8]}"
+    _set_conn(
+        monkeypatch,
+        conn_id,
+        {
+            "conn_type": "postgres",
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5432,
+            "login": parts.username or "postgres",
+            "password": parts.password or "",
+            "schema": name,
+        },
+    )
+    try:
+        yield Database(conn_id, "postgresql", dsn)
+    finally:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest) -> Database:
+    """Each test runs against SQLite and against PostgreSQL."""
+    return request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "postgres_db")

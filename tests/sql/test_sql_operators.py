@@ -1,0 +1,255 @@
+"""The SQL source and sink operators against real SQLite and PostgreSQL databases: bad rows refused
+before anything is written, streaming, the sink's upsert and its table checks."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+
+OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
+
+
+def _seed(db: Database, rows: list[tuple[Any, str, str]]) -> None:
+    db.execute("CREATE TABLE addr (id INTEGER, address TEXT, country TEXT)")
+    conn = db.connect()
+    cur = conn.cursor()
+    cur.executemany(f"INSERT INTO addr VALUES ({db.ph}, {db.ph}, {db.ph})", rows)
+    conn.commit()
+    conn.close()
+
+
+def _extract(db: Database, folder: Path, **kwargs: Any) -> Any:
+    from airflow_here_batch.operators.sql import SqlToBatchInputOperator
+
+    settings: dict[str, Any] = {
+        "task_id": "extract",
+        "conn_id": db.conn_id,
+        "sql": "SELECT id, address, country FROM addr",
+        "key_column": "id",
+        "columns": {"q": "address", "in": "country"},
+        "output_columns": OUT,
+        "destination": f"file://{folder}",
+        "fetch_size": 7,
+    }
+    settings.update(kwargs)
+    return SqlToBatchInputOperator(**settings)
+
+
+def test_rows_are_streamed_in_key_order_into_here_lines(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    _seed(any_db, [(i, f"Street {i}|A", "countryCode:DEU") for i in range(100, 0, -1)])
+    result = _extract(any_db, tmp_path).execute({"run_id": "r1"})
+    assert (result["records_total"], result["records_sent"], result["records_reused"]) == (100, 100, 0)
+    assert result["input"] == f"file://{tmp_path}/input.csv"
+    lines = (tmp_path / "input.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "recId|q|in"
+    assert lines[1] == '1|"Street 1|A"|countryCode:DEU'  # quoted by rows_to_lines
+    assert [line.split("|")[0] for line in lines[1:]] == [str(i) for i in range(1, 101)]
+    fingerprints = (tmp_path / "fingerprints.csv").read_text(encoding="utf-8").splitlines()
+    assert fingerprints[0] == "rec_id|fingerprint|request_text" and len(fingerprints) == 101
+    raw = next(csv.reader([fingerprints[1]], delimiter="|"))[2]
+    assert raw == "countryCode:DEU\x1fStreet 1|A"  # the raw values, 'in' before 'q'
+
+    assert not list(tmp_path.glob(".*.part"))
+
+
+@pytest.mark.parametrize(
+    ("rows", "kwargs", "message"),
+    [
+        ([(1, "a", "x"), (None, "b", "x")], {}, "NULL key column 'id'"),
+        ([(1, "a", "x"), (2, "b", "x"), (2, "c", "x")], {}, "key '2' appears more than once in column 'id'"),
+        ([(1, "a", "x")], {"columns": {"q": "address", "in": "county"}}, "no column 'county'"),
+    ],
+)
+def test_bad_rows_are_refused_before_anything_is_written(
+    any_db: Database,  # noqa: F811
+    tmp_path: Path,
+    rows: list,
+    kwargs: dict,
+    message: str,
+) -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    _seed(any_db, rows)
+    out = tmp_path / "out"
+    with pytest.raises(AirflowException, match=f"nothing was uploaded: .*{message}"):
+        _extract(any_db, out, **kwargs).execute({"run_id": "r1"})
+    assert not out.exists() or not list(out.iterdir()), "a partial input file was left behind"
+
+
+def test_the_sink_upserts_results_and_errors_and_a_rerun_leaves_one_row_per_key(
+    any_db: Database,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
+        "1|1|2|52.5|13.4|Berlin|houseNumber\n"
+        "1|2|2|52.6|13.5|Berlin 2|street\n"
+        '2|1|1|48.1|11.5|"München|Bayern"|street\n'
+        "3|1|0||||\n",
+        encoding="utf-8",
+    )
+    errors = tmp_path / "errors.txt"
+    errors.write_text(
+        "recId|errorCode|errorMessage\n"
+        '4|E6001004|{"status":400,"title":"Invalid request","cause":"q is empty","jobRecord":"4||x"}\n',
+        encoding="utf-8",
+    )
+    fingerprints = tmp_path / "fingerprints.csv"
+    fingerprints.write_text("rec_id|fingerprint\n1|aa\n2|bb\n3|cc\n4|dd\n", encoding="utf-8")
+    sink = BatchResultsToSqlOperator(
+        task_id="write",
+        conn_id=any_db.conn_id,
+        table="geo",
+        output_columns=OUT,
+        job_id="JOB-1",
+        results=f"file://{results}",
+        errors=f"file://{errors}",
+        extract={
+            "fingerprints": f"file://{fingerprints}",
+            "records_total": 5,
+            "records_sent": 4,
+            "records_reused": 1,
+        },
+        batch_size=2,
+    )
+    assert [a.uri for a in sink.outlets] == [f"here-batch-table://{any_db.conn_id}/geo"]
+    for _ in range(2):  # the rerun overwrites, never duplicates
+        summary = sink.execute({"run_id": "r1"})
+        assert summary == {
+            "table": "geo",
+            "job_id": "JOB-1",
+            "records_total": 5,
+            "records_sent": 4,
+            "records_reused": 1,
+            "records_failed": 1,
+            "records_written": 4,
+            "records_missing": 0,
+        }
+    rows = any_db.query(
+        "SELECT rec_id, status, lat, lng, match_level, address_label, error_code, error_message, "
+        "request_fingerprint, job_id FROM geo ORDER BY rec_id"
+    )
+    assert rows == [
+        ("1", "ok", 52.5, 13.4, "houseNumber", "Berlin", None, None, "aa", "JOB-1"),
+        ("2", "ok", 48.1, 11.5, "street", "München|Bayern", None, None, "bb", "JOB-1"),
+        ("3", "no_match", None, None, None, None, None, None, "cc", "JOB-1"),
+        ("4", "failed", None, None, None, None, "E6001004", "Invalid request: q is empty", "dd", "JOB-1"),
+    ]
+    assert all(r[0] is not None for r in any_db.query("SELECT geocoded_at FROM geo"))
+
+
+def test_an_existing_table_without_the_columns_is_refused(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    from airflow.sdk.exceptions import AirflowException
+
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+
+    any_db.execute("CREATE TABLE geo (rec_id TEXT PRIMARY KEY, status TEXT)")
+    sink = BatchResultsToSqlOperator(task_id="write", conn_id=any_db.conn_id, table="geo", output_columns=OUT)
+    with pytest.raises(AirflowException, match=r"lacks the columns \['lat', 'lng'"):
+        sink.execute({"run_id": "r1"})
+
+
+def test_the_embedded_default_is_a_sqlite_file_under_airflow_home() -> None:
+    from airflow.configuration import AIRFLOW_HOME
+
+    from airflow_here_batch.operators.sql import EMBEDDED_CONN_ID, embedded_database_path, get_db_hook
+
+    hook = get_db_hook(EMBEDDED_CONN_ID)
+    assert hook.dialect_name == "sqlite"
+    assert embedded_database_path() == f"{AIRFLOW_HOME}/here_batch/here_batch.db"
+    assert hook.get_first("SELECT 1") == (1,)
+
+
+def test_a_connection_that_is_not_a_database_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_here_batch.operators.sql import get_db_hook
+
+    monkeypatch.setenv("AIRFLOW_CONN_NOT_A_DB", '{"conn_type": "here_batch", "password": "k"}')
+    with pytest.raises(TypeError, match="not a SQL database"):
+        get_db_hook("not_a_db")
+
+
+def test_the_sink_takes_one_results_file_per_job_of_a_split_run(sqlite_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+
+    header = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
+    first, second = tmp_path / "r1.csv", tmp_path / "r2.csv"
+    first.write_text(header + "1|1|1|1.0|2.0|a|street\n", encoding="utf-8")
+    second.write_text(header + "2|1|1|3.0|4.0|b|street\n", encoding="utf-8")
+    sink = BatchResultsToSqlOperator(
+        task_id="write",
+        conn_id=sqlite_db.conn_id,
+        table="geo",
+        output_columns=OUT,
+        job_id=["JOB-1", "JOB-2"],
+        results=[f"file://{first}", f"file://{second}"],
+        extract={"records_sent": 2},
+    )
+    summary = sink.execute({"run_id": "r1"})
+    assert summary["records_written"] == 2 and summary["job_id"] == ["JOB-1", "JOB-2"]
+    assert sqlite_db.query("SELECT rec_id, job_id, lat FROM geo ORDER BY rec_id") == [
+        ("1", "JOB-1", 1.0),
+        ("2", "JOB-2", 3.0),
+    ]
+
+
+def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    from datetime import timedelta
+
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+
+    _seed(any_db, [(1, "Street 1", "x"), (2, "", "x"), (3, "Street 3", "x")])
+    first = _extract(any_db, tmp_path / "a", incremental=True, target_table="geo").execute({"run_id": "r1"})
+    assert first["records_sent"] == 3
+    results, errors = tmp_path / "results.csv", tmp_path / "errors.txt"
+    results.write_text(
+        "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
+        "1|1|1|1.0|2.0|a|street\n3|1|1|1.0|2.0|c|street\n",
+        encoding="utf-8",
+    )
+    errors.write_text("recId|errorCode|errorMessage\n2|E6001004|empty\n", encoding="utf-8")
+    BatchResultsToSqlOperator(
+        task_id="write",
+        conn_id=any_db.conn_id,
+        table="geo",
+        output_columns=OUT,
+        job_id="JOB-1",
+        results=f"file://{results}",
+        errors=f"file://{errors}",
+        extract=first,
+    ).execute({"run_id": "r1"})
+
+    def sent(**kwargs: Any) -> int:
+        op = _extract(any_db, tmp_path / "b", incremental=True, target_table="geo", **kwargs)
+        return op.execute({"run_id": "r2"})["records_sent"]
+
+    assert sent() == 0  # unchanged, and the failed record would fail again
+    assert sent(resend_failed=True) == 1
+    assert sent(full_refresh="true") == 3
+    old = "2000-01-01T00:00:00+00:00"
+    any_db.execute(f"UPDATE geo SET geocoded_at = {any_db.ph} WHERE rec_id = '3'", (old,))
+    assert sent(max_age=timedelta(days=30)) == 1
+    assert sent() == 0
+
+    # The target is on the source's connection: the database itself leaves out unchanged rows.
+    op = _extract(any_db, tmp_path / "c", incremental=True, target_table="geo")
+    assert op._can_prefilter(op._make_mapping())
+    any_db.execute("UPDATE addr SET address = '  Street   1 ' WHERE id = 1")
+    assert sent() == 0  # read back (raw value differs) but the same normalised request: reused
+    any_db.execute("UPDATE addr SET address = 'Street 11' WHERE id = 1")
+    assert sent() == 1
+    any_db.execute("INSERT INTO addr VALUES (3, 'again', 'x')")
+    from airflow.sdk.exceptions import AirflowException
+
+    with pytest.raises(AirflowException, match="key '3' appears more than once in column 'id'"):
+        sent()
+    any_db.execute("INSERT INTO addr VALUES (NULL, 'nobody', 'x')")
+    with pytest.raises(AirflowException, match="1 rows of the query have a NULL key column 'id'"):
+        sent()

@@ -1,0 +1,266 @@
+"""The pure rules of the table pipeline: mapping, fingerprints, the stored-fingerprint index, result and
+error rows, the SQL shapes (run for real against SQLite)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from airflow_here_batch.utils.sql_records import (
+    STATUS_FAILED,
+    STATUS_NO_MATCH,
+    STATUS_OK,
+    FingerprintIndex,
+    MappingError,
+    RecordMapping,
+    ResultLayout,
+    create_table_sql,
+    normalise_value,
+    parse_error_line,
+    quote_identifier,
+    request_fingerprint,
+    target_columns,
+    upsert_sql,
+)
+
+OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
+
+
+def geocode(**kwargs: object) -> RecordMapping:
+    return RecordMapping(service="geocode", key_column="id", output_columns=OUT, **kwargs)  # type: ignore[arg-type]
+
+
+# --- mapping -------------------------------------------------------------------------------------
+
+
+def test_columns_templates_constants_and_key_make_the_request() -> None:
+    mapping = geocode(
+        columns={"in": "country"},
+        templates={"q": "{street} {number}, {zip} {city}"},
+        constants={"lang": "de-DE"},
+    )
+    row = {
+        "street": "Invalidenstraße",
+        "number": 116,
+        "zip": "10115",
+        "city": "Berlin",
+        "country": "countryCode:DEU",
+    }
+    assert mapping.here_columns == ["recId", "in", "q", "lang"]
+    assert mapping.request(row, "7") == {
+        "recId": "7",
+        "in": "countryCode:DEU",
+        "q": "Invalidenstraße 116, 10115 Berlin",
+        "lang": "de-DE",
+    }
+    assert mapping.source_columns() == ["id", "country", "street", "number", "zip", "city"]
+
+
+def test_a_null_in_a_template_is_empty_text_not_none() -> None:
+    mapping = geocode(templates={"q": "{street} {number}, {city}"})
+    request = mapping.request({"street": "Hauptstraße", "number": None, "city": "Berlin"}, "1")
+    assert request["q"] == "Hauptstraße, Berlin"
+
+
+def test_revgeocode_at_comes_from_lat_lng_and_a_null_position_is_refused_naming_the_key() -> None:
+    mapping = RecordMapping(service="revgeocode", key_column="id", at_columns=("lat", "lng"))
+    assert mapping.request({"lat": 52.5308, "lng": 13.3847}, "p1")["at"] == "52.5308,13.3847"
+    with pytest.raises(MappingError, match=r"key 'p2'.*lat/lng"):
+        mapping.request({"lat": None, "lng": 13.0}, "p2")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"columns": {"in": "country"}}, "needs a 'q' or 'qq' column"),
+        ({"columns": {"q": "a", "Q": "b"}}, "mapped twice"),
+        ({"columns": {"q": "a", "recId": "b"}}, "recId comes from key_column"),
+        ({"templates": {"q": "{0} {city}"}}, "name a source column"),
+    ],
+)
+def test_bad_mappings_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(MappingError, match=message):
+        geocode(**kwargs)
+
+
+def test_a_column_the_mapping_names_but_the_query_lacks_is_named() -> None:
+    mapping = geocode(columns={"q": "address", "in": "country"})
+    assert mapping.check_columns(["ID", "Address", "country"]) == {
+        "id": "ID",
+        "address": "Address",
+        "country": "country",
+    }
+    with pytest.raises(MappingError, match="no column 'country'") as info:
+        mapping.check_columns(["id", "address"])
+    assert info.value.column == "country"
+
+
+# --- fingerprints --------------------------------------------------------------------------------
+
+
+def test_the_fingerprint_ignores_what_does_not_change_the_request() -> None:
+    base = request_fingerprint("geocode", {"recId": "1", "q": "Invalidenstraße 116, Berlin"}, OUT)
+    decomposed = "Invalidenstrasse".replace("ss", "ß")
+    assert request_fingerprint("geocode", {"recId": "1", "q": f"  {decomposed}  116,\tBerlin "}, OUT) == base
+    nfd = "Invalidenstra\u00dfe 116, Berlin".replace("\u00df", "\u00df")
+    assert request_fingerprint("geocode", {"recId": "1", "q": nfd}, list(reversed(OUT))) == base
+    assert (
+        request_fingerprint(
+            "geocode", {"recId": "1", "q": "Invalidenstraße 116, Berlin"}, [c.upper() for c in OUT]
+        )
+        == base
+    )
+    # NFC vs NFD spelling of the same text
+    assert request_fingerprint("geocode", {"recId": "1", "q": "Mu\u0308nchen"}, OUT) == request_fingerprint(
+        "geocode", {"recId": "1", "q": "M\u00fcnchen"}, OUT
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "request_", "outputs"),
+    [
+        ("geocode", {"recId": "1", "q": "Invalidenstraße 117, Berlin"}, OUT),  # the address
+        ("geocode", {"recId": "2", "q": "Invalidenstraße 116, Berlin"}, OUT),  # another record
+        ("geocode", {"recId": "1", "q": "Invalidenstraße 116, Berlin", "in": "countryCode:DEU"}, OUT),
+        ("geocode", {"recId": "1", "q": "Invalidenstraße 116, Berlin", "lang": "de-DE"}, OUT),
+        ("geocode", {"recId": "1", "q": "Invalidenstraße 116, Berlin"}, [*OUT, "addressCity"]),
+        ("revgeocode", {"recId": "1", "q": "Invalidenstraße 116, Berlin", "at": "1,2"}, OUT),
+        ("geocode", {"recId": "1", "qq": "Invalidenstraße 116, Berlin"}, OUT),  # another parameter
+    ],
+)
+def test_the_fingerprint_changes_with_what_changes_the_answer(
+    service: str, request_: dict, outputs: list
+) -> None:
+    base = request_fingerprint("geocode", {"recId": "1", "q": "Invalidenstraße 116, Berlin"}, OUT)
+    assert request_fingerprint(service, request_, outputs) != base
+
+
+def test_the_fingerprint_is_stable_across_processes() -> None:
+    # A fixed value: a change here re-sends every stored record; bump FINGERPRINT_VERSION on purpose.
+    assert request_fingerprint("geocode", {"recId": "1", "q": "Berlin"}, ["positionLat"]) == (
+        request_fingerprint("geocode", {"recId": "1", "q": " Berlin "}, ["POSITIONLAT"])
+    )
+    assert len(request_fingerprint("geocode", {"recId": "1", "q": "Berlin"})) == 32
+
+
+def test_normalise_value() -> None:
+    assert normalise_value("  a \u00a0 b\t\nc ") == "a b c"
+    assert normalise_value("") == ""
+
+
+def test_fingerprint_index_in_any_order() -> None:
+    fps = [request_fingerprint("geocode", {"recId": str(i), "q": f"street {i}"}) for i in range(500)]
+    index = FingerprintIndex()
+    ordered = sorted(fps)
+    for fp in ordered[:250]:  # as the database returns them
+        index.add(fp)
+    for fp in reversed(ordered[250:]):  # out of order: sorted on first lookup
+        index.add(fp)
+    assert len(index) == 500
+    assert all(fp in index for fp in fps)
+    assert request_fingerprint("geocode", {"recId": "x", "q": "elsewhere"}) not in index
+    assert None not in index
+
+
+# --- rows and SQL --------------------------------------------------------------------------------
+
+
+def test_target_columns_are_typed_and_named_after_the_output_columns() -> None:
+    columns = target_columns([*OUT, "addressCountryCode", "position"])
+    names = [c.name for c in columns]
+    assert names == [
+        "rec_id",
+        "status",
+        "lat",
+        "lng",
+        "match_level",
+        "address_label",
+        "address_country_code",
+        "error_code",
+        "error_message",
+        "request_text",
+        "request_fingerprint",
+        "job_id",
+        "geocoded_at",
+    ]
+    kinds = {c.name: c.kind for c in columns}
+    assert kinds["lat"] == kinds["lng"] == "float" and kinds["geocoded_at"] == "timestamp"
+
+
+def test_result_rows_keep_the_best_match_and_type_the_position() -> None:
+    columns = target_columns(OUT)
+    header = ["recId", "seqNumber", "seqLength", "positionLat", "positionLng", "addressLabel", "resultType"]
+    layout = ResultLayout(header, columns)
+    assert layout.values(["1", "1", "2", "52.5", "13.4", "Berlin", "houseNumber"]) == (
+        "1",
+        STATUS_OK,
+        52.5,
+        13.4,
+        "houseNumber",
+        "Berlin",
+    )
+    assert layout.values(["1", "2", "2", "52.6", "13.5", "Berlin 2", "street"]) is None
+    assert layout.values(["2", "1", "0", "", "", "", ""]) == ("2", STATUS_NO_MATCH, None, None, None, None)
+
+
+def test_result_rows_with_a_compact_position() -> None:
+    layout = ResultLayout(
+        ["recId", "seqNumber", "seqLength", "position", "addressLabel"],
+        target_columns(["position", "addressLabel"]),
+    )
+    assert layout.values(["9", "1", "1", "(52.53,13.38)", "x"])[:4] == ("9", STATUS_OK, 52.53, 13.38)
+
+
+def test_error_lines() -> None:
+    line = (
+        '7|E6001004|{"status":400,"recordId":"7","title":"Bad query","cause":"q is empty",'
+        '"action":"x","jobRecord":"7||a|b"}\n'
+    )
+    assert parse_error_line(line) == ("7", "E6001004", "Bad query: q is empty")
+    assert parse_error_line("recId|errorCode|errorMessage\n") is None
+    assert parse_error_line('"a|b"|E1|plain text\n') == ("a|b", "E1", "plain text")
+    assert parse_error_line("\n") is None
+    assert STATUS_FAILED == "failed"
+
+
+def test_identifiers_are_refused_unless_plain() -> None:
+    assert quote_identifier("geo.addresses") == '"geo"."addresses"'
+    for bad in ("a; DROP TABLE x", 'a"b', "a.b.c", ""):
+        with pytest.raises(ValueError):
+            quote_identifier(bad)
+
+
+def test_create_and_upsert_statements_run_on_sqlite() -> None:
+    columns = target_columns(OUT)
+    conn = sqlite3.connect(":memory:")
+    for statement in create_table_sql("sqlite", "geo", columns):
+        conn.execute(statement)
+    conn.execute("CREATE TEMP TABLE stage (rec_id TEXT, status TEXT, lat REAL)")
+    sql = upsert_sql(
+        "sqlite", "geo", ["rec_id", "status", "lat"], "SELECT rec_id, status, lat FROM stage WHERE true"
+    )
+    conn.executemany("INSERT INTO stage VALUES (?, ?, ?)", [("1", "ok", 1.0), ("2", "ok", 2.0)])
+    conn.execute(sql)
+    conn.execute("DELETE FROM stage")
+    conn.executemany("INSERT INTO stage VALUES (?, ?, ?)", [("2", "failed", None), ("3", "ok", 3.0)])
+    conn.execute(sql)
+    assert conn.execute("SELECT rec_id, status, lat FROM geo ORDER BY rec_id").fetchall() == [
+        ("1", "ok", 1.0),
+        ("2", "failed", None),
+        ("3", "ok", 3.0),
+    ]
+    with pytest.raises(ValueError, match="not supported"):
+        create_table_sql("mssql", "geo", columns)
+
+
+def test_copy_text_and_line_reading_helpers() -> None:
+    import io
+
+    from airflow_here_batch.operators.sql import _copy_line, _lines
+
+    assert _copy_line(["a", None, 1.5, "tab\there", "back\\slash", "new\nline"]) == (
+        "a\t\\N\t1.5\ttab\\there\tback\\\\slash\tnew\\nline\n"
+    )
+    text = "a|1\nb|\x0bx\u2028y\r\nc|3"  # only \n ends a line (str.splitlines would split at \x0b, \u2028)
+    assert list(_lines(io.StringIO(text), size=4)) == ["a|1\n", "b|\x0bx\u2028y\r\n", "c|3"]
