@@ -98,7 +98,8 @@ def get_db_hook(conn_id: str) -> DbApiHook:
     :raises TypeError: when the connection's hook is not a ``DbApiHook`` (not a SQL database).
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
-    from airflow.sdk import BaseHook
+
+    from airflow_here_batch.version_compat import BaseHook
 
     try:
         connection = BaseHook.get_connection(conn_id)
@@ -358,7 +359,7 @@ class SqlToBatchInputOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowException
+        from airflow_here_batch.version_compat import AirflowException
 
         started = time.monotonic()
         mapping = self._make_mapping()
@@ -831,7 +832,7 @@ class BatchResultsToSqlOperator(BaseOperator):
                 have.add("request_text")
             missing = [c.name for c in self._columns if c.name not in have]
             if missing:
-                from airflow.sdk.exceptions import AirflowException
+                from airflow_here_batch.version_compat import AirflowException
 
                 raise AirflowException(
                     f"table {self.table} lacks the columns {missing} for these output columns: add them "

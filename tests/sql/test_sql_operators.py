@@ -72,7 +72,7 @@ def test_bad_rows_are_refused_before_anything_is_written(
     kwargs: dict,
     message: str,
 ) -> None:
-    from airflow.sdk.exceptions import AirflowException
+    from airflow_here_batch.version_compat import AirflowException
 
     _seed(any_db, rows)
     out = tmp_path / "out"
@@ -147,9 +147,8 @@ def test_the_sink_upserts_results_and_errors_and_a_rerun_leaves_one_row_per_key(
 
 
 def test_an_existing_table_without_the_columns_is_refused(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
-    from airflow.sdk.exceptions import AirflowException
-
     from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+    from airflow_here_batch.version_compat import AirflowException
 
     any_db.execute("CREATE TABLE geo (rec_id TEXT PRIMARY KEY, status TEXT)")
     sink = BatchResultsToSqlOperator(task_id="write", conn_id=any_db.conn_id, table="geo", output_columns=OUT)
@@ -246,7 +245,7 @@ def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, t
     any_db.execute("UPDATE addr SET address = 'Street 11' WHERE id = 1")
     assert sent() == 1
     any_db.execute("INSERT INTO addr VALUES (3, 'again', 'x')")
-    from airflow.sdk.exceptions import AirflowException
+    from airflow_here_batch.version_compat import AirflowException
 
     with pytest.raises(AirflowException, match="key '3' appears more than once in column 'id'"):
         sent()
