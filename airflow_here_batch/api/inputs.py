@@ -505,7 +505,9 @@ def iter_input_lines(stream: IO[bytes], *, chunk_size: int = 1024 * 1024) -> Ite
         seekable = bool(head) and stream.seekable()
     except (AttributeError, OSError, ValueError):
         seekable = False
-    if seekable:
+    # fsspec's files (s3://, gs://, ...) have a readline() without a size: read them in chunks.
+    native = isinstance(stream, (io.BufferedIOBase, io.RawIOBase))
+    if seekable and (native or fmt == "gzip"):
         # The C readline of a buffered file (or of gzip's reader) splits at b"\n" only.
         stream.seek(-len(head), io.SEEK_CUR)
         if fmt == "gzip":
