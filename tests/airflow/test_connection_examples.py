@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,10 +69,19 @@ def _conn_from_env(monkeypatch: pytest.MonkeyPatch, value: str) -> Any:
 
 @pytest.mark.parametrize(("where", "kind", "text"), EXAMPLES, ids=[w for w, _, _ in EXAMPLES])
 def test_every_documented_example_parses(
-    where: str, kind: str, text: str, monkeypatch: pytest.MonkeyPatch
+    where: str, kind: str, text: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from airflow.cli.commands.connection_command import _valid_uri
     from airflow.models.connection import Connection
+
+    if "credentials_file" in text:
+        # A documented `~/.here/credentials.properties`: give it a HOME that has one.
+        monkeypatch.setenv("HOME", str(tmp_path))
+        (tmp_path / ".here").mkdir()
+        (tmp_path / ".here" / "credentials.properties").write_text(
+            "here.access.key.id=DOC-KEY-ID\nhere.access.key.secret=DOC-KEY-SECRET\n"
+            "here.token.endpoint.url=https://account.api.here.com/oauth2/token\n"
+        )
 
     if kind == "uri":
         # `airflow connections add --conn-uri` checks this first, then stores Connection(uri=...).
