@@ -27,13 +27,14 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
     from airflow.sdk.definitions.taskgroup import TaskGroup
 
-    from airflow_here_batch.api.outcome import JobOutcome
+    from airflow_here_batch.api.outcome import Deadline, JobOutcome
     from airflow_here_batch.api.split import SplitLimits
     from airflow_here_batch.hooks.here_batch import HereBatchHook
 
@@ -369,6 +370,49 @@ class PlanSplitOperator(BaseOperator):
 # run one part
 
 
+def _deadline(value: Deadline | Mapping[str, Any] | None) -> Deadline | None:
+    """A deadline from its serialised form ``{"at": epoch seconds, "reason": ...}`` (or as it is)."""
+    from airflow_here_batch.api.outcome import Deadline
+
+    if value is None or isinstance(value, Deadline):
+        return value
+    return Deadline(float(value["at"]), str(value["reason"]))
+
+
+class SlotWaitTrigger(BaseTrigger):
+    """Fires once at ``moment``, handing the part's deadline back to the task (a deferral while HERE
+    has no free job slot, 429 ``E6004291``).
+
+    The deadline travels in the event, not in ``ti.start_date``: that is the resume time on some
+    runners (``dag.test()``), which would move ``execution_timeout`` on at every slot deferral.
+
+    :param moment: when to fire, epoch seconds.
+    :param deadline: the part's deadline, or None.
+    """
+
+    def __init__(self, moment: float, deadline: Deadline | Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.moment = float(moment)
+        self.deadline = _deadline(deadline)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"moment": self.moment, **self._payload()},
+        )
+
+    def _payload(self) -> dict[str, Any]:
+        if self.deadline is None:
+            return {"deadline": None}
+        return {"deadline": {"at": self.deadline.at, "reason": self.deadline.reason}}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import asyncio
+
+        await asyncio.sleep(max(0.0, self.moment - time.time()))
+        yield TriggerEvent(self._payload())
+
+
 class RunSplitPartOperator(SubmitBatchJobOperator):
     """One part of a split: one HERE job, started within the concurrency limit, waited for, collected.
 
@@ -408,8 +452,8 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         kwargs["start_job"] = True
         super().__init__(**kwargs)
         self.part = part
-        #: Epoch seconds when ``timeout`` runs out (set after the upload; carried through a deferral).
-        self._timeout_at: float | None = None
+        #: The part's deadline, fixed once after the upload and carried through the slot deferrals.
+        self._deadline: Deadline | None = None
 
     def _part(self) -> Mapping[str, Any]:
         if not isinstance(self.part, Mapping) or "input" not in self.part:
@@ -417,13 +461,12 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         return self.part
 
     def execute(self, context: Context) -> dict[str, Any]:
-        return self._run(context, timeout_at=None)
+        return self._run(context, deadline=None)
 
-    def resume_start(
-        self, context: Context, event: Any = None, timeout_at: float | None = None
-    ) -> dict[str, Any]:
+    def resume_start(self, context: Context, event: Any = None) -> dict[str, Any]:
         """After a deferred wait for a free job slot: find the part's job again and start it."""
-        return self._run(context, timeout_at=timeout_at)
+        carried = event.get("deadline") if isinstance(event, Mapping) else None
+        return self._run(context, deadline=_deadline(carried))
 
     def _limit_requests(self, context: Context) -> None:
         """No request retry (``Retry-After`` included) sleeps past the task's ``execution_timeout``."""
@@ -432,7 +475,7 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         limit = task_deadline(self, context, None, worker=True)
         self.hook.deadline = None if limit is None else limit.at
 
-    def _run(self, context: Context, *, timeout_at: float | None) -> dict[str, Any]:
+    def _run(self, context: Context, *, deadline: Deadline | None) -> dict[str, Any]:
         self._limit_requests(context)
         part = self._part()
         self.input = _storage_path(part["input"], part.get("conn_id"))
@@ -447,14 +490,12 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         self.start_job = True
         self.job_id = job.id
         context["ti"].xcom_push(key="job_id", value=job.id)
-        if timeout_at is None and self.timeout is not None:
-            timeout_at = time.time() + self.timeout  # the wait (slot included) begins after the upload
-        self._timeout_at = timeout_at
-        return self._start_and_wait(context, job)
+        if deadline is None:  # the wait (for a slot, then for the job) begins after the upload
+            from airflow_here_batch.utils.waiting import task_deadline
 
-    def _remaining_timeout(self) -> float | None:
-        """What is left of ``timeout`` (seconds), for the shared deadline rule."""
-        return None if self._timeout_at is None else max(0.0, self._timeout_at - time.time())
+            deadline = task_deadline(self, context, self.timeout, worker=not self.deferrable)
+        self._deadline = deadline
+        return self._start_and_wait(context, job)
 
     def _start_hook(self) -> HereBatchHook:
         """The hook with 429 ``E6004291`` not retried in place: this operator waits for it deferred."""
@@ -483,7 +524,8 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
             "job_id": job.id,
             "poll_interval": self.poll_interval,
             "max_poll_interval": self.max_poll_interval,
-            "timeout": self._remaining_timeout(),
+            "timeout": None,  # in not_after, with execution_timeout: fixed once, after the upload
+            "not_after": self._deadline,
             "cancel_on_kill": self.cancel_on_kill,
             "allow_stopped": self.allow_stopped,
             "max_outage": self.max_outage,
@@ -495,16 +537,16 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
     def _start(self, context: Context, job: BatchJob) -> BatchJob:
         """Start (or resume) the job; HERE's 429 ``E6004291`` waits ``Retry-After`` and tries again.
 
-        Deferrable: the wait for a slot is a deferral (no worker slot held) that resumes in
-        :meth:`resume_start`. The deadline bounds it: once passed, the task ends with the shared
-        ``timeout`` outcome (the job was never started, so there is nothing to stop).
+        Deferrable: the wait for a slot is a deferral (no worker slot held, :class:`SlotWaitTrigger`
+        carries the deadline) that resumes in :meth:`resume_start`. The deadline bounds it: once
+        passed, the task ends with the shared ``timeout`` outcome (the job was never started, so there
+        is nothing to stop).
         """
         from airflow_here_batch.api.outcome import timeout_outcome
-        from airflow_here_batch.utils.waiting import task_deadline
 
         hook = self._start_hook()
+        deadline = self._deadline
         while True:
-            deadline = task_deadline(self, context, self._remaining_timeout(), worker=not self.deferrable)
             now = time.time()
             if deadline is not None and now >= deadline.at:
                 self.log.warning("HERE Batch: no job slot became free for job %s before its deadline", job.id)
@@ -523,13 +565,9 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
                     delay,
                 )
                 if self.deferrable:
-                    import pendulum
-                    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-
                     self.defer(
-                        trigger=DateTimeTrigger(moment=pendulum.from_timestamp(time.time() + delay)),
+                        trigger=SlotWaitTrigger(time.time() + delay, deadline),
                         method_name="resume_start",
-                        kwargs={"timeout_at": self._timeout_at},
                     )
                 time.sleep(delay)
             except HereBatchError as exc:
