@@ -540,3 +540,28 @@ def test_no_free_job_slot_before_execution_timeout_fails_the_part(
         job = next(j for j in split_emu.admin.jobs() if j["id"] == outcome["job_id"])
         assert job["status"] == "submitted"
     assert split_emu.admin.stats()["requests"]["start_job_too_many_jobs"] >= 2
+
+
+def test_slot_wait_trigger_carries_the_deadline_through_a_triggerer_restart() -> None:
+    """The slot deferral's trigger serialises only numbers; rebuilt from them (as a triggerer does after a
+    restart) it fires at its moment with the part's deadline, the same with no deadline."""
+    import asyncio
+    import time
+
+    from airflow_here_batch.api.outcome import EXECUTION_TIMEOUT, Deadline
+    from airflow_here_batch.operators.split import SlotWaitTrigger
+
+    async def first_event(trigger: SlotWaitTrigger) -> Any:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    for deadline in (Deadline(1_900_000_000.5, EXECUTION_TIMEOUT), None):
+        path, kwargs = SlotWaitTrigger(time.time() + 0.05, deadline).serialize()
+        assert path == "airflow_here_batch.operators.split.SlotWaitTrigger"
+        rebuilt = SlotWaitTrigger(**kwargs)
+        assert rebuilt.deadline == deadline and rebuilt.serialize() == (path, kwargs)
+        payload = asyncio.run(first_event(rebuilt))
+        assert payload == {
+            "deadline": None if deadline is None else {"at": 1_900_000_000.5, "reason": "execution_timeout"}
+        }
