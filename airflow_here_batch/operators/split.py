@@ -24,30 +24,32 @@ import contextlib
 import gzip
 import itertools
 import json
-import shutil
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType
 from airflow_here_batch.api.split import DEFAULT_MAX_ACTIVE_JOBS, has_header, part_name, safe_segment
-from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator, _event_error, _storage_path
+from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator, _storage_path
+from airflow_here_batch.utils.atomic import temporary_name
 from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
     from airflow.sdk.definitions.taskgroup import TaskGroup
 
+    from airflow_here_batch.api.outcome import Deadline, JobOutcome
     from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.hooks.here_batch import HereBatchHook
 
 __all__ = [
     "MergeSplitResultsOperator",
@@ -368,6 +370,49 @@ class PlanSplitOperator(BaseOperator):
 # run one part
 
 
+def _deadline(value: Deadline | Mapping[str, Any] | None) -> Deadline | None:
+    """A deadline from its serialised form ``{"at": epoch seconds, "reason": ...}`` (or as it is)."""
+    from airflow_here_batch.api.outcome import Deadline
+
+    if value is None or isinstance(value, Deadline):
+        return value
+    return Deadline(float(value["at"]), str(value["reason"]))
+
+
+class SlotWaitTrigger(BaseTrigger):
+    """Fires once at ``moment``, handing the part's deadline back to the task (a deferral while HERE
+    has no free job slot, 429 ``E6004291``).
+
+    The deadline travels in the event, not in ``ti.start_date``: that is the resume time on some
+    runners (``dag.test()``), which would move ``execution_timeout`` on at every slot deferral.
+
+    :param moment: when to fire, epoch seconds.
+    :param deadline: the part's deadline, or None.
+    """
+
+    def __init__(self, moment: float, deadline: Deadline | Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.moment = float(moment)
+        self.deadline = _deadline(deadline)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"moment": self.moment, **self._payload()},
+        )
+
+    def _payload(self) -> dict[str, Any]:
+        if self.deadline is None:
+            return {"deadline": None}
+        return {"deadline": {"at": self.deadline.at, "reason": self.deadline.reason}}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import asyncio
+
+        await asyncio.sleep(max(0.0, self.moment - time.time()))
+        yield TriggerEvent(self._payload())
+
+
 class RunSplitPartOperator(SubmitBatchJobOperator):
     """One part of a split: one HERE job, started within the concurrency limit, waited for, collected.
 
@@ -377,11 +422,23 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
     1. uploads the part with ``startJob=false``, then starts it; HERE's 429 ``E6004291`` (too many
        concurrent jobs, shared doc §4/§11) waits ``Retry-After`` (deferred, no worker slot held) and
        tries again;
-    2. waits for the job (deferrable: :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger`);
+    2. waits for the job with the submit operator's rule (:mod:`airflow_here_batch.utils.waiting`:
+       deferred to :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger`, or on the worker);
     3. downloads the part's results and errors report next to its input (object storage, atomically).
 
+    Deadline: the earlier of ``timeout`` (counted from the end of the upload; the wait for a free job
+    slot counts) and the task's start + ``execution_timeout`` (applied here while deferred, which
+    Airflow does not do). When it passes while the job runs, the job is stopped (``cancel_on_kill``);
+    while the part still waits for a slot, the job was never started and is left ``submitted`` (a
+    retry reattaches to it). What each job state means for the task is
+    :mod:`airflow_here_batch.api.outcome`'s rule, ended by
+    :func:`~airflow_here_batch.utils.waiting.raise_for_outcome` (``execution_timeout`` and technical
+    errors raise :class:`~airflow_here_batch.api.outcome.JobWaitError`; HERE's verdicts and the
+    ``timeout`` raise ``AirflowException``, so a retry replaces a failed job).
+
     Returns ``{"index", "job_id", "status", "records", "results", "errors", "output_type",
-    "first_record"}`` (``results``/``errors``: URIs, ``None`` when HERE had none, 204).
+    "first_record", "conn_id"}`` (``results``/``errors``: URIs, ``None`` when HERE had none, 204), plus
+    ``extra_jobs_stopped`` when a second job under the part's tag was found and stopped.
 
     :param part: one item of :class:`PlanSplitOperator`'s list (map over it with ``expand(part=...)``).
     """
@@ -395,6 +452,8 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         kwargs["start_job"] = True
         super().__init__(**kwargs)
         self.part = part
+        #: The part's deadline, fixed once after the upload and carried through the slot deferrals.
+        self._deadline: Deadline | None = None
 
     def _part(self) -> Mapping[str, Any]:
         if not isinstance(self.part, Mapping) or "input" not in self.part:
@@ -402,6 +461,22 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         return self.part
 
     def execute(self, context: Context) -> dict[str, Any]:
+        return self._run(context, deadline=None)
+
+    def resume_start(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """After a deferred wait for a free job slot: find the part's job again and start it."""
+        carried = event.get("deadline") if isinstance(event, Mapping) else None
+        return self._run(context, deadline=_deadline(carried))
+
+    def _limit_requests(self, context: Context) -> None:
+        """No request retry (``Retry-After`` included) sleeps past the task's ``execution_timeout``."""
+        from airflow_here_batch.utils.waiting import task_deadline
+
+        limit = task_deadline(self, context, None, worker=True)
+        self.hook.deadline = None if limit is None else limit.at
+
+    def _run(self, context: Context, *, deadline: Deadline | None) -> dict[str, Any]:
+        self._limit_requests(context)
         part = self._part()
         self.input = _storage_path(part["input"], part.get("conn_id"))
         self.validate_input = False  # the plan validated the whole input before writing any part
@@ -415,93 +490,109 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         self.start_job = True
         self.job_id = job.id
         context["ti"].xcom_push(key="job_id", value=job.id)
+        if deadline is None:  # the wait (for a slot, then for the job) begins after the upload
+            from airflow_here_batch.utils.waiting import task_deadline
+
+            deadline = task_deadline(self, context, self.timeout, worker=not self.deferrable)
+        self._deadline = deadline
         return self._start_and_wait(context, job)
 
-    def resume_start(self, context: Context, event: Any = None) -> dict[str, Any]:
-        """After a deferred wait for a free job slot: find the part's job again and start it."""
-        return self.execute(context)
-
-    def _start_hook(self) -> Any:
+    def _start_hook(self) -> HereBatchHook:
         """The hook with 429 ``E6004291`` not retried in place: this operator waits for it deferred."""
         import dataclasses
 
         from airflow_here_batch.hooks.here_batch import HereBatchHook
 
-        settings = self.hook.settings
-        hook = HereBatchHook(self.here_conn_id)
-        hook._settings = dataclasses.replace(
-            settings, retry=dataclasses.replace(settings.retry, retry_too_many_jobs=False)
-        )
-        return hook
+        policy = dataclasses.replace(self.hook.settings.retry, retry_too_many_jobs=False)
+        return HereBatchHook(self.here_conn_id, retry_policy=policy, deadline=self.hook.deadline)
 
     def _start_and_wait(self, context: Context, job: BatchJob) -> dict[str, Any]:
-        while job.status in (JobStatus.SUBMITTED, JobStatus.STOPPED):
+        from airflow_here_batch.api.outcome import is_finished, needs_errors_head, verdict
+        from airflow_here_batch.utils.waiting import defer_wait, worker_wait
+
+        if job.status in (JobStatus.SUBMITTED, JobStatus.STOPPED):
+            job = self._start(context, job)  # a stopped job of an earlier try resumes
+        elif is_finished(job):  # reattached to a job that ended already
+            head: list[str] = []
+            if needs_errors_head(job):
+                with contextlib.suppress(HereBatchError):
+                    head = self.hook.download_errors_head(job.id, 10)
+            outcome = verdict(job, allow_stopped=self.allow_stopped, errors_head=head)
+            assert outcome is not None
+            return self._complete(context, outcome)
+        wait_args: dict[str, Any] = {
+            "job_id": job.id,
+            "poll_interval": self.poll_interval,
+            "max_poll_interval": self.max_poll_interval,
+            "timeout": None,  # in not_after, with execution_timeout: fixed once, after the upload
+            "not_after": self._deadline,
+            "cancel_on_kill": self.cancel_on_kill,
+            "allow_stopped": self.allow_stopped,
+            "max_outage": self.max_outage,
+        }
+        if self.deferrable:
+            defer_wait(self, context, here_conn_id=self.here_conn_id, method_name="part_done", **wait_args)
+        return self._complete(context, worker_wait(self, context, self.hook, **wait_args))
+
+    def _start(self, context: Context, job: BatchJob) -> BatchJob:
+        """Start (or resume) the job; HERE's 429 ``E6004291`` waits ``Retry-After`` and tries again.
+
+        Deferrable: the wait for a slot is a deferral (no worker slot held, :class:`SlotWaitTrigger`
+        carries the deadline) that resumes in :meth:`resume_start`. The deadline bounds it: once
+        passed, the task ends with the shared ``timeout`` outcome (the job was never started, so there
+        is nothing to stop).
+        """
+        from airflow_here_batch.api.outcome import timeout_outcome
+
+        hook = self._start_hook()
+        deadline = self._deadline
+        while True:
+            now = time.time()
+            if deadline is not None and now >= deadline.at:
+                self.log.warning("HERE Batch: no job slot became free for job %s before its deadline", job.id)
+                # raises (a timeout is never a success): JobWaitError for execution_timeout
+                self._finish(context, timeout_outcome(job.id, job, reason=deadline.reason))
             try:
-                job = self._start_hook().start_job(job.id)
+                return hook.start_job(job.id)
             except TooManyJobsError as exc:
-                delay = float(exc.retry_after or self.poll_interval)
+                delay = float(exc.retry_after if exc.retry_after is not None else self.poll_interval)
+                if deadline is not None:
+                    delay = max(0.0, min(delay, deadline.at - time.time()))
                 self.log.info(
-                    "HERE Batch: too many concurrent jobs (HERE %s); starting job %s again in %.0f s",
+                    "HERE Batch: too many concurrent jobs (HERE %s); starting job %s again in %.1f s",
                     exc.code,
                     job.id,
                     delay,
                 )
                 if self.deferrable:
-                    from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
-
-                    self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=delay)), method_name="resume_start")
+                    self.defer(
+                        trigger=SlotWaitTrigger(time.time() + delay, deadline),
+                        method_name="resume_start",
+                    )
                 time.sleep(delay)
             except HereBatchError as exc:
                 raise AirflowException(str(exc)) from None
-        if job.is_terminal or job.status is JobStatus.STOPPED:
-            return self._collect(context, self._final(job))
-        if self.deferrable:
-            from airflow_here_batch.triggers.batch_job import BatchJobTrigger
-
-            deadline = None if self.timeout is None else time.time() + self.timeout
-            self.defer(
-                trigger=BatchJobTrigger(
-                    job_id=job.id,
-                    here_conn_id=self.here_conn_id,
-                    poll_interval=self.poll_interval,
-                    max_poll_interval=self.max_poll_interval,
-                    deadline=deadline,
-                    cancel_on_kill=self.cancel_on_kill,
-                ),
-                method_name="part_done",
-                timeout=None if self.timeout is None else timedelta(seconds=self.timeout + 300),
-            )
-        from airflow_here_batch.api.polling import PollSchedule
-
-        try:
-            job = self.hook.wait_for_job(
-                job.id,
-                schedule=PollSchedule(self.poll_interval, self.max_poll_interval),
-                timeout=self.timeout,
-            )
-        except TimeoutError as exc:
-            if self.cancel_on_kill:
-                self._stop_quietly(job.id)
-            raise AirflowException(str(exc)) from None
-        return self._collect(context, self._final(job))
-
-    def _final(self, job: BatchJob) -> BatchJob:
-        if job.status is not JobStatus.COMPLETED:
-            self._finish(job)  # raises with HERE's details for failure, deleted, stopped
-        return job
 
     def part_done(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger: collect the part, or fail with HERE's details."""
-        from airflow_here_batch.triggers.batch_job import EVENT_SUCCESS
+        """Resume after the trigger: collect the part, or end the task as the event's outcome says."""
+        from airflow_here_batch.api.outcome import JobOutcome
 
+        self._limit_requests(context)
         self.job_id = event.get("job_id") or self.job_id
-        if event.get("status") != EVENT_SUCCESS:
-            raise AirflowException(_event_error(event))
+        return self._complete(context, JobOutcome.from_event(event))
+
+    def _complete(self, context: Context, outcome: JobOutcome) -> dict[str, Any]:
+        """End the task as the shared rule says (:meth:`SubmitBatchJobOperator._finish` raises unless the
+        outcome is ``success``), then download the part's results and errors."""
+        finished = self._finish(context, outcome)
         try:
-            job = self.hook.get_job(str(self.job_id))
+            job = self.hook.get_job(outcome.job_id)
         except HereBatchError as exc:
             raise AirflowException(str(exc)) from None
-        return self._collect(context, job)
+        result = self._collect(context, job)
+        if finished.get("extra_jobs_stopped"):
+            result["extra_jobs_stopped"] = finished["extra_jobs_stopped"]
+        return result
 
     def _collect(self, context: Context, job: BatchJob) -> dict[str, Any]:
         part = self._part()
@@ -534,31 +625,26 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         }
 
     def _download(self, job_id: str, kind: str, target: ObjectStoragePath) -> str | None:
-        """Stream a download to ``target`` atomically; its URI, or None when HERE has none (204)."""
+        """Stream a download to ``target`` atomically; its URI, or None when HERE has none (204).
+
+        A local target is written by the hook (:class:`~airflow_here_batch.utils.atomic.AtomicFile`);
+        an object-storage one is staged on local disk, then placed by
+        :func:`~airflow_here_batch.utils.atomic.place_file`: the provider's one temp-name-and-rename rule.
+        """
+        from airflow_here_batch.utils.atomic import place_file
+
         download = self.hook.download_results if kind == "results" else self.hook.download_errors
         with contextlib.suppress(FileNotFoundError):
             target.unlink()  # an earlier try's file
         if target.protocol in ("file", "local"):
-            written = download(job_id, Path(target.path))  # the hook writes atomically
+            written = download(job_id, Path(target.path))
             return None if written is None else _uri(target)
         with tempfile.TemporaryDirectory(prefix="here-batch-") as tmp:
             staged = Path(tmp) / "download"
             if download(job_id, staged) is None:
                 return None
-            _upload_atomically(staged, target)
+            place_file(staged, target, remote=True)
         return _uri(target)
-
-
-def _upload_atomically(staged: Path, target: ObjectStoragePath) -> None:
-    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
-    try:
-        with staged.open("rb") as source, temporary.open("wb") as out:
-            shutil.copyfileobj(source, out, _COPY)
-        temporary.rename(target)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            temporary.unlink()
-        raise
 
 
 # -------------------------------------------------------------------------------------------------
@@ -580,7 +666,7 @@ def merge_files(
     if not present:
         return 0, 0
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
+    temporary = target.parent / temporary_name(target.name)  # the provider's temp-name rule (utils.atomic)
     written = rows = 0
     header: bytes | None = None  # the first file's header, kept once
     started = False
@@ -706,7 +792,7 @@ class MergeSplitResultsOperator(BaseOperator):
             "results_rows": result_rows,
             "errors_rows": error_rows,
         }
-        staged = folder / f".summary.{uuid.uuid4().hex}.part"
+        staged = folder / temporary_name(summary_path.name)
         staged.write_text(json.dumps(summary))
         staged.rename(summary_path)
         self.log.info(

@@ -39,6 +39,12 @@ def _seconds(value: Any) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def _earlier(first: Deadline | None, second: Deadline | None) -> Deadline | None:
+    if first is None or second is None:
+        return first or second
+    return first if first.at <= second.at else second
+
+
 def task_deadline(
     task: BaseOperator,
     context: Context,
@@ -81,12 +87,19 @@ def defer_wait(
     max_outage: float = DEFAULT_MAX_OUTAGE,
     method_name: str = "execute_complete",
     timeout_from_start: bool = False,
+    not_after: Deadline | None = None,
 ) -> NoReturn:
     """Hand the wait to :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger` (raises
-    ``TaskDeferred``); the task resumes in ``method_name(context, event)``."""
+    ``TaskDeferred``); the task resumes in ``method_name(context, event)``.
+
+    :param not_after: a deadline the task fixed earlier (e.g. carried across an earlier deferral);
+        the earlier of it and this call's own deadline ends the wait, with its reason.
+    """
     from airflow_here_batch.triggers.batch_job import BatchJobTrigger
 
-    deadline = task_deadline(task, context, timeout, timeout_from_start=timeout_from_start)
+    deadline = _earlier(
+        task_deadline(task, context, timeout, timeout_from_start=timeout_from_start), not_after
+    )
     backstop = None
     if deadline is not None:
         backstop = timedelta(seconds=max(0.0, deadline.at - time.time()) + BACKSTOP_SECONDS)
@@ -120,9 +133,11 @@ def worker_wait(
     cancel_on_kill: bool,
     allow_stopped: bool,
     max_outage: float = DEFAULT_MAX_OUTAGE,
+    not_after: Deadline | None = None,
 ) -> JobOutcome:
-    """Wait on the worker with the trigger's rule (:meth:`HereBatchHook.wait_outcome`)."""
-    deadline = task_deadline(task, context, timeout, worker=True)
+    """Wait on the worker with the trigger's rule (:meth:`HereBatchHook.wait_outcome`); ``not_after``
+    as for :func:`defer_wait`."""
+    deadline = _earlier(task_deadline(task, context, timeout, worker=True), not_after)
     hook.deadline = None if deadline is None else deadline.at
     wait = JobWait(
         job_id,

@@ -440,3 +440,128 @@ def test_plan_takes_rows_and_a_gzipped_object_storage_file(airflow_db: Path, tmp
         b"recId|q\na|Berlin\r\nb|Rome\r\n",
         b"recId|q\nc|Oslo\r\n",
     ]
+
+
+def _outcomes(results: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    import json
+
+    entries = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    return {e["task_id"]: e for e in entries if "kind" in e}, [e for e in entries if "event" in e]
+
+
+def _normalise(text: str) -> str:
+    import re
+
+    text = re.sub(r"JOB-[0-9a-f-]{36}", "JOB-x", text)
+    return re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", text)
+
+
+def test_a_parts_wait_ends_at_execution_timeout_deferred_or_not_and_the_job_is_stopped(
+    run_dag: RunDag,
+    split_emu: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The shared wait rules on the split path: Airflow does not apply execution_timeout to a deferred
+    task, the part's trigger does (and stops the job); a 401 during the wait fails the part in both
+    modes; HERE echoing the API key in every error text leaks it nowhere."""
+    import json
+
+    from tests.airflow.conftest import TEST_API_KEY
+
+    results = tmp_path / "results.jsonl"
+    monkeypatch.setenv("HERE_TEST_RESULTS_FILE", str(results))
+    conn = {"conn_type": "here_batch", "host": split_emu.base_url, "password": TEST_API_KEY}
+    monkeypatch.setenv("AIRFLOW_CONN_HERE_NORETRY", json.dumps({**conn, "extra": {"max_retries": 0}}))
+    split_emu.admin.settings(records_per_second=0)  # the jobs never finish by themselves
+    split_emu.admin.inject_fault("*", "echo", count=1_000_000)  # every error text quotes URL and apiKey
+
+    result = run_dag("test_split_wait_rules", expect="failed")
+
+    logs = capfd.readouterr()
+    outcomes, events = _outcomes(results)
+    raised = [line for line in logs.out.splitlines() + logs.err.splitlines() if "JobWaitError: " in line]
+    for name in ("timeout", "unauthorized"):
+        deferred, worker = (f"{name}_{mode}" for mode in ("deferred", "worker"))
+        assert result.task_states[f"{deferred}[0]"] == result.task_states[f"{worker}[0]"] == "failed", (
+            result.describe()
+        )
+        assert outcomes[deferred]["kind"] == outcomes[worker]["kind"]
+        assert _normalise(outcomes[deferred]["text"]) == _normalise(outcomes[worker]["text"])
+        for task in (deferred, worker):  # a technical error or execution_timeout: never soft
+            assert any(outcomes[task]["job_id"] in line for line in raised), task
+    # The deferred part resumed from its trigger's events: the deadline was the trigger's.
+    by_task = {e["task_id"]: e["event"] for e in events}
+    assert set(by_task) == {"timeout_deferred", "unauthorized_deferred"}
+    assert by_task["timeout_deferred"]["status"] == "timeout"
+    assert by_task["timeout_deferred"]["reason"] == "execution_timeout"
+    assert outcomes["timeout_worker"]["reason"] == "execution_timeout"
+    assert "execution_timeout" in outcomes["timeout_deferred"]["text"]
+    stopped = {outcomes[t]["job_id"] for t in ("timeout_deferred", "timeout_worker")}
+    assert len(stopped) == 2
+    statuses = {j["id"]: j["status"] for j in split_emu.admin.jobs() if j["id"] in stopped}
+    assert statuses == dict.fromkeys(stopped, "stopped")  # cancel_on_kill, in both modes
+    text = by_task["unauthorized_deferred"]["message"]
+    assert "HTTP 401" in text and "apiKey=***" in text
+    assert split_emu.admin.stats()["requests"].get("create_job") == 4  # one job per task, no retry
+
+    everything = [
+        results.read_text(encoding="utf-8"),
+        json.dumps([[str(k), v] for k, v in result.xcoms.items()], default=str),
+        logs.out,
+        logs.err,
+        *(ti.log_text for ti in result.tasks.values()),
+    ]
+    assert any("Authorization=" in t for t in everything)  # the echo did happen
+    for t in everything:
+        assert TEST_API_KEY not in t
+
+
+def test_no_free_job_slot_before_execution_timeout_fails_the_part(
+    run_dag: RunDag, split_emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every start is refused (429 E6004291, Retry-After 5 s): the wait for a slot, deferred or on the
+    worker, ends at the task's execution_timeout (3 s) with the shared timeout outcome; the job, never
+    started, stays submitted for a retry to reattach to."""
+    results = tmp_path / "results.jsonl"
+    monkeypatch.setenv("HERE_TEST_RESULTS_FILE", str(results))
+    split_emu.admin.settings(max_running_jobs=0)
+
+    result = run_dag("test_split_no_slot", expect="failed")
+
+    outcomes, events = _outcomes(results)
+    assert not events  # no job wait was deferred: the part never got a slot
+    for mode in ("deferred", "worker"):
+        assert result.task_states[f"no_slot_{mode}[0]"] == "failed", result.describe()
+        outcome = outcomes[f"no_slot_{mode}"]
+        assert (outcome["kind"], outcome["reason"]) == ("timeout", "execution_timeout")
+        assert "last seen submitted" in outcome["text"]
+        job = next(j for j in split_emu.admin.jobs() if j["id"] == outcome["job_id"])
+        assert job["status"] == "submitted"
+    assert split_emu.admin.stats()["requests"]["start_job_too_many_jobs"] >= 2
+
+
+def test_slot_wait_trigger_carries_the_deadline_through_a_triggerer_restart() -> None:
+    """The slot deferral's trigger serialises only numbers; rebuilt from them (as a triggerer does after a
+    restart) it fires at its moment with the part's deadline, the same with no deadline."""
+    import asyncio
+    import time
+
+    from airflow_here_batch.api.outcome import EXECUTION_TIMEOUT, Deadline
+    from airflow_here_batch.operators.split import SlotWaitTrigger
+
+    async def first_event(trigger: SlotWaitTrigger) -> Any:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    for deadline in (Deadline(1_900_000_000.5, EXECUTION_TIMEOUT), None):
+        path, kwargs = SlotWaitTrigger(time.time() + 0.05, deadline).serialize()
+        assert path == "airflow_here_batch.operators.split.SlotWaitTrigger"
+        rebuilt = SlotWaitTrigger(**kwargs)
+        assert rebuilt.deadline == deadline and rebuilt.serialize() == (path, kwargs)
+        payload = asyncio.run(first_event(rebuilt))
+        assert payload == {
+            "deadline": None if deadline is None else {"at": 1_900_000_000.5, "reason": "execution_timeout"}
+        }

@@ -106,3 +106,90 @@ with DAG(dag_id="test_split_real_concurrency", schedule=None, start_date=START, 
         part_retries=2,
         part_retry_delay=timedelta(seconds=1),
     )
+
+
+# -------------------------------------------------------------------------------------------------
+# The shared wait rules on the split path (tests/airflow/test_split.py): a part's wait hits the task's
+# execution_timeout (deferred and on the worker), HERE answers 401 during the wait, and no job slot
+# frees up before execution_timeout. Each part records the trigger events it resumed from and the
+# outcome it reached into the JSON-lines file named by HERE_TEST_RESULTS_FILE.
+
+FOUR = "q\n" + "".join(f"{n} Main Street, {c}\n" for n, c in enumerate(CITIES[:4], 1))  # one part
+
+
+def record(**entry: Any) -> None:
+    import json
+
+    path = os.environ.get("HERE_TEST_RESULTS_FILE")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(entry, default=str) + "\n")
+
+
+class RecordingPart(RunSplitPartOperator):
+    """Records its events and outcome; ``action="unauthorized"`` makes HERE answer one status call
+    with 401 about 1.5 s after the part's job was uploaded (the part is waiting by then)."""
+
+    def __init__(self, *, action: str = "none", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.action = action
+
+    def _submit_job(self, context: Any, options: Any) -> Any:
+        job = super()._submit_job(context, options)
+        if self.action == "unauthorized":
+            import threading
+
+            admin = _admin()
+            timer = threading.Timer(1.5, lambda: admin.inject_fault("get_job", "status", status=401))
+            timer.daemon = True
+            timer.start()
+        return job
+
+    def part_done(self, context: Any, event: dict[str, Any]) -> Any:
+        record(task_id=self.task_id, event=event)
+        return super().part_done(context, event)
+
+    def _finish(self, context: Any, outcome: Any) -> Any:
+        record(
+            task_id=self.task_id,
+            kind=outcome.kind.value,
+            reason=outcome.reason,
+            text=outcome.text(),
+            job_id=outcome.job_id,
+        )
+        return super()._finish(context, outcome)
+
+
+#: scenario -> (action, operator kwargs); each runs deferred and on the worker
+WAIT_SCENARIOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "timeout": ("none", {"execution_timeout": timedelta(seconds=4)}),
+    "unauthorized": ("unauthorized", {"here_conn_id": "here_noretry"}),
+}
+
+
+def _wait_rules_dag(dag_id: str, scenarios: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    with DAG(dag_id=dag_id, schedule=None, start_date=START, catchup=False):
+        plan = PlanSplitOperator(task_id="plan", input=FOUR, split_id=dag_id, max_records_per_job=4)
+        previous: Any = None
+        for name, (action, extra) in scenarios.items():
+            for mode in ("deferred", "worker"):
+                run = RecordingPart.partial(
+                    task_id=f"{name}_{mode}",
+                    action=action,
+                    service="geocode",
+                    deferrable=mode == "deferred",
+                    poll_interval=0.2,
+                    max_poll_interval=0.5,
+                    cancel_on_kill=True,
+                    retries=0,
+                    trigger_rule="all_done",
+                    **extra,
+                ).expand(part=plan.output)
+                if previous is not None:
+                    previous >> run
+                previous = run
+
+
+_wait_rules_dag("test_split_wait_rules", WAIT_SCENARIOS)
+# Run with the emulator refusing every start (429 E6004291, Retry-After 5 s): no slot before the deadline.
+_wait_rules_dag("test_split_no_slot", {"no_slot": ("none", {"execution_timeout": timedelta(seconds=3)})})
