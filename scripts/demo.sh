@@ -299,14 +299,14 @@ def latest_slot(now: dt.datetime) -> dt.datetime:
     return slot if slot <= now else slot - dt.timedelta(days=1)
 
 
-def label(t: dict[str, Any]) -> str:
+def ti_label(t: dict[str, Any]) -> str:
     """A task instance's id, with ``[map index]`` for a mapped one (a part of the split)."""
     index = t.get("map_index", -1)
     return t["task_id"] if index is None or index < 0 else f"{t['task_id']}[{index}]"
 
 
 def state_line(tis: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{label(t)}={t.get('state') or 'none'}" for t in tis)
+    return ", ".join(f"{ti_label(t)}={t.get('state') or 'none'}" for t in tis)
 
 
 def task_instances(dag_id: str, run_id: str) -> list[dict[str, Any]]:
@@ -416,7 +416,7 @@ def report(dag_id: str, run_id: str, state: str | None, label: str) -> int:
     for t in tis:
         dur = t.get("duration")
         print(
-            f"  {label(t):<22} {t.get('state') or 'none':<10} {t.get('try_number', 0):>3} "
+            f"  {ti_label(t):<22} {t.get('state') or 'none':<10} {t.get('try_number', 0):>3} "
             f"{(f'{dur:.1f} s' if dur is not None else '-'):>9}  {t.get('operator') or ''}"
         )
 
