@@ -299,8 +299,14 @@ def latest_slot(now: dt.datetime) -> dt.datetime:
     return slot if slot <= now else slot - dt.timedelta(days=1)
 
 
+def ti_label(t: dict[str, Any]) -> str:
+    """A task instance's id, with ``[map index]`` for a mapped one (a part of the split)."""
+    index = t.get("map_index", -1)
+    return t["task_id"] if index is None or index < 0 else f"{t['task_id']}[{index}]"
+
+
 def state_line(tis: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{t['task_id']}={t.get('state') or 'none'}" for t in tis)
+    return ", ".join(f"{ti_label(t)}={t.get('state') or 'none'}" for t in tis)
 
 
 def task_instances(dag_id: str, run_id: str) -> list[dict[str, Any]]:
@@ -311,12 +317,16 @@ def task_instances(dag_id: str, run_id: str) -> list[dict[str, Any]]:
         "seed_addresses": 0,
         "extract_changed": 1,
         "anything_to_send": 2,
-        "submit_geocode_job": 3,
-        "wait_for_job": 4,
-        "download_results": 5,
+        "geocode.plan": 3,
+        "geocode.run": 4,
+        "collect_parts": 5,
         "write_results": 6,
+        "geocode.merge": 7,
     }
-    return sorted(body.get("task_instances", []), key=lambda t: (order.get(t["task_id"], 9), t["task_id"]))
+    return sorted(
+        body.get("task_instances", []),
+        key=lambda t: (order.get(t["task_id"], 9), t["task_id"], t.get("map_index", -1)),
+    )
 
 
 def run(dag_id: str, timeout: float, label: str) -> int:
@@ -406,7 +416,7 @@ def report(dag_id: str, run_id: str, state: str | None, label: str) -> int:
     for t in tis:
         dur = t.get("duration")
         print(
-            f"  {t['task_id']:<22} {t.get('state') or 'none':<10} {t.get('try_number', 0):>3} "
+            f"  {ti_label(t):<22} {t.get('state') or 'none':<10} {t.get('try_number', 0):>3} "
             f"{(f'{dur:.1f} s' if dur is not None else '-'):>9}  {t.get('operator') or ''}"
         )
 
@@ -419,8 +429,8 @@ def report(dag_id: str, run_id: str, state: str | None, label: str) -> int:
         return 0 if ok and summary else 1
 
     print("\n--- the deferred wait went through the real triggerer ---")
-    sensor = "wait_for_job"
-    code, body = call("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances/{sensor}/tries")
+    sensor = "geocode.run"  # the first part's job (the nightly DAG takes the any-size path)
+    code, body = call("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances/{sensor}/0/tries")
     if code == 200:
         for tr in body.get("task_instances", []):
             print(
@@ -462,9 +472,9 @@ def report(dag_id: str, run_id: str, state: str | None, label: str) -> int:
         print(f"  write_results log: {line}")
 
     print("\n--- where the results went ---")
-    files = xcom(dag_id, run_id, "download_results") or {}
-    results_path = ((files.get("results") or {}).get("path") or "").removeprefix("file://")
-    errors_path = ((files.get("errors") or {}).get("path") or "").removeprefix("file://")
+    files = xcom(dag_id, run_id, "geocode.merge") or {}  # the night's merged files (URIs)
+    results_path = (files.get("results") or "").removeprefix("file://")
+    errors_path = (files.get("errors") or "").removeprefix("file://")
     out_dir = Path(os.environ["HERE_BATCH_OUTPUT_DIR"])
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
         lines = sum(1 for _ in path.open(encoding="utf-8", errors="replace"))

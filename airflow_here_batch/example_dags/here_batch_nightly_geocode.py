@@ -8,16 +8,23 @@ Every night at 02:00 (UTC) this DAG:
 2. ``extract_changed`` streams ``SELECT id, address, country_filter FROM addresses`` and writes the
    records whose geocoding input is new or changed since their last geocoding (the fingerprint of the
    normalised request, stored in ``addresses_geocoded``) to an input file in object storage.
-3. ``anything_to_send`` skips the HERE job when nothing changed.
-4. ``submit_geocode_job`` uploads that file as one geocode job, tagged ``nightly-geocode-<date>``;
-   ``wait_for_job`` waits in the triggerer (deferrable sensor); ``download_results`` puts the results
-   and the errors report under ``$HERE_BATCH_OUTPUT_DIR/<date>/``.
-5. ``write_results`` upserts them into ``addresses_geocoded`` (created if missing; ``rec_id``,
-   ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and message for
-   failed records, the fingerprint, the job id, the time geocoded), one transaction per batch, and
-   returns ``records_total``, ``records_sent``, ``records_reused``, ``records_failed``. The task's outlet
-   is the Asset ``here-batch-table://<conn id>/addresses_geocoded``
-   (``airflow_here_batch.operators.sql.table_asset``).
+3. ``anything_to_send`` skips the HERE jobs when nothing changed.
+4. ``geocode`` is the any-size path (:func:`~airflow_here_batch.operators.split.split_batch_job`,
+   ``docs/split.md``), taken every night: ``geocode.plan`` cuts the records into parts of at most
+   ``HERE_BATCH_MAX_RECORDS_PER_JOB`` records (and 500 MB), so a large first load becomes several jobs
+   and a usual night one; ``geocode.run`` runs one HERE job per part (tagged
+   ``nightly-geocode-<date>``), at most ``HERE_BATCH_MAX_ACTIVE_JOBS`` at once, each waited for in the
+   triggerer, its results and errors downloaded next to its part. One part costs what the single-job
+   path cost (``docs/sql.md``, "With the any-size path").
+5. ``collect_parts`` lists every part's job id, results and errors locations (URIs, in part order).
+6. ``write_results`` upserts every part's results into ``addresses_geocoded`` (created if missing;
+   ``rec_id``, ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and
+   message for failed records, the fingerprint, the id of the job that carried the record, the time
+   geocoded), one transaction per batch, and returns ``records_total``, ``records_sent``,
+   ``records_reused``, ``records_failed``. Its outlet is the Asset ``here_batch_geocoded_addresses``
+   (:mod:`airflow_here_batch.utils.assets`): the DAG ``here_batch_geocoded_consumer`` runs after it.
+7. ``geocode.merge`` then writes the night's ``results.csv`` and ``errors.txt`` (input order) to
+   ``$HERE_BATCH_OUTPUT_DIR/<date>/`` and removes the parts' files.
 
 **Caching is on in this DAG** (``incremental=True``): HERE's terms may limit how long geocoding results
 may be stored and reused; check your contract. ``HERE_BATCH_MAX_AGE_DAYS`` re-sends records geocoded
@@ -25,9 +32,11 @@ longer ago; a run triggered with ``{"full_refresh": true}`` sends every record. 
 ``addresses`` stay in ``addresses_geocoded``.
 
 Settings (environment variables, read when the file is parsed): ``HERE_BATCH_DB_CONN_ID`` (default
-``here_batch_sqlite_default``: when no such connection is defined, the SQLite file
-``$AIRFLOW_HOME/here_batch/here_batch.db``; any common.sql connection works, e.g. a PostgreSQL one),
+``here_batch_sqlite_default``: when no such connection is defined, the SQLite file ``here_batch.db`` in
+the provider's base location, ``$AIRFLOW_HOME/here_batch/`` by default; on several machines set
+``[here_batch] base_location`` to a shared folder, or use a PostgreSQL connection),
 ``HERE_BATCH_OUTPUT_DIR`` (default: the provider's base location, then ``output/``),
+``HERE_BATCH_MAX_RECORDS_PER_JOB`` (default HERE's 1,000,000), ``HERE_BATCH_MAX_ACTIVE_JOBS`` (default 3),
 ``HERE_BATCH_POLL_INTERVAL`` (seconds, default 30), ``HERE_BATCH_MAX_AGE_DAYS``, ``HERE_BATCH_RETRIES``
 (default 2), ``HERE_BATCH_WRITE_BATCH_SIZE`` (rows per transaction, default 10,000). The HERE connection is
 ``here_batch_default``.
@@ -44,30 +53,28 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
+from airflow_here_batch.operators.split import split_batch_job
 from airflow_here_batch.operators.sql import (
     EMBEDDED_CONN_ID,
     BatchResultsToSqlOperator,
     SqlToBatchInputOperator,
 )
-from airflow_here_batch.sensors.batch_job import BatchJobSensor
-from airflow_here_batch.utils.storage import base_location_uri
+from airflow_here_batch.utils.assets import GEOCODED_ADDRESSES, here_asset
+from airflow_here_batch.utils.storage import output_uri
 
 SAMPLE = Path(__file__).parent / "data" / "addresses_default.csv"
 DB_CONN_ID = os.environ.get("HERE_BATCH_DB_CONN_ID") or EMBEDDED_CONN_ID
 SOURCE_TABLE = "addresses"
 TARGET_TABLE = "addresses_geocoded"
-OUTPUT_DIR = os.environ.get("HERE_BATCH_OUTPUT_DIR") or f"{base_location_uri()}/output"
-if "://" not in OUTPUT_DIR:  # a location (file://...), so XCom carries a URI, never a worker-local path
-    OUTPUT_DIR = f"file://{os.path.abspath(OUTPUT_DIR)}"
+OUTPUT_DIR = output_uri()  # a URI (file://... by default), so XCom never carries a worker-local path
+MAX_RECORDS_PER_JOB = int(os.environ.get("HERE_BATCH_MAX_RECORDS_PER_JOB", "1000000"))
+MAX_ACTIVE_JOBS = int(os.environ.get("HERE_BATCH_MAX_ACTIVE_JOBS", "3"))
 POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 MAX_AGE_DAYS = os.environ.get("HERE_BATCH_MAX_AGE_DAYS")
 RETRIES = int(os.environ.get("HERE_BATCH_RETRIES", "2"))
 WRITE_BATCH_SIZE = int(os.environ.get("HERE_BATCH_WRITE_BATCH_SIZE", "10000"))
 OUTPUT_COLUMNS = ["positionLat", "positionLng", "addressLabel", "addressCountryCode", "resultType"]
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
-SUBMITTED = "(ti.xcom_pull(task_ids='submit_geocode_job') or {})"
-DOWNLOADED = "(ti.xcom_pull(task_ids='download_results') or {})"
 
 with DAG(
     dag_id="here_batch_nightly_geocode",
@@ -120,48 +127,53 @@ with DAG(
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def anything_to_send(extracted: dict[str, Any]) -> bool:
-        """False (skip the HERE job) when every record is unchanged."""
+        """False (skip the HERE jobs) when every record is unchanged."""
         print(f"{extracted['records_sent']} of {extracted['records_total']} records to send")
         return bool(extracted["records_sent"])
 
-    submit = SubmitBatchJobOperator(
-        task_id="submit_geocode_job",
-        service="geocode",
+    geocode = split_batch_job(
+        group_id="geocode",
         input="{{ ti.xcom_pull(task_ids='extract_changed')['input'] }}",
-        input_delimiter="|",
+        service="geocode",
         output_columns=OUTPUT_COLUMNS,
-        tag=f"nightly-geocode-{RUN_DATE}",
-    )
-
-    wait = BatchJobSensor(
-        task_id="wait_for_job",
-        job_id="{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}",
-        deferrable=True,
-        poll_interval=POLL_INTERVAL,
-        timeout=6 * 60 * 60,
-        retries=3,  # apache/airflow#67287: a deferral can be lost when many tasks defer at once
-        retry_delay=timedelta(seconds=10),
-    )
-
-    download = DownloadBatchResultsOperator(
-        task_id="download_results",
-        job_id="{{ ti.xcom_pull(task_ids='submit_geocode_job')['job_id'] }}",
         destination=f"{OUTPUT_DIR}/{RUN_DATE}/",
-        what="both",
+        tag=f"nightly-geocode-{RUN_DATE}",
+        max_records_per_job=MAX_RECORDS_PER_JOB,
+        max_active_jobs=MAX_ACTIVE_JOBS,
+        poll_interval=POLL_INTERVAL,
+        part_retries=max(RETRIES, 1),
+        part_retry_delay=timedelta(seconds=20),
     )
+    run_parts = dag.get_task("geocode.run")
+    merge = dag.get_task("geocode.merge")
+
+    @task(multiple_outputs=True)
+    def collect_parts(parts: Any) -> dict[str, list[Any]]:
+        """Every part's job id, results and errors location (URIs), in part order, for the sink."""
+        done = sorted((dict(p) for p in parts), key=lambda p: int(p["index"]))
+        print(f"{len(done)} HERE jobs: {[p['job_id'] for p in done]}")
+        return {
+            "job_ids": [p["job_id"] for p in done],
+            "results": [p.get("results") for p in done],
+            "errors": [p.get("errors") for p in done],
+        }
+
+    parts = collect_parts(run_parts.output)
 
     write = BatchResultsToSqlOperator(
         task_id="write_results",
         conn_id=DB_CONN_ID,
         table=TARGET_TABLE,
         output_columns=OUTPUT_COLUMNS,
-        job_id="{{ " + SUBMITTED + ".get('job_id') or '' }}",
-        results="{{ (" + DOWNLOADED + ".get('results') or {}).get('path') or '' }}",
-        errors="{{ (" + DOWNLOADED + ".get('errors') or {}).get('path') or '' }}",
+        job_id=parts["job_ids"],
+        results=parts["results"],
+        errors=parts["errors"],
         extract=extract.output,
         batch_size=WRITE_BATCH_SIZE,
-        trigger_rule="none_failed",
+        outlets=[here_asset(GEOCODED_ADDRESSES)],
+        trigger_rule="none_failed",  # runs (and reports) when nothing had to be sent
     )
 
     seed_addresses() >> extract
-    anything_to_send(extract.output) >> submit >> wait >> download >> write
+    anything_to_send(extract.output) >> geocode
+    write >> merge  # the night's merged files are written, and the parts removed, once the table has them

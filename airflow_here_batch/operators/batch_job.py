@@ -540,7 +540,8 @@ class SubmitBatchJobOperator(BaseOperator):
                 log=self.log,
             )
             context["ti"].xcom_push(key="rejected", value=prepared.rejected)
-            context["ti"].xcom_push(key="rejects_path", value=prepared.rejects_path)
+            if prepared.rejects_path is not None:  # Airflow 3.0's API refuses a None XCom value
+                context["ti"].xcom_push(key="rejects_path", value=prepared.rejects_path)
             with prepared.upload_data() as data:
                 job = self.hook.create_job(
                     data,

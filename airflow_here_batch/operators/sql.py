@@ -744,7 +744,16 @@ class BatchResultsToSqlOperator(BaseOperator):
             self.table,
             time.monotonic() - started,
         )
+        self._annotate_outlets(context, summary)
         return summary
+
+    def _annotate_outlets(self, context: Context, summary: Mapping[str, Any]) -> None:
+        """Put the table, the job ids and the counts on each outlet's asset event (``extra``), so a
+        DAG scheduled on the asset sees what changed (``triggering_asset_events``)."""
+        keys = ("table", "job_id", "records_sent", "records_written", "records_failed")
+        for outlet in self.outlets or ():
+            with contextlib.suppress(Exception):  # an outlet that is not an asset (e.g. an alias)
+                context["outlet_events"][outlet].extra.update({k: summary[k] for k in keys})
 
     def _jobs(self) -> list[tuple[str | None, Any, Any]]:
         """``(job id, results location, errors location)`` per job: one, or one per item of lists."""

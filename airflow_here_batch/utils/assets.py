@@ -2,8 +2,9 @@
 
 A task that writes a dataset declares it as an outlet (``outlets=[here_asset(GEOCODED_ADDRESSES)]``);
 ``DownloadBatchResultsOperator`` then puts the job id, each file's location and row count on the asset
-event (``extra``). A DAG scheduled on the asset (``schedule=[here_asset(GEOCODED_ADDRESSES)]``) runs after
-each update and reads those extras from ``triggering_asset_events``. ``airflow assets list`` shows them.
+event (``extra``), ``BatchResultsToSqlOperator`` the table, job ids and record counts. A DAG scheduled on
+the asset (``schedule=[here_asset(GEOCODED_ADDRESSES)]``) runs after each update and reads those extras
+from ``triggering_asset_events``. ``airflow assets list`` shows them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from airflow.sdk import Asset
 
-#: Geocoded addresses (the nightly pipeline's table, the TaskFlow example's results): "geocoded
-#: addresses updated" is an event of this asset.
+#: Geocoded addresses: "geocoded addresses updated" is an event of this asset. Emitted by the nightly
+#: pipeline's table sink (``here_batch_nightly_geocode.write_results``) and the TaskFlow example's
+#: download; ``here_batch_geocoded_consumer`` is scheduled on it.
 GEOCODED_ADDRESSES = "here_batch_geocoded_addresses"
 #: Addresses found for positions (reverse geocoding example).
 REVERSE_GEOCODED_POSITIONS = "here_batch_reverse_geocoded_positions"

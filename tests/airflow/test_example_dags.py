@@ -89,15 +89,27 @@ def test_nightly_dag_schedule(dagbag: Any) -> None:
     assert dag.timetable.expression == "0 2 * * *"
     assert dag.catchup is False
     assert dag.start_date < datetime.now(timezone.utc)
-    sensor = dag.get_task("wait_for_job")
-    assert type(sensor).__name__ == "BatchJobSensor" and sensor.deferrable is True
+    run = dag.get_task("geocode.run")  # the any-size path: one deferrable HERE job per part
+    assert run.task_type == "RunSplitPartOperator" and run.partial_kwargs["deferrable"] is True
+    assert run.partial_kwargs["retries"] >= 1 and run.max_active_tis_per_dagrun == 3
     extract = dag.get_task("extract_changed")
     assert type(extract).__name__ == "SqlToBatchInputOperator" and extract.incremental is True
     write = dag.get_task("write_results")
     assert type(write).__name__ == "BatchResultsToSqlOperator"
-    assert [asset.uri for asset in write.outlets] == [
-        "here-batch-table://here_batch_sqlite_default/addresses_geocoded"
-    ]
+    assert "geocode.merge" in write.downstream_task_ids  # the parts are removed only once written
+
+
+@needs_operators
+def test_the_consumer_is_scheduled_on_what_the_nightly_sink_emits(dagbag: Any) -> None:
+    """One naming: the nightly sink's outlet is the Asset the consumer DAG is scheduled on."""
+    from airflow_here_batch.utils.assets import GEOCODED_ADDRESSES
+
+    write = dagbag.get_dag("here_batch_nightly_geocode").get_task("write_results")
+    consumer = dagbag.get_dag("here_batch_geocoded_consumer")
+    emitted = {(a.name, a.uri.rstrip("/")) for a in write.outlets}  # URIs as Airflow normalises them
+    assert emitted == {(GEOCODED_ADDRESSES, "here-batch://geocoded_addresses")}
+    scheduled = {(a.name, a.uri.rstrip("/")) for a in consumer.timetable.asset_condition.objects}
+    assert scheduled == emitted
 
 
 def test_sample_addresses_file() -> None:
@@ -125,10 +137,11 @@ def test_nightly_geocode_end_to_end(run_dag: RunDag) -> None:
         "seed_addresses": "success",
         "extract_changed": "success",
         "anything_to_send": "success",
-        "submit_geocode_job": "success",
-        "wait_for_job": "success",
-        "download_results": "success",
+        "geocode.plan": "success",
+        "geocode.run[0]": "success",  # 322 records: one part, one job
+        "collect_parts": "success",
         "write_results": "success",
+        "geocode.merge": "success",
     }
     total = len(_data_rows(SAMPLE))
     assert result.xcom("seed_addresses") == total
@@ -137,16 +150,17 @@ def test_nightly_geocode_end_to_end(run_dag: RunDag) -> None:
     assert extracted["records_sent"] == total
 
     summary = result.xcom("write_results")
-    submitted = result.xcom("submit_geocode_job")
-    assert summary["job_id"] == submitted["job_id"]
+    part = result.xcom("geocode.run", map_index=0)
+    assert summary["job_id"] == [part["job_id"]]
     assert (summary["records_total"], summary["records_sent"], summary["records_reused"]) == (total, total, 0)
     assert summary["records_failed"] >= 3  # the empty queries
     assert summary["records_written"] == total
 
-    files = result.xcom("download_results")
-    assert files["results"]["path"] == f"file://{TEST_OUTPUT_DIR}/2025-06-01/results.csv"
+    merged = result.xcom("geocode.merge")  # the night's files, after the table was written
+    assert merged["results"] == f"file://{TEST_OUTPUT_DIR}/2025-06-01/results.csv"
     rows = _data_rows(TEST_OUTPUT_DIR / "2025-06-01" / "results.csv")
     assert {"recId", "positionLat", "positionLng", "addressLabel"} <= set(rows[0])
+    assert not Path(part["results"].removeprefix("file://")).exists()  # the parts' files are removed
 
     conn = sqlite3.connect(database)
     try:
@@ -156,6 +170,54 @@ def test_nightly_geocode_end_to_end(run_dag: RunDag) -> None:
     finally:
         conn.close()
     assert sum(statuses.values()) == total and statuses["failed"] == summary["records_failed"]
+
+
+@needs_operators
+def test_a_nightly_run_queues_the_consumer_dag(run_dag: RunDag) -> None:
+    """The nightly sink's asset event (table, job ids, counts in its extra) makes the scheduler due to
+    run ``here_batch_geocoded_consumer``: the consumer's asset-triggered queue entry and the scheduler's
+    own "which DAGs need a run" query. (The distributed test watches the real scheduler run it.)"""
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, select, update
+
+    from airflow_here_batch.utils.assets import GEOCODED_ADDRESSES
+
+    consumer = "here_batch_geocoded_consumer"
+    refresh = {"full_refresh": True}
+    run_dag("here_batch_nightly_geocode", logical_date=_at("2025-06-10"), run_conf=refresh)  # registers both
+    with create_session() as session:
+        session.execute(update(DagModel).where(DagModel.dag_id == consumer).values(is_paused=False))
+        session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == consumer))
+    try:
+        result = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-06-11"), run_conf=refresh)
+        with create_session() as session:
+            event = session.scalars(
+                select(AssetEvent)
+                .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                .where(AssetModel.name == GEOCODED_ADDRESSES, AssetEvent.source_run_id == result.run_id)
+            ).one()
+            assert (event.source_dag_id, event.source_task_id) == (result.dag_id, "write_results")
+            summary = result.xcom("write_results")
+            assert event.extra == {
+                "table": "addresses_geocoded",
+                "job_id": summary["job_id"],
+                "records_sent": summary["records_sent"],
+                "records_written": summary["records_written"],
+                "records_failed": summary["records_failed"],
+            }
+            queued = session.scalars(
+                select(AssetDagRunQueue.asset_id).where(AssetDagRunQueue.target_dag_id == consumer)
+            ).all()
+            assert queued == [event.asset_id]
+            _, due = DagModel.dags_needing_dagruns(session)
+            assert consumer in due
+            session.rollback()  # release the scheduler query's row locks
+    finally:
+        with create_session() as session:
+            session.execute(update(DagModel).where(DagModel.dag_id == consumer).values(is_paused=True))
+            session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == consumer))
 
 
 @needs_operators
@@ -219,9 +281,9 @@ def test_cleanup_deletes_old_ended_jobs_of_this_project_only(
     # full_refresh: each run sends every record (incremental runs would send nothing the second time).
     refresh = {"full_refresh": True}
     old = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-01"), run_conf=refresh)
-    old_job = old.xcom("submit_geocode_job")["job_id"]
+    old_job = old.xcom("geocode.run", map_index=0)["job_id"]
     recent = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-05-07"), run_conf=refresh)
-    recent_job = recent.xcom("submit_geocode_job")["job_id"]
+    recent_job = recent.xcom("geocode.run", map_index=0)["job_id"]
 
     hook = HereBatchHook()
     body = b"recId|q\n1|Berlin\n2|Paris\n"

@@ -35,6 +35,14 @@ def _summary(result: Any) -> dict[str, Any]:
     return result.xcom("write_results")
 
 
+def _parts(result: Any) -> list[dict[str, Any]]:
+    """The XComs of the mapped ``geocode.run`` (one HERE job per part), in part order."""
+    found = {
+        i: v for (task, i, key), v in result.xcoms.items() if task == "geocode.run" and key == "return_value"
+    }
+    return [found[i] for i in sorted(found)]
+
+
 def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     run_dag: RunDag, nightly: Database
 ) -> None:
@@ -46,8 +54,9 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     assert summary["records_reused"] == 0
     assert summary["records_failed"] >= 3  # the sample's empty queries
     assert summary["records_written"] == SAMPLE_ROWS
-    job_1 = first.xcom("submit_geocode_job")["job_id"]
-    assert summary["job_id"] == job_1
+    (part,) = _parts(first)  # under HERE's per-job limit: one part, one job
+    job_1 = part["job_id"]
+    assert summary["job_id"] == [job_1]
 
     rows = nightly.query("SELECT rec_id, status, lat, lng, job_id, error_code FROM addresses_geocoded")
     assert len(rows) == SAMPLE_ROWS == len({r[0] for r in rows})
@@ -71,16 +80,17 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
         3,
         SAMPLE_ROWS - 3,
     )
-    job_2 = second.xcom("submit_geocode_job")["job_id"]
-    assert second.xcom("wait_for_job")["records"]["total"] == 3  # HERE saw exactly 3 records
+    (part,) = _parts(second)
+    job_2 = part["job_id"]
+    assert part["records"]["total"] == 3  # HERE saw exactly 3 records
     rows = nightly.query("SELECT rec_id, job_id FROM addresses_geocoded")
     assert len(rows) == SAMPLE_ROWS
     assert sorted(r[0] for r in rows if r[1] == job_2) == changed
 
     third = run_dag(DAG_ID, logical_date=_at("2025-07-03"))
     assert third.task_states["anything_to_send"] == "success"
-    for task_id in ("submit_geocode_job", "wait_for_job", "download_results"):
-        assert third.task_states[task_id] == "skipped"
+    for task_id in ("geocode.plan", "geocode.run", "collect_parts", "geocode.merge"):
+        assert third.task_states[task_id] == "skipped", third.describe()
     assert third.task_states["write_results"] == "success"
     summary = _summary(third)
     assert (summary["records_sent"], summary["records_reused"], summary["records_written"]) == (
@@ -92,6 +102,66 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     forced = run_dag(DAG_ID, logical_date=_at("2025-07-04"), run_conf={"full_refresh": True})
     assert _summary(forced)["records_sent"] == SAMPLE_ROWS
     assert nightly.query("SELECT COUNT(*) FROM addresses_geocoded")[0][0] == SAMPLE_ROWS
+
+
+@pytest.fixture
+def small_jobs(emu: Any) -> Any:
+    """The session emulator refusing more than 100 records per job (HERE's 413) and more than 2 running
+    jobs (429 ``E6004291``), with fresh statistics; restored afterwards."""
+    emu.admin.settings(max_records=100, max_running_jobs=2)
+    emu.admin.reset_stats()
+    yield emu
+    emu.admin.settings(max_records=1_000_000, max_running_jobs=5)
+
+
+def test_a_large_first_load_is_split_into_several_jobs_and_every_row_lands_once(
+    run_dag: RunDag,
+    sqlite_db: Database,  # noqa: F811
+    small_jobs: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``max_records_per_job=100``, the first load of 322 rows goes as 4 jobs (at most 2 running);
+    each row is written once, with the id of the job that carried it; the next night, 3 changed
+    addresses make one job of exactly 3 records."""
+    monkeypatch.setenv("HERE_BATCH_DB_CONN_ID", sqlite_db.conn_id)
+    monkeypatch.setenv("HERE_BATCH_RETRIES", "0")
+    monkeypatch.setenv("HERE_BATCH_MAX_RECORDS_PER_JOB", "100")
+    monkeypatch.setenv("HERE_BATCH_MAX_ACTIVE_JOBS", "2")
+
+    first = run_dag(DAG_ID, logical_date=_at("2025-09-01"))
+    assert set(first.task_states.values()) == {"success"}, first.describe()
+    parts = _parts(first)
+    assert [p["records"]["total"] for p in parts] == [100, 100, 100, 22]
+    job_ids = [p["job_id"] for p in parts]
+    assert len(set(job_ids)) == 4
+    summary = _summary(first)
+    assert summary["job_id"] == job_ids
+    assert (summary["records_sent"], summary["records_written"]) == (SAMPLE_ROWS, SAMPLE_ROWS)
+    tags = [str(j.get("tag") or "") for j in small_jobs.admin.jobs()]
+    assert sum(t.startswith("nightly-geocode-2025-09-01") for t in tags) == 4, "one HERE job per part"
+    assert small_jobs.admin.stats()["peak_running"] <= 2
+
+    rows = sqlite_db.query("SELECT rec_id, job_id FROM addresses_geocoded ORDER BY rec_id")
+    assert len(rows) == SAMPLE_ROWS == len({r[0] for r in rows}), "every row exactly once"
+    by_job = {job: [r[0] for r in rows if r[1] == job] for job in job_ids}
+    assert [len(by_job[job]) for job in job_ids] == [100, 100, 100, 22]
+    assert [r[0] for r in rows] == [key for job in job_ids for key in by_job[job]]  # parts in key order
+
+    merged = first.xcom("geocode.merge")  # the night's files, written after the table
+    assert merged["parts"] == 4 and merged["records"]["total"] == SAMPLE_ROWS
+    assert merged["results"].startswith("file://")
+
+    changed = ["A0001", "A0150", "A0322"]
+    sqlite_db.execute(f"UPDATE addresses SET address = address || ' Süd' WHERE id IN {tuple(changed)}")
+    second = run_dag(DAG_ID, logical_date=_at("2025-09-02"))
+    assert set(second.task_states.values()) == {"success"}, second.describe()
+    (part,) = _parts(second)
+    assert part["records"]["total"] == 3 and _summary(second)["records_sent"] == 3
+    rows = sqlite_db.query("SELECT rec_id FROM addresses_geocoded WHERE job_id = ?", (part["job_id"],))
+    assert sorted(r[0] for r in rows) == changed
+    assert sqlite_db.query("SELECT COUNT(*), COUNT(DISTINCT rec_id) FROM addresses_geocoded") == [
+        (SAMPLE_ROWS, SAMPLE_ROWS)
+    ]
 
 
 def _poison(db: Database, rec_id: str) -> None:
@@ -132,7 +202,8 @@ def test_a_run_failed_mid_write_leaves_whole_batches_and_its_rerun_completes(
     _poison(nightly, "A0150")
     failed = run_dag(DAG_ID, logical_date=_at("2025-08-01"), expect="failed")
     assert failed.task_states["write_results"] == "failed", failed.describe()
-    assert failed.task_states["download_results"] == "success"
+    assert failed.task_states["geocode.run[0]"] == "success"
+    assert failed.task_states["geocode.merge"] == "upstream_failed"  # the parts' files are kept
 
     written = nightly.query("SELECT rec_id FROM addresses_geocoded")
     assert 0 < len(written) < SAMPLE_ROWS

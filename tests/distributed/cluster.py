@@ -14,7 +14,7 @@ Services (set the variables to point at other servers):
 - ``HERE_BATCH_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``): a server where
   the test may create a database; it creates ``here_batch_dist_<random>`` and drops it afterwards.
 - ports: api-server and every log server take free ports in ``HERE_BATCH_TEST_PORTS`` (default
-  ``18500-18599``).
+  ``18500-18599``; e.g. ``HERE_BATCH_TEST_PORTS=18700-18799`` to keep clear of another run).
 - ``HERE_BATCH_DIST_ENV``: JSON of extra environment variables for every Airflow process (the test's own
   ``AIRFLOW*`` / ``HERE_BATCH_*`` variables are not passed on); ``{shared}`` in a value becomes the
   shared directory, e.g. ``{"AIRFLOW_CONN_MY_DB": "sqlite:///{shared}/geo.db"}``.
@@ -173,6 +173,9 @@ class CeleryCluster:
                 {"conn_type": "here_batch", "host": self.emulator_url, "password": "dist-test-key"}
             ),
             "HERE_BATCH_POLL_INTERVAL": "1",
+            # The sample's 322 records as 4 parts: the split path (nightly and initial load) runs its
+            # parts on both workers.
+            "HERE_BATCH_MAX_RECORDS_PER_JOB": "100",
         }
         # Extra settings for every process, e.g. a connection a DAG needs: JSON, "{shared}" -> the shared dir.
         extra = json.loads(os.environ.get("HERE_BATCH_DIST_ENV") or "{}")

@@ -6,10 +6,12 @@ skips with that message, and fails when ``CI=true``.
 
 What it shows, in order (the tests share one cluster and run in file order):
 
-1. the example DAGs (triggered by dag id: whatever is on main) succeed; tasks ran on both workers; their
-   outputs are in the shared location and nowhere in a worker's own directory; each submit task instance
-   created exactly one job at HERE (counted with the emulator's admin API); no XCom holds a local path;
-   the asset consumer DAG ran after the geocoded-addresses update;
+1. the example DAGs (triggered by dag id: whatever is on main), the nightly table pipeline and the
+   any-size initial load included, succeed; tasks ran on both workers; their outputs (and the nightly's
+   embedded SQLite database) are in the shared location and nowhere in a worker's own directory; each
+   submit task instance and each split part created exactly one job at HERE (counted with the emulator's
+   admin API); no XCom holds a local path; the asset consumer DAG ran after the nightly sink's update of
+   the geocoded addresses (and after the TaskFlow example's);
 2. ``airflow assets list`` lists the example DAGs' assets;
 3. a worker killed (SIGKILL of its process group) in the middle of a submit task: the scheduler notices
    the lost heartbeat, the retry runs on the other worker and reattaches to the same HERE job.
@@ -33,16 +35,16 @@ from tests.distributed.cluster import WORKERS, CeleryCluster, celery_cluster, se
 DAG_IDS = tuple(
     (
         os.environ.get("HERE_BATCH_DIST_DAG_IDS")
-        or "here_batch_nightly_geocode,here_batch_lookup,here_batch_reverse_geocode,"
+        or "here_batch_nightly_geocode,here_batch_initial_load,here_batch_lookup,here_batch_reverse_geocode,"
         "here_batch_taskflow_records,here_batch_cleanup"
     ).split(",")
 )
 CONSUMER = "here_batch_geocoded_consumer"
-#: DAGs whose local-path XCom is being replaced on another branch (the nightly becomes a database
-#: pipeline). Strict: once such a DAG hands over no local path, the test fails until it is removed here.
-LOCAL_XCOM_PENDING = frozenset(
-    d for d in os.environ.get("HERE_BATCH_LOCAL_XCOM_PENDING", "here_batch_nightly_geocode").split(",") if d
-)
+#: DAGs allowed to hand a local path over XCom while being fixed (none today). Strict: once such a DAG
+#: hands over no local path, the test fails until it is removed here.
+LOCAL_XCOM_PENDING = frozenset(d for d in os.environ.get("HERE_BATCH_LOCAL_XCOM_PENDING", "").split(",") if d)
+#: Operators whose task instances each create one HERE job (a split part is a mapped task instance).
+JOB_OPERATORS = ("SubmitBatchJobOperator", "RunSplitPartOperator")
 KILL_DAG = "here_batch_dist_kill"
 
 pytestmark = pytest.mark.skipif(
@@ -90,7 +92,9 @@ def _jobs_per_submit_task(cluster: CeleryCluster, dag_ids: set[str]) -> tuple[di
     submits = {
         (t["dag_id"], t["run_id"], t["task_id"], t["map_index"])
         for t in cluster.task_tries()
-        if t["operator"] == "SubmitBatchJobOperator" and t["dag_id"] in dag_ids
+        if t["operator"] in JOB_OPERATORS
+        and t["dag_id"] in dag_ids
+        and t["state"] not in ("skipped", "removed")
     }
     tags = [str(job.get("tag") or "") for job in cluster.emu.admin.jobs()]  # type: ignore[attr-defined]
     counts = {}
@@ -113,12 +117,17 @@ def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
     print(f"\nrun states: {states}")
     assert set(states.values()) == {"success"}, f"{states}\n{cluster.describe()}"
 
-    tries = [t for t in cluster.task_tries() if t["dag_id"] in runs]
+    every = [t for t in cluster.task_tries() if t["dag_id"] in runs]
+    # A task instance that never ran (skipped, removed) has no host; every other one ran on a worker.
+    tries = [t for t in every if t["state"] not in ("skipped", "removed")]
+    idle = [(t["dag_id"], t["task_id"], t["map_index"], t["state"]) for t in every if t not in tries]
+    print(f"task instances that did not run: {idle}")
     hosts = Counter(t["hostname"] for t in tries)
     cluster.timings["tasks_per_worker"] = dict(hosts)  # type: ignore[assignment]
     print(f"task tries per worker: {dict(hosts)}")
     assert set(WORKERS) <= set(hosts), f"both workers must run tasks: {hosts}"
-    assert set(hosts) <= set(WORKERS), f"a task ran outside the two workers: {hosts}"
+    outside = [t for t in tries if t["hostname"] not in WORKERS]
+    assert not outside, f"a task ran outside the two workers: {hosts}: {outside}"
 
     # Outputs are in the shared location, and no worker kept any data file in its own directory.
     shared = cluster.shared / "here_batch" / "output"
@@ -126,13 +135,22 @@ def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
     assert any(p.startswith("lookup/") and p.endswith("results.jsonl") for p in written), written
     assert any(p.startswith("revgeocode/") and p.endswith(".geojson") for p in written), written
     assert any(p.startswith("taskflow/") and p.endswith(".csv") for p in written), written
+    assert any(p.startswith("initial-load/") and p.endswith("results.csv") for p in written), written
+    assert any(p[:4].isdigit() and p.endswith("/results.csv") for p in written), written  # the nightly's
+    database = cluster.shared / "here_batch" / "here_batch.db"  # the nightly's embedded SQLite default
+    assert _sqlite_count(database, "addresses_geocoded") == _sqlite_count(database, "addresses") > 0
     print(f"outputs in the shared location {shared}: {written}")
     for worker in WORKERS:
         home = cluster.root / worker
         data = [p for p in home.rglob("*") if p.suffix in (".csv", ".jsonl", ".geojson", ".txt", ".db")]
         assert not data, f"{worker} kept data in its own directory: {data}"
 
-    # One HERE job per submit task instance, and no job that no task asked for.
+    # The nightly and the initial load took the split path: 322 records, 100 per job -> 4 parts each.
+    for dag_id in sorted({"here_batch_nightly_geocode", "here_batch_initial_load"} & set(runs)):
+        parts = {t["map_index"] for t in tries if t["dag_id"] == dag_id and t["task_id"] == "geocode.run"}
+        assert parts == {0, 1, 2, 3}, (dag_id, parts)
+
+    # One HERE job per submit task instance and per split part, and no job that no task asked for.
     counts, strays = _jobs_per_submit_task(cluster, set(runs))
     print(f"HERE jobs per submit task instance: {counts}")
     assert counts and set(counts.values()) == {1}, counts
@@ -150,17 +168,16 @@ def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
     fixed = LOCAL_XCOM_PENDING & set(runs) - offenders
     assert not fixed, f"{fixed} no longer hand over a local path: remove them from LOCAL_XCOM_PENDING"
 
-    # The asset update of the TaskFlow example's download scheduled the consumer DAG.
-    consumer_runs = _wait_for_consumer(cluster)
-    assert consumer_runs, "the consumer DAG did not run after the geocoded-addresses update"
+    # The nightly sink's asset event (and the TaskFlow download's) scheduled the consumer DAG, which ran.
+    run_id = _wait_for_consumer(cluster, source_dag_id="here_batch_nightly_geocode")
     report = cluster.api(
         "GET",
-        f"/api/v2/dags/{CONSUMER}/dagRuns/{consumer_runs[0]['dag_run_id']}/taskInstances/report_updates"
-        "/xcomEntries/return_value",
+        f"/api/v2/dags/{CONSUMER}/dagRuns/{run_id}/taskInstances/report_updates/xcomEntries/return_value",
     )["value"]
     report = _loads(report) if isinstance(report, str) else report
-    print(f"consumer run {consumer_runs[0]['dag_run_id']} after the asset update: {report}")
-    assert report["updates"] >= 1
+    print(f"consumer run {run_id} after the nightly's asset update: {report}")
+    tables = [e for e in report["events"] if e.get("table")]
+    assert tables and tables[0]["table"] == "addresses_geocoded" and tables[0]["records_written"] > 0, report
     assert all(e.get("results_exist") for e in report["events"] if e.get("results")), report
 
 
@@ -171,17 +188,35 @@ def _loads(text: str) -> Any:
         return text
 
 
-def _wait_for_consumer(cluster: CeleryCluster, timeout: float = 90) -> list[dict[str, Any]]:
+def _sqlite_count(database: Path, table: str) -> int:
+    import sqlite3
+
+    assert database.is_file(), f"no embedded database at {database}"
+    conn = sqlite3.connect(database)
+    try:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _wait_for_consumer(cluster: CeleryCluster, source_dag_id: str, timeout: float = 120) -> str:
+    """The run id of a successful consumer run that consumed an asset event of ``source_dag_id``."""
     deadline = time.monotonic() + timeout
+    rows: list[tuple[Any, ...]] = []
     while time.monotonic() < deadline:
-        runs = cluster.api("GET", f"/api/v2/dags/{CONSUMER}/dagRuns")["dag_runs"]
-        done = [r for r in runs if r["state"] == "success"]
+        rows = cluster.query(
+            "SELECT r.run_id, r.state, e.source_dag_id, e.source_task_id FROM dagrun_asset_event d "
+            "JOIN asset_event e ON e.id = d.event_id JOIN dag_run r ON r.id = d.dag_run_id "
+            "WHERE r.dag_id = %s",
+            CONSUMER,
+        )
+        done = [r for r in rows if r[1] == "success" and r[2] == source_dag_id]
         if done:
-            return done
-        if any(r["state"] == "failed" for r in runs):
-            raise AssertionError(f"consumer run failed: {runs}\n{cluster.describe()}")
+            return str(done[0][0])
+        if any(r[1] == "failed" for r in rows):
+            raise AssertionError(f"consumer run failed: {rows}\n{cluster.describe()}")
         time.sleep(2)
-    return []
+    raise AssertionError(f"the consumer DAG did not run after an asset event of {source_dag_id}: {rows}")
 
 
 def test_assets_listed(cluster: CeleryCluster) -> None:
