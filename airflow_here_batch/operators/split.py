@@ -21,7 +21,7 @@ The shape is Airflow's own dynamic task mapping (see ``docs/split.md`` for why):
 from __future__ import annotations
 
 import contextlib
-import gzip
+import io
 import itertools
 import json
 import sys
@@ -93,22 +93,20 @@ def _binary_lines(source: Any, conn_id: str | None) -> contextlib.AbstractContex
 
     @contextlib.contextmanager
     def opened() -> Iterator[Iterator[bytes]]:
-        if isinstance(source, bytes):
-            source_text = source.decode("utf-8")
-        else:
-            source_text = None if hasattr(source, "protocol") else str(source)
-        if source_text is not None and "\n" in source_text:
-            yield (line.encode("utf-8") for line in source_text.splitlines(keepends=True))
+        # The submit operator's reading rules (utils.input_source, api.inputs): a str is inline text
+        # when it holds a line break; lines split at \n only; gzip recognised by its magic bytes.
+        from airflow_here_batch.api.inputs import iter_input_lines
+        from airflow_here_batch.utils.input_source import is_inline_text
+
+        if isinstance(source, (bytes, bytearray)) or is_inline_text(source):
+            data = source.encode("utf-8") if isinstance(source, str) else bytes(source)
+            yield iter_input_lines(io.BytesIO(data))
             return
         path = _as_storage(source, conn_id)
         if not path.exists():
             raise AirflowException(f"input {path} does not exist")
         with path.open("rb") as handle:
-            if path.name.endswith(".gz"):
-                with gzip.open(handle, "rb") as unzipped:
-                    yield iter(unzipped)  # type: ignore[arg-type]
-            else:
-                yield iter(handle)
+            yield iter_input_lines(handle)
 
     return opened()
 
