@@ -1,6 +1,6 @@
 """Real databases for the SQL source/sink tests: a SQLite file and a throwaway PostgreSQL database.
 
-PostgreSQL: ``HERE_BATCH_TEST_POSTGRES_URI`` (default ``postgresql://postgres@127.0.0.1:5432/test``) is a
+PostgreSQL: ``HERE_BATCH_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``) is a
 server where the tests may create and drop databases; each test gets its own database
 ``here_batch_t_<random>``, dropped afterwards. When the server is unreachable the PostgreSQL tests skip
 with a message saying how to point them at one, except under ``CI=true``, where they fail.
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-POSTGRES_URI_ENV = "HERE_BATCH_TEST_POSTGRES_URI"
+POSTGRES_URI_ENV = "HERE_BATCH_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URI = "postgresql://postgres@127.0.0.1:5432/test"
 
 
