@@ -66,6 +66,8 @@ __all__ = [
 #: :func:`embedded_database_path` (one file every worker of one machine reaches by path).
 EMBEDDED_CONN_ID = "here_batch_sqlite_default"
 _STAGE = "here_batch_stage"
+#: Fingerprint entries the sink keeps while matching results that come back out of order (~6 MB).
+MERGE_WINDOW = 20_000
 _FINGERPRINTS = "here_batch_fingerprints"
 
 
@@ -906,7 +908,7 @@ class BatchResultsToSqlOperator(BaseOperator):
         ):
             raise ValueError(f"not a fingerprints file of the extract task: header {header.strip()!r}")
         text = names.index("request_text") if "request_text" in names else None
-        return FingerprintMerge(csv.reader(lines, delimiter="|"), request_text=text)
+        return FingerprintMerge(csv.reader(lines, delimiter="|"), request_text=text, window=MERGE_WINDOW)
 
     def _load_fingerprints(self, conn: Any, dialect: str) -> None:
         """The whole fingerprints file into the temporary table, inside the current batch's transaction
