@@ -2,8 +2,8 @@
 
 A 1,000,000-row ``addresses`` table (quick: 20,000) in a throwaway PostgreSQL database is geocoded into
 ``addresses_geocoded`` through the emulator (its own process, ``records_per_second=inf``,
-``queue_delay=0``), the way ``here_batch_nightly_geocode`` does it: each task of the DAG runs in its own process, one after
-the other:
+``queue_delay=0``), the way ``here_batch_nightly_geocode`` does it: each task of the DAG runs in its own
+process, one after the other:
 
 1. ``extract_changed``: ``SqlToBatchInputOperator.execute`` (incremental, fingerprints from the target);
 2. ``submit_geocode_job`` + ``wait_for_job`` + ``download_results``: ``HereBatchHook.create_job``
