@@ -663,6 +663,11 @@ class BatchResultsToSqlOperator(BaseOperator):
     batches written and the failed batch not at all, never half of one; rerunning writes every record
     again without duplicates (or, from a new run with ``incremental=True``, sends only the records not
     yet written). ``DbApiHook.insert_rows`` does not fit: it commits on its own connection per chunk.
+    On PostgreSQL, a table that held no rows when the task started takes each batch by a plain ``COPY``
+    into the table, still one transaction per batch (a batch that conflicts after all is rolled back
+    and upserted). Each row's fingerprint comes from the extract's file by an ordered merge
+    (:class:`~airflow_here_batch.utils.sql_records.FingerprintMerge`), looked up in SQL for the rows
+    the merge misses.
 
     Only the first item of each record is kept (``seqNumber`` 1, HERE's best match). A record HERE lists
     in the errors report gets ``status = 'failed'``, NULL coordinates and HERE's code and message.
@@ -1157,7 +1162,7 @@ def _insert_many(
 ) -> None:
     """Insert rows into a table on ``conn`` without committing: ``COPY`` on PostgreSQL.
 
-    ``text=True``: the rows are PostgreSQL ``COPY`` text lines already (:func:`_copy_lines`).
+    ``text=True``: the rows are PostgreSQL ``COPY`` text lines already (built by the sink).
     """
     names = ", ".join(quote_identifier(c) for c in columns)
     cursor = conn.cursor()
@@ -1191,24 +1196,6 @@ def _no_fingerprint(rec_id: str) -> tuple[None, None]:
 def _sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of a PostgreSQL error (psycopg 3 ``sqlstate``, psycopg2 ``pgcode``)."""
     return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-
-
-def _copy_lines(rows: Iterable[tuple[Any, ...]], take: Any, tail: str) -> Iterator[str]:
-    """Each row completed with ``take(rec_id)`` (request text, fingerprint) as a ``COPY`` text line
-    ending in ``tail`` (the job id and time, already in COPY text, and the newline)."""
-    for row in rows:
-        row = (*row, *take(row[0]))
-        line = "\t".join(["\\N" if v is None else v if v.__class__ is str else repr(v) for v in row])
-        # Escapes only when a value holds a tab, backslash or line end (rare): counted, not searched
-        # per value.
-        if (
-            line.count("\t") != len(row) - 1
-            or line.count("\\") != row.count(None)
-            or "\n" in line
-            or "\r" in line
-        ):
-            line = "\t".join([_copy_value(v) for v in row])
-        yield line + tail
 
 
 def _copy_value(value: Any) -> str:
