@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from airflow_here_batch.utils.sql_records import (
     FINGERPRINT_LENGTH,
     STATUS_FAILED,
     FingerprintIndex,
+    FingerprintMerge,
     MappingError,
     RecordMapping,
     ResultLayout,
@@ -64,6 +66,8 @@ __all__ = [
 #: :func:`embedded_database_path` (one file every worker of one machine reaches by path).
 EMBEDDED_CONN_ID = "here_batch_sqlite_default"
 _STAGE = "here_batch_stage"
+#: Fingerprint entries the sink keeps while matching results that come back out of order (~6 MB).
+MERGE_WINDOW = 20_000
 _FINGERPRINTS = "here_batch_fingerprints"
 
 
@@ -486,6 +490,14 @@ class SqlToBatchInputOperator(BaseOperator):
             if prefilter:
                 total = self._check_keys(conn, sql, key, quoted_key)
                 query, params = self._prefilter_query(mapping, sql, resolved, quoted_key, dialect)
+                if dialect == "postgresql":
+                    # A cursor's plan is made for its first 10 % of rows by default: a nested loop of
+                    # primary-key probes into the target per source row (1.9 s for 1,000,000 rows, P8).
+                    # The pre-filter reads its result to the end: plan for the whole (a hash join,
+                    # 1.0 s). For this transaction only.
+                    setting = conn.cursor()
+                    setting.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+                    setting.close()
                 cursor.execute(query, params)
                 stored_index, force_index = len(names), len(names) + 1
             else:
@@ -651,6 +663,11 @@ class BatchResultsToSqlOperator(BaseOperator):
     batches written and the failed batch not at all, never half of one; rerunning writes every record
     again without duplicates (or, from a new run with ``incremental=True``, sends only the records not
     yet written). ``DbApiHook.insert_rows`` does not fit: it commits on its own connection per chunk.
+    On PostgreSQL, a table that held no rows when the task started takes each batch by a plain ``COPY``
+    into the table, still one transaction per batch (a batch that conflicts after all is rolled back
+    and upserted). Each row's fingerprint comes from the extract's file by an ordered merge
+    (:class:`~airflow_here_batch.utils.sql_records.FingerprintMerge`), looked up in SQL for the rows
+    the merge misses.
 
     Only the first item of each record is kept (``seqNumber`` 1, HERE's best match). A record HERE lists
     in the errors report gets ``status = 'failed'``, NULL coordinates and HERE's code and message.
@@ -796,6 +813,11 @@ class BatchResultsToSqlOperator(BaseOperator):
         """Write each job's results and errors: ``jobs`` holds ``(job id, results, errors)`` where results
         and errors are callables returning a context manager of lines (or of ``None``).
 
+        Each row's fingerprint and request text come from the extract's file by an ordered merge
+        (:class:`~airflow_here_batch.utils.sql_records.FingerprintMerge`: the file lists the records in
+        the order they were sent); a row the merge misses (HERE does not promise the input order, shared
+        doc §12 #8) is looked up in SQL, from the file loaded into a temporary table only then.
+
         :returns: ``{"results": records written from the results, "errors": failed records written}``.
         """
         dialect = _dialect(hook)
@@ -803,21 +825,24 @@ class BatchResultsToSqlOperator(BaseOperator):
         counts = {"results": 0, "errors": 0}
         try:
             self._prepare(conn, dialect)
-            with fingerprints() as lines:
-                if lines is not None:
-                    self._load_fingerprints(conn, dialect, lines)
             conn.commit()
             now = geocoded_at or datetime.now(timezone.utc)
-            stamp: Any = now if dialect == "postgresql" else now.isoformat()
-            for job_id, results, errors in jobs:
-                with results() as lines:
-                    if lines is not None:
-                        rows = self._result_rows(lines)
-                        counts["results"] += self._write_rows(conn, dialect, rows, job_id, stamp)
-                with errors() as lines:
-                    if lines is not None:
-                        rows = self._error_rows(lines)
-                        counts["errors"] += self._write_rows(conn, dialect, rows, job_id, stamp)
+            self._stamp = now if dialect == "postgresql" else now.isoformat()
+            with fingerprints() as lines:
+                merge = self._merge(lines)
+                self._fingerprints = fingerprints if merge is not None else None
+                for job_id, results, errors in jobs:
+                    with results() as lines:
+                        if lines is not None:
+                            rows = self._result_rows(lines)
+                            fast = lines if dialect == "postgresql" else None
+                            counts["results"] += self._write_rows(
+                                conn, dialect, rows, job_id, merge, lines=fast
+                            )
+                    with errors() as lines:
+                        if lines is not None:
+                            rows = self._error_rows(lines)
+                            counts["errors"] += self._write_rows(conn, dialect, rows, job_id, merge)
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -834,6 +859,7 @@ class BatchResultsToSqlOperator(BaseOperator):
             for statement in create_table_sql(dialect, self.table, self._columns):
                 cursor.execute(statement)
             self.log.info("HERE Batch: created table %s", self.table)
+            self._direct = dialect == "postgresql"
         else:
             have = {c.lower() for c in existing}
             if "request_text" not in have:  # bookkeeping added after the table was made
@@ -847,17 +873,20 @@ class BatchResultsToSqlOperator(BaseOperator):
                     f"table {self.table} lacks the columns {missing} for these output columns: add them "
                     "(ALTER TABLE ... ADD COLUMN, text) or write to a new table"
                 )
-        staged = [
-            c
-            for c in self._columns
-            if c.name not in ("request_text", "request_fingerprint", "job_id", "geocoded_at")
-        ]
-        types = {"text": "TEXT", "float": "DOUBLE PRECISION" if dialect == "postgresql" else "REAL"}
+            # An empty table takes plain COPYs (no key can conflict); a batch that does conflict after
+            # all (a concurrent writer, a key twice) is rolled back and upserted instead.
+            cursor.execute(f"SELECT 1 FROM {quote_identifier(self.table)} LIMIT 1")
+            self._direct = dialect == "postgresql" and cursor.fetchone() is None
+        types = {
+            "text": "TEXT",
+            "float": "DOUBLE PRECISION" if dialect == "postgresql" else "REAL",
+            "timestamp": "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "TEXT",
+        }
         cursor.execute(f"DROP TABLE IF EXISTS {_temp(dialect, _STAGE)}")
         cursor.execute(f"DROP TABLE IF EXISTS {_temp(dialect, _FINGERPRINTS)}")
         cursor.execute(
             f"CREATE TEMPORARY TABLE {_STAGE} ("
-            + ", ".join(f"{quote_identifier(c.name)} {types[c.kind]}" for c in staged)
+            + ", ".join(f"{quote_identifier(c.name)} {types[c.kind]}" for c in self._columns)
             + ")"
             # PostgreSQL empties it at each commit (cheaper than a DELETE per batch).
             + (" ON COMMIT DELETE ROWS" if dialect == "postgresql" else "")
@@ -867,28 +896,31 @@ class BatchResultsToSqlOperator(BaseOperator):
             "(rec_id TEXT PRIMARY KEY, fingerprint TEXT, request_text TEXT)"
         )
         cursor.close()
-        self._staged = [c.name for c in staged]
-        ph = _placeholder(dialect)
-        # One scalar subquery: one primary-key lookup per staged row, returning the fingerprint (32
-        # characters) and the request text in one value. A join would let PostgreSQL hash the whole
-        # fingerprints table for every batch; two subqueries cost two lookups (P9).
+        self._fingerprints_loaded = False
+        # Every row carries every column; a row whose fingerprint the merge missed has NULL
+        # request_fingerprint and gets it here, by one primary-key lookup (CASE evaluates the subquery
+        # only for such rows; a join would hash the whole fingerprints table for every batch).
+        self._names = [c.name for c in self._columns]
+        data = [c for c in self._names if c not in ("request_text", "request_fingerprint")]
         info = (
-            f"(SELECT f.fingerprint || COALESCE(f.request_text, '') FROM {_FINGERPRINTS} f "
-            "WHERE f.rec_id = s.rec_id) AS here_batch_info"
+            f"CASE WHEN s.request_fingerprint IS NULL THEN (SELECT f.fingerprint || "
+            f"COALESCE(f.request_text, '') FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id) END"
         )
         select = (
             "SELECT "
-            + ", ".join(f"s.{quote_identifier(c)}" for c in self._staged)
-            + f", SUBSTR(s.here_batch_info, {FINGERPRINT_LENGTH + 1}), "
-            f"SUBSTR(s.here_batch_info, 1, {FINGERPRINT_LENGTH}), {ph}, {ph} "
-            f"FROM (SELECT s.*, {info} FROM {_STAGE} s) s WHERE true"
+            + ", ".join(f"s.{quote_identifier(c)}" for c in data)
+            + ", CASE WHEN s.request_fingerprint IS NULL "
+            f"THEN SUBSTR(s.here_batch_info, {FINGERPRINT_LENGTH + 1}) ELSE s.request_text END, "
+            "CASE WHEN s.request_fingerprint IS NULL "
+            f"THEN SUBSTR(s.here_batch_info, 1, {FINGERPRINT_LENGTH}) ELSE s.request_fingerprint END "
+            f"FROM (SELECT s.*, {info} AS here_batch_info FROM {_STAGE} s) s WHERE true"
         )
-        columns = [*self._staged, "request_text", "request_fingerprint", "job_id", "geocoded_at"]
-        self._upsert = upsert_sql(dialect, self.table, columns, select)
+        self._upsert = upsert_sql(dialect, self.table, [*data, "request_text", "request_fingerprint"], select)
 
-    def _load_fingerprints(self, conn: Any, dialect: str, lines: Iterator[str]) -> None:
-        """The extract's ``fingerprints.csv`` (header ``rec_id|fingerprint[|request_text]``) into a
-        temporary table."""
+    def _merge(self, lines: Iterator[str] | None) -> FingerprintMerge | None:
+        """The extract's ``fingerprints.csv`` (header ``rec_id|fingerprint[|request_text]``) as a merge."""
+        if lines is None:
+            return None
         header = next(lines, "")
         names = next(csv.reader([header], delimiter="|"), [])
         if (
@@ -897,46 +929,98 @@ class BatchResultsToSqlOperator(BaseOperator):
             or not set(names) <= {*names[:2], "request_text"}
         ):
             raise ValueError(f"not a fingerprints file of the extract task: header {header.strip()!r}")
-        cursor = conn.cursor()
-        if dialect == "postgresql" and hasattr(cursor, "copy"):
-            sql = f"COPY {_FINGERPRINTS} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, DELIMITER '|')"
-            with cursor.copy(sql) as copy:
-                block: list[str] = []
-                for line in lines:
-                    block.append(line)
-                    if len(block) >= 20_000:
-                        copy.write("".join(block))
-                        block = []
-                copy.write("".join(block))
-        else:
-            rows = csv.reader(lines, delimiter="|")
-            _insert_many(conn, dialect, _FINGERPRINTS, names, rows, 10_000)
-        cursor.close()
-        if dialect == "postgresql":
-            conn.cursor().execute(f"ANALYZE {_FINGERPRINTS}")
+        text = names.index("request_text") if "request_text" in names else None
+        return FingerprintMerge(csv.reader(lines, delimiter="|"), request_text=text, window=MERGE_WINDOW)
 
-    def _result_rows(self, lines: Iterator[str]) -> Iterator[tuple[Any, ...]]:
+    def _load_fingerprints(self, conn: Any, dialect: str) -> None:
+        """The whole fingerprints file into the temporary table, inside the current batch's transaction
+        (only when the merge missed a row; a rollback empties it again)."""
+        with self._fingerprints() as lines:
+            header = next(lines, "")
+            names = next(csv.reader([header], delimiter="|"), [])
+            cursor = conn.cursor()
+            if dialect == "postgresql" and hasattr(cursor, "copy"):
+                sql = f"COPY {_FINGERPRINTS} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, DELIMITER '|')"
+                with cursor.copy(sql) as copy:
+                    block: list[str] = []
+                    for line in lines:
+                        block.append(line)
+                        if len(block) >= 20_000:
+                            copy.write("".join(block))
+                            block = []
+                    copy.write("".join(block))
+                cursor.execute(f"ANALYZE {_FINGERPRINTS}")
+            else:
+                rows = csv.reader(lines, delimiter="|")
+                _insert_many(conn, dialect, _FINGERPRINTS, names, rows, 10_000)
+            cursor.close()
+        self._fingerprints_loaded = True
+
+    def _layout(self, lines: Iterator[str]) -> tuple[ResultLayout, str] | None:
+        """The results header (the first non-blank line) read off ``lines``: its layout and delimiter."""
         from airflow_here_batch.api.outputs import detect_delimiter
 
-        layout: ResultLayout | None = None
-        delimiter = "|"
         for line in lines:
-            if layout is None:
-                text = line.lstrip("\ufeff").rstrip("\r\n")
-                if not text:
-                    continue
+            text = line.lstrip("\ufeff").rstrip("\r\n")
+            if text:
                 delimiter = detect_delimiter(text)
-                layout = ResultLayout(layout_split(text, delimiter), self._columns)
+                return ResultLayout(layout_split(text, delimiter), self._columns), delimiter
+        return None
+
+    def _result_rows(self, lines: Iterator[str]) -> Iterator[tuple[Any, ...]]:
+        """``(rec_id, status, lat, lng, match_level, *fields, error_code, error_message)`` per record."""
+        found = self._layout(lines)
+        if found is None:
+            return
+        layout, delimiter = found
+        for line in lines:
+            if '"' in line:
+                cells = layout_split(line, delimiter)
+            else:
+                text = line.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                cells = text.split(delimiter)
+            values = layout.values(cells)
+            if values is not None:
+                yield (*values, None, None)
+
+    def _result_copy_lines(self, lines: Iterator[str], take: Any, tail: str) -> Iterator[tuple[str, bool]]:
+        """The results as complete ``COPY`` text lines of the target table (PostgreSQL): ``(line, whether
+        the merge missed its fingerprint)``. The same rows as :meth:`_result_rows`, built without the
+        intermediate values when the line needs no escaping (the common case)."""
+        found = self._layout(lines)
+        if found is None:
+            return
+        layout, delimiter = found
+        errors = "\t\\N\t\\N\t"  # error_code, error_message
+        join = "\t".join
+        for line in lines:
+            text = line.rstrip("\r\n")
+            if '"' in text or "\\" in text or "\t" in text or "\r" in text:
+                cells = layout_split(text, delimiter)
+                values = layout.values(cells)
+                if values is None:
+                    continue
+                request_text, fingerprint = take(values[0])
+                row = (*values, None, None, request_text, fingerprint)
+                yield "\t".join([_copy_value(v) for v in row]) + tail, fingerprint is None
                 continue
-            if line == "\n" or not line.strip():
+            if not text.strip():
                 continue
-            values = layout.values(layout.split(line, delimiter))
-            if values is None:
+            cells = layout.copy_cells(text.split(delimiter))
+            if cells is None:
                 continue
-            yield (*values, None, None)
+            request_text, fingerprint = take(cells[0])
+            if fingerprint is None:
+                yield f"{join(cells)}{errors}\\N\t\\N{tail}", True
+                continue
+            if "\\" in request_text or "\t" in request_text or "\n" in request_text or "\r" in request_text:
+                request_text = _copy_value(request_text)
+            yield f"{join(cells)}{errors}{request_text}\t{fingerprint}{tail}", False
 
     def _error_rows(self, lines: Iterator[str]) -> Iterator[tuple[Any, ...]]:
-        fields = [None] * (len(self._staged) - 7)
+        fields = [None] * (len(self._columns) - 11)
         for line in lines:
             parsed = parse_error_line(line)
             if parsed is None:
@@ -945,32 +1029,119 @@ class BatchResultsToSqlOperator(BaseOperator):
             yield (rec_id, STATUS_FAILED, None, None, None, *fields, code or None, message or None)
 
     def _write_rows(
-        self, conn: Any, dialect: str, rows: Iterable[tuple[Any, ...]], job_id: str | None, stamp: Any
+        self,
+        conn: Any,
+        dialect: str,
+        rows: Iterator[tuple[Any, ...]],
+        job_id: str | None,
+        merge: FingerprintMerge | None,
+        lines: Iterator[str] | None = None,
     ) -> int:
+        """Rows completed with their bookkeeping, in batches of ``batch_size``, one transaction each
+        (``lines``: the results file itself, for the PostgreSQL fast path instead of ``rows``)."""
+        take = merge.take if merge is not None else _no_fingerprint
         total = 0
-        batch: list[tuple[Any, ...]] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= self.batch_size:
-                total += self._write_batch(conn, dialect, batch, job_id, stamp)
-                batch = []
-        if batch:
-            total += self._write_batch(conn, dialect, batch, job_id, stamp)
-        return total
+        if dialect == "postgresql":
+            tail = "\t" + _copy_value(job_id) + "\t" + _copy_value(self._stamp) + "\n"
+            if lines is not None:
+                copy_lines = self._result_copy_lines(lines, take, tail)
+            else:
+                copy_lines = (
+                    ("\t".join([_copy_value(v) for v in (*row, *fp)]) + tail, fp[1] is None)
+                    for row in rows
+                    for fp in (take(row[0]),)
+                )
+            while count := self._write_copy_batch(conn, copy_lines, merge is not None):
+                total += count
+            return total
+        stamp = self._stamp
+        full = ((*row, *take(row[0]), job_id, stamp) for row in rows)
+        while True:
+            before = merge.missed if merge is not None else 0
+            batch = list(itertools.islice(full, self.batch_size))
+            if not batch:
+                return total
+            missed = merge is not None and merge.missed != before
+            total += self._stage_batch(conn, dialect, batch, missed=missed)
 
-    def _write_batch(
-        self, conn: Any, dialect: str, batch: list[tuple[Any, ...]], job_id: str | None, stamp: Any
+    def _write_copy_batch(self, conn: Any, lines: Iterator[tuple[str, bool]], lookup: bool) -> int:
+        """Up to ``batch_size`` COPY lines in one transaction, streamed while they are built (PostgreSQL
+        parses one block while the next is made). Into a table that had no rows: a plain ``COPY``
+        (rows whose fingerprint the merge missed are upserted with the lookup after it); a batch that
+        conflicts after all (a concurrent writer, a key twice) is rolled back and upserted whole.
+
+        :returns: the rows written (0 at the end of ``lines``).
+        """
+        taken: list[str] = []
+        missed: list[str] = []
+        batch = itertools.islice(lines, self.batch_size)
+        cursor = conn.cursor()
+        if self._direct and hasattr(cursor, "copy"):
+            names = ", ".join(quote_identifier(c) for c in self._names)
+            loaded = self._fingerprints_loaded
+            try:
+                with cursor.copy(f"COPY {quote_identifier(self.table)} ({names}) FROM STDIN") as copy:
+                    block: list[str] = []
+                    for line, miss in batch:
+                        taken.append(line)
+                        if miss and lookup:
+                            missed.append(line)
+                            continue
+                        block.append(line)
+                        if len(block) >= 1_000:
+                            copy.write("".join(block))
+                            block = []
+                    copy.write("".join(block))
+                if not taken:
+                    conn.rollback()
+                    return 0
+                if missed:
+                    self._stage_batch(conn, "postgresql", missed, missed=lookup, commit=False)
+                conn.commit()
+                return len(taken)
+            except Exception as exc:
+                self._fingerprints_loaded = loaded
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                if _sqlstate(exc) != "23505":  # unique_violation: a key is there already
+                    raise
+                self._direct = False
+                for line, miss in batch:  # the rest of the batch, if the COPY stopped early
+                    taken.append(line)
+                    if miss and lookup:
+                        missed.append(line)
+                return self._stage_batch(conn, "postgresql", taken, missed=bool(missed) and lookup)
+        for line, miss in batch:
+            taken.append(line)
+            if miss and lookup:
+                missed.append(line)
+        cursor.close()
+        if not taken:
+            return 0
+        return self._stage_batch(conn, "postgresql", taken, missed=bool(missed) and lookup)
+
+    def _stage_batch(
+        self, conn: Any, dialect: str, batch: list[Any], *, missed: bool, commit: bool = True
     ) -> int:
-        """Stage one batch and upsert it, in one transaction (committed, or rolled back on any error)."""
+        """Stage one batch and upsert it, in one transaction (committed, or rolled back on any error).
+        ``missed``: some row lacks its fingerprint (the merge missed it), so the fingerprints file is
+        loaded for the lookup first."""
+        loaded = False
         try:
-            _insert_many(conn, dialect, _STAGE, self._staged, batch, len(batch))
+            if missed and self._fingerprints is not None and not self._fingerprints_loaded:
+                self._load_fingerprints(conn, dialect)
+                loaded = True
+            _insert_many(conn, dialect, _STAGE, self._names, batch, len(batch), text=dialect == "postgresql")
             cursor = conn.cursor()
-            cursor.execute(self._upsert, (job_id, stamp))
+            cursor.execute(self._upsert)
             if dialect != "postgresql":
                 cursor.execute(f"DELETE FROM {_STAGE}")
             cursor.close()
-            conn.commit()
+            if commit:
+                conn.commit()
         except BaseException:
+            if loaded:  # rolled back with the batch
+                self._fingerprints_loaded = False
             with contextlib.suppress(Exception):
                 conn.rollback()
             raise
@@ -989,19 +1160,32 @@ def _temp(dialect: str, name: str) -> str:
 
 
 def _insert_many(
-    conn: Any, dialect: str, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], chunk: int
+    conn: Any,
+    dialect: str,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Any],
+    chunk: int,
+    *,
+    text: bool = False,
 ) -> None:
-    """Insert rows into a (staging) table on ``conn`` without committing: ``COPY`` on PostgreSQL."""
+    """Insert rows into a table on ``conn`` without committing: ``COPY`` on PostgreSQL.
+
+    ``text=True``: the rows are PostgreSQL ``COPY`` text lines already (built by the sink).
+    """
     names = ", ".join(quote_identifier(c) for c in columns)
     cursor = conn.cursor()
     if dialect == "postgresql":
-        # COPY text built here in one block: psycopg 3's write_row sends each row on its own.
-        text = "".join([_copy_line(row) for row in rows])
+        # COPY text sent in large blocks: psycopg 3's write_row sends each row on its own.
+        lines = rows if text else [_copy_line(row) for row in rows]
+        sql = f"COPY {table} ({names}) FROM STDIN"
         if hasattr(cursor, "copy"):  # psycopg 3
-            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                copy.write(text)
+            with cursor.copy(sql) as copy:
+                lines = list(lines)
+                for start in range(0, len(lines), 2_000):
+                    copy.write("".join(lines[start : start + 2_000]))
         else:  # psycopg2
-            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN", io.StringIO(text))
+            cursor.copy_expert(sql, io.StringIO("".join(lines)))
     else:
         ph = _placeholder(dialect)
         sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([ph] * len(columns))})"
@@ -1014,18 +1198,36 @@ def _insert_many(
     cursor.close()
 
 
+def _no_fingerprint(rec_id: str) -> tuple[None, None]:
+    return None, None
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error (psycopg 3 ``sqlstate``, psycopg2 ``pgcode``)."""
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+
+
+def _copy_value(value: Any) -> str:
+    """One value in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes)."""
+    if value is None:
+        return "\\N"
+    text = (
+        value
+        if value.__class__ is str
+        else value.isoformat()
+        if isinstance(value, datetime)
+        else repr(value)
+        if isinstance(value, float)
+        else str(value)
+    )
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
 def _copy_line(row: Sequence[Any]) -> str:
     """One row in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes), with its ``\\n``."""
-    cells = []
-    for value in row:
-        if value is None:
-            cells.append("\\N")
-            continue
-        text = value if value.__class__ is str else str(value)
-        if not text.isprintable() or "\\" in text:
-            text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-        cells.append(text)
-    return "\t".join(cells) + "\n"
+    return "\t".join([_copy_value(v) for v in row]) + "\n"
 
 
 def _lines(stream: Any, size: int = 1 << 20) -> Iterator[str]:

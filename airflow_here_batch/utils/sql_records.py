@@ -43,6 +43,7 @@ __all__ = [
     "STATUS_NO_MATCH",
     "STATUS_OK",
     "FingerprintIndex",
+    "FingerprintMerge",
     "MappingError",
     "RecordMapping",
     "ResultLayout",
@@ -369,6 +370,57 @@ class FingerprintIndex:
         return i < len(values) and values[i] == value
 
 
+class FingerprintMerge:
+    """The extract's fingerprints matched to result rows by ``recId`` in one pass, in bounded memory.
+
+    The extract writes one ``rec_id|fingerprint|request_text`` entry per record sent, in the order the
+    records were sent; HERE's results usually come back in that order, minus the failed records (which
+    are in the errors report). :meth:`take` reads the entries forward up to the row's key, keeping the
+    ones passed over (at most ``window``; the oldest go first). A row whose entry is not found (results
+    in another order: HERE does not promise the input order, shared doc §12 #8) counts in
+    :attr:`missed`; the caller then looks it up elsewhere. Each entry is read once.
+
+    :param entries: the file's rows after its header (``csv.reader`` lists: key, fingerprint, ...).
+    :param request_text: the position of ``request_text`` in an entry, or ``None`` when the file has none
+        (the request text is then ``""``).
+    :param window: the most entries kept while looking ahead.
+    """
+
+    def __init__(
+        self, entries: Iterable[Sequence[str]], *, request_text: int | None = 2, window: int = 20_000
+    ) -> None:
+        self._entries = iter(entries)
+        self._text = request_text
+        self._window = window
+        self._pending: dict[str, tuple[str, str]] = {}
+        self._done = False
+        #: Rows :meth:`take` found no entry for.
+        self.missed = 0
+
+    def take(self, rec_id: str) -> tuple[str, str] | tuple[None, None]:
+        """``(request text, fingerprint)`` of ``rec_id``, or ``(None, None)`` when not found."""
+        pending = self._pending
+        if pending:
+            found = pending.pop(rec_id, None)
+            if found is not None:
+                return found
+        text = self._text
+        if not self._done:
+            for _ in range(self._window):
+                entry = next(self._entries, None)
+                if entry is None:
+                    self._done = True
+                    break
+                value = ((entry[text] if text is not None and len(entry) > text else ""), entry[1])
+                if entry[0] == rec_id:
+                    return value
+                pending[entry[0]] = value
+                if len(pending) > self._window:
+                    del pending[next(iter(pending))]
+        self.missed += 1
+        return None, None
+
+
 # --- the target table -----------------------------------------------------------------------------
 
 
@@ -502,6 +554,7 @@ class ResultLayout:
             for c in columns
             if c.name not in ("rec_id", "status", "lat", "lng", "match_level") and c.name not in BOOKKEEPING
         ]
+        self._field_positions = [i for _, i in self.fields]
         self._needs_row_position = self.lat is None or self.lng is None
         self.width = len(self.header)
 
@@ -514,29 +567,53 @@ class ResultLayout:
             seq = cells[self.seq]
             if seq and seq != "1":
                 return None
-        lat = lng = None
-        if self._needs_row_position:
-            position = row_position(dict(zip(self.header, cells, strict=False)))
-            if position is not None:
-                lat, lng = position
-        else:
-            try:
-                lat = float(cells[self.lat]) if cells[self.lat] else None  # type: ignore[index]
-                lng = float(cells[self.lng]) if cells[self.lng] else None  # type: ignore[index]
-            except ValueError:
-                lat = lng = None
-            if lat is None or lng is None:
-                lat = lng = None
-        status = STATUS_OK if lat is not None else STATUS_NO_MATCH
+        lat, lng = self._position(cells)
         match_level = cells[self.match_level] or None if self.match_level is not None else None
         return (
             cells[self.rec_id],
-            status,
+            STATUS_OK if lat is not None else STATUS_NO_MATCH,
             lat,
             lng,
             match_level,
             *[(cells[i] or None) if i is not None else None for _, i in self.fields],
         )
+
+    def copy_cells(self, cells: list[str]) -> list[str] | None:
+        """:meth:`values` as PostgreSQL ``COPY`` text cells (``\\N`` for NULL, floats by ``repr``), for
+        cells holding no tab, backslash or line end (the caller checks the line; else :meth:`values`)."""
+        if len(cells) < self.width:
+            cells = cells + [""] * (self.width - len(cells))
+        seq = self.seq
+        if seq is not None and cells[seq] != "1" and cells[seq]:
+            return None
+        if self._needs_row_position:
+            lat, lng = self._position(cells)
+            position = [repr(lat), repr(lng)] if lat is not None else None
+        else:
+            try:  # float("") raises too: no position
+                position = [repr(float(cells[self.lat])), repr(float(cells[self.lng]))]  # type: ignore[index]
+            except ValueError:
+                position = None
+        match_level = (cells[self.match_level] or "\\N") if self.match_level is not None else "\\N"
+        if position is None:
+            out = [cells[self.rec_id], STATUS_NO_MATCH, "\\N", "\\N", match_level]
+        else:
+            out = [cells[self.rec_id], STATUS_OK, *position, match_level]
+        out += [(cells[i] or "\\N") if i is not None else "\\N" for i in self._field_positions]
+        return out
+
+    def _position(self, cells: list[str]) -> tuple[float, float] | tuple[None, None]:
+        """``(lat, lng)`` of a row, or ``(None, None)`` when either is missing or not a number."""
+        if self._needs_row_position:
+            position = row_position(dict(zip(self.header, cells, strict=False)))
+            return position if position is not None else (None, None)
+        lat, lng = cells[self.lat], cells[self.lng]  # type: ignore[index]
+        if not lat or not lng:
+            return None, None
+        try:
+            return float(lat), float(lng)
+        except ValueError:
+            return None, None
 
     def split(self, line: str, delimiter: str) -> list[str]:
         """One results line as cells (HERE quoting, as in ``api.records.split_record``)."""

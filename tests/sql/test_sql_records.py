@@ -264,3 +264,44 @@ def test_copy_text_and_line_reading_helpers() -> None:
     )
     text = "a|1\nb|\x0bx\u2028y\r\nc|3"  # only \n ends a line (str.splitlines would split at \x0b, \u2028)
     assert list(_lines(io.StringIO(text), size=4)) == ["a|1\n", "b|\x0bx\u2028y\r\n", "c|3"]
+
+
+def test_the_fingerprint_merge_follows_the_file_and_bounds_what_it_keeps() -> None:
+    from airflow_here_batch.utils.sql_records import FingerprintMerge
+
+    entries = [[str(i), f"fp{i}", f"text{i}"] for i in range(1, 8)]
+    merge = FingerprintMerge(entries, window=2)
+    assert merge.take("1") == ("text1", "fp1")
+    assert merge.take("3") == ("text3", "fp3")  # 2 failed (in the errors report): kept aside
+    assert merge.take("2") == ("text2", "fp2")  # ... and found there
+    assert merge.take("7") == (None, None)  # beyond the window: missed, 4 and 5 kept aside
+    assert merge.take("4") == ("text4", "fp4")
+    assert merge.take("9") == (None, None)  # reads 6 and 7, dropping the oldest kept (5)
+    assert merge.take("5") == (None, None)
+    assert merge.take("7") == ("text7", "fp7")
+    assert merge.missed == 3
+    assert FingerprintMerge([["1", "fp"]], request_text=None).take("1") == ("", "fp")
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["1", "1", "1", "52.5", "13.25", "Berlin", "DEU", "houseNumber"],
+        ["2", "1", "0", "", "", "", "", ""],
+        ["3", "1", "1", "x", "13", "Somewhere", "DEU", "street"],
+        ["4", "2", "2", "1", "2", "second item", "DEU", "street"],
+        ["5", "", "", "1e3", "-0.1"],  # short row: padded
+        ["6", "1", "1", "nan", "inf", "odd", "", "place"],
+    ],
+)
+def test_copy_cells_are_the_typed_values_in_copy_text(cells: list[str]) -> None:
+    from airflow_here_batch.operators.sql import _copy_value
+    from airflow_here_batch.utils.sql_records import ResultLayout, target_columns
+
+    header = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|addressCountryCode|resultType"
+    layout = ResultLayout(header.split("|"), target_columns(["positionLat", "addressLabel", "resultType"]))
+    values = layout.values(cells)
+    copied = layout.copy_cells(cells)
+    assert (copied is None) == (values is None)
+    if values is not None:
+        assert copied == [_copy_value(v) for v in values]
