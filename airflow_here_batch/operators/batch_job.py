@@ -314,17 +314,11 @@ class SubmitBatchJobOperator(BaseOperator):
             if self._extra_jobs:
                 result["extra_jobs_stopped"] = list(self._extra_jobs)
             return result
-        from airflow_here_batch.api.outcome import is_finished, needs_errors_head, verdict
+        from airflow_here_batch.api.outcome import is_finished
         from airflow_here_batch.utils.waiting import defer_wait, worker_wait
 
         if is_finished(job):
-            head: list[str] = []
-            if needs_errors_head(job):
-                with contextlib.suppress(HereBatchError):
-                    head = self.hook.download_errors_head(job.id, 10)
-            outcome = verdict(job, allow_stopped=self.allow_stopped, errors_head=head)
-            assert outcome is not None
-            return self._finish(context, outcome)
+            return self._finish(context, self._ended_outcome(job))
         wait_args: dict[str, Any] = {
             "job_id": job.id,
             "poll_interval": self.poll_interval,
@@ -337,6 +331,18 @@ class SubmitBatchJobOperator(BaseOperator):
         if self.deferrable:
             defer_wait(self, context, here_conn_id=self.here_conn_id, **wait_args)
         return self._finish(context, worker_wait(self, context, self.hook, **wait_args))
+
+    def _ended_outcome(self, job: BatchJob) -> JobOutcome:
+        """HERE's verdict on a job that has ended already, with the first lines of its errors report."""
+        from airflow_here_batch.api.outcome import needs_errors_head, verdict
+
+        head: list[str] = []
+        if needs_errors_head(job):
+            with contextlib.suppress(HereBatchError):
+                head = self.hook.download_errors_head(job.id, 10)
+        outcome = verdict(job, allow_stopped=self.allow_stopped, errors_head=head)
+        assert outcome is not None
+        return outcome
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: return the job summary or fail with HERE's details."""

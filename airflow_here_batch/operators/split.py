@@ -505,19 +505,13 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         return HereBatchHook(self.here_conn_id, retry_policy=policy, deadline=self.hook.deadline)
 
     def _start_and_wait(self, context: Context, job: BatchJob) -> dict[str, Any]:
-        from airflow_here_batch.api.outcome import is_finished, needs_errors_head, verdict
+        from airflow_here_batch.api.outcome import is_finished
         from airflow_here_batch.utils.waiting import defer_wait, worker_wait
 
         if job.status in (JobStatus.SUBMITTED, JobStatus.STOPPED):
             job = self._start(context, job)  # a stopped job of an earlier try resumes
         elif is_finished(job):  # reattached to a job that ended already
-            head: list[str] = []
-            if needs_errors_head(job):
-                with contextlib.suppress(HereBatchError):
-                    head = self.hook.download_errors_head(job.id, 10)
-            outcome = verdict(job, allow_stopped=self.allow_stopped, errors_head=head)
-            assert outcome is not None
-            return self._complete(context, outcome)
+            return self._complete(context, self._ended_outcome(job))
         wait_args: dict[str, Any] = {
             "job_id": job.id,
             "poll_interval": self.poll_interval,
