@@ -169,15 +169,18 @@ def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
     assert not fixed, f"{fixed} no longer hand over a local path: remove them from LOCAL_XCOM_PENDING"
 
     # The nightly sink's asset event (and the TaskFlow download's) scheduled the consumer DAG, which ran.
-    run_id = _wait_for_consumer(cluster, source_dag_id="here_batch_nightly_geocode")
-    report = cluster.api(
-        "GET",
-        f"/api/v2/dags/{CONSUMER}/dagRuns/{run_id}/taskInstances/report_updates/xcomEntries/return_value",
-    )["value"]
-    report = _loads(report) if isinstance(report, str) else report
-    print(f"consumer run {run_id} after the nightly's asset update: {report}")
+    # The scheduler may start a scheduled nightly run beside the triggered one: the second finds nothing
+    # to send and its sink reports 0 rows; wait for the consumer run of the run that wrote the rows.
+    report = _wait_for_consumer_report(
+        cluster,
+        source_dag_id="here_batch_nightly_geocode",
+        wanted=lambda r: any(
+            e.get("table") == "addresses_geocoded" and e.get("records_written", 0) > 0 for e in r["events"]
+        ),
+    )
+    print(f"consumer run after the nightly's asset update: {report}")
     tables = [e for e in report["events"] if e.get("table")]
-    assert tables and tables[0]["table"] == "addresses_geocoded" and tables[0]["records_written"] > 0, report
+    assert any(e["table"] == "addresses_geocoded" and e["records_written"] > 0 for e in tables), report
     assert all(e.get("results_exist") for e in report["events"] if e.get("results")), report
 
 
@@ -197,6 +200,37 @@ def _sqlite_count(database: Path, table: str) -> int:
         return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
     finally:
         conn.close()
+
+
+def _wait_for_consumer_report(
+    cluster: CeleryCluster, source_dag_id: str, wanted: Any, timeout: float = 120
+) -> dict[str, Any]:
+    """The report of a successful consumer run (after an asset event of ``source_dag_id``) that
+    ``wanted`` accepts; polls the metadata database until one exists or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    reports: list[dict[str, Any]] = []
+    while True:
+        _wait_for_consumer(cluster, source_dag_id, timeout=max(1.0, deadline - time.monotonic()))
+        rows = cluster.query(
+            "SELECT DISTINCT r.run_id FROM dagrun_asset_event d JOIN asset_event e ON e.id = d.event_id "
+            "JOIN dag_run r ON r.id = d.dag_run_id WHERE r.dag_id = %s AND r.state = 'success' "
+            "AND e.source_dag_id = %s",
+            CONSUMER,
+            source_dag_id,
+        )
+        reports = []
+        for (run_id,) in rows:
+            value = cluster.api(
+                "GET",
+                f"/api/v2/dags/{CONSUMER}/dagRuns/{run_id}/taskInstances/report_updates/xcomEntries/return_value",
+            )["value"]
+            reports.append(_loads(value) if isinstance(value, str) else value)
+        good = [r for r in reports if wanted(r)]
+        if good:
+            return good[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no consumer run reported what was wanted: {reports}")
+        time.sleep(2)
 
 
 def _wait_for_consumer(cluster: CeleryCluster, source_dag_id: str, timeout: float = 120) -> str:
