@@ -3,7 +3,6 @@ session emulator."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -227,14 +226,6 @@ def test_mapped_submits_get_one_job_each_and_sensor_rides_out_an_outage(
     assert emu.admin.faults() == []
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.skipif(
     not os.environ.get("HERE_BATCH_REAL_AIRFLOW"),
     reason="starts a real Airflow (api-server, scheduler, dag-processor, triggerer; about 60 s): "
@@ -243,156 +234,58 @@ def _free_port() -> int:
 def test_real_scheduler_and_triggerer(here_emulator_session: Any, tmp_path: Path) -> None:
     """A real Airflow runs submit -> deferred sensor -> download; a user marking a deferred task failed
     makes the triggerer call BatchJobTrigger.on_kill (Airflow >= 3.3), which stops the HERE job."""
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    from tests.conftest import TEST_DAGS_DIR
+    from tests.airflow.real_airflow import RealAirflow
 
     emu = here_emulator_session
     emu.admin.clear_faults()
     emu.admin.settings(records_per_second=20.0, queue_delay=0.2)
-    home = tmp_path / "airflow"
-    home.mkdir()
-    api_port = _free_port()
-    base = f"http://127.0.0.1:{api_port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-    bundles = [
-        {
-            "name": "here_test_dags",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(TEST_DAGS_DIR), "refresh_interval": 0},
-        }
-    ]
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS_DIR),
-            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__API__BASE_URL": base,
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW_CONN_HERE_BATCH_DEFAULT": json.dumps(
-                {"conn_type": "here_batch", "host": emu.base_url, "password": TEST_API_KEY}
-            ),
-            "HERE_BATCH_OUTPUT_DIR": str(tmp_path / "out"),
-            "PYTHONWARNINGS": "ignore",
-        }
-    )
-    airflow = [sys.executable, "-m", "airflow"]
-    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    procs: list[subprocess.Popen[bytes]] = []
-    logs = tmp_path / "logs"
-    logs.mkdir()
-
-    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-
-    def wait_for(predicate: Any, what: str, limit: float = 120.0) -> Any:
-        end = time.monotonic() + limit
-        while True:
-            try:
-                value = predicate()
-            except OSError:
-                value = None
-            if value:
-                return value
-            if time.monotonic() > end:
-                tails = {p.name: p.read_text(errors="replace")[-3000:] for p in logs.iterdir()}
-                raise AssertionError(f"timed out waiting for {what}; logs: {tails}")
-            time.sleep(0.5)
-
-    def tis(dag_id: str, run_id: str) -> dict[str, str]:
-        body = call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {ti["task_id"]: ti["state"] for ti in body["task_instances"]}
-
     try:
-        for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
-            out = (logs / f"{name}.log").open("wb")
-            procs.append(
-                subprocess.Popen(
-                    [*airflow, name], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-                )
+        with RealAirflow(tmp_path, emu.base_url, env={"HERE_BATCH_OUTPUT_DIR": str(tmp_path / "out")}) as af:
+            af.wait_ready("test_ops_real_kill")
+            run_id = af.trigger("test_ops_real_success")
+            af.wait_run("test_ops_real_success", run_id)
+            assert af.task_states("test_ops_real_success", run_id) == {
+                "submit": "success",
+                "wait": "success",
+                "download": "success",
+            }
+            tries = af.call(
+                "GET", f"/api/v2/dags/test_ops_real_success/dagRuns/{run_id}/taskInstances/wait/tries"
             )
-        wait_for(
-            lambda: (
-                len(call("GET", "/api/v2/monitor/health")) >= 3
-                and call("GET", "/api/v2/dags/test_ops_real_kill").get("dag_id")
-            ),
-            "a healthy Airflow with the test DAGs parsed",
-        )
+            assert tries["task_instances"], "the sensor ran"
 
-        run = call("POST", "/api/v2/dags/test_ops_real_success/dagRuns", {"logical_date": None})
-        run_id = run["dag_run_id"]
-        wait_for(
-            lambda: (
-                call("GET", f"/api/v2/dags/test_ops_real_success/dagRuns/{run_id}")["state"]
-                in ("success", "failed")
-            ),
-            "the success run",
-            180,
-        )
-        assert tis("test_ops_real_success", run_id) == {
-            "submit": "success",
-            "wait": "success",
-            "download": "success",
-        }
-        tries = call("GET", f"/api/v2/dags/test_ops_real_success/dagRuns/{run_id}/taskInstances/wait/tries")
-        assert tries["task_instances"], "the sensor ran"
-
-        emu.admin.settings(records_per_second=0)  # hold: the next job never finishes on its own
-        run = call("POST", "/api/v2/dags/test_ops_real_kill/dagRuns", {"logical_date": None})
-        run_id = run["dag_run_id"]
-        wait_for(lambda: tis("test_ops_real_kill", run_id).get("submit_and_wait") == "deferred", "deferral")
-        job = wait_for(
-            lambda: next(
-                (j for j in emu.admin.jobs() if (j.get("tag") or "").startswith("ops-real-kill_af")), None
-            ),
-            "the job",
-        )
-        # Kill only once the triggerer runs the trigger (it polls the job): a kill in the short window
-        # before the triggerer picked the trigger up reaches no on_kill (documented limit).
-        polls = emu.admin.stats()["requests"].get("get_job", 0)
-        wait_for(lambda: emu.admin.stats()["requests"].get("get_job", 0) >= polls + 2, "the trigger's polls")
-        call(
-            "PATCH",
-            f"/api/v2/dags/test_ops_real_kill/dagRuns/{run_id}/taskInstances/submit_and_wait",
-            {"new_state": "failed"},
-        )
-        wait_for(
-            lambda: next(j for j in emu.admin.jobs() if j["id"] == job["id"])["status"] == "stopped",
-            "the triggerer's on_kill to stop the job",
-            60,
-        )
-        texts = [p.read_text(errors="replace") for p in (home / "logs").rglob("*") if p.is_file()]
-        assert any("HERE Batch" in text for text in texts)  # task and trigger logs were written...
-        for path in [*logs.iterdir(), *(home / "logs").rglob("*")]:
-            if path.is_file():
-                assert TEST_API_KEY not in path.read_text(errors="replace"), path  # ...without the key
+            emu.admin.settings(records_per_second=0)  # hold: the next job never finishes on its own
+            run_id = af.trigger("test_ops_real_kill")
+            af.wait_for(
+                lambda: af.task_states("test_ops_real_kill", run_id).get("submit_and_wait") == "deferred",
+                "deferral",
+            )
+            job = af.wait_for(
+                lambda: next(
+                    (j for j in emu.admin.jobs() if (j.get("tag") or "").startswith("ops-real-kill_af")), None
+                ),
+                "the job",
+            )
+            # Kill only once the triggerer runs the trigger (it polls the job): a kill in the short window
+            # before the triggerer picked the trigger up reaches no on_kill (documented limit).
+            polls = emu.admin.stats()["requests"].get("get_job", 0)
+            af.wait_for(
+                lambda: emu.admin.stats()["requests"].get("get_job", 0) >= polls + 2, "the trigger's polls"
+            )
+            af.call(
+                "PATCH",
+                f"/api/v2/dags/test_ops_real_kill/dagRuns/{run_id}/taskInstances/submit_and_wait",
+                {"new_state": "failed"},
+            )
+            af.wait_for(
+                lambda: next(j for j in emu.admin.jobs() if j["id"] == job["id"])["status"] == "stopped",
+                "the triggerer's on_kill to stop the job",
+                60,
+            )
+            texts = [p.read_text(errors="replace") for p in (af.home / "logs").rglob("*") if p.is_file()]
+            assert any("HERE Batch" in text for text in texts)  # task and trigger logs were written...
+            for path in [*af.logs.iterdir(), *(af.home / "logs").rglob("*")]:
+                if path.is_file():
+                    assert TEST_API_KEY not in path.read_text(errors="replace"), path  # ...without the key
     finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
         emu.admin.settings(records_per_second=2000.0, queue_delay=0.2)

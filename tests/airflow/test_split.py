@@ -232,19 +232,6 @@ def test_write_parts_leaves_nothing_behind_on_a_bad_line(tmp_path: Path) -> None
     assert not (tmp_path / "parts").exists()
 
 
-def _free_port_in(first: int, last: int) -> int:
-    import socket
-
-    for port in range(first, last + 1):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {first}-{last}")
-
-
 @pytest.mark.skipif(
     not os.environ.get("HERE_BATCH_REAL_AIRFLOW"),
     reason="starts a real Airflow (api-server, scheduler, dag-processor, triggerer; about 90 s): "
@@ -255,127 +242,27 @@ def test_real_scheduler_never_runs_more_than_max_active_jobs(
 ) -> None:
     """Six parts, max_active_jobs=2, a real scheduler and triggerer: the parts run side by side, two at a
     time (the deferred ones count against max_active_tis_per_dagrun), never three."""
-    import contextlib
-    import json
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    from tests.airflow.conftest import TEST_API_KEY
-    from tests.conftest import TEST_DAGS_DIR
+    from tests.airflow.real_airflow import RealAirflow
 
     emu = here_emulator_session
     emu.admin.clear_faults()
     emu.admin.settings(records_per_second=20.0, queue_delay=0.2, max_running_jobs=10, max_records=20)
     emu.admin.reset_stats()
     first, last = (int(x) for x in os.environ.get("HERE_BATCH_REAL_AIRFLOW_PORTS", "18400-18499").split("-"))
-    api_port = _free_port_in(first, last)
-    worker_port = _free_port_in(api_port + 1, last)
-    trigger_port = _free_port_in(worker_port + 1, last)
-    home = tmp_path / "airflow"
-    home.mkdir()
-    base = f"http://127.0.0.1:{api_port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-    bundles = [
-        {
-            "name": "here_test_dags",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(TEST_DAGS_DIR), "refresh_interval": 0},
-        }
-    ]
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS_DIR),
-            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__API__BASE_URL": base,
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_port),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_port),
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW_CONN_HERE_BATCH_DEFAULT": json.dumps(
-                {"conn_type": "here_batch", "host": emu.base_url, "password": TEST_API_KEY}
-            ),
-            "PYTHONWARNINGS": "ignore",
-        }
-    )
-    airflow = [sys.executable, "-m", "airflow"]
-    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=180)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-
-    def wait_for(predicate: Any, what: str, limit: float = 180.0) -> Any:
-        end = time.monotonic() + limit
-        while True:
-            try:
-                value = predicate()
-            except OSError:
-                value = None
-            if value:
-                return value
-            if time.monotonic() > end:
-                tails = {p.name: p.read_text(errors="replace")[-3000:] for p in logs.iterdir()}
-                raise AssertionError(f"timed out waiting for {what}; logs: {tails}")
-            time.sleep(0.5)
-
     dag_id = "test_split_real_concurrency"
     try:
-        for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
-            out = (logs / f"{name}.log").open("wb")
-            procs.append(
-                subprocess.Popen(
-                    [*airflow, name], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            )
-        wait_for(
-            lambda: len(call("GET", "/api/v2/monitor/health")) >= 3 and call("GET", f"/api/v2/dags/{dag_id}"),
-            "a healthy Airflow with the test DAGs parsed",
-        )
-        run_id = call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
-        state = wait_for(
-            lambda: (
-                (s := call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])
-                in ("success", "failed")
-                and s
-            ),
-            "the split run",
-            300,
-        )
-        tis = call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
-        assert state == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
-        runs = [t for t in tis if t["task_id"] == "geo.run"]
-        assert len(runs) == 6 and all(t["state"] == "success" for t in runs)
-        stats = emu.admin.stats()
-        assert stats["requests"]["create_job"] == 6  # one job per part
-        assert stats["peak_running"] == 2, stats  # side by side, and never more than max_active_jobs
+        with RealAirflow(tmp_path, emu.base_url, port_range=(first, last)) as af:
+            af.wait_ready(dag_id)
+            run_id = af.trigger(dag_id)
+            state = af.wait_run(dag_id, run_id, 300)
+            tis = af.task_instances(dag_id, run_id)
+            assert state == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
+            runs = [t for t in tis if t["task_id"] == "geo.run"]
+            assert len(runs) == 6 and all(t["state"] == "success" for t in runs)
+            stats = emu.admin.stats()
+            assert stats["requests"]["create_job"] == 6  # one job per part
+            assert stats["peak_running"] == 2, stats  # side by side, and never more than max_active_jobs
     finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
         emu.admin.settings(
             records_per_second=2000.0, queue_delay=0.2, max_running_jobs=5, max_records=1_000_000
         )
