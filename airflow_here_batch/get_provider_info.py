@@ -78,7 +78,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
-# ``[here_batch]``: shown by ``airflow config list``; read by ``airflow_here_batch.utils.storage``.
+# ``[here_batch]``: shown by ``airflow config list``; read by ``airflow_here_batch.files.locations``.
 CONFIG: dict[str, Any] = {
     "here_batch": {
         "description": "Where HERE Batch tasks keep the files they hand to each other (results, inputs).",

@@ -21,7 +21,7 @@ cd "$REPO_ROOT"
 exec </dev/null
 
 DAG_ID=here_batch_nightly_geocode
-TESTS=(tests/core tests/hooks tests/airflow/test_provider.py tests/airflow/test_connection_examples.py
+TESTS=(tests/api tests/hooks tests/airflow/test_provider.py tests/airflow/test_connection_examples.py
        tests/airflow/test_version_compat.py tests/test_package_layout.py)
 UV="$(command -v uv)"
 PY="$("$VENV_PY" -c 'import sys; print(sys.executable)')"

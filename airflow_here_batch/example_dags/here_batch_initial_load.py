@@ -32,8 +32,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, task
 
+from airflow_here_batch.files.locations import base_location_uri
 from airflow_here_batch.operators.split import split_batch_job
-from airflow_here_batch.utils.storage import base_location_uri
 
 INPUT = os.environ.get("HERE_BATCH_INITIAL_LOAD_INPUT") or str(
     Path(__file__).parent / "data" / "addresses_default.csv"

@@ -18,10 +18,10 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG
 
+from airflow_here_batch.files.locations import output_uri
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
 from airflow_here_batch.utils.assets import LOOKED_UP_PLACES, here_asset
-from airflow_here_batch.utils.storage import output_uri
 
 DATA_DIR = Path(__file__).parent / "data"
 # A URI every worker reaches ($HERE_BATCH_OUTPUT_DIR, else <[here_batch] base_location>/output).

@@ -53,6 +53,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+from airflow_here_batch.files.locations import output_uri
 from airflow_here_batch.operators.split import split_batch_job
 from airflow_here_batch.operators.sql import (
     EMBEDDED_CONN_ID,
@@ -60,7 +61,6 @@ from airflow_here_batch.operators.sql import (
     SqlToBatchInputOperator,
 )
 from airflow_here_batch.utils.assets import GEOCODED_ADDRESSES, here_asset
-from airflow_here_batch.utils.storage import output_uri
 
 SAMPLE = Path(__file__).parent / "data" / "addresses_default.csv"
 DB_CONN_ID = os.environ.get("HERE_BATCH_DB_CONN_ID") or EMBEDDED_CONN_ID

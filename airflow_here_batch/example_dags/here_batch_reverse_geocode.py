@@ -19,9 +19,9 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Param
 
+from airflow_here_batch.files.locations import output_uri
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.utils.assets import REVERSE_GEOCODED_POSITIONS, here_asset
-from airflow_here_batch.utils.storage import output_uri
 
 DATA_DIR = Path(__file__).parent / "data"
 # A URI every worker reaches ($HERE_BATCH_OUTPUT_DIR, else <[here_batch] base_location>/output).

@@ -18,10 +18,10 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
+from airflow_here_batch.files.locations import output_uri
 from airflow_here_batch.operators.batch_job import DownloadBatchResultsOperator, SubmitBatchJobOperator
 from airflow_here_batch.sensors.batch_job import BatchJobSensor
 from airflow_here_batch.utils.assets import GEOCODED_ADDRESSES, here_asset
-from airflow_here_batch.utils.storage import output_uri
 
 # A URI every worker reaches ($HERE_BATCH_OUTPUT_DIR, else <[here_batch] base_location>/output).
 OUTPUT_DIR = output_uri()

@@ -49,7 +49,7 @@ from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
 from airflow_here_batch.api.protocol import ApiRequest, JobOptions, redact_url
 from airflow_here_batch.api.retry import RetryPolicy, RetryState
 from airflow_here_batch.api.transfer import CHUNK_SIZE, DownloadDecoder, gzip_chunks, iter_lines_as_chunks
-from airflow_here_batch.utils.atomic import AtomicFile
+from airflow_here_batch.files.atomic import AtomicFile
 from airflow_here_batch.version_compat import BaseHook
 
 if TYPE_CHECKING:
@@ -1061,7 +1061,7 @@ def _head_lines(chunks: Iterable[bytes], content_encoding: str | None, max_lines
 
 
 class _DestinationWriter:
-    """Writes a download to a path atomically (:class:`~airflow_here_batch.utils.atomic.AtomicFile`)
+    """Writes a download to a path atomically (:class:`~airflow_here_batch.files.atomic.AtomicFile`)
     or into a file object."""
 
     def __init__(self, destination: Destination) -> None:

@@ -154,7 +154,7 @@ class SubmitBatchJobOperator(BaseOperator):
         :class:`~airflow.sdk.ObjectStoragePath` (``s3://bucket/in.csv``; streamed; gzip content is
         read decompressed whatever the name), ``bytes``, a list of dicts (rows, e.g. from XCom; a
         header is written from the keys), or inline text: a ``str`` is inline text exactly when it
-        holds a line break, anything else is a path (see :mod:`airflow_here_batch.utils.input_source`).
+        holds a line break, anything else is a path (see :mod:`airflow_here_batch.files.input_source`).
         (templated)
     :param input_columns: column names; omit when the input's first line is a header. (templated)
     :param input_delimiter: input delimiter, one character or ``\\t``; default ``|``. (templated)
@@ -194,7 +194,7 @@ class SubmitBatchJobOperator(BaseOperator):
     :param on_bad_record: ``"fail"`` (default): any bad record fails the task before upload, listing
         up to 20 problems with counts by kind. ``"skip"``: bad records are left out and written with
         their reasons to ``rejects.jsonl`` under the base location (see
-        :func:`airflow_here_batch.utils.storage.base_location`); XCom keys ``rejected`` (count) and
+        :func:`airflow_here_batch.files.locations.base_location`); XCom keys ``rejected`` (count) and
         ``rejects_path`` (URI or ``None``) say so. Problems with the input as a whole still fail, and
         so does skipping when the input has no recId column (HERE would renumber the rest). See
         docs/operators.md, "What each bad input gets".
@@ -530,7 +530,7 @@ class SubmitBatchJobOperator(BaseOperator):
     def _submit_job(self, context: Context, options: JobOptions) -> BatchJob:
         """Validate the input, then upload it; returns the created job."""
         from airflow_here_batch.api.inputs import InputValidationError
-        from airflow_here_batch.utils.input_source import prepare_input
+        from airflow_here_batch.files.input_source import prepare_input
 
         try:
             prepared = prepare_input(
@@ -569,7 +569,7 @@ class SubmitBatchJobOperator(BaseOperator):
 
 def _rejects_location(context: Context) -> Any:
     """Where ``on_bad_record="skip"`` writes the rejects: ``<base location>/<dag>/<run>/<task>/``."""
-    from airflow_here_batch.utils.storage import base_location
+    from airflow_here_batch.files.locations import base_location
 
     ti = context["ti"]
     map_index = getattr(ti, "map_index", -1)
@@ -599,7 +599,7 @@ class DownloadBatchResultsOperator(BaseOperator):
         ``file:///shared/geo/``) or a local path (worker-local: only for one machine); a folder (ending
         with ``/``, or always with ``what="both"``) gets default file names. Default: the folder
         ``<base location>/output/<dag_id>/<run_id>/<task_id>/`` (``[here_batch] base_location``, see
-        :mod:`airflow_here_batch.utils.storage`); with ``what="results", output_format="records"`` and
+        :mod:`airflow_here_batch.files.locations`); with ``what="results", output_format="records"`` and
         no destination nothing is written. (templated)
     :param what: ``results``, ``errors`` or ``both``.
     :param output_format: ``raw`` (HERE's file as is), ``geojson`` (a FeatureCollection of the rows
@@ -655,7 +655,7 @@ class DownloadBatchResultsOperator(BaseOperator):
         return result
 
     def _default_destination(self, context: Context) -> str:
-        from airflow_here_batch.utils.storage import default_destination
+        from airflow_here_batch.files.locations import default_destination
 
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
@@ -779,7 +779,7 @@ class DownloadBatchResultsOperator(BaseOperator):
 
     def _place(self, staged: Path, destination: Any) -> str:
         """Move a complete local file to ``destination`` atomically (temp name + rename)."""
-        from airflow_here_batch.utils.atomic import place_file
+        from airflow_here_batch.files.atomic import place_file
 
         if _is_remote(destination):
             return place_file(staged, _storage_path(destination, self.destination_conn_id), remote=True)

@@ -5,7 +5,7 @@ The shape is Airflow's own dynamic task mapping (see ``docs/split.md`` for why):
 ``plan`` (:class:`PlanSplitOperator`)
     reads the input once, streaming, validates it with :func:`~airflow_here_batch.api.inputs.
     validate_lines`, and writes the parts to object storage under the base location
-    (:mod:`airflow_here_batch.utils.storage`); returns one small dict per part.
+    (:mod:`airflow_here_batch.files.locations`); returns one small dict per part.
 ``run`` (:class:`RunSplitPartOperator`, mapped over the parts, ``max_active_tis_per_dagrun`` =
 ``max_active_jobs``)
     one HERE job per part: upload, start within the concurrency limit (a 429 ``E6004291`` waits and
@@ -39,8 +39,8 @@ from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType
 from airflow_here_batch.api.split import DEFAULT_MAX_ACTIVE_JOBS, has_header, part_name, safe_segment
+from airflow_here_batch.files.atomic import temporary_name
 from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator, _storage_path
-from airflow_here_batch.utils.atomic import temporary_name
 from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ _COPY = 1 << 20  # bytes per read when merging
 
 
 def _work_folder(context: Context, split_id: str) -> ObjectStoragePath:
-    from airflow_here_batch.utils.storage import base_location
+    from airflow_here_batch.files.locations import base_location
 
     ti = context["ti"]
     return base_location("split", safe_segment(ti.dag_id), safe_segment(ti.run_id), safe_segment(split_id))
@@ -93,10 +93,10 @@ def _binary_lines(source: Any, conn_id: str | None) -> contextlib.AbstractContex
 
     @contextlib.contextmanager
     def opened() -> Iterator[Iterator[bytes]]:
-        # The submit operator's reading rules (utils.input_source, api.inputs): a str is inline text
+        # The submit operator's reading rules (files.input_source, api.inputs): a str is inline text
         # when it holds a line break; lines split at \n only; gzip recognised by its magic bytes.
         from airflow_here_batch.api.inputs import iter_input_lines
-        from airflow_here_batch.utils.input_source import is_inline_text
+        from airflow_here_batch.files.input_source import is_inline_text
 
         if isinstance(source, (bytes, bytearray)) or is_inline_text(source):
             data = source.encode("utf-8") if isinstance(source, str) else bytes(source)
@@ -619,11 +619,11 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
     def _download(self, job_id: str, kind: str, target: ObjectStoragePath) -> str | None:
         """Stream a download to ``target`` atomically; its URI, or None when HERE has none (204).
 
-        A local target is written by the hook (:class:`~airflow_here_batch.utils.atomic.AtomicFile`);
+        A local target is written by the hook (:class:`~airflow_here_batch.files.atomic.AtomicFile`);
         an object-storage one is staged on local disk, then placed by
-        :func:`~airflow_here_batch.utils.atomic.place_file`: the provider's one temp-name-and-rename rule.
+        :func:`~airflow_here_batch.files.atomic.place_file`: the provider's one temp-name-and-rename rule.
         """
-        from airflow_here_batch.utils.atomic import place_file
+        from airflow_here_batch.files.atomic import place_file
 
         download = self.hook.download_results if kind == "results" else self.hook.download_errors
         with contextlib.suppress(FileNotFoundError):
@@ -658,7 +658,7 @@ def merge_files(
     if not present:
         return 0, 0
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / temporary_name(target.name)  # the provider's temp-name rule (utils.atomic)
+    temporary = target.parent / temporary_name(target.name)  # the provider's temp-name rule (files.atomic)
     written = rows = 0
     header: bytes | None = None  # the first file's header, kept once
     started = False

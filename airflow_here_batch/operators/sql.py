@@ -11,9 +11,9 @@ Two operators, around the usual submit / wait / download tasks:
   (created if missing), keyed by ``rec_id``: an upsert per batch, one transaction per batch.
 
 Between the tasks only object-storage locations (under
-:func:`airflow_here_batch.utils.storage.base_location`), the job id and counters travel through
+:func:`airflow_here_batch.files.locations.base_location`), the job id and counters travel through
 XCom. The pure rules (mapping, fingerprint, result rows, SQL shapes) are in
-:mod:`airflow_here_batch.utils.sql_records`.
+:mod:`airflow_here_batch.tables.records`.
 
 Supported target dialects: PostgreSQL and SQLite (``INSERT ... ON CONFLICT DO UPDATE``). The source can be
 any ``DbApiHook`` connection.
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_here_batch.utils.sql_records import (
+from airflow_here_batch.tables.records import (
     FINGERPRINT_LENGTH,
     STATUS_FAILED,
     FingerprintIndex,
@@ -83,7 +83,7 @@ def embedded_database_path() -> str:
 
     from airflow.configuration import AIRFLOW_HOME
 
-    from airflow_here_batch.utils.storage import base_location_uri
+    from airflow_here_batch.files.locations import base_location_uri
 
     uri = base_location_uri()
     folder = (
@@ -254,7 +254,7 @@ class SqlToBatchInputOperator(BaseOperator):
     uploaded, and the error names the column or the key.
 
     **Incremental runs** (``incremental=True``; caching is opt-in, see HERE's terms on storing results):
-    each record's fingerprint (:meth:`~airflow_here_batch.utils.sql_records.RecordMapping.fingerprint`:
+    each record's fingerprint (:meth:`~airflow_here_batch.tables.records.RecordMapping.fingerprint`:
     service, recId, the normalised query values, ``in``, ``lang``, constants, output columns) is compared
     with the fingerprints stored in ``target_table`` by :class:`BatchResultsToSqlOperator`. Unchanged
     records are not sent (``records_reused``); new and changed ones are. Rows deleted from the source stay
@@ -410,7 +410,7 @@ class SqlToBatchInputOperator(BaseOperator):
     def _folder(self, context: Context) -> ObjectStoragePath:
         if self.destination:
             return _location(str(self.destination).rstrip("/"), self.destination_conn_id)
-        from airflow_here_batch.utils.storage import base_location
+        from airflow_here_batch.files.locations import base_location
 
         run_id = str(context["run_id"]).replace(":", "_").replace("+", "_")
         return base_location("sql", self.dag_id, run_id, self.task_id)
@@ -651,7 +651,7 @@ class SqlToBatchInputOperator(BaseOperator):
 class BatchResultsToSqlOperator(BaseOperator):
     """Write a HERE job's results and errors report into a table keyed by ``rec_id``, batch by batch.
 
-    The table is created if missing (:func:`~airflow_here_batch.utils.sql_records.target_columns`:
+    The table is created if missing (:func:`~airflow_here_batch.tables.records.target_columns`:
     ``rec_id`` primary key, ``status`` ``ok``/``no_match``/``failed``, ``lat``/``lng`` floats,
     ``match_level``, one text column per chosen output column, ``error_code``/``error_message`` for
     failed records, ``request_fingerprint``, ``job_id``, ``geocoded_at``). An existing table must have
@@ -666,7 +666,7 @@ class BatchResultsToSqlOperator(BaseOperator):
     On PostgreSQL, a table that held no rows when the task started takes each batch by a plain ``COPY``
     into the table, still one transaction per batch (a batch that conflicts after all is rolled back
     and upserted). Each row's fingerprint comes from the extract's file by an ordered merge
-    (:class:`~airflow_here_batch.utils.sql_records.FingerprintMerge`), looked up in SQL for the rows
+    (:class:`~airflow_here_batch.tables.records.FingerprintMerge`), looked up in SQL for the rows
     the merge misses.
 
     Only the first item of each record is kept (``seqNumber`` 1, HERE's best match). A record HERE lists
@@ -814,7 +814,7 @@ class BatchResultsToSqlOperator(BaseOperator):
         and errors are callables returning a context manager of lines (or of ``None``).
 
         Each row's fingerprint and request text come from the extract's file by an ordered merge
-        (:class:`~airflow_here_batch.utils.sql_records.FingerprintMerge`: the file lists the records in
+        (:class:`~airflow_here_batch.tables.records.FingerprintMerge`: the file lists the records in
         the order they were sent); a row the merge misses (HERE does not promise the input order, shared
         doc §12 #8) is looked up in SQL, from the file loaded into a temporary table only then.
 

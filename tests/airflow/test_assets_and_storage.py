@@ -12,7 +12,7 @@ from tests.conftest import TEST_AIRFLOW_HOME, TEST_OUTPUT_DIR
 
 
 def test_to_uri_and_output_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_here_batch.utils.storage import output_uri, to_uri
+    from airflow_here_batch.files.locations import output_uri, to_uri
 
     assert to_uri("/data/out") == "file:///data/out"
     assert to_uri("/data/out/") == "file:///data/out/"
@@ -26,7 +26,7 @@ def test_to_uri_and_output_uri(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_default_destination_is_under_the_base_location(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_here_batch.utils.storage import default_destination
+    from airflow_here_batch.files.locations import default_destination
 
     monkeypatch.setenv("AIRFLOW__HERE_BATCH__BASE_LOCATION", "s3://bucket/hb")
     got = default_destination("dag", "manual__2025-01-01T00:00:00+00:00", "download")

@@ -1,7 +1,7 @@
 """No example DAG hands a worker-local filesystem path from one task to another through XCom.
 
 Each example DAG runs under ``dag.test()``; every XCom value (nested in dicts and lists too) is checked
-with :func:`airflow_here_batch.utils.storage.is_local_path`: locations must be URIs (``file://`` on a
+with :func:`airflow_here_batch.files.locations.is_local_path`: locations must be URIs (``file://`` on a
 shared disk, ``s3://``...), so a task on another worker can use them. The same check runs on the
 distributed CeleryExecutor run (``tests/distributed``).
 """
@@ -44,7 +44,7 @@ def _walk(value: Any) -> Iterator[Any]:
 
 
 def test_is_local_path() -> None:
-    from airflow_here_batch.utils.storage import is_local_path
+    from airflow_here_batch.files.locations import is_local_path
 
     assert is_local_path("/data/x.csv") and is_local_path("~/x.csv") and is_local_path("./x")
     assert not is_local_path("file:///data/x.csv") and not is_local_path("s3://b/k")
@@ -61,7 +61,7 @@ def test_is_local_path() -> None:
     ],
 )
 def test_no_local_path_through_xcom(run_dag: RunDag, dag_id: str) -> None:
-    from airflow_here_batch.utils.storage import is_local_path
+    from airflow_here_batch.files.locations import is_local_path
 
     result = run_dag(dag_id, logical_date=datetime(2025, 7, 1, 2, tzinfo=timezone.utc))
     assert result.xcoms, f"{dag_id} pushed no XCom at all"

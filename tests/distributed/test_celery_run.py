@@ -107,7 +107,7 @@ def _jobs_per_submit_task(cluster: CeleryCluster, dag_ids: set[str]) -> tuple[di
 
 
 def test_example_dags_run_on_two_celery_workers(cluster: CeleryCluster) -> None:
-    from airflow_here_batch.utils.storage import is_local_path
+    from airflow_here_batch.files.locations import is_local_path
 
     t0 = time.monotonic()
     cluster.unpause(CONSUMER)

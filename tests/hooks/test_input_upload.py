@@ -22,7 +22,7 @@ from airflow_here_batch.api import JobOptions, JobStatus, PollSchedule
 from airflow_here_batch.api.inputs import InputValidationError
 from airflow_here_batch.api.records import split_record
 from airflow_here_batch.emulator import EmulatorServer
-from airflow_here_batch.utils.input_source import PreparedInput, prepare_input
+from airflow_here_batch.files.input_source import PreparedInput, prepare_input
 
 API_KEY = "test-key-input-upload"
 FAST = PollSchedule(poll_interval=0.02, max_poll_interval=0.1)

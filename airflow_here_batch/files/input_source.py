@@ -208,7 +208,7 @@ class RejectsFile:
     name and renamed when complete, so a reader never sees half a
     file. Nothing is written when nothing is rejected.
 
-    :param target: an ``ObjectStoragePath`` (see :func:`airflow_here_batch.utils.storage.base_location`).
+    :param target: an ``ObjectStoragePath`` (see :func:`airflow_here_batch.files.locations.base_location`).
     """
 
     def __init__(self, target: Any) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_here_batch.utils.atomic import AtomicFile, place_file
+from airflow_here_batch.files.atomic import AtomicFile, place_file
 
 
 def test_commit_replaces_the_destination_whole(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from airflow_here_batch.api.inputs import (
     validate_lines,
 )
 from airflow_here_batch.api.transfer import LineStream
-from airflow_here_batch.utils.input_source import InputSource, RejectsFile, prepare_input
+from airflow_here_batch.files.input_source import InputSource, RejectsFile, prepare_input
 
 BOM = b"\xef\xbb\xbf"
 BODY = b"recId|q\n7|Invalidenstr. 116, Berlin\n9|Dam 1, Amsterdam\n"

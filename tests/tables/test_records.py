@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from airflow_here_batch.utils.sql_records import (
+from airflow_here_batch.tables.records import (
     STATUS_FAILED,
     STATUS_NO_MATCH,
     STATUS_OK,
@@ -267,7 +267,7 @@ def test_copy_text_and_line_reading_helpers() -> None:
 
 
 def test_the_fingerprint_merge_follows_the_file_and_bounds_what_it_keeps() -> None:
-    from airflow_here_batch.utils.sql_records import FingerprintMerge
+    from airflow_here_batch.tables.records import FingerprintMerge
 
     entries = [[str(i), f"fp{i}", f"text{i}"] for i in range(1, 8)]
     merge = FingerprintMerge(entries, window=2)
@@ -296,7 +296,7 @@ def test_the_fingerprint_merge_follows_the_file_and_bounds_what_it_keeps() -> No
 )
 def test_copy_cells_are_the_typed_values_in_copy_text(cells: list[str]) -> None:
     from airflow_here_batch.operators.sql import _copy_value
-    from airflow_here_batch.utils.sql_records import ResultLayout, target_columns
+    from airflow_here_batch.tables.records import ResultLayout, target_columns
 
     header = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|addressCountryCode|resultType"
     layout = ResultLayout(header.split("|"), target_columns(["positionLat", "addressLabel", "resultType"]))
