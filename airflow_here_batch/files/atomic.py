@@ -8,13 +8,17 @@ both use it, so a failed or interrupted write never leaves a partial file at the
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["AtomicFile", "place_file", "temporary_name"]
+from airflow_here_batch.files.locations import storage_path
+
+__all__ = ["AtomicFile", "atomic_open", "place_file", "temporary_name"]
 
 COPY_CHUNK = 1024 * 1024
 #: Part size of object-storage uploads: what s3fs & co. hold in memory per file being written (S3's
@@ -108,3 +112,41 @@ def place_file(staged: str | os.PathLike[str], destination: Any, *, remote: bool
             out.write(chunk)
         out.commit()
         return str(out.path)
+
+
+@contextlib.contextmanager
+def atomic_open(target: Any, mode: str = "wb", *, conn_id: str | None = None) -> Iterator[IO[Any]]:
+    """Open ``target`` for writing, complete or nothing: the file appears at ``target`` only when the
+    ``with`` block ends without an exception; otherwise nothing is left behind.
+
+    :param target: a local path, a URI or an ``ObjectStoragePath`` (:func:`~.locations.storage_path`).
+    :param mode: ``"wb"`` (bytes) or ``"w"`` (text: UTF-8, newlines written as given).
+    :param conn_id: the storage connection of a URI.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open writes only ('wb' or 'w'), not {mode!r}")
+    path = storage_path(target, conn_id)
+    if path.protocol in ("file", "local"):
+        with AtomicFile(path.path) as out:
+            assert out.handle is not None
+            if mode == "wb":
+                yield out.handle
+            else:
+                text = io.TextIOWrapper(out.handle, encoding="utf-8", newline="")  # type: ignore[arg-type]
+                yield text
+                text.flush()
+                text.detach()
+            out.commit()
+        return
+    with contextlib.suppress(Exception):  # object stores without folders refuse mkdir
+        path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / temporary_name(path.name)
+    extra: dict[str, Any] = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
+    try:
+        with temporary.open(mode, block_size=UPLOAD_PART_SIZE, **extra) as out:
+            yield out
+        temporary.rename(path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            temporary.unlink()
+        raise

@@ -89,6 +89,21 @@ def default_destination(dag_id: str, run_id: str, task_id: str, map_index: int =
     return base_location_uri() + "/output/" + "/".join(parts) + "/"
 
 
+def storage_path(
+    location: str | os.PathLike[str] | ObjectStoragePath, conn_id: str | None = None
+) -> ObjectStoragePath:
+    """The one rule from a user's location to an :class:`~airflow.sdk.ObjectStoragePath`.
+
+    An ``ObjectStoragePath`` is kept as it is; a URI (``s3://…``, ``file://…``) is opened with
+    ``conn_id``; a plain path becomes ``file://`` + the absolute path with ``~`` expanded (:func:`to_uri`).
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(location, ObjectStoragePath):
+        return location
+    return ObjectStoragePath(to_uri(location), conn_id=conn_id)
+
+
 def is_local_path(value: object) -> bool:
     """Whether ``value`` looks like a worker-local filesystem path: a ``PathLike``, or a one-line string
     without a URI scheme that starts with ``/``, ``~``, ``./``, ``../`` or a drive letter. URIs

@@ -42,3 +42,19 @@ def test_place_file_locally_and_in_object_storage(tmp_path: Path) -> None:
     remote = place_file(staged, remote_target, remote=True)
     assert remote_target.read_bytes() == staged.read_bytes() and remote.endswith("r.csv")
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["r.csv"]
+
+
+def test_atomic_open_text_bytes_and_uri(tmp_path: Path) -> None:
+    """atomic_open: text keeps the newlines given, a failed block leaves nothing, a file:// URI works."""
+    from airflow_here_batch.files.atomic import atomic_open
+
+    with atomic_open(tmp_path / "a" / "x.txt", "w") as out:
+        out.write("h\u00e9llo\r\n")
+    assert (tmp_path / "a" / "x.txt").read_bytes() == "h\u00e9llo\r\n".encode()
+    with pytest.raises(RuntimeError), atomic_open(str(tmp_path / "y.bin")) as out:
+        out.write(b"x")
+        raise RuntimeError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    with atomic_open("file://" + str(tmp_path / "z.bin")) as out:
+        out.write(b"z")
+    assert (tmp_path / "z.bin").read_bytes() == b"z"
