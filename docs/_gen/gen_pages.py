@@ -267,7 +267,19 @@ def write_nav() -> None:
         fh.writelines(lines)
 
 
+def write_architecture_picture() -> None:
+    """``architecture.svg``, drawn from the layers contract in pyproject.toml (docs/_gen/floors.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from floors import svg
+
+    with mkdocs_gen_files.open("architecture.svg", "w") as fh:
+        fh.write(svg(ROOT / "pyproject.toml"))
+
+
 write_reference(public_modules(), mkdocs_gen_files.Nav())
+write_architecture_picture()
 write_examples()
 write_copies()
 write_nav()
