@@ -1,6 +1,7 @@
 """What a HERE job state means for a waiting task: one rule for the operator, the sensor and the trigger.
 
-Every wait mode (worker poke, reschedule, deferral to the triggerer) feeds HERE's answers and errors to
+Every wait mode (worker poke, reschedule, deferral to the triggerer) runs the one wait flow
+(:func:`airflow_here_batch.api.wait.wait_flow`), which feeds HERE's answers and errors to
 :class:`JobWait` and ends with one :class:`JobOutcome`:
 
 ========== ==================================================================== =====
@@ -47,6 +48,7 @@ from airflow_here_batch.api.errors import (
 )
 from airflow_here_batch.api.models import BatchJob, JobStatus
 from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
+from airflow_here_batch.api.retry import RetryPolicy
 
 #: How many lines of HERE's errors report an outcome carries, and how long each may be.
 ERRORS_HEAD_LINES = 10
@@ -327,18 +329,17 @@ def wait_deadline(
 
 @dataclass(slots=True)  # a triggerer holds one per waiting job
 class JobWait:
-    """The state of one wait; every mode drives it the same way::
+    """The state of one wait: its rules, fed HERE's answers and the clock.
 
-        wait = JobWait(job_id, deadline=..., max_outage=..., allow_stopped=...)
-        while True:
-            if wait.expired(now()):        -> stop the job when cancel_on_kill; wait.timed_out(stopped)
-            try: job = get_job()
-            except HereBatchError as e:
-                if (outcome := wait.failed(e, now())): end with outcome
-                sleep(wait.delay_after_error(e, now())); continue
-            if wait.ended(job, now()):     -> fetch the errors head if needs_errors_head(job);
-                                              end with wait.outcome(job, head)
-            sleep(wait.next_delay(now()))
+    :func:`airflow_here_batch.api.wait.wait_flow` is the one loop that drives it (every wait mode
+    runs that flow); the steps, per poll::
+
+        if wait.expired(now):          -> stop the job when asked to; wait.timed_out(stopped)
+        status call failed with e:     -> wait.failed(e, now) ends the wait, or sleep
+                                          wait.delay_after_error(e, now)
+        status call answered job:      -> wait.observe(job, now) (log level); if wait.ended(job, now):
+                                          the errors head if needs_errors_head(job), wait.outcome(job, head)
+                                          else sleep wait.next_delay(now)
 
     :param job_id: HERE's job id.
     :param schedule: the poll schedule.
@@ -400,13 +401,10 @@ class JobWait:
     def delay_after_error(self, error: BaseException, now: float, rng: random.Random | None = None) -> float:
         """Backoff before the next poll after a transient error; ``Retry-After`` wins, the deadline and
         the outage limit bound it."""
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            delay = float(retry_after)
-        else:
-            cap = self.backoff_max if self.backoff_max is not None else self.schedule.max_poll_interval
-            ceiling = min(cap, self.schedule.poll_interval * (2 ** max(0, self.failures - 1)))
-            delay = (rng or random).uniform(ceiling / 2, ceiling)
+        cap = self.backoff_max if self.backoff_max is not None else self.schedule.max_poll_interval
+        policy = RetryPolicy(backoff_base=self.schedule.poll_interval, backoff_max=cap)
+        here_error = error if isinstance(error, HereBatchError) else None
+        delay = policy.delay(max(1, self.failures), here_error, rng=rng)
         bounds = [delay]
         if (remaining := self.remaining(now)) is not None:
             bounds.append(max(0.0, remaining))

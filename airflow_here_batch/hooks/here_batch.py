@@ -44,11 +44,19 @@ from airflow_here_batch.api.oauth import (
     interpret_token_response,
     token_request,
 )
-from airflow_here_batch.api.outcome import JobOutcome, JobWait, is_finished, is_transient, needs_errors_head
-from airflow_here_batch.api.polling import PollSchedule, ProgressTracker
+from airflow_here_batch.api.outcome import (
+    ERRORS_HEAD_LINES,
+    Deadline,
+    JobOutcome,
+    JobWait,
+    OutcomeKind,
+    is_transient,
+)
+from airflow_here_batch.api.polling import PollSchedule
 from airflow_here_batch.api.protocol import ApiRequest, JobOptions, redact_url
 from airflow_here_batch.api.retry import RetryPolicy, RetryState
 from airflow_here_batch.api.transfer import CHUNK_SIZE, DownloadDecoder, gzip_chunks, iter_lines_as_chunks
+from airflow_here_batch.api.wait import READ_ERRORS_HEAD, READ_STATUS, STOP_JOB, WaitFlow, wait_flow
 from airflow_here_batch.files.atomic import AtomicFile
 from airflow_here_batch.version_compat import BaseHook
 
@@ -802,72 +810,89 @@ class HereBatchHook(_HereBatchHookBase):
         schedule: PollSchedule | None = None,
         timeout: float | None = None,
     ) -> BatchJob:
-        """Poll until the job is terminal (completed, failure, deleted) or stopped.
+        """Poll until the job is terminal (completed, failure, deleted) or stopped; return it.
+
+        The one wait (:func:`~airflow_here_batch.api.wait.wait_flow`), without the outage rule: an
+        error the hook's own retries did not overcome is raised.
 
         :param schedule: the poll schedule (default: start at 10 s, grow to 5 min).
         :param timeout: give up after this many seconds with ``TimeoutError``.
+        :raises HereBatchError: a status call failed.
         """
-        schedule = schedule or PollSchedule()
-        tracker = ProgressTracker()
-        start = time.monotonic()
-        while True:
-            job = self.get_job(job_id)
-            now = time.monotonic()
-            log.log(tracker.observe(job, now), "HERE Batch: %s", tracker.describe(job))
-            if is_finished(job):
-                return job
-            elapsed = now - start
-            remaining = None if timeout is None else timeout - elapsed
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"job {job_id} still {job.status.value} after {timeout:.0f} s")
-            time.sleep(schedule.next_delay(elapsed, eta=tracker.eta(job), remaining=remaining))
+        now = time.time()
+        wait = JobWait(
+            job_id,
+            schedule=schedule or PollSchedule(),
+            deadline=None if timeout is None else Deadline(now + timeout),
+            allow_stopped=True,
+            started=now,
+        )
+        outcome = self.drive_wait(wait_flow(wait, errors_head=False, log=log), job_id, raise_errors=True)
+        assert outcome is not None  # a driver that sleeps always gets to the outcome
+        job = wait.last_job
+        if outcome.kind is OutcomeKind.TIMEOUT or job is None:
+            status = job.status.value if job is not None else "unseen"
+            raise TimeoutError(f"job {job_id} still {status} after {timeout or 0:.0f} s")
+        return job
 
     def wait_outcome(
         self, wait: JobWait, *, stop_on_timeout: bool = False, sleep: Callable[[float], None] = time.sleep
     ) -> JobOutcome:
-        """Poll until ``wait`` ends (see :class:`~airflow_here_batch.api.outcome.JobWait`); the same
-        rule as :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger`, on a worker.
+        """Poll until ``wait`` ends (:func:`~airflow_here_batch.api.wait.wait_flow`, the flow
+        :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger` runs too), on a worker.
 
         :param stop_on_timeout: ask HERE to stop the job when the deadline passes.
+        :param sleep: how to wait between polls (seconds).
         """
+        flow = wait_flow(wait, stop_on_timeout=stop_on_timeout, log=log)
+        outcome = self.drive_wait(flow, wait.job_id, sleep=sleep)
+        assert outcome is not None  # a driver that sleeps always gets to the outcome
+        return outcome
+
+    def drive_wait(
+        self,
+        flow: WaitFlow,
+        job_id: str,
+        *,
+        sleep: Callable[[float], None] | None = time.sleep,
+        raise_errors: bool = False,
+    ) -> JobOutcome | None:
+        """The sync driver of a :data:`~airflow_here_batch.api.wait.WaitFlow`: make the calls it asks
+        for, sleep when it says so, and return its outcome.
+
+        :param job_id: the job the flow waits for (its ``JobWait.job_id``).
+        :param sleep: ``None``: return ``None`` where the flow would sleep, leaving it there (one poll;
+            a sensor's poke). Sending the same flow here again goes on with the next poll.
+        :param raise_errors: raise a failed status call's ``HereBatchError`` instead of handing it to
+            the flow (no outage rule: :meth:`wait_for_job`).
+        """
+        answer: Any = None
         while True:
-            now = time.time()
-            if wait.expired(now):
-                stopped = None
-                if stop_on_timeout:
-                    try:
-                        self.stop_job(wait.job_id)
-                        stopped = True
-                    except HereBatchError as exc:
-                        log.warning("HERE Batch: could not stop job %s: %s", wait.job_id, exc)
-                        stopped = False
-                return wait.timed_out(stopped=stopped)
-            try:
-                job = self.get_job(wait.job_id)
-            except HereBatchError as exc:
-                now = time.time()
-                if (outcome := wait.failed(exc, now)) is not None:
-                    return outcome
-                delay = wait.delay_after_error(exc, now)
-                log.warning(
-                    "HERE Batch: status of job %s unavailable, next try in %.1f s: %s",
-                    wait.job_id,
-                    delay,
-                    exc,
-                )
-                sleep(delay)
-                continue
-            now = time.time()
-            log.log(wait.observe(job, now), "HERE Batch: %s", wait.tracker.describe(job))
-            if wait.ended(job, now):
-                head: list[str] = []
-                if needs_errors_head(job):
-                    try:
-                        head = self.download_errors_head(job.id, 10)
-                    except HereBatchError as exc:
-                        log.warning("HERE Batch: could not read the errors report of %s: %s", job.id, exc)
-                return wait.outcome(job, head)
-            sleep(wait.next_delay(now))
+            step = flow.send(answer)
+            answer = None
+            if step is READ_STATUS:
+                try:
+                    answer = self.get_job(job_id)
+                except HereBatchError as exc:
+                    if raise_errors:
+                        raise
+                    answer = exc
+            elif step is READ_ERRORS_HEAD:
+                try:
+                    answer = self.download_errors_head(job_id, ERRORS_HEAD_LINES)
+                except HereBatchError as exc:
+                    answer = exc
+            elif step is STOP_JOB:
+                try:
+                    self.stop_job(job_id)
+                except HereBatchError as exc:
+                    answer = exc
+            elif isinstance(step, JobOutcome):
+                return step
+            elif sleep is None:
+                return None
+            else:
+                sleep(step)
 
     def test_connection(self) -> tuple[bool, str]:
         """An authenticated, cheap call (list one job), for the UI's Test button."""

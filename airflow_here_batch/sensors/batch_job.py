@@ -11,14 +11,9 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError
-from airflow_here_batch.api.outcome import (
-    DEFAULT_MAX_OUTAGE,
-    ERRORS_HEAD_LINES,
-    JobOutcome,
-    JobWait,
-    needs_errors_head,
-)
+from airflow_here_batch.api.outcome import DEFAULT_MAX_OUTAGE, JobOutcome, JobWait
 from airflow_here_batch.api.polling import PollSchedule
+from airflow_here_batch.api.wait import WaitFlow, note_stop, wait_flow
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -94,7 +89,7 @@ class BatchJobSensor(BaseSensorOperator):
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self.cancel_on_kill = cancel_on_kill
         self.max_outage = float(max_outage)
-        self._wait: JobWait | None = None
+        self._flow: WaitFlow | None = None
 
     @cached_property
     def hook(self) -> HereBatchHook:
@@ -102,8 +97,10 @@ class BatchJobSensor(BaseSensorOperator):
 
         return HereBatchHook(self.here_conn_id)
 
-    def _job_wait(self, context: Context) -> JobWait:
-        if self._wait is None:
+    def _job_flow(self, context: Context) -> WaitFlow:
+        """The wait's flow, made at the first poke and kept for the next ones (poke mode: the outage
+        and progress state carry over; reschedule mode: each poke is a new task run, a new flow)."""
+        if self._flow is None:
             from airflow_here_batch.utils.waiting import task_deadline
 
             # The sensor's timeout counts from the task's start, as in deferrable mode. Reschedule
@@ -116,7 +113,7 @@ class BatchJobSensor(BaseSensorOperator):
                 worker=True,
             )
             self.hook.deadline = None if deadline is None else deadline.at  # bounds Retry-After too
-            self._wait = JobWait(
+            wait = JobWait(
                 self.job_id,
                 schedule=PollSchedule(float(self.poke_interval), self.max_poll_interval),
                 deadline=deadline,
@@ -124,7 +121,8 @@ class BatchJobSensor(BaseSensorOperator):
                 allow_stopped=self.allow_stopped,
                 started=time.time(),
             )
-        return self._wait
+            self._flow = wait_flow(wait, stop_on_timeout=self.cancel_on_kill, log=self.log)
+        return self._flow
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         outcome = self._poke_once(context)
@@ -133,39 +131,9 @@ class BatchJobSensor(BaseSensorOperator):
         return self._finish(outcome)
 
     def _poke_once(self, context: Context) -> JobOutcome | None:
-        """One status call through the shared rule: the outcome when the wait ends, else None."""
-        wait = self._job_wait(context)
-        now = time.time()
-        if wait.expired(now):
-            stopped = None
-            if self.cancel_on_kill:
-                try:
-                    self.hook.stop_job(self.job_id)
-                    stopped = True
-                except HereBatchError as exc:
-                    self.log.warning("HERE Batch: could not stop job %s: %s", self.job_id, exc)
-                    stopped = False
-            return wait.timed_out(stopped=stopped)
-        try:
-            job = self.hook.get_job(self.job_id)
-        except HereBatchError as exc:
-            outcome = wait.failed(exc, time.time())
-            if outcome is None:
-                self.log.warning(
-                    "HERE Batch: status of job %s unavailable, will ask again: %s", self.job_id, exc
-                )
-            return outcome
-        now = time.time()
-        self.log.log(wait.observe(job, now), "HERE Batch: %s", wait.tracker.describe(job))
-        if not wait.ended(job, now):
-            return None
-        head: list[str] = []
-        if needs_errors_head(job):
-            try:
-                head = self.hook.download_errors_head(job.id, ERRORS_HEAD_LINES)
-            except HereBatchError as exc:
-                self.log.warning("HERE Batch: could not read the errors report of %s: %s", job.id, exc)
-        return wait.outcome(job, head)
+        """One poll of the wait's flow (the trigger's flow, driven up to its next sleep): the outcome
+        when the wait ends, else None."""
+        return self.hook.drive_wait(self._job_flow(context), self.job_id, sleep=None)
 
     def _finish(self, outcome: JobOutcome) -> PokeReturnValue:
         from airflow_here_batch.utils.waiting import raise_for_outcome
@@ -202,11 +170,12 @@ class BatchJobSensor(BaseSensorOperator):
         trigger's ``on_kill``)."""
         if not self.cancel_on_kill:
             return
+        error: HereBatchError | None = None
         try:
             self.hook.stop_job(self.job_id)
-            self.log.info("HERE Batch: asked HERE to stop job %s", self.job_id)
         except HereBatchError as exc:
-            self.log.warning("HERE Batch: could not stop job %s: %s", self.job_id, exc)
+            error = exc
+        note_stop(self.log, self.job_id, error)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired: return the job summary, or fail/skip with HERE's details."""

@@ -20,11 +20,18 @@ from airflow_here_batch.api.outcome import (
     JobOutcome,
     JobWait,
     OutcomeKind,
-    needs_errors_head,
     to_epoch,
 )
 from airflow_here_batch.api.polling import PollSchedule
 from airflow_here_batch.api.retry import RetryPolicy
+from airflow_here_batch.api.wait import (
+    READ_ERRORS_HEAD,
+    READ_STATUS,
+    STOP_JOB,
+    WaitFlow,
+    note_stop,
+    wait_flow,
+)
 
 if TYPE_CHECKING:
     from airflow_here_batch.hooks.here_batch import HereBatchAsyncHook
@@ -42,6 +49,8 @@ __all__ = [
     "ERRORS_HEAD_LINE_CHARS",
     "BatchJobTrigger",
     "deadline_to_epoch",
+    "drive_wait",
+    "stop_job",
 ]
 
 #: Seconds ``on_kill`` / the deadline path give the stop request.
@@ -148,70 +157,19 @@ class BatchJobTrigger(BaseTrigger):
             started=time.time(),
         )
 
-    def _event(self, outcome: JobOutcome) -> TriggerEvent:
-        return TriggerEvent(outcome.to_event())
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll HERE until the job ends or the deadline passes; yield one event and return."""
-        wait = self._wait()
+        flow = wait_flow(self._wait(), stop_on_timeout=self.cancel_on_kill, log=self.log)
         hook = self._hook()
         try:
             async with hook:
-                while True:
-                    if wait.expired(time.time()):
-                        stopped = await self._stop(hook) if self.cancel_on_kill else None
-                        yield self._event(wait.timed_out(stopped=stopped))
-                        return
-                    try:
-                        job = await hook.get_job(self.job_id)
-                    except HereBatchError as exc:
-                        now = time.time()
-                        outcome = wait.failed(exc, now)
-                        if outcome is not None:
-                            yield self._event(outcome)
-                            return
-                        delay = wait.delay_after_error(exc, now)
-                        self.log.warning(
-                            "HERE Batch: status of job %s unavailable for %.0f s (max_outage %.0f s), next "
-                            "try in %.1f s: %s",
-                            self.job_id,
-                            now - (wait.outage_since or now),
-                            self.max_outage,
-                            delay,
-                            exc,
-                        )
-                        await asyncio.sleep(delay)
-                        continue
-                    now = time.time()
-                    self.log.log(wait.observe(job, now), "HERE Batch: %s", wait.tracker.describe(job))
-                    if wait.ended(job, now):
-                        head: list[str] = []
-                        if needs_errors_head(job):
-                            try:
-                                head = await hook.download_errors_head(job.id, ERRORS_HEAD_LINES)
-                            except HereBatchError as exc:
-                                self.log.warning(
-                                    "HERE Batch: could not read the errors report of %s: %s", job.id, exc
-                                )
-                        yield self._event(wait.outcome(job, head))
-                        return
-                    await asyncio.sleep(wait.next_delay(now))
+                outcome = await drive_wait(flow, self.job_id, hook)
+            yield TriggerEvent(outcome.to_event())
         except asyncio.CancelledError:
             # Triggerer shutdown, redistribution or a user kill: the job is left alone here (a user
             # kill stops it through on_kill), and the cancellation must propagate.
             self.log.info("HERE Batch: stopped watching job %s (trigger cancelled)", self.job_id)
             raise
-
-    async def _stop(self, hook: HereBatchAsyncHook) -> bool:
-        # The deadline has passed: the stop request gets its own short deadline, not the wait's.
-        hook.deadline = None
-        try:
-            await asyncio.wait_for(hook.stop_job(self.job_id), STOP_TIMEOUT)
-        except (HereBatchError, asyncio.TimeoutError) as exc:
-            self.log.warning("HERE Batch: could not stop job %s: %s", self.job_id, exc)
-            return False
-        self.log.info("HERE Batch: asked HERE to stop job %s", self.job_id)
-        return True
 
     async def cleanup(self) -> None:
         """Nothing to release beyond run()'s own session; never stops the job (restarts are normal)."""
@@ -223,4 +181,46 @@ class BatchJobTrigger(BaseTrigger):
             return
         hook = self._hook()
         async with hook:
-            await self._stop(hook)
+            note_stop(self.log, self.job_id, await stop_job(hook, self.job_id))
+
+
+async def stop_job(hook: HereBatchAsyncHook, job_id: str) -> BaseException | None:
+    """Ask HERE to stop the job, within :data:`STOP_TIMEOUT` seconds; the error, or None when accepted.
+
+    The deadline has passed (or the task was killed): the stop request gets its own short deadline,
+    not the wait's.
+    """
+    hook.deadline = None
+    try:
+        await asyncio.wait_for(hook.stop_job(job_id), STOP_TIMEOUT)
+    except (HereBatchError, asyncio.TimeoutError) as exc:
+        return exc
+    return None
+
+
+async def drive_wait(flow: WaitFlow, job_id: str, hook: HereBatchAsyncHook) -> JobOutcome:
+    """The async driver of a :data:`~airflow_here_batch.api.wait.WaitFlow` (the sync one is
+    :meth:`airflow_here_batch.hooks.here_batch.HereBatchHook.drive_wait`):
+    make the calls the flow asks for on ``hook`` (an open session), sleep without blocking the loop
+    when it says so, and return its outcome. Only I/O here; every rule is the flow's.
+    """
+    answer: Any = None
+    while True:
+        step = flow.send(answer)
+        answer = None
+        if step is READ_STATUS:
+            try:
+                answer = await hook.get_job(job_id)
+            except HereBatchError as exc:
+                answer = exc
+        elif step is READ_ERRORS_HEAD:
+            try:
+                answer = await hook.download_errors_head(job_id, ERRORS_HEAD_LINES)
+            except HereBatchError as exc:
+                answer = exc
+        elif step is STOP_JOB:
+            answer = await stop_job(hook, job_id)
+        elif isinstance(step, JobOutcome):
+            return step
+        else:
+            await asyncio.sleep(step)

@@ -1,6 +1,10 @@
 """How a task waits for a HERE job: the one deferral helper, the one sync wait and the one mapping of
 a :class:`~airflow_here_batch.api.outcome.JobOutcome` to the task's end, for the operator and the sensor.
 
+Both waits run the one wait flow, :func:`airflow_here_batch.api.wait.wait_flow`: :func:`defer_wait`
+through the trigger's async driver, :func:`worker_wait` through the hook's sync driver
+(:meth:`airflow_here_batch.hooks.here_batch.HereBatchHook.wait_outcome`).
+
 The deadline of every wait is the earlier of ``timeout`` (counted from when the wait starts) and the
 task's ``execution_timeout`` counted from the task's start: Airflow 3 does not apply
 ``execution_timeout`` while a task is deferred, so the trigger carries it.
@@ -135,8 +139,11 @@ def worker_wait(
     max_outage: float = DEFAULT_MAX_OUTAGE,
     not_after: Deadline | None = None,
 ) -> JobOutcome:
-    """Wait on the worker with the trigger's rule (:meth:`HereBatchHook.wait_outcome`); ``not_after``
-    as for :func:`defer_wait`."""
+    """Wait on the worker with the trigger's flow, driven by :meth:`HereBatchHook.wait_outcome`
+    (stopping the job at the deadline when ``cancel_on_kill``); ``not_after`` as for :func:`defer_wait`.
+
+    :returns: how the wait ended; :func:`raise_for_outcome` ends the task with it.
+    """
     deadline = _earlier(task_deadline(task, context, timeout, worker=True), not_after)
     hook.deadline = None if deadline is None else deadline.at
     wait = JobWait(
