@@ -47,6 +47,7 @@ from airflow_here_batch.api.inputs import (
     validate_lines,
 )
 from airflow_here_batch.api.transfer import LineStream
+from airflow_here_batch.files.locations import storage_path
 
 __all__ = ["InputSource", "PreparedInput", "RejectsFile", "is_inline_text", "prepare_input"]
 
@@ -54,14 +55,6 @@ __all__ = ["InputSource", "PreparedInput", "RejectsFile", "is_inline_text", "pre
 def is_inline_text(value: Any) -> bool:
     """Whether a ``str`` input is inline text by the rule above (it holds a line break, or is empty)."""
     return isinstance(value, str) and ("\n" in value or "\r" in value or not value.strip())
-
-
-def _storage_path(location: Any, conn_id: str | None) -> Any:
-    from airflow.sdk import ObjectStoragePath
-
-    if isinstance(location, ObjectStoragePath):
-        return location
-    return ObjectStoragePath(str(location), conn_id=conn_id)
 
 
 class InputSource:
@@ -108,7 +101,7 @@ class InputSource:
             if inline_text or is_inline_text(value):
                 self.text = value
             elif "://" in value:
-                self.remote = _storage_path(value, conn_id)
+                self.remote = storage_path(value, conn_id)
             else:
                 self.local = self._existing(Path(value).expanduser(), value)
         elif isinstance(value, os.PathLike):

@@ -40,7 +40,8 @@ from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType
 from airflow_here_batch.api.split import DEFAULT_MAX_ACTIVE_JOBS, has_header, part_name, safe_segment
 from airflow_here_batch.files.atomic import temporary_name
-from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator, _storage_path
+from airflow_here_batch.files.locations import storage_path
+from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator
 from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
@@ -70,16 +71,6 @@ def _work_folder(context: Context, split_id: str) -> ObjectStoragePath:
     return base_location("split", safe_segment(ti.dag_id), safe_segment(ti.run_id), safe_segment(split_id))
 
 
-def _as_storage(location: Any, conn_id: str | None) -> ObjectStoragePath:
-    """An ObjectStoragePath for a URI, an ObjectStoragePath or a local path (as ``file://``)."""
-    if hasattr(location, "protocol"):
-        return location
-    text = str(location)
-    if "://" not in text:
-        text = "file://" + str(Path(text).expanduser().absolute())
-    return _storage_path(text, conn_id)
-
-
 def _uri(path: ObjectStoragePath) -> str:
     return str(path)
 
@@ -102,7 +93,7 @@ def _binary_lines(source: Any, conn_id: str | None) -> contextlib.AbstractContex
             data = source.encode("utf-8") if isinstance(source, str) else bytes(source)
             yield iter_input_lines(io.BytesIO(data))
             return
-        path = _as_storage(source, conn_id)
+        path = storage_path(source, conn_id)
         if not path.exists():
             raise AirflowException(f"input {path} does not exist")
         with path.open("rb") as handle:
@@ -476,7 +467,7 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
     def _run(self, context: Context, *, deadline: Deadline | None) -> dict[str, Any]:
         self._limit_requests(context)
         part = self._part()
-        self.input = _storage_path(part["input"], part.get("conn_id"))
+        self.input = storage_path(part["input"], part.get("conn_id"))
         self.validate_input = False  # the plan validated the whole input before writing any part
         self.input_columns = None  # every part carries its header
         self.start_job = False  # upload only; started below within the concurrency rules
@@ -588,7 +579,7 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
 
     def _collect(self, context: Context, job: BatchJob) -> dict[str, Any]:
         part = self._part()
-        folder = _storage_path(part["input"], part.get("conn_id")).parent
+        folder = storage_path(part["input"], part.get("conn_id")).parent
         ext = "jsonl" if job.output_type is OutputType.JSONL else "csv"
         try:
             results = self._download(job.id, "results", folder / f"results.{ext}")
@@ -747,7 +738,7 @@ class MergeSplitResultsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         work = _work_folder(context, self.split_id)
         if self.destination:
-            folder = _as_storage(str(self.destination).rstrip("/"), self.destination_conn_id)
+            folder = storage_path(self.destination, self.destination_conn_id)
         else:
             folder = work / "merged"
         summary_path = folder / "summary.json"
@@ -758,7 +749,7 @@ class MergeSplitResultsOperator(BaseOperator):
             )
 
         def located(key: str) -> list[ObjectStoragePath | None]:
-            return [_storage_path(p[key], p.get("conn_id")) if p.get(key) else None for p in parts]
+            return [storage_path(p[key], p.get("conn_id")) if p.get(key) else None for p in parts]
 
         missing = [p for p in located("results") + located("errors") if p is not None and not p.exists()]
         if missing and summary_path.exists():
