@@ -75,5 +75,16 @@ def moto_s3(log_dir: Path) -> Iterator[str]:
         yield url
     finally:
         os.environ.pop("AIRFLOW_CONN_AWS_MOTO", None)
+        _forget_filesystems()
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _forget_filesystems() -> None:
+    """Drop Airflow's cached ``aws_moto`` filesystems: they point at this server's port, and the next
+    server has another (Airflow caches one store per protocol and connection for the process)."""
+    if "airflow.sdk.io.store" in sys.modules:
+        from airflow.sdk.io import store
+
+        for protocol in ("s3", "s3a", "s3n"):
+            store._STORE_CACHE.pop(f"{protocol}-{CONN_ID}", None)

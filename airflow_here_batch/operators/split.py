@@ -36,9 +36,9 @@ from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType
 from airflow_here_batch.api.split import DEFAULT_MAX_ACTIVE_JOBS, part_name, safe_segment
-from airflow_here_batch.files.atomic import temporary_name
+from airflow_here_batch.files.atomic import atomic_open
 from airflow_here_batch.files.locations import storage_path
-from airflow_here_batch.files.parts import _binary_lines, merge_files, write_parts
+from airflow_here_batch.files.parts import binary_lines, merge_files, write_parts
 from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator
 from airflow_here_batch.version_compat import AirflowException
 
@@ -140,7 +140,7 @@ class PlanSplitOperator(BaseOperator):
             source = "".join(rows_to_lines(source, columns=columns, delimiter=self.input_delimiter))
             columns = None
         try:
-            with _binary_lines(source, self.input_conn_id) as lines:
+            with binary_lines(source, self.input_conn_id) as lines:
                 parts = write_parts(
                     lines,
                     folder,
@@ -528,9 +528,8 @@ class MergeSplitResultsOperator(BaseOperator):
             "results_rows": result_rows,
             "errors_rows": error_rows,
         }
-        staged = folder / temporary_name(summary_path.name)
-        staged.write_text(json.dumps(summary))
-        staged.rename(summary_path)
+        with atomic_open(summary_path, "w") as out:
+            out.write(json.dumps(summary))
         self.log.info(
             "HERE Batch: merged %d parts: %d result rows (%d bytes) -> %s; %d error lines%s",
             len(parts),

@@ -83,3 +83,59 @@ def test_merge_keeps_one_header_and_never_drops_a_line(tmp_path: Path) -> None:
     assert merge_files(jsonl, target, output_type="jsonl") == (30, 2)
     assert merge_files([None, None], target) == (0, 0)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["merged.csv"]  # no temporary left
+
+
+def test_binary_lines_reads_text_bytes_and_files_and_names_a_missing_one(tmp_path: Path) -> None:
+    import gzip
+
+    from airflow_here_batch.api.inputs import InputValidationError
+    from airflow_here_batch.files.parts import binary_lines
+
+    (tmp_path / "in.csv").write_bytes(gzip.compress(b"recId|q\n1|Berlin"))
+    for source in ("recId|q\n1|Berlin", b"recId|q\n1|Berlin", tmp_path / "in.csv", f"file://{tmp_path}/in.csv"):
+        with binary_lines(source) as lines:
+            assert b"".join(lines).rstrip(b"\n") == b"recId|q\n1|Berlin"
+    with pytest.raises(InputValidationError, match="does not exist"), binary_lines(tmp_path / "none.csv"):
+        pass
+
+
+def test_parts_and_merge_in_s3_appear_whole_and_a_bad_input_leaves_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Parts and merged output in S3 (moto's server): every object written whole, nothing of a bad input
+    left (no part, no open multipart upload); a missing bucket is named, never created."""
+    pytest.importorskip("airflow.providers.amazon", reason="needs the amazon extra")
+    pytest.importorskip("moto.server", reason="needs moto[server] (the test extra)")
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.api.inputs import InputValidationError
+    from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.files.atomic import MissingBucketError
+    from airflow_here_batch.files.parts import merge_files, write_parts
+    from tests.moto_s3 import BUCKET, CONN_ID, moto_s3, s3_client
+
+    text = b"recId|q\n" + b"".join(b"%d|Berlin\n" % n for n in range(1, 11))
+    with moto_s3(tmp_path_factory.mktemp("moto")) as url:
+        s3 = s3_client(url)
+        folder = ObjectStoragePath(f"s3://{BUCKET}/split/parts", conn_id=CONN_ID)
+        parts = write_parts(text.splitlines(keepends=True), folder, limits=SplitLimits(max_records=4))
+        assert [p["records"] for p in parts] == [4, 4, 2] and [p["first_record"] for p in parts] == [1, 5, 9]
+        inputs = [ObjectStoragePath(p["input"], conn_id=CONN_ID) for p in parts]
+        merged = ObjectStoragePath(f"s3://{BUCKET}/split/merged/results.csv", conn_id=CONN_ID)
+        assert merge_files(inputs, merged) == (len(text), 10)
+        assert s3.get_object(Bucket=BUCKET, Key="split/merged/results.csv")["Body"].read() == text
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="split/")["Contents"]}
+        parts_keys = {f"split/parts/part-{i:05d}/input.txt" for i in (1, 2, 3)}
+        assert keys == parts_keys | {"split/merged/results.csv"}
+
+        bad = text + b"11|Berlin|extra\n"
+        other = ObjectStoragePath(f"s3://{BUCKET}/bad/parts", conn_id=CONN_ID)
+        with pytest.raises(InputValidationError, match="input line 12"):
+            write_parts(bad.splitlines(keepends=True), other, limits=SplitLimits(max_records=4))
+        assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="bad/")
+        assert "Uploads" not in s3.list_multipart_uploads(Bucket=BUCKET, Prefix="bad/")
+
+        nowhere = ObjectStoragePath("s3://no-such-bucket/parts", conn_id=CONN_ID)
+        with pytest.raises(MissingBucketError, match="no-such-bucket"):
+            write_parts(text.splitlines(keepends=True), nowhere, limits=SplitLimits(max_records=4))
+        assert "no-such-bucket" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
