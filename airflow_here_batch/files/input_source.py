@@ -29,7 +29,6 @@ import io
 import json
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import IO, Any
@@ -47,6 +46,8 @@ from airflow_here_batch.api.inputs import (
     validate_lines,
 )
 from airflow_here_batch.api.transfer import LineStream
+from airflow_here_batch.files.atomic import AtomicWriter, atomic_open
+from airflow_here_batch.files.locations import storage_path
 
 __all__ = ["InputSource", "PreparedInput", "RejectsFile", "is_inline_text", "prepare_input"]
 
@@ -54,14 +55,6 @@ __all__ = ["InputSource", "PreparedInput", "RejectsFile", "is_inline_text", "pre
 def is_inline_text(value: Any) -> bool:
     """Whether a ``str`` input is inline text by the rule above (it holds a line break, or is empty)."""
     return isinstance(value, str) and ("\n" in value or "\r" in value or not value.strip())
-
-
-def _storage_path(location: Any, conn_id: str | None) -> Any:
-    from airflow.sdk import ObjectStoragePath
-
-    if isinstance(location, ObjectStoragePath):
-        return location
-    return ObjectStoragePath(str(location), conn_id=conn_id)
 
 
 class InputSource:
@@ -108,7 +101,7 @@ class InputSource:
             if inline_text or is_inline_text(value):
                 self.text = value
             elif "://" in value:
-                self.remote = _storage_path(value, conn_id)
+                self.remote = storage_path(value, conn_id)
             else:
                 self.local = self._existing(Path(value).expanduser(), value)
         elif isinstance(value, os.PathLike):
@@ -204,25 +197,24 @@ class RejectsFile:
 
     Each line: ``{"line": 3, "where": "line 3", "record": "<the line as read>", "problems": [{"kind",
     "field", "message"}]}`` (``record`` of a row is the row as JSON; bytes that are not UTF-8 appear as
-    ``\\xNN``; the file is ASCII, other characters are JSON escapes). Written under a temporary
-    name and renamed when complete, so a reader never sees half a
-    file. Nothing is written when nothing is rejected.
+    ``\\xNN``; the file is ASCII, other characters are JSON escapes). Written with
+    :func:`~airflow_here_batch.files.atomic.atomic_open`, so a reader never sees half a file. Nothing is
+    written when nothing is rejected.
 
-    :param target: an ``ObjectStoragePath`` (see :func:`airflow_here_batch.files.locations.base_location`).
+    :param target: an ``ObjectStoragePath`` (see :func:`airflow_here_batch.files.locations.base_location`),
+        a URI or a local path.
     """
 
     def __init__(self, target: Any) -> None:
         self.target = target
         self.count = 0
-        self._temporary: Any = None
-        self._handle: Any = None
+        self._writer: AtomicWriter | None = None
+        self._handle: IO[str] | None = None
 
     def write(self, checked: CheckedLine) -> None:
         if self._handle is None:
-            with contextlib.suppress(Exception):
-                self.target.parent.mkdir(parents=True, exist_ok=True)
-            self._temporary = self.target.parent / f".{self.target.name}.{uuid.uuid4().hex}.part"
-            self._handle = self._temporary.open("w", encoding="utf-8")
+            self._writer = atomic_open(self.target, "w")
+            self._handle = self._writer.open()
         entry = {
             "line": checked.number,
             "where": checked.problems[0].where if checked.problems else f"line {checked.number}",
@@ -234,20 +226,18 @@ class RejectsFile:
         self.count += 1
 
     def commit(self) -> str | None:
-        """Close and move the file to ``target``; its URI, or ``None`` when nothing was rejected."""
-        if self._handle is None:
+        """Make the file appear at ``target``; its URI, or ``None`` when nothing was rejected."""
+        if self._writer is None:
             return None
-        self._handle.close()
-        self._handle = None
-        self._temporary.rename(self.target)
+        writer, self._writer, self._handle = self._writer, None, None
+        writer.commit()
         return str(self.target)
 
     def discard(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-            with contextlib.suppress(Exception):
-                self._temporary.unlink()
+        """Leave nothing behind."""
+        if self._writer is not None:
+            writer, self._writer, self._handle = self._writer, None, None
+            writer.discard()
 
 
 class PreparedInput:

@@ -2,7 +2,8 @@
 
 The tests start ``moto.server`` (moto's S3-compatible HTTP server, as Airflow's own tests do) in a
 separate process on a free loopback port and point the Airflow connection ``aws_moto`` at it
-(``extra.endpoint_url``). Nothing is mocked in-process: s3fs talks HTTP to the server.
+(``extra.endpoint_url``; :mod:`tests.moto_s3`). Nothing is mocked in-process: s3fs talks HTTP to the
+server.
 
 - a DAG reads its input from ``s3://`` and writes results and errors to ``s3://`` (``dag.test()``);
 - a 1,000,000-record job's results (about 200 MB) go to ``s3://`` through ``DownloadBatchResultsOperator``
@@ -14,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,76 +25,28 @@ import pytest
 
 from tests.airflow.conftest import RunDag
 from tests.conftest import EXAMPLE_DAGS_DIR
+from tests.moto_s3 import BUCKET, moto_s3, s3_client
 
 pytest.importorskip(
     "airflow.providers.amazon", reason="needs the amazon extra (apache-airflow-providers-amazon)"
 )
 pytest.importorskip("moto.server", reason="needs moto[server] (the test extra)")
 
-BUCKET = "here-batch-test"
 PROBE = Path(__file__).with_name("s3_probe.py")
 SAMPLE = EXAMPLE_DAGS_DIR / "data" / "addresses_default.csv"
 MAX_GROWTH_MB = 64
 BIG_RECORDS = 1_000_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's server in its own process; the ``aws_moto`` connection points at it."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.2)
-        conn = {
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {"endpoint_url": url, "region_name": "us-east-1"},
-        }
-        os.environ["AIRFLOW_CONN_AWS_MOTO"] = json.dumps(conn)
-        _s3(url).create_bucket(Bucket=BUCKET)
+    with moto_s3(tmp_path_factory.mktemp("moto")) as url:
         yield url
-    finally:
-        os.environ.pop("AIRFLOW_CONN_AWS_MOTO", None)
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def _s3(url: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
 
 
 def test_s3_input_and_outputs(run_dag: RunDag, here_conn: str, moto_url: str, monkeypatch: Any) -> None:
-    s3 = _s3(moto_url)
+    s3 = s3_client(moto_url)
     s3.put_object(Bucket=BUCKET, Key="in/addresses.csv", Body=SAMPLE.read_bytes())
     monkeypatch.setenv("HERE_BATCH_S3_INPUT", f"s3://{BUCKET}/in/addresses.csv")
     monkeypatch.setenv("HERE_BATCH_S3_OUTPUT", f"s3://{BUCKET}/out/")
@@ -151,7 +102,7 @@ def test_200_mb_result_streams_to_s3_with_flat_memory(
     )
     assert out.returncode == 0, out.stderr[-3000:]
     probe = json.loads(out.stdout.strip().splitlines()[-1])
-    size = _s3(moto_url).head_object(Bucket=BUCKET, Key="big/results.csv")["ContentLength"]
+    size = s3_client(moto_url).head_object(Bucket=BUCKET, Key="big/results.csv")["ContentLength"]
     print(f"\n200 MB to s3: {probe['bytes'] / 1e6:.0f} MB, peak RSS growth {probe['growth_mb']:.1f} MB")
     assert size == probe["bytes"] >= 200_000_000, probe
     assert probe["rows"] >= BIG_RECORDS
