@@ -27,13 +27,12 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_here_batch import DEFAULT_CONN_ID
 from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
@@ -41,6 +40,7 @@ from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType
 from airflow_here_batch.api.split import DEFAULT_MAX_ACTIVE_JOBS, has_header, part_name, safe_segment
 from airflow_here_batch.files.atomic import temporary_name
 from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator, _storage_path
+from airflow_here_batch.triggers.slot_wait import SlotWaitTrigger, as_deadline
 from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
@@ -368,49 +368,6 @@ class PlanSplitOperator(BaseOperator):
 # run one part
 
 
-def _deadline(value: Deadline | Mapping[str, Any] | None) -> Deadline | None:
-    """A deadline from its serialised form ``{"at": epoch seconds, "reason": ...}`` (or as it is)."""
-    from airflow_here_batch.api.outcome import Deadline
-
-    if value is None or isinstance(value, Deadline):
-        return value
-    return Deadline(float(value["at"]), str(value["reason"]))
-
-
-class SlotWaitTrigger(BaseTrigger):
-    """Fires once at ``moment``, handing the part's deadline back to the task (a deferral while HERE
-    has no free job slot, 429 ``E6004291``).
-
-    The deadline travels in the event, not in ``ti.start_date``: that is the resume time on some
-    runners (``dag.test()``), which would move ``execution_timeout`` on at every slot deferral.
-
-    :param moment: when to fire, epoch seconds.
-    :param deadline: the part's deadline, or None.
-    """
-
-    def __init__(self, moment: float, deadline: Deadline | Mapping[str, Any] | None = None) -> None:
-        super().__init__()
-        self.moment = float(moment)
-        self.deadline = _deadline(deadline)
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"moment": self.moment, **self._payload()},
-        )
-
-    def _payload(self) -> dict[str, Any]:
-        if self.deadline is None:
-            return {"deadline": None}
-        return {"deadline": {"at": self.deadline.at, "reason": self.deadline.reason}}
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        import asyncio
-
-        await asyncio.sleep(max(0.0, self.moment - time.time()))
-        yield TriggerEvent(self._payload())
-
-
 class RunSplitPartOperator(SubmitBatchJobOperator):
     """One part of a split: one HERE job, started within the concurrency limit, waited for, collected.
 
@@ -464,7 +421,7 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
     def resume_start(self, context: Context, event: Any = None) -> dict[str, Any]:
         """After a deferred wait for a free job slot: find the part's job again and start it."""
         carried = event.get("deadline") if isinstance(event, Mapping) else None
-        return self._run(context, deadline=_deadline(carried))
+        return self._run(context, deadline=as_deadline(carried))
 
     def _limit_requests(self, context: Context) -> None:
         """No request retry (``Retry-After`` included) sleeps past the task's ``execution_timeout``."""
