@@ -715,9 +715,10 @@ class MergeSplitResultsOperator(BaseOperator):
             "results_rows": result_rows,
             "errors_rows": error_rows,
         }
-        staged = folder / temporary_name(summary_path.name)
-        staged.write_text(json.dumps(summary))
-        staged.rename(summary_path)
+        from airflow_here_batch.files.atomic import atomic_open
+
+        with atomic_open(summary_path, "w") as out:
+            out.write(json.dumps(summary))
         self.log.info(
             "HERE Batch: merged %d parts: %d result rows (%d bytes) -> %s; %d error lines%s",
             len(parts),
