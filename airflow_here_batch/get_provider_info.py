@@ -138,7 +138,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION_NAME,
-                "python-modules": ["airflow_here_batch.triggers.batch_job"],
+                "python-modules": [
+                    "airflow_here_batch.triggers.batch_job",
+                    "airflow_here_batch.triggers.slot_wait",
+                ],
             }
         ],
         "config": CONFIG,

@@ -9,10 +9,12 @@ parsing in ``api.outputs``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -25,24 +27,27 @@ from airflow_here_batch.api.errors import HereBatchError, JobNotFoundError, Resu
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType, ServiceType
 from airflow_here_batch.api.outcome import DEFAULT_MAX_OUTAGE
 from airflow_here_batch.api.polling import PollSchedule
+from airflow_here_batch.api.protocol import JobOptions
 from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_here_batch.api.outcome import JobOutcome
-    from airflow_here_batch.api.protocol import JobOptions
+    from airflow_here_batch.api.outcome import Deadline, JobOutcome
     from airflow_here_batch.hooks.here_batch import HereBatchHook
+    from airflow_here_batch.hooks.submission import JobSubmission, SubmitInput, Submitted
 
 # The hook, the trigger, input validation and results parsing are imported where they are used, not
 # here: DAG files import this module at every parse, and only a running task needs them.
 
 __all__ = [
+    "BaseBatchJobOperator",
     "DeleteBatchJobOperator",
     "DownloadBatchResultsOperator",
     "ListBatchJobsOperator",
     "StopBatchJobOperator",
     "SubmitBatchJobOperator",
+    "job_options_value",
     "reattach_tag",
     "tag_matches",
 ]
@@ -102,14 +107,10 @@ def _is_hex(text: str) -> bool:
 def _job_result(job: BatchJob) -> dict[str, Any]:
     """The small XCom of the submit operator: a subset of the job summary, never a secret."""
     summary = job.summary()
-    return {
-        "job_id": summary["job_id"],
-        "status": summary["status"],
-        "records": summary["records"],
-        "results_href": summary["results_href"],
-        "errors_href": summary["errors_href"],
-        "tag": summary["tag"],
-    }
+    return {k: summary[k] for k in _RESULT_KEYS}
+
+
+_RESULT_KEYS = ("job_id", "status", "records", "results_href", "errors_href", "tag")
 
 
 def _is_remote(location: Any) -> bool:
@@ -118,15 +119,303 @@ def _is_remote(location: Any) -> bool:
     return hasattr(location, "protocol")  # ObjectStoragePath
 
 
-def _storage_path(location: Any, conn_id: str | None) -> Any:
-    from airflow.sdk import ObjectStoragePath
-
-    if isinstance(location, ObjectStoragePath):
-        return location
-    return ObjectStoragePath(str(location), conn_id=conn_id)
+#: The :class:`~airflow_here_batch.api.protocol.JobOptions` fields, each also accepted as a keyword.
+JOB_OPTION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobOptions))
 
 
-class SubmitBatchJobOperator(BaseOperator):
+def job_options_value(
+    options: JobOptions | Mapping[str, Any] | None = None, **given: Any
+) -> dict[str, Any]:
+    """The one options value of an operator: ``options`` with the keyword fields ``given`` folded in.
+
+    :param options: a :class:`~airflow_here_batch.api.protocol.JobOptions` (its fields left at their
+        defaults count as not set) or a dict of its fields (values may be Jinja templates).
+    :param given: JobOptions fields passed as keywords; ``None`` means not given.
+    :returns: a plain dict of the fields set (enums as their text values), for a templated attribute.
+    :raises ValueError: an unknown field, or a field set to two different values.
+    :raises TypeError: ``options`` is neither a JobOptions nor a mapping.
+    """
+    if options is None:
+        value: dict[str, Any] = {}
+    elif isinstance(options, JobOptions):
+        value = {
+            f.name: getattr(options, f.name)
+            for f in dataclasses.fields(JobOptions)
+            if getattr(options, f.name) != f.default
+        }
+    elif isinstance(options, Mapping):
+        value = dict(options)
+    else:
+        raise TypeError(f"options must be a JobOptions or a dict of its fields, got {type(options).__name__}")
+    unknown = sorted(set(value) - set(JOB_OPTION_FIELDS))
+    if unknown:
+        raise ValueError(f"options: unknown fields {unknown}; JobOptions has {list(JOB_OPTION_FIELDS)}")
+    for name, item in given.items():
+        if name not in JOB_OPTION_FIELDS:
+            raise ValueError(f"{name} is not a JobOptions field")
+        if item is None:
+            continue
+        if value.get(name) is not None and _plain(value[name]) != _plain(item):
+            raise ValueError(f"{name} is given twice, as {item!r} and in options as {value[name]!r}")
+        value[name] = item
+    return {k: _plain(v) for k, v in value.items() if v is not None}
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+class BaseBatchJobOperator(BaseOperator):
+    """What :class:`SubmitBatchJobOperator` and a split's part (:class:`~airflow_here_batch.operators.split.
+    RunSplitPartOperator`) share: the job options as one templated value, the wait settings, the
+    reattach rule and how the task ends on an outcome. The submit steps themselves are
+    :class:`~airflow_here_batch.hooks.submission.JobSubmission`'s; this class turns the task's
+    arguments and context into its plain values and its results into XCom. Not used on its own; its
+    arguments are documented on :class:`SubmitBatchJobOperator`.
+    """
+
+    template_fields: Sequence[str] = ("options",)
+
+    def __init__(
+        self,
+        *,
+        here_conn_id: str = DEFAULT_CONN_ID,
+        options: JobOptions | Mapping[str, Any] | None = None,
+        service: str | None = None,
+        input_columns: str | Sequence[str] | None = None,
+        input_delimiter: str | None = None,
+        output_columns: str | Sequence[str] | None = None,
+        output_delimiter: str | None = None,
+        output_type: str | None = None,
+        output_filter: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        billing_tags: str | Sequence[str] | None = None,
+        notification_ids: str | Sequence[str] | None = None,
+        start_job: bool | None = None,
+        compress: bool = False,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        max_poll_interval: float = 300.0,
+        timeout: float | timedelta | None = None,
+        cancel_on_kill: bool = True,
+        reattach: bool = True,
+        allow_stopped: bool = False,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        #: The job options (the JobOptions fields set, as a dict; templated).
+        self.options = job_options_value(
+            options,
+            service=service,
+            input_columns=input_columns,
+            input_delimiter=input_delimiter,
+            output_columns=output_columns,
+            output_delimiter=output_delimiter,
+            output_type=output_type,
+            output_filter=output_filter,
+            tag=tag,
+            billing_tags=billing_tags,
+            notification_ids=notification_ids,
+            start_job=start_job,
+        )
+        ids = self.options.get("notification_ids")
+        if ids is not None and "{{" not in str(ids):
+            from airflow_here_batch.api.notifications import validate_notification_ids
+
+            validate_notification_ids(ids)  # InvalidNotificationError (a ValueError)
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+        self.here_conn_id = here_conn_id
+        self.compress = compress
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.reattach = reattach
+        self.allow_stopped = allow_stopped
+        self.max_outage = float(max_outage)
+        self.job_id: str | None = None
+        self._submission: JobSubmission | None = None
+
+    @cached_property
+    def hook(self) -> HereBatchHook:
+        return _make_hook(self.here_conn_id)
+
+    # -- task context -> plain values ---------------------------------------------------------------
+
+    def _limit_requests(self, context: Context) -> None:
+        """No request retry (``Retry-After`` included) sleeps past the task's ``execution_timeout``."""
+        from airflow_here_batch.utils.waiting import task_deadline
+
+        limit = task_deadline(self, context, None, worker=True)
+        self.hook.deadline = None if limit is None else limit.at
+
+    def _fixed_options(self) -> dict[str, Any]:
+        """JobOptions fields this task sets whatever its arguments say."""
+        return {}
+
+    def _job_options(self, context: Context) -> JobOptions:
+        """The rendered options with this task instance's HERE tag; checked as HERE would."""
+        from airflow_here_batch.api.notifications import InvalidNotificationError, validate_notification_ids
+        from airflow_here_batch.api.protocol import InvalidJobOptionsError
+
+        if not isinstance(self.options, Mapping):
+            raise AirflowException(f"options must be a dict of JobOptions fields, got {self.options!r}")
+        fields = dict(self.options)
+        try:
+            fields["service"] = ServiceType.from_name(fields.get("service", ServiceType.GEOCODE))
+            fields["notification_ids"] = validate_notification_ids(fields.get("notification_ids")) or None
+            fields["tag"] = self._here_tag(context, fields.get("tag"))
+            options = JobOptions(**{**fields, **self._fixed_options()})
+            options.to_query()
+        except (InvalidJobOptionsError, InvalidNotificationError) as exc:
+            raise AirflowException(f"invalid job options: {exc}") from None
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from None
+        return options
+
+    def _here_tag(self, context: Context, tag: str | None) -> str | None:
+        if not self.reattach:
+            return tag or None
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        index = -1 if map_index is None else int(map_index)
+        return reattach_tag(tag, ti.dag_id, ti.task_id, ti.run_id, index)
+
+    def _submission_for(self, context: Context) -> JobSubmission:
+        """This run's :class:`~airflow_here_batch.hooks.submission.JobSubmission` (made once)."""
+        if self._submission is None:
+            from airflow_here_batch.hooks.submission import JobSubmission
+
+            options = self._job_options(context)
+            self._submission = JobSubmission(
+                self.hook, options, reattach=self.reattach, compress=self.compress, log=self.log
+            )
+        return self._submission
+
+    @staticmethod
+    def _state_store(context: Context) -> Any:
+        # Airflow >= 3.3 puts a task-state store in the context; older 3.x have none.
+        return context.get("task_state_store")  # type: ignore[misc]
+
+    def _stored_job_id(self, context: Context) -> str | None:
+        store = self._state_store(context)
+        if store is None or not self.reattach:
+            return None
+        try:
+            stored = store.get(STATE_KEY)
+        except Exception as exc:
+            self.log.warning("HERE Batch: task state store unavailable (%s); looking up by tag", exc)
+            return None
+        return str(stored) if stored else None
+
+    def _remember(self, context: Context, job_id: str) -> None:
+        store = self._state_store(context)
+        if store is None or not self.reattach:
+            return
+        try:
+            store.set(STATE_KEY, job_id)
+        except Exception as exc:  # the tag still finds the job; never fail a submitted task for this
+            self.log.warning("HERE Batch: could not keep job id %s in the task state store: %s", job_id, exc)
+
+    # -- the submit sequence ------------------------------------------------------------------------
+
+    def _submit(self, context: Context, source: SubmitInput) -> Submitted:
+        """Reattach to this task instance's job, or check ``source`` and create the job
+        (:meth:`JobSubmission.submit <airflow_here_batch.hooks.submission.JobSubmission.submit>`);
+        pushes the XComs ``rejected`` and ``rejects_path`` of a new job."""
+        from airflow_here_batch.api.inputs import InputValidationError
+
+        submission = self._submission_for(context)
+        try:
+            submitted = submission.submit(source, stored_job_id=self._stored_job_id(context))
+        except InputValidationError as exc:
+            hint = ""
+            if source.on_bad_record == "fail" and not all(p.fatal for p in exc.problems):
+                hint = (
+                    "\nFix these records, or pass on_bad_record='skip' to submit the others (the bad "
+                    "ones are written with their reasons to a rejects file)"
+                )
+            raise AirflowException(f"the input was not uploaded: {exc}{hint}") from None
+        if submitted.created:
+            context["ti"].xcom_push(key="rejected", value=submitted.rejected)
+            if submitted.rejects_path is not None:  # Airflow 3.0's API refuses a None XCom value
+                context["ti"].xcom_push(key="rejects_path", value=submitted.rejects_path)
+        return submitted
+
+    def _keep(self, context: Context, submitted: Submitted) -> BatchJob:
+        """Keep the job id (task-state store, ``self.job_id`` for ``on_kill``, XCom ``job_id``)."""
+        job = submitted.job
+        if submitted.created:
+            self._remember(context, job.id)
+        self.job_id = job.id
+        # ``submit.output["job_id"]`` in a DAG reads this XCom key (Airflow 3 XComArg key access).
+        context["ti"].xcom_push(key="job_id", value=job.id)
+        return job
+
+    # -- wait and end -------------------------------------------------------------------------------
+
+    def _wait(
+        self,
+        context: Context,
+        job_id: str,
+        *,
+        timeout: float | None,
+        not_after: Deadline | None = None,
+        method_name: str = "execute_complete",
+    ) -> JobOutcome:
+        """Wait for the job to end with the shared rule (:mod:`airflow_here_batch.utils.waiting`):
+        deferred (raises ``TaskDeferred``; the task resumes in ``method_name``) or on the worker."""
+        from airflow_here_batch.utils.waiting import defer_wait, worker_wait
+
+        wait_args: dict[str, Any] = {
+            "job_id": job_id,
+            "poll_interval": self.poll_interval,
+            "max_poll_interval": self.max_poll_interval,
+            "timeout": timeout,
+            "not_after": not_after,
+            "cancel_on_kill": self.cancel_on_kill,
+            "allow_stopped": self.allow_stopped,
+            "max_outage": self.max_outage,
+        }
+        if self.deferrable:
+            defer_wait(self, context, here_conn_id=self.here_conn_id, method_name=method_name, **wait_args)
+        return worker_wait(self, context, self.hook, **wait_args)
+
+    def _ended_outcome(self, job: BatchJob) -> JobOutcome:
+        """HERE's verdict on a job that has ended already (:func:`~airflow_here_batch.hooks.submission.
+        ended_outcome`)."""
+        from airflow_here_batch.hooks.submission import ended_outcome
+
+        return ended_outcome(self.hook, job, allow_stopped=self.allow_stopped)
+
+    def _finish(self, context: Context, outcome: JobOutcome) -> dict[str, Any]:
+        """End the task as the shared rule says (:func:`~airflow_here_batch.utils.waiting.raise_for_outcome`);
+        any second job found under this task instance's tag is stopped and reported first."""
+        from airflow_here_batch.utils.waiting import raise_for_outcome
+
+        submission = self._submission_for(context)
+        submission.stop_extra_jobs(keep=outcome.job_id)
+        extra = list(submission.extra_jobs)
+        raise_for_outcome(outcome, sensor=False)
+        self.log.info("HERE Batch: %s", outcome.message)
+        job = dict(outcome.job or {})
+        result = {k: job.get(k) for k in _RESULT_KEYS}
+        if extra:
+            result["extra_jobs_stopped"] = extra
+        return result
+
+    def on_kill(self) -> None:
+        """Stop the HERE job when the task is killed (``cancel_on_kill``)."""
+        if self.cancel_on_kill and self.job_id:
+            from airflow_here_batch.hooks.submission import stop_quietly
+
+            stop_quietly(self.hook, self.job_id, self.log)
+
+
+class SubmitBatchJobOperator(BaseBatchJobOperator):
     """Validate an input, submit it as a HERE batch job and, optionally, wait for the job to end.
 
     Returns (XCom ``return_value``) ``{"job_id", "status", "records", "results_href", "errors_href",
@@ -148,8 +437,17 @@ class SubmitBatchJobOperator(BaseOperator):
     the job running (stop it with :class:`StopBatchJobOperator`). A deadline (``timeout``) passing stops
     the job in both modes.
 
+    **Job options** (``service`` … ``start_job``, the fields of
+    :class:`~airflow_here_batch.api.protocol.JobOptions`) go as keywords, or together as ``options``
+    (a ``JobOptions`` or a dict of its fields), or both for different fields; the task keeps them as
+    one templated dict, ``options``.
+
     :param here_conn_id: Airflow connection of type ``here_batch``.
-    :param service: ``geocode``, ``revgeocode``, ``lookup`` or the service HRN. (templated)
+    :param options: the job options as one value: a :class:`~airflow_here_batch.api.protocol.JobOptions`
+        or a dict of its fields. A field given here and as a keyword with another value raises
+        ``ValueError``. (templated: every text in the dict)
+    :param service: ``geocode``, ``revgeocode``, ``lookup`` or the service HRN; required (here or in
+        ``options``). (templated)
     :param input: what to geocode: a local file path, an object-storage URI or
         :class:`~airflow.sdk.ObjectStoragePath` (``s3://bucket/in.csv``; streamed; gzip content is
         read decompressed whatever the name), ``bytes``, a list of dicts (rows, e.g. from XCom; a
@@ -198,151 +496,72 @@ class SubmitBatchJobOperator(BaseOperator):
         ``rejects_path`` (URI or ``None``) say so. Problems with the input as a whole still fail, and
         so does skipping when the input has no recId column (HERE would renumber the rest). See
         docs/operators.md, "What each bad input gets".
+    :raises ValueError: (at DAG parse) no ``service``, a field given twice with two values, bad
+        notification ids, ``wait_for_completion`` without ``start_job``, a bad ``on_bad_record``.
     """
 
-    template_fields: Sequence[str] = (
-        "service",
-        "input",
-        "input_columns",
-        "input_delimiter",
-        "output_columns",
-        "output_delimiter",
-        "output_filter",
-        "tag",
-        "billing_tags",
-        "notification_ids",
-    )
+    template_fields: Sequence[str] = ("input", "options")
     ui_color = "#48dad0"
 
     def __init__(
         self,
         *,
-        service: str,
         input: Any,
-        here_conn_id: str = DEFAULT_CONN_ID,
-        input_columns: str | Sequence[str] | None = None,
-        input_delimiter: str = "|",
-        output_columns: str | Sequence[str] | None = None,
-        output_delimiter: str = "|",
-        output_type: str = "csv",
-        output_filter: str | Sequence[str] | None = None,
-        tag: str | None = None,
-        billing_tags: str | Sequence[str] | None = None,
-        notification_ids: str | Sequence[str] | None = None,
-        start_job: bool = True,
-        compress: bool = False,
-        wait_for_completion: bool = False,
-        deferrable: bool | None = None,
-        poll_interval: float = 10.0,
-        max_poll_interval: float = 300.0,
-        timeout: float | timedelta | None = None,
-        cancel_on_kill: bool = True,
-        reattach: bool = True,
-        allow_stopped: bool = False,
-        max_outage: float = DEFAULT_MAX_OUTAGE,
         input_conn_id: str | None = None,
         validate_input: bool = True,
         on_bad_record: str = "fail",
+        wait_for_completion: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if notification_ids is not None and "{{" not in str(notification_ids):
-            from airflow_here_batch.api.notifications import validate_notification_ids
-
-            validate_notification_ids(notification_ids)  # InvalidNotificationError (a ValueError)
-        if wait_for_completion and not start_job:
+        if "service" not in self.options:
+            raise ValueError("service is required: pass service='geocode' (revgeocode, lookup) or options")
+        if wait_for_completion and self.options.get("start_job") is False:
             raise ValueError(
                 "wait_for_completion=True needs start_job=True: a job that is not started never ends"
             )
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, got {poll_interval}")
-        self.here_conn_id = here_conn_id
-        self.service = service
-        self.input = input
-        self.input_columns = input_columns
-        self.input_delimiter = input_delimiter
-        self.output_columns = output_columns
-        self.output_delimiter = output_delimiter
-        self.output_type = output_type
-        self.output_filter = output_filter
-        self.tag = tag
-        self.billing_tags = billing_tags
-        self.notification_ids = notification_ids
-        self.start_job = start_job
-        self.compress = compress
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = float(poll_interval)
-        self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)
-        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        self.cancel_on_kill = cancel_on_kill
-        self.reattach = reattach
-        self.allow_stopped = allow_stopped
-        self.max_outage = float(max_outage)
-        self.input_conn_id = input_conn_id
-        self.validate_input = validate_input
         if on_bad_record not in ("fail", "skip"):
             raise ValueError(f"on_bad_record={on_bad_record!r}: use 'fail' or 'skip'")
+        self.input = input
+        self.input_conn_id = input_conn_id
+        self.validate_input = validate_input
         self.on_bad_record = on_bad_record
+        self.wait_for_completion = wait_for_completion
         # Jinja drops one trailing newline of a template, so "recId|q\n" would render as a path.
         self._inline_text = isinstance(input, str) and ("\n" in input or "\r" in input)
-        self.job_id: str | None = None
-        self._extra_jobs: list[str] = []
 
-    @cached_property
-    def hook(self) -> HereBatchHook:
-        return _make_hook(self.here_conn_id)
+    def _fixed_options(self) -> dict[str, Any]:
+        # rows: the header line written from the keys says the columns
+        return {"input_columns": None} if isinstance(self.input, (list, tuple)) else {}
 
-    # -- execute ----------------------------------------------------------------------------------
+    def _input(self, context: Context) -> SubmitInput:
+        from airflow_here_batch.hooks.submission import SubmitInput
+
+        return SubmitInput(
+            self.input,
+            input_columns=self.options.get("input_columns"),
+            delimiter=self._submission_for(context).options.input_delimiter,
+            conn_id=self.input_conn_id,
+            inline_text=self._inline_text,
+            validate=self.validate_input,
+            on_bad_record=self.on_bad_record,
+            rejects_location=_rejects_location(context) if self.on_bad_record == "skip" else None,
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_here_batch.utils.waiting import task_deadline
+        from airflow_here_batch.api.outcome import is_finished
 
-        # No retry (Retry-After included) sleeps past the task's execution_timeout.
-        limit = task_deadline(self, context, None, worker=True)
-        self.hook.deadline = None if limit is None else limit.at
-        options = self._job_options(context)
-        job = self._previous_job(context, options.tag) if self.reattach else None
-        if job is None:
-            job = self._submit_job(context, options)
-            self._remember(context, job.id)
-        self.job_id = job.id
-        # ``submit.output["job_id"]`` in a DAG reads this XCom key (Airflow 3 XComArg key access).
-        context["ti"].xcom_push(key="job_id", value=job.id)
+        self._limit_requests(context)
+        job = self._keep(context, self._submit(context, self._input(context)))
         if not self.wait_for_completion:
             result = _job_result(job)
-            if self._extra_jobs:
-                result["extra_jobs_stopped"] = list(self._extra_jobs)
+            extra = self._submission_for(context).extra_jobs
+            if extra:
+                result["extra_jobs_stopped"] = list(extra)
             return result
-        from airflow_here_batch.api.outcome import is_finished
-        from airflow_here_batch.utils.waiting import defer_wait, worker_wait
-
         if is_finished(job):
             return self._finish(context, self._ended_outcome(job))
-        wait_args: dict[str, Any] = {
-            "job_id": job.id,
-            "poll_interval": self.poll_interval,
-            "max_poll_interval": self.max_poll_interval,
-            "timeout": self.timeout,
-            "cancel_on_kill": self.cancel_on_kill,
-            "allow_stopped": self.allow_stopped,
-            "max_outage": self.max_outage,
-        }
-        if self.deferrable:
-            defer_wait(self, context, here_conn_id=self.here_conn_id, **wait_args)
-        return self._finish(context, worker_wait(self, context, self.hook, **wait_args))
-
-    def _ended_outcome(self, job: BatchJob) -> JobOutcome:
-        """HERE's verdict on a job that has ended already, with the first lines of its errors report."""
-        from airflow_here_batch.api.outcome import needs_errors_head, verdict
-
-        head: list[str] = []
-        if needs_errors_head(job):
-            with contextlib.suppress(HereBatchError):
-                head = self.hook.download_errors_head(job.id, 10)
-        outcome = verdict(job, allow_stopped=self.allow_stopped, errors_head=head)
-        assert outcome is not None
-        return outcome
+        return self._finish(context, self._wait(context, job.id, timeout=self.timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: return the job summary or fail with HERE's details."""
@@ -351,220 +570,11 @@ class SubmitBatchJobOperator(BaseOperator):
         self.job_id = event.get("job_id") or self.job_id
         return self._finish(context, JobOutcome.from_event(event))
 
-    def _finish(self, context: Context, outcome: JobOutcome) -> dict[str, Any]:
-        """End the task as the shared rule says (:func:`~airflow_here_batch.utils.waiting.raise_for_outcome`);
-        any second job found under this task instance's tag is stopped and reported first."""
-        from airflow_here_batch.utils.waiting import raise_for_outcome
-
-        extra = list(dict.fromkeys([*self._extra_jobs, *self._stop_extra_jobs(context, keep=outcome.job_id)]))
-        raise_for_outcome(outcome, sensor=False)
-        self.log.info("HERE Batch: %s", outcome.message)
-        job = dict(outcome.job or {})
-        result = {
-            k: job.get(k) for k in ("job_id", "status", "records", "results_href", "errors_href", "tag")
-        }
-        if extra:
-            result["extra_jobs_stopped"] = extra
-        return result
-
-    def on_kill(self) -> None:
-        """Stop the HERE job when the task is killed (``cancel_on_kill``)."""
-        if self.cancel_on_kill and self.job_id:
-            self._stop_quietly(self.job_id)
-
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the input location as input, the HERE job as output (OpenLineage provider only)."""
         from airflow_here_batch.utils.lineage import submit_lineage
 
         return submit_lineage(self)
-
-    def _stop_quietly(self, job_id: str) -> None:
-        try:
-            job = self.hook.stop_job(job_id)
-            self.log.info("HERE Batch: asked HERE to stop job %s (now %s)", job_id, job.status.value)
-        except HereBatchError as exc:
-            self.log.warning("HERE Batch: could not stop job %s: %s", job_id, exc)
-
-    # -- reattach ---------------------------------------------------------------------------------
-
-    def _here_tag(self, context: Context) -> str | None:
-        if not self.reattach:
-            return self.tag or None
-        ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
-        return reattach_tag(
-            self.tag, ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index)
-        )
-
-    @staticmethod
-    def _state_store(context: Context) -> Any:
-        # Airflow >= 3.3 puts a task-state store in the context; older 3.x have none.
-        return context.get("task_state_store")  # type: ignore[misc]
-
-    def _remember(self, context: Context, job_id: str) -> None:
-        store = self._state_store(context)
-        if store is None or not self.reattach:
-            return
-        try:
-            store.set(STATE_KEY, job_id)
-        except Exception as exc:  # the tag still finds the job; never fail a submitted task for this
-            self.log.warning("HERE Batch: could not keep job id %s in the task state store: %s", job_id, exc)
-
-    def _stop_extra_jobs(self, context: Context, keep: str | None) -> list[str]:
-        """Stop and report every job under this task instance's tag but ``keep``.
-
-        A create whose answer was lost may land at HERE after a later try uploaded again; the task's
-        fingerprint tag finds such a second job, which is stopped (processed records stay billed) and
-        named in the log and in the XCom (``extra_jobs_stopped``). Returns the ids stopped or found.
-        """
-        if not self.reattach:
-            return []
-        tag = self._here_tag(context)
-        if not tag:
-            return []
-        try:
-            jobs = self.hook.find_jobs_by_tag(tag)
-        except HereBatchError as exc:
-            self.log.warning("HERE Batch: could not look for other jobs under tag %s: %s", tag, exc)
-            return []
-        # A failed or deleted job is an earlier try's, replaced by design: not a second job.
-        ended = (JobStatus.FAILURE, JobStatus.DELETED)
-        extra = [j for j in jobs if j.id != keep and j.id not in self._extra_jobs and j.status not in ended]
-        for other in extra:
-            self.log.warning(
-                "HERE Batch: job %s (%s) is a second job of this task instance (tag %s): stopping it; "
-                "job %s is the one this task uses",
-                other.id,
-                other.status.value,
-                tag,
-                keep,
-            )
-            if not other.is_terminal and other.status is not JobStatus.STOPPED:
-                self._stop_quietly(other.id)
-        self._extra_jobs.extend(j.id for j in extra)
-        return [j.id for j in extra]
-
-    def _previous_job(self, context: Context, tag: str | None) -> BatchJob | None:
-        job: BatchJob | None = None
-        found_by = "the task-state store"
-        store = self._state_store(context)
-        if store is not None:
-            try:
-                stored = store.get(STATE_KEY)
-            except Exception as exc:
-                self.log.warning("HERE Batch: task state store unavailable (%s); looking up by tag", exc)
-                stored = None
-            if stored:
-                try:
-                    job = self.hook.get_job(str(stored))
-                except JobNotFoundError:
-                    job = None
-        if job is None and tag:
-            found_by = f"its tag {tag}"
-            candidates = self.hook.find_jobs_by_tag(tag)
-            # Prefer a job that is still useful (running, completed, stopped) over a failed one.
-            usable = [j for j in candidates if j.status not in (JobStatus.FAILURE, JobStatus.DELETED)]
-            job = (usable or candidates or [None])[0]
-        if job is not None and tag:
-            self._stop_extra_jobs(context, keep=job.id)
-        if job is None:
-            return None
-        if job.status in (JobStatus.FAILURE, JobStatus.DELETED):
-            self.log.warning(
-                "HERE Batch: the earlier job %s of this task instance is %s; submitting a new one",
-                job.id,
-                job.status.value,
-            )
-            return None
-        self.log.info(
-            "HERE Batch: reattaching to job %s (%s) created by an earlier try of this task instance, found "
-            "by %s",
-            job.id,
-            job.status.value,
-            found_by,
-        )
-        if job.status in (JobStatus.STOPPED, JobStatus.SUBMITTED) and self.start_job:
-            # A stopped job resumes; a submitted one was created but never started (start_job=True
-            # asks for a running job, and waiting on a submitted one would never end).
-            self.log.info("HERE Batch: starting job %s (%s)", job.id, job.status.value)
-            job = self.hook.start_job(job.id)
-        return job
-
-    # -- submit -----------------------------------------------------------------------------------
-
-    def _job_options(self, context: Context) -> JobOptions:
-        from airflow_here_batch.api.protocol import InvalidJobOptionsError, JobOptions
-
-        try:
-            service = ServiceType.from_name(self.service)
-        except ValueError as exc:
-            raise AirflowException(str(exc)) from None
-        columns = None if isinstance(self.input, (list, tuple)) else self.input_columns  # rows: header
-        options = JobOptions(
-            service=service,
-            input_columns=columns,
-            input_delimiter=self.input_delimiter,
-            output_columns=self.output_columns,
-            output_delimiter=self.output_delimiter,
-            output_type=self.output_type,
-            output_filter=self.output_filter,
-            tag=self._here_tag(context),
-            billing_tags=self.billing_tags,
-            start_job=self.start_job,
-            notification_ids=self._notification_ids(),
-        )
-        try:
-            options.to_query()
-        except (InvalidJobOptionsError, ValueError) as exc:
-            raise AirflowException(f"invalid job options: {exc}") from None
-        return options
-
-    def _notification_ids(self) -> list[str] | None:
-        from airflow_here_batch.api.notifications import InvalidNotificationError, validate_notification_ids
-
-        try:
-            return validate_notification_ids(self.notification_ids) or None
-        except InvalidNotificationError as exc:
-            raise AirflowException(f"invalid job options: {exc}") from None
-
-    def _submit_job(self, context: Context, options: JobOptions) -> BatchJob:
-        """Validate the input, then upload it; returns the created job."""
-        from airflow_here_batch.api.inputs import InputValidationError
-        from airflow_here_batch.files.input_source import prepare_input
-
-        try:
-            prepared = prepare_input(
-                self.input,
-                service=options.service,
-                input_columns=self.input_columns,
-                delimiter=self.input_delimiter,
-                conn_id=self.input_conn_id,
-                inline_text=self._inline_text,
-                validate=self.validate_input,
-                on_bad_record=self.on_bad_record,
-                rejects_target=lambda: _rejects_location(context),
-                log=self.log,
-            )
-            context["ti"].xcom_push(key="rejected", value=prepared.rejected)
-            if prepared.rejects_path is not None:  # Airflow 3.0's API refuses a None XCom value
-                context["ti"].xcom_push(key="rejects_path", value=prepared.rejects_path)
-            with prepared.upload_data() as data:
-                job = self.hook.create_job(
-                    data,
-                    options=options,
-                    compress=self.compress,
-                    reattach_by_tag=bool(self.reattach and options.tag),
-                )
-        except InputValidationError as exc:
-            hint = ""
-            if self.on_bad_record == "fail" and not all(p.fatal for p in exc.problems):
-                hint = (
-                    "\nFix these records, or pass on_bad_record='skip' to submit the others (the bad "
-                    "ones are written with their reasons to a rejects file)"
-                )
-            raise AirflowException(f"the input was not uploaded: {exc}{hint}") from None
-        self.log.info("HERE Batch: submitted job %s (status %s, tag %s)", job.id, job.status.value, job.tag)
-        return job
 
 
 def _rejects_location(context: Context) -> Any:
@@ -768,22 +778,27 @@ class DownloadBatchResultsOperator(BaseOperator):
     def _empty(self, fmt: str, destination: Any) -> dict[str, Any]:
         path = None
         if self.create_empty and destination is not None:
-            with tempfile.TemporaryDirectory(prefix="here-batch-") as tmp:
-                staged = Path(tmp) / "empty"
-                staged.write_text(
-                    '{"type": "FeatureCollection", "features": []}\n' if fmt == "geojson" else "",
-                    encoding="utf-8",
-                )
-                path = self._place(staged, destination)
+            from airflow_here_batch.files.atomic import atomic_open
+
+            target = self._target(destination)
+            with atomic_open(target, "w", conn_id=self.destination_conn_id) as out:
+                out.write('{"type": "FeatureCollection", "features": []}\n' if fmt == "geojson" else "")
+            path = str(target)
         return {"path": path, "bytes": 0, "rows": [] if fmt == "records" else 0, "empty": True}
+
+    def _target(self, destination: Any) -> Any:
+        """``destination`` as an ``ObjectStoragePath`` (remote) or a local ``Path`` (``~`` expanded)."""
+        from airflow_here_batch.files.locations import storage_path
+
+        if _is_remote(destination):
+            return storage_path(destination, self.destination_conn_id)
+        return Path(str(destination)).expanduser()
 
     def _place(self, staged: Path, destination: Any) -> str:
         """Move a complete local file to ``destination`` atomically (temp name + rename)."""
         from airflow_here_batch.files.atomic import place_file
 
-        if _is_remote(destination):
-            return place_file(staged, _storage_path(destination, self.destination_conn_id), remote=True)
-        return place_file(staged, destination, remote=False)
+        return place_file(staged, self._target(destination), remote=_is_remote(destination))
 
 
 def _count_rows(path: Path) -> int:

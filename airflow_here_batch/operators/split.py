@@ -21,25 +21,26 @@ The shape is Airflow's own dynamic task mapping (see ``docs/split.md`` for why):
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_here_batch import DEFAULT_CONN_ID
-from airflow_here_batch.api.errors import HereBatchError, TooManyJobsError
+from airflow_here_batch.api.errors import HereBatchError
 from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType
 from airflow_here_batch.api.split import DEFAULT_MAX_ACTIVE_JOBS, part_name, safe_segment
 from airflow_here_batch.files.atomic import atomic_open
 from airflow_here_batch.files.locations import storage_path
 from airflow_here_batch.files.parts import binary_lines, merge_files, write_parts
-from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator
+from airflow_here_batch.operators.batch_job import BaseBatchJobOperator, SubmitBatchJobOperator
+from airflow_here_batch.triggers.slot_wait import SlotWaitTrigger, as_deadline
 from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
@@ -47,9 +48,9 @@ if TYPE_CHECKING:
     from airflow.sdk.definitions.taskgroup import TaskGroup
 
     from airflow_here_batch.api.outcome import Deadline, JobOutcome
-    from airflow_here_batch.hooks.here_batch import HereBatchHook
 
 __all__ = [
+    "FIXED_BY_SPLIT",
     "MergeSplitResultsOperator",
     "PlanSplitOperator",
     "RunSplitPartOperator",
@@ -170,58 +171,17 @@ class PlanSplitOperator(BaseOperator):
 # run one part
 
 
-def _deadline(value: Deadline | Mapping[str, Any] | None) -> Deadline | None:
-    """A deadline from its serialised form ``{"at": epoch seconds, "reason": ...}`` (or as it is)."""
-    from airflow_here_batch.api.outcome import Deadline
-
-    if value is None or isinstance(value, Deadline):
-        return value
-    return Deadline(float(value["at"]), str(value["reason"]))
-
-
-class SlotWaitTrigger(BaseTrigger):
-    """Fires once at ``moment``, handing the part's deadline back to the task (a deferral while HERE
-    has no free job slot, 429 ``E6004291``).
-
-    The deadline travels in the event, not in ``ti.start_date``: that is the resume time on some
-    runners (``dag.test()``), which would move ``execution_timeout`` on at every slot deferral.
-
-    :param moment: when to fire, epoch seconds.
-    :param deadline: the part's deadline, or None.
-    """
-
-    def __init__(self, moment: float, deadline: Deadline | Mapping[str, Any] | None = None) -> None:
-        super().__init__()
-        self.moment = float(moment)
-        self.deadline = _deadline(deadline)
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"moment": self.moment, **self._payload()},
-        )
-
-    def _payload(self) -> dict[str, Any]:
-        if self.deadline is None:
-            return {"deadline": None}
-        return {"deadline": {"at": self.deadline.at, "reason": self.deadline.reason}}
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        import asyncio
-
-        await asyncio.sleep(max(0.0, self.moment - time.time()))
-        yield TriggerEvent(self._payload())
-
-
-class RunSplitPartOperator(SubmitBatchJobOperator):
+class RunSplitPartOperator(BaseBatchJobOperator):
     """One part of a split: one HERE job, started within the concurrency limit, waited for, collected.
 
-    A :class:`SubmitBatchJobOperator` (same options, same reattach rules: a retry of the task instance
-    finds the part's job by the task-state store or by the tag, which carries the map index) that
+    It shares :class:`~airflow_here_batch.operators.batch_job.SubmitBatchJobOperator`'s job options,
+    wait settings and reattach rules (a retry of the task instance finds the part's job by the
+    task-state store or by the tag, which carries the map index) and composes the same submit steps
+    (:class:`~airflow_here_batch.hooks.submission.JobSubmission`):
 
-    1. uploads the part with ``startJob=false``, then starts it; HERE's 429 ``E6004291`` (too many
-       concurrent jobs, shared doc §4/§11) waits ``Retry-After`` (deferred, no worker slot held) and
-       tries again;
+    1. uploads the part with ``startJob=false`` (the plan validated it; every part carries its
+       header), then starts it; HERE's 429 ``E6004291`` (too many concurrent jobs, shared doc §4/§11)
+       waits ``Retry-After`` (deferred, no worker slot held) and tries again;
     2. waits for the job with the submit operator's rule (:mod:`airflow_here_batch.utils.waiting`:
        deferred to :class:`~airflow_here_batch.triggers.batch_job.BatchJobTrigger`, or on the worker);
     3. downloads the part's results and errors report next to its input (object storage, atomically).
@@ -241,24 +201,29 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
     ``extra_jobs_stopped`` when a second job under the part's tag was found and stopped.
 
     :param part: one item of :class:`PlanSplitOperator`'s list (map over it with ``expand(part=...)``).
+    :param deferrable: wait (for a slot, for the job) in the triggerer; default ``True``.
+    :param kwargs: the job options and wait settings of
+        :class:`~airflow_here_batch.operators.batch_job.SubmitBatchJobOperator` (``input_columns`` and
+        ``start_job`` do not apply: every part has a header line and is started), and BaseOperator's.
+    :raises ValueError: ``start_job=False`` (a part's job is always started).
     """
 
-    template_fields: Sequence[str] = (*SubmitBatchJobOperator.template_fields, "part")
+    template_fields: Sequence[str] = (*BaseBatchJobOperator.template_fields, "part")
 
-    def __init__(self, *, part: Any = None, **kwargs: Any) -> None:
-        kwargs.setdefault("input", "")
-        kwargs.setdefault("wait_for_completion", True)
-        kwargs.setdefault("deferrable", True)
-        kwargs["start_job"] = True
-        super().__init__(**kwargs)
+    def __init__(self, *, part: Any = None, deferrable: bool = True, **kwargs: Any) -> None:
+        super().__init__(deferrable=deferrable, **kwargs)
+        if self.options.get("start_job") is False:
+            raise ValueError("a split part always starts its job: drop start_job=False")
         self.part = part
-        #: The part's deadline, fixed once after the upload and carried through the slot deferrals.
-        self._deadline: Deadline | None = None
 
     def _part(self) -> Mapping[str, Any]:
         if not isinstance(self.part, Mapping) or "input" not in self.part:
             raise AirflowException(f"part must be an item of PlanSplitOperator's result, got {self.part!r}")
         return self.part
+
+    def _fixed_options(self) -> dict[str, Any]:
+        # every part carries its header; upload only, started by _start within the concurrency rules
+        return {"input_columns": None, "start_job": False}
 
     def execute(self, context: Context) -> dict[str, Any]:
         return self._run(context, deadline=None)
@@ -266,69 +231,37 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
     def resume_start(self, context: Context, event: Any = None) -> dict[str, Any]:
         """After a deferred wait for a free job slot: find the part's job again and start it."""
         carried = event.get("deadline") if isinstance(event, Mapping) else None
-        return self._run(context, deadline=_deadline(carried))
-
-    def _limit_requests(self, context: Context) -> None:
-        """No request retry (``Retry-After`` included) sleeps past the task's ``execution_timeout``."""
-        from airflow_here_batch.utils.waiting import task_deadline
-
-        limit = task_deadline(self, context, None, worker=True)
-        self.hook.deadline = None if limit is None else limit.at
+        return self._run(context, deadline=as_deadline(carried))
 
     def _run(self, context: Context, *, deadline: Deadline | None) -> dict[str, Any]:
+        from airflow_here_batch.hooks.submission import SubmitInput
+
         self._limit_requests(context)
         part = self._part()
-        self.input = storage_path(part["input"], part.get("conn_id"))
-        self.validate_input = False  # the plan validated the whole input before writing any part
-        self.input_columns = None  # every part carries its header
-        self.start_job = False  # upload only; started below within the concurrency rules
-        options = self._job_options(context)
-        job = self._previous_job(context, options.tag) if self.reattach else None
-        if job is None:
-            job = self._submit_job(context, options)
-            self._remember(context, job.id)
-        self.start_job = True
-        self.job_id = job.id
-        context["ti"].xcom_push(key="job_id", value=job.id)
+        source = SubmitInput(
+            storage_path(part["input"], part.get("conn_id")),
+            delimiter=self._submission_for(context).options.input_delimiter,
+            validate=False,  # the plan validated the whole input before writing any part
+        )
+        job = self._keep(context, self._submit(context, source))
         if deadline is None:  # the wait (for a slot, then for the job) begins after the upload
             from airflow_here_batch.utils.waiting import task_deadline
 
             deadline = task_deadline(self, context, self.timeout, worker=not self.deferrable)
-        self._deadline = deadline
-        return self._start_and_wait(context, job)
+        return self._start_and_wait(context, job, deadline)
 
-    def _start_hook(self) -> HereBatchHook:
-        """The hook with 429 ``E6004291`` not retried in place: this operator waits for it deferred."""
-        import dataclasses
-
-        from airflow_here_batch.hooks.here_batch import HereBatchHook
-
-        policy = dataclasses.replace(self.hook.settings.retry, retry_too_many_jobs=False)
-        return HereBatchHook(self.here_conn_id, retry_policy=policy, deadline=self.hook.deadline)
-
-    def _start_and_wait(self, context: Context, job: BatchJob) -> dict[str, Any]:
+    def _start_and_wait(self, context: Context, job: BatchJob, deadline: Deadline | None) -> dict[str, Any]:
         from airflow_here_batch.api.outcome import is_finished
-        from airflow_here_batch.utils.waiting import defer_wait, worker_wait
 
         if job.status in (JobStatus.SUBMITTED, JobStatus.STOPPED):
-            job = self._start(context, job)  # a stopped job of an earlier try resumes
+            job = self._start(context, job, deadline)  # a stopped job of an earlier try resumes
         elif is_finished(job):  # reattached to a job that ended already
             return self._complete(context, self._ended_outcome(job))
-        wait_args: dict[str, Any] = {
-            "job_id": job.id,
-            "poll_interval": self.poll_interval,
-            "max_poll_interval": self.max_poll_interval,
-            "timeout": None,  # in not_after, with execution_timeout: fixed once, after the upload
-            "not_after": self._deadline,
-            "cancel_on_kill": self.cancel_on_kill,
-            "allow_stopped": self.allow_stopped,
-            "max_outage": self.max_outage,
-        }
-        if self.deferrable:
-            defer_wait(self, context, here_conn_id=self.here_conn_id, method_name="part_done", **wait_args)
-        return self._complete(context, worker_wait(self, context, self.hook, **wait_args))
+        # timeout=None: the part's deadline (timeout and execution_timeout) was fixed once, after the upload
+        outcome = self._wait(context, job.id, timeout=None, not_after=deadline, method_name="part_done")
+        return self._complete(context, outcome)
 
-    def _start(self, context: Context, job: BatchJob) -> BatchJob:
+    def _start(self, context: Context, job: BatchJob, deadline: Deadline | None) -> BatchJob:
         """Start (or resume) the job; HERE's 429 ``E6004291`` waits ``Retry-After`` and tries again.
 
         Deferrable: the wait for a slot is a deferral (no worker slot held, :class:`SlotWaitTrigger`
@@ -337,35 +270,31 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         is nothing to stop).
         """
         from airflow_here_batch.api.outcome import timeout_outcome
+        from airflow_here_batch.hooks.submission import NoSlot, slot_hook, try_start
 
-        hook = self._start_hook()
-        deadline = self._deadline
+        hook = slot_hook(self.hook)
         while True:
-            now = time.time()
-            if deadline is not None and now >= deadline.at:
+            if deadline is not None and time.time() >= deadline.at:
                 self.log.warning("HERE Batch: no job slot became free for job %s before its deadline", job.id)
                 # raises (a timeout is never a success): JobWaitError for execution_timeout
                 self._finish(context, timeout_outcome(job.id, job, reason=deadline.reason))
             try:
-                return hook.start_job(job.id)
-            except TooManyJobsError as exc:
-                delay = float(exc.retry_after if exc.retry_after is not None else self.poll_interval)
-                if deadline is not None:
-                    delay = max(0.0, min(delay, deadline.at - time.time()))
-                self.log.info(
-                    "HERE Batch: too many concurrent jobs (HERE %s); starting job %s again in %.1f s",
-                    exc.code,
-                    job.id,
-                    delay,
-                )
-                if self.deferrable:
-                    self.defer(
-                        trigger=SlotWaitTrigger(time.time() + delay, deadline),
-                        method_name="resume_start",
-                    )
-                time.sleep(delay)
+                started = try_start(hook, job.id, deadline=deadline, retry_delay=self.poll_interval)
             except HereBatchError as exc:
                 raise AirflowException(str(exc)) from None
+            if not isinstance(started, NoSlot):
+                return started
+            self.log.info(
+                "HERE Batch: too many concurrent jobs (HERE %s); starting job %s again in %.1f s",
+                started.code,
+                job.id,
+                started.delay,
+            )
+            if self.deferrable:
+                self.defer(
+                    trigger=SlotWaitTrigger(time.time() + started.delay, deadline), method_name="resume_start"
+                )
+            time.sleep(started.delay)
 
     def part_done(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger: collect the part, or end the task as the event's outcome says."""
@@ -376,8 +305,8 @@ class RunSplitPartOperator(SubmitBatchJobOperator):
         return self._complete(context, JobOutcome.from_event(event))
 
     def _complete(self, context: Context, outcome: JobOutcome) -> dict[str, Any]:
-        """End the task as the shared rule says (:meth:`SubmitBatchJobOperator._finish` raises unless the
-        outcome is ``success``), then download the part's results and errors."""
+        """End the task as the shared rule says (:meth:`_finish` raises unless the outcome is
+        ``success``), then download the part's results and errors."""
         finished = self._finish(context, outcome)
         try:
             job = self.hook.get_job(outcome.job_id)
@@ -552,34 +481,46 @@ class MergeSplitResultsOperator(BaseOperator):
 # the task group
 
 
+#: SubmitBatchJobOperator arguments whose value a split fixes: the plan validates every record (a bad
+#: one fails the plan, nothing is uploaded), and every part's job is started and waited for.
+FIXED_BY_SPLIT: Mapping[str, Any] = MappingProxyType(
+    {"validate_input": True, "on_bad_record": "fail", "wait_for_completion": True, "start_job": True}
+)
+#: SubmitBatchJobOperator arguments that go to the plan (which reads the input), not to the parts.
+PLAN_ARGUMENTS = ("input_conn_id",)
+
+
+def operator_arguments(operator_class: type[BaseOperator]) -> dict[str, inspect.Parameter]:
+    """The named arguments of ``operator_class`` and its bases up to (not including) ``BaseOperator``."""
+    arguments: dict[str, inspect.Parameter] = {}
+    for klass in operator_class.mro():
+        if klass is BaseOperator or not issubclass(klass, BaseOperator):
+            break
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for name, parameter in inspect.signature(init).parameters.items():
+            if name != "self" and parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+                arguments.setdefault(name, parameter)
+    return arguments
+
+
 def split_batch_job(
     *,
     group_id: str = "split",
     input: Any,
-    service: str = "geocode",
     destination: Any = None,
-    here_conn_id: str = DEFAULT_CONN_ID,
-    input_conn_id: str | None = None,
     destination_conn_id: str | None = None,
-    input_columns: str | Sequence[str] | None = None,
-    input_delimiter: str = "|",
-    output_columns: str | Sequence[str] | None = None,
-    output_delimiter: str = "|",
-    output_type: str = "csv",
-    output_filter: str | Sequence[str] | None = None,
-    tag: str | None = None,
-    billing_tags: str | Sequence[str] | None = None,
     max_records_per_job: int | None = None,
     max_bytes_per_job: int | None = None,
     max_active_jobs: int = DEFAULT_MAX_ACTIVE_JOBS,
-    compress: bool = True,
-    deferrable: bool = True,
-    poll_interval: float = 30.0,
-    max_poll_interval: float = 300.0,
-    timeout: float | timedelta | None = None,
     part_retries: int = 2,
     part_retry_delay: timedelta = timedelta(minutes=1),
     cleanup_parts: bool = True,
+    compress: bool = True,
+    deferrable: bool = True,
+    poll_interval: float = 30.0,
+    **submit_kwargs: Any,
 ) -> TaskGroup:
     """A task group that geocodes (or reverse geocodes, or looks up) an input of any size.
 
@@ -588,45 +529,61 @@ def split_batch_job(
     :class:`MergeSplitResultsOperator` (``results``, ``errors``, ``records``, ...).
 
     ``input`` is anything :class:`PlanSplitOperator` reads, e.g. ``export.output`` of an upstream task
-    that returns the URI of a file it wrote to object storage. The job options (``output_columns`` ...)
-    are those of :class:`~airflow_here_batch.operators.batch_job.SubmitBatchJobOperator`; ``tag`` is the
-    prefix of each part's reattach tag. ``part_retries`` retries a failed part (a job that ended in
-    ``failure`` is replaced by a new one; one still running is reattached to).
+    that returns the URI of a file it wrote to object storage. ``part_retries`` retries a failed part
+    (a job that ended in ``failure`` is replaced by a new one; one still running is reattached to).
 
-    :raises ValueError: for limits above HERE's or ``max_active_jobs`` below 1.
+    Every other argument is one of :class:`~airflow_here_batch.operators.batch_job.SubmitBatchJobOperator`'s,
+    forwarded as it is: the job options (``service``, default ``geocode``; ``output_columns``,
+    ``notification_ids`` ..., or ``options``), ``here_conn_id``, the wait settings (``timeout``,
+    ``cancel_on_kill``, ``allow_stopped``, ``max_outage`` ...) to each part (``tag`` is the prefix of
+    each part's reattach tag); ``input_columns``, ``input_delimiter`` and ``input_conn_id`` to the plan
+    too. ``compress``, ``deferrable`` and ``poll_interval`` default to ``True``, ``True`` and 30 s here.
+    The arguments in :data:`FIXED_BY_SPLIT` accept only the split's value.
+
+    :raises TypeError: an argument SubmitBatchJobOperator does not take.
+    :raises ValueError: for limits above HERE's, ``max_active_jobs`` below 1, a value of
+        :data:`FIXED_BY_SPLIT` the split does not do, or job options given twice.
     """
     from airflow.sdk import TaskGroup
 
+    from airflow_here_batch.operators.batch_job import JOB_OPTION_FIELDS, job_options_value
+
     if max_active_jobs < 1:
         raise ValueError(f"max_active_jobs must be at least 1, got {max_active_jobs}")
+    unknown = [name for name in submit_kwargs if name not in operator_arguments(SubmitBatchJobOperator)]
+    if unknown:
+        raise TypeError(f"split_batch_job() got unexpected keyword arguments {unknown}")
+    for name, fixed in FIXED_BY_SPLIT.items():
+        given = submit_kwargs.pop(name, None)
+        if given is not None and given != fixed:
+            raise ValueError(f"split_batch_job does not take {name}={given!r}: a split always uses {fixed!r}")
+    fields = {name: submit_kwargs.pop(name) for name in JOB_OPTION_FIELDS if name in submit_kwargs}
+    options = job_options_value(submit_kwargs.pop("options", None), **fields)
+    if options.pop("start_job", True) is not True:
+        raise ValueError("split_batch_job starts every part's job: drop start_job=False from options")
+    options.setdefault("service", "geocode")
+    plan_kwargs = {name: submit_kwargs.pop(name) for name in PLAN_ARGUMENTS if name in submit_kwargs}
+    homeless = [name for name in submit_kwargs if name not in operator_arguments(RunSplitPartOperator)]
+    if homeless:  # a new SubmitBatchJobOperator argument that neither the plan nor the parts take
+        raise TypeError(f"split_batch_job() cannot forward {homeless}: neither plan nor parts take it")
     with TaskGroup(group_id=group_id) as group:
         plan = PlanSplitOperator(
             task_id="plan",
             input=input,
-            service=service,
+            service=options["service"],
             split_id=group_id,
-            input_columns=input_columns,
-            input_delimiter=input_delimiter,
             max_records_per_job=max_records_per_job,
             max_bytes_per_job=max_bytes_per_job,
-            input_conn_id=input_conn_id,
+            **{name: options[name] for name in ("input_columns", "input_delimiter") if name in options},
+            **plan_kwargs,
         )
         run = RunSplitPartOperator.partial(
             task_id="run",
-            service=service,
-            here_conn_id=here_conn_id,
-            input_delimiter=input_delimiter,
-            output_columns=output_columns,
-            output_delimiter=output_delimiter,
-            output_type=output_type,
-            output_filter=output_filter,
-            tag=tag,
-            billing_tags=billing_tags,
+            options=options,
             compress=compress,
             deferrable=deferrable,
             poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            timeout=timeout,
+            **submit_kwargs,
             retries=part_retries,
             retry_delay=part_retry_delay,
             max_active_tis_per_dagrun=max_active_jobs,

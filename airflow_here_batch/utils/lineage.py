@@ -163,7 +163,8 @@ def submit_lineage(operator: Any) -> Any:
     if named is not None:
         inputs.append(_dataset(named))
     job = _job(operator, job_id)
-    fields = job_facet_fields(job) if job is not None else {"jobId": job_id, "service": operator.service}
+    service = operator.options.get("service")
+    fields = job_facet_fields(job) if job is not None else {"jobId": job_id, "service": service}
     return OperatorLineage(
         inputs=inputs,
         outputs=[_dataset(_job_dataset(operator, job_id))],

@@ -6,9 +6,10 @@ checks), so the picture cannot drift from what CI holds. Plain SVG, no JavaScrip
 
 from __future__ import annotations
 
-import tomllib
 from html import escape
 from pathlib import Path
+
+import tomllib
 
 #: One line per package, shown in its box.
 ROLES = {
@@ -36,8 +37,8 @@ def floors(pyproject: Path) -> list[list[str]]:
 def _box(x: float, y: float, w: float, name: str, fill: str) -> str:
     role = escape(ROLES.get(name, ""))
     return (
-        f'<rect x="{x:.0f}" y="{y:.0f}" width="{w:.0f}" height="{ROW}" rx="6" fill="{fill}" stroke="#455a64"/>'
-        f'<text x="{x + w / 2:.0f}" y="{y + 21:.0f}" text-anchor="middle" font-weight="bold">{escape(name)}/</text>'
+        f'<rect x="{x:.0f}" y="{y:.0f}" width="{w:.0f}" height="{ROW}" rx="6" fill="{fill}" stroke="#455a64"/>'  # noqa: E501
+        f'<text x="{x + w / 2:.0f}" y="{y + 21:.0f}" text-anchor="middle" font-weight="bold">{escape(name)}/</text>'  # noqa: E501
         f'<text x="{x + w / 2:.0f}" y="{y + 39:.0f}" text-anchor="middle" font-size="11">{role}</text>'
     )
 
@@ -67,9 +68,9 @@ def svg(pyproject: Path) -> str:
     x = MARGIN * 2 + WIDTH
     y = MARGIN + (len(rows) - 2) * (ROW + GAP)
     parts.append(
-        f'<rect x="{x}" y="{y}" width="{SIDE}" height="{ROW * 2 + GAP}" rx="6" fill="#fff3e0" stroke="#455a64"/>'
+        f'<rect x="{x}" y="{y}" width="{SIDE}" height="{ROW * 2 + GAP}" rx="6" fill="#fff3e0" stroke="#455a64"/>'  # noqa: E501
         f'<text x="{x + SIDE / 2}" y="{y + 40}" text-anchor="middle" font-weight="bold">emulator/</text>'
-        f'<text x="{x + SIDE / 2}" y="{y + 60}" text-anchor="middle" font-size="11">HERE as documented,</text>'
+        f'<text x="{x + SIDE / 2}" y="{y + 60}" text-anchor="middle" font-size="11">HERE as documented,</text>'  # noqa: E501
         f'<text x="{x + SIDE / 2}" y="{y + 76}" text-anchor="middle" font-size="11">no airflow import</text>'
     )
     parts.append("</svg>")

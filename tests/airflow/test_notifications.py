@@ -50,12 +50,16 @@ def test_five_notification_ids_and_templates_are_accepted() -> None:
     from airflow_here_batch.operators.batch_job import SubmitBatchJobOperator
 
     ids = [f"NOTIFICATION-{i}" for i in range(5)]
-    op = SubmitBatchJobOperator(task_id="t", service="geocode", input="x\n", notification_ids=ids)
-    assert op._notification_ids() == ids
-    templated = SubmitBatchJobOperator(
-        task_id="u", service="geocode", input="x\n", notification_ids="{{ params.ids }}"
+    op = SubmitBatchJobOperator(
+        task_id="t", service="geocode", input="x\n", notification_ids=ids, reattach=False
     )
-    assert "notification_ids" in templated.template_fields
+    assert list(op._job_options({}).notification_ids or []) == ids  # type: ignore[arg-type]
+    templated = SubmitBatchJobOperator(
+        task_id="u", service="geocode", input="x\n", notification_ids="{{ params.ids }}", reattach=False
+    )
+    assert "options" in templated.template_fields  # the job options, notification_ids among them
+    templated.render_template_fields({"params": {"ids": ",".join(ids)}})  # type: ignore[arg-type]
+    assert list(templated._job_options({}).notification_ids or []) == ids  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("older_than", [timedelta(0), timedelta(days=-1), 7])

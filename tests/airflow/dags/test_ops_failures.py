@@ -26,11 +26,11 @@ NO_RETRY_DELAY = {"retry_delay": timedelta(seconds=0)}
 class SubmitThenLoseWorker(SubmitBatchJobOperator):
     """Simulates a worker lost right after HERE created the job, before the id was kept anywhere."""
 
-    def _submit_job(self, context: Any, options: Any) -> Any:
-        job = super()._submit_job(context, options)
-        if context["ti"].try_number == 1:
-            raise RuntimeError(f"simulated worker loss right after submitting {job.id}")
-        return job
+    def _submit(self, context: Any, source: Any) -> Any:
+        submitted = super()._submit(context, source)
+        if submitted.created and context["ti"].try_number == 1:
+            raise RuntimeError(f"simulated worker loss right after submitting {submitted.job.id}")
+        return submitted
 
 
 class SubmitThenLoseWorkerLater(SubmitBatchJobOperator):

@@ -95,10 +95,11 @@ class ScenarioSubmit(SubmitBatchJobOperator):
         super().__init__(service="geocode", input=INLINE, wait_for_completion=True, **kwargs)
         self.action = action
 
-    def _submit_job(self, context: Any, options: Any) -> Any:
-        job = super()._submit_job(context, options)
-        act(self.action, job.id, self.here_conn_id)
-        return job
+    def _submit(self, context: Any, source: Any) -> Any:
+        submitted = super()._submit(context, source)
+        if submitted.created:
+            act(self.action, submitted.job.id, self.here_conn_id)
+        return submitted
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         record(task_id=self.task_id, event=event)
@@ -189,10 +190,10 @@ with DAG(dag_id="test_ops_one_job", schedule=None, start_date=START, catchup=Fal
 class SubmitWithLateCreate(SubmitBatchJobOperator):
     """The first try's create gets no answer and HERE completes it 1.5 s later (emulator fault)."""
 
-    def _submit_job(self, context: Any, options: Any) -> Any:
+    def _submit(self, context: Any, source: Any) -> Any:
         if context["ti"].try_number == 1:
             EmulatorAdmin(os.environ["HERE_TEST_EMULATOR_ROOT"]).inject_fault("create_job", "late", delay=1.5)
-        return super()._submit_job(context, options)
+        return super()._submit(context, source)
 
 
 with DAG(dag_id="test_ops_late_create", schedule=None, start_date=START, catchup=False):

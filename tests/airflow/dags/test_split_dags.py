@@ -51,20 +51,20 @@ def _admin() -> Any:
 class FailSecondPartAtHere(RunSplitPartOperator):
     """On its first try, part 1's job is failed at HERE (the emulator's admin API) right after upload."""
 
-    def _start_and_wait(self, context: Any, job: Any) -> Any:
+    def _start_and_wait(self, context: Any, job: Any, deadline: Any) -> Any:
         if context["ti"].map_index == 1 and context["ti"].try_number == 1:
             _admin().fail_job(job.id, reason="injected by test_split_part_fails")
             job = self.hook.get_job(job.id)
-        return super()._start_and_wait(context, job)
+        return super()._start_and_wait(context, job, deadline)
 
 
 class LoseWorkerAfterSubmit(RunSplitPartOperator):
     """Every part's first try dies right after HERE created its job (before the wait)."""
 
-    def _start_and_wait(self, context: Any, job: Any) -> Any:
+    def _start_and_wait(self, context: Any, job: Any, deadline: Any) -> Any:
         if context["ti"].try_number == 1:
             raise RuntimeError(f"simulated worker loss after submitting {job.id}")
-        return super()._start_and_wait(context, job)
+        return super()._start_and_wait(context, job, deadline)
 
 
 def _hand_built(dag_id: str, runner: type[RunSplitPartOperator], input_text: str = NO_IDS) -> None:
@@ -134,16 +134,16 @@ class RecordingPart(RunSplitPartOperator):
         super().__init__(**kwargs)
         self.action = action
 
-    def _submit_job(self, context: Any, options: Any) -> Any:
-        job = super()._submit_job(context, options)
-        if self.action == "unauthorized":
+    def _submit(self, context: Any, source: Any) -> Any:
+        submitted = super()._submit(context, source)
+        if submitted.created and self.action == "unauthorized":
             import threading
 
             admin = _admin()
             timer = threading.Timer(1.5, lambda: admin.inject_fault("get_job", "status", status=401))
             timer.daemon = True
             timer.start()
-        return job
+        return submitted
 
     def part_done(self, context: Any, event: dict[str, Any]) -> Any:
         record(task_id=self.task_id, event=event)
