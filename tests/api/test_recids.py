@@ -204,19 +204,3 @@ def test_upload_pass_does_not_keep_hashes() -> None:
     for _ in checker.check(["recId|q", "1|a", "1|b"]):
         pass
     assert checker.recids is None and checker.duplicate_recids() == []
-
-
-# -- an empty split input ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("lines", [[], ["recId|q\n"], ["\n", "\n"]])
-def test_allow_empty_reports_no_records_instead_of_refusing(lines: list[str]) -> None:
-    with pytest.raises(InputValidationError) as info:
-        validate_lines(lines, service="geocode")
-    assert info.value.counts == {"empty": 1}
-    assert validate_lines(lines, service="geocode", allow_empty=True).records == 0
-
-
-def test_allow_empty_still_refuses_a_bad_header() -> None:
-    with pytest.raises(InputValidationError, match=r"6\.2 name"):
-        validate_lines(["searchText\n"], service="geocode", allow_empty=True)
