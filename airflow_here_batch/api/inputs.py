@@ -38,6 +38,7 @@ legacy 6.2 column names are not v7 parameters (every record would fail with "The
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import io
@@ -47,11 +48,13 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any, Literal, NamedTuple
 
 from airflow_here_batch.api.models import ServiceType
+from airflow_here_batch.api.recids import RECID_RULE, DuplicateRecId, UniqueRecIds
 from airflow_here_batch.api.records import (
     MAX_LINE_LENGTH,
     MAX_RECID_LENGTH,
@@ -177,8 +180,9 @@ KIND_LABELS: dict[str, str] = {
     "parameter": "parameter name HERE does not know",
     "row": "unusable row",
     "line-break": "line break inside a value",
+    "recid-duplicate": "recId given to more than one record",
 }
-_FATAL_KINDS = frozenset({"source", "header", "size", "records", "empty", "renumber"})
+_FATAL_KINDS = frozenset({"source", "header", "size", "records", "empty", "renumber", "recid-duplicate"})
 
 
 # -- problems and reports --------------------------------------------------------------------------
@@ -736,11 +740,17 @@ class InputChecker:
                 upload(checked.text + "\\n")       # the header first (checked.header), then records
             else:
                 reject(checked)                   # checked.problems say why
+        checker.duplicate_recids(reread)          # recIds on more than one record (see below)
         checker.report                            # counts, warnings, header facts
 
     ``check`` raises :class:`InputValidationError` at once for a problem with the input as a whole
     (unreadable format, unusable header, a limit exceeded) and, at the end, when there is no record.
     Record problems are never raised by ``check``: they come with the line, counted in ``report``.
+
+    **Repeated recIds** can only be known once every record was seen: after ``check``,
+    :meth:`duplicate_recids` returns a problem per recId that more than one good record holds (nothing
+    may be uploaded before it was called). ``check`` keeps 8 bytes per record for it
+    (:class:`~airflow_here_batch.api.recids.UniqueRecIds`).
 
     :param service: ``geocode``, ``revgeocode``, ``lookup`` or an HRN; enables the key-column checks.
     :param input_columns: the column descriptor sent as ``inputColumns``; then the first line is a
@@ -749,6 +759,10 @@ class InputChecker:
     :param max_records: record limit (HERE: 1,000,000).
     :param max_bytes: size limit in bytes (HERE: 500 MB uncompressed).
     :param label: how line ``n`` is named in messages (default ``line n``; rows: ``row n-1``).
+    :param unique_recids: keep the recIds' hashes for :meth:`duplicate_recids` (off for a pass that
+        follows a validation pass, such as the upload's).
+    :param allow_empty: an input with no record (empty, or a header alone) is not refused: ``check``
+        ends with ``report.records == 0`` (a split has then nothing to send; a single job still refuses).
     """
 
     def __init__(
@@ -760,6 +774,8 @@ class InputChecker:
         max_records: int = MAX_RECORDS,
         max_bytes: int = MAX_INPUT_BYTES,
         label: Callable[[int], str] = _line_label,
+        unique_recids: bool | UniqueRecIds = True,
+        allow_empty: bool = False,
     ) -> None:
         try:
             delim = decode_delimiter(delimiter)
@@ -779,6 +795,21 @@ class InputChecker:
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.label = label
+        self.allow_empty = allow_empty
+        self._settings = {
+            "service": service,
+            "input_columns": input_columns,
+            "delimiter": delimiter,
+            "max_records": max_records,
+            "max_bytes": max_bytes,
+            "label": label,
+            "allow_empty": True,
+        }
+        if isinstance(unique_recids, UniqueRecIds):
+            self.recids: UniqueRecIds | None = unique_recids
+        else:
+            self.recids = UniqueRecIds() if unique_recids else None
+        self._recid: str | None = None  # the recId of the record _record checked last
         self.report = InputReport()
         self._descriptor: ColumnDescriptor | None = None
         self._given_columns = False
@@ -823,6 +854,8 @@ class InputChecker:
             delim_b, seps, checks = self._fast
             crlf, delim, values_ok, full = self._crlf, self.delimiter, self._values_ok, self._line
             rep, max_records, max_bytes = self.report, self.max_records, self.max_bytes
+            recid_at = self._value_index[0]
+            add_recid = self.recids.add if self.recids is not None and recid_at is not None else None
             for raw in it:
                 number += 1
                 if raw.__class__ is bytes:
@@ -841,11 +874,14 @@ class InputChecker:
                             text = body.decode("utf-8")
                         except UnicodeDecodeError:
                             text = None
-                        if text is not None and (checks is None or values_ok(text.split(delim))):
+                        cells = text.split(delim) if text is not None and checks is not None else None
+                        if text is not None and (cells is None or values_ok(cells)):
                             size = len(body) + 1
                             if rep.records + rep.rejected < max_records and rep.bytes + size <= max_bytes:
                                 rep.records += 1
                                 rep.bytes += size
+                                if add_recid is not None:
+                                    add_recid(cells[recid_at], number)  # type: ignore[index]
                                 yield _new_line((number, text, False, ()))
                                 continue
                 checked = full(number, raw)
@@ -857,6 +893,58 @@ class InputChecker:
     @property
     def counts(self) -> dict[str, int]:
         return dict(self._counter)
+
+    def duplicate_recids(
+        self,
+        reread: Callable[[], AbstractContextManager[Iterable[str | bytes]]] | None = None,
+    ) -> list[InputProblem]:
+        """After :meth:`check`: a problem (kind ``recid-duplicate``) per recId that more than one good
+        record holds, also counted in ``report``; call it once.
+
+        Each problem names the first two records and the recId: ``line 7 and line 12: both have recId
+        'A-1'; recIds must be unique within a job (HERE returns results by recId) ...``. Records that
+        carry no recId (HERE numbers them) and records with other problems are not compared.
+
+        :param reread: opens the same input again (a context manager giving its lines, as the one
+            given to ``check``). Needed only when two recIds' hashes are equal: the second pass
+            confirms on the text and finds the lines. Without it such an input is refused with a
+            problem that cannot name the lines (two different recIds with one 64-bit hash are possible
+            but about 1 chance in 10^7 for a million records).
+        """
+        recids = self.recids
+        if recids is None or not recids.finish():
+            return []
+        if reread is None:
+            repeats = recids.unconfirmed
+            problems = [
+                InputProblem(
+                    "recid-duplicate",
+                    f"{repeats:,} recId{'s are' if repeats > 1 else ' is'} given to more than one record "
+                    f"(the input could be read only once, so the records are not named); {RECID_RULE}: "
+                    "give each record its own id",
+                    None,
+                    "input",
+                    "recId",
+                )
+            ]
+        else:
+            twin = InputChecker(**self._settings, unique_recids=recids)  # type: ignore[arg-type]
+            with reread() as lines:
+                for _ in twin.check(lines):
+                    pass
+            recids.finish()
+            problems = [self._duplicate_problem(d) for d in recids.duplicates()]
+        self._note(problems)
+        return problems
+
+    def _duplicate_problem(self, duplicate: DuplicateRecId) -> InputProblem:
+        return InputProblem(
+            "recid-duplicate",
+            duplicate.problem(),
+            duplicate.lines[0],
+            duplicate.where(self.label),
+            "recId",
+        )
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -1017,6 +1105,7 @@ class InputChecker:
                     number,
                     "header",
                 )
+        self._recid = None
         if not problems:
             problems = self._record(number, text)
         rep = self.report
@@ -1026,6 +1115,8 @@ class InputChecker:
         else:
             rep.records += 1
             rep.bytes += len(text.encode("utf-8")) + 1
+            if self._recid is not None and self.recids is not None:
+                self.recids.add(self._recid, number)
         if rep.records + rep.rejected > self.max_records:
             self._fatal(
                 f"the input has more than {self.max_records:,} records, HERE's per-job limit: split it "
@@ -1119,7 +1210,9 @@ class InputChecker:
 
         lookup = self.service is ServiceType.LOOKUP
         self._value_index = (index("recId"), index("at"), index("id") if lookup else None)
-        if len(columns) >= 2 and not delim.isspace() and delim.isascii():
+        # (a constant recId=... in the header is every record's: the full path sees it)
+        constant_recid = "recId" in descriptor.defaults
+        if len(columns) >= 2 and not delim.isspace() and delim.isascii() and not constant_recid:
             checks = object() if any(i is not None for i in self._value_index) else None
             self._fast = (delim.encode("ascii"), len(columns) - 1, checks)
         return descriptor
@@ -1243,7 +1336,7 @@ class InputChecker:
                 return problems
             values = dict(descriptor.defaults)
             values.update(zip(descriptor.columns, cells, strict=True))
-        recid = values.get("recId")
+        recid = self._recid = values.get("recId")
         if recid is not None:
             if len(recid) > MAX_RECID_LENGTH:
                 add(
@@ -1291,7 +1384,7 @@ class InputChecker:
 
     def _finish(self, number: int) -> None:
         rep = self.report
-        if rep.records or rep.rejected:
+        if rep.records or rep.rejected or self.allow_empty:
             return
         if number == 0:
             self._fatal("the input is empty: it holds no records", None, "records", "empty")
@@ -1341,6 +1434,8 @@ def validate_lines(
     on_bad_record: OnBadRecord = "fail",
     on_reject: Callable[[CheckedLine], None] | None = None,
     label: Callable[[int], str] = _line_label,
+    reread: Callable[[], AbstractContextManager[Iterable[str | bytes]]] | None = None,
+    allow_empty: bool = False,
 ) -> InputReport:
     """Check a whole input in one pass (see :class:`InputChecker`) and report what it holds.
 
@@ -1349,8 +1444,15 @@ def validate_lines(
         ``report.rejected`` and passed to ``on_reject``; the input still fails when it has no good
         record, or has no recId column (leaving records out would renumber the rest).
     :param on_reject: called with each bad record's :class:`CheckedLine` (skip mode).
+    :param reread: opens the same input again, for :meth:`InputChecker.duplicate_recids` (called only
+        when two recIds' hashes are equal). Not needed when ``lines`` is a list or another sequence
+        (it is read again).
+    :param allow_empty: an input without records is not refused (``report.records == 0``; a split).
     :raises InputValidationError: with up to :data:`MAX_PROBLEMS_SHOWN` problems and the counts by
-        kind of all of them (the whole input is read first, so one run shows them all).
+        kind of all of them (the whole input is read first, so one run shows them all). A recId that
+        more than one good record holds fails the input in either mode: skipping would silently drop
+        records whose only fault is that their key clashes, and which of them to keep is not ours to
+        guess, so the user deduplicates.
     """
     checker = InputChecker(
         service=service,
@@ -1359,13 +1461,20 @@ def validate_lines(
         max_records=max_records,
         max_bytes=max_bytes,
         label=label,
+        allow_empty=allow_empty,
     )
     skip = on_reject is not None and on_bad_record == "skip"
     for checked in checker.check(lines):
         if skip and checked.problems:
             on_reject(checked)  # type: ignore[misc]
+    if reread is None and not isinstance(lines, Iterator):
+        reread = functools.partial(contextlib.nullcontext, lines)
+    duplicates = checker.duplicate_recids(reread)
     report = checker.report
     counts = checker.counts
+    if duplicates:
+        problems = [p for p in report.problems if p.kind != "recid-duplicate"]
+        raise InputValidationError((duplicates + problems)[:MAX_PROBLEMS_SHOWN], counts=counts)
     if report.rejected:
         if on_bad_record != "skip":
             raise InputValidationError(report.problems, counts=counts)
@@ -1421,6 +1530,7 @@ def upload_lines(
         max_records=MAX_RECORDS * 2,  # limits were enforced by the validation pass
         max_bytes=MAX_INPUT_BYTES * 2,
         label=label,
+        unique_recids=False,  # so were repeated recIds
     )
     for checked in checker.check(lines):
         if not checked.problems:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,25 +37,155 @@ class OAuthCredentials:
         return f"OAuthCredentials(access_key_id={self.access_key_id!r}, token_url={self.token_url!r})"
 
     @classmethod
-    def from_properties(cls, text: str) -> OAuthCredentials:
-        """Parse a HERE ``credentials.properties`` file's text (``here.access.key.id = …`` lines)."""
-        values: dict[str, str] = {}
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith(("#", "!")):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                key, sep, value = line.partition(":")
-            values[key.strip()] = value.strip()
+    def from_properties(
+        cls, text: str | bytes, *, source: str = "credentials.properties"
+    ) -> OAuthCredentials:
+        """Parse a HERE ``credentials.properties`` file (``here.access.key.id = …`` lines).
+
+        Java ``.properties`` rules (see :func:`parse_properties`). The keys read:
+        ``here.access.key.id``, ``here.access.key.secret`` and ``here.token.endpoint.url`` (optional).
+
+        :param text: the file's content: ``bytes`` as read (UTF-8, a BOM is dropped) or text.
+        :param source: the file as the user named it, for messages.
+        :raises AuthenticationError: naming ``source`` and the problem (binary or not UTF-8 content, a
+            key missing or empty); a message never holds a value from the file.
+        """
+        values = parse_properties(text, source=source)
         missing = [k for k in ("here.access.key.id", "here.access.key.secret") if not values.get(k)]
         if missing:
-            raise AuthenticationError(f"credentials.properties lacks {', '.join(missing)}")
+            # Never a key as written: a line holding only a secret would be read as its key.
+            empty = [k for k in missing if k in values]
+            near = [k for k in missing if k not in values and k in {_loose(v) for v in values}]
+            known = [k for k in _HERE_KEYS if k in values]
+            details = [f"{k} is empty" for k in empty]
+            details += [f"a key is spelt like {k} but not exactly (keys are case-sensitive)" for k in near]
+            details.append(
+                f"{len(values)} key/value line{'s' if len(values) != 1 else ''}"
+                + (f"; HERE keys found: {', '.join(known)}" if known else "")
+            )
+            raise AuthenticationError(
+                f"{source} lacks {' and '.join(missing)} ({'; '.join(details)}): download the file again "
+                "from the HERE platform (Access Manager, 'Create credentials'), or set access_key_id and "
+                "access_key_secret in the connection's extras"
+            )
         return cls(
             access_key_id=values["here.access.key.id"],
             access_key_secret=values["here.access.key.secret"],
             token_url=values.get("here.token.endpoint.url") or DEFAULT_TOKEN_URL,
         )
+
+
+#: The keys of a HERE credentials.properties file (named in messages when present).
+_HERE_KEYS = (
+    "here.user.id",
+    "here.client.id",
+    "here.access.key.id",
+    "here.access.key.secret",
+    "here.token.endpoint.url",
+)
+
+
+def _loose(key: str) -> str:
+    return key.strip().lower().replace("_", ".").replace("-", ".")
+
+
+_PROPERTY_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_BLANK = " \t\f"
+
+
+def _unescape(text: str) -> str:
+    """Java's backslash escapes: ``\\t``, ``\\n``, ``\\r``, ``\\f``, ``\\uXXXX``; ``\\x`` is ``x``."""
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "\\" or i + 1 == len(text):
+            out.append(char)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", text[i + 2 : i + 6]):
+            out.append(chr(int(text[i + 2 : i + 6], 16)))
+            i += 6
+        else:
+            out.append(_PROPERTY_ESCAPES.get(nxt, nxt))
+            i += 2
+    return "".join(out)
+
+
+def _logical_lines(text: str) -> Iterable[str]:
+    """Lines joined where one ends with an odd number of backslashes (Java's line continuation)."""
+    pending: str | None = None
+    for raw in _LINE_BREAK.split(text):
+        line = raw.lstrip(_BLANK)
+        if pending is None and (not line or line[0] in "#!"):
+            continue
+        backslashes = len(line) - len(line.rstrip("\\"))
+        joined = line if pending is None else pending + line
+        if backslashes % 2:
+            pending = joined[:-1]
+            continue
+        pending = None
+        yield joined
+    if pending is not None:
+        yield pending
+
+
+def parse_properties(text: str | bytes, *, source: str = "credentials.properties") -> dict[str, str]:
+    """The ``key → value`` pairs of a Java ``.properties`` file.
+
+    The rules of ``java.util.Properties.load``: a line is ``key=value``, ``key:value`` or ``key value``
+    (the key ends at the first unescaped ``=``, ``:`` or blank; blanks around the separator are
+    dropped; a later ``=`` or ``:`` belongs to the value); ``#`` and ``!`` start a comment line; LF,
+    CRLF and CR end lines; a line ending with ``\\`` continues on the next; backslash escapes
+    (``\\=``, ``\\:``, ``\\uXXXX``) are decoded; the last of repeated keys wins. Unlike Java, a
+    value's trailing blanks are dropped (a credential never ends with one; a stray space would make
+    every signature fail), and the content is UTF-8 (an ASCII file reads the same), a UTF-8
+    byte-order mark dropped.
+
+    :param text: the content, ``bytes`` as read or text.
+    :param source: the file as the user named it, for messages.
+    :raises AuthenticationError: for content that is not text (a NUL byte, UTF-16, not UTF-8),
+        naming ``source`` and the line, never a value.
+    """
+    if isinstance(text, (bytes, bytearray)):
+        data = bytes(text)
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise AuthenticationError(
+                f"{source} is UTF-16 encoded (it starts with a UTF-16 byte-order mark): save it as UTF-8 "
+                "or ASCII text"
+            )
+        if b"\x00" in data:
+            line = data[: data.index(b"\x00")].count(b"\n") + 1
+            raise AuthenticationError(
+                f"{source} holds binary data (a NUL byte on line {line}), not the text of a "
+                "credentials.properties file: is it the right file?"
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise AuthenticationError(
+                f"{source} is not UTF-8 text (line {line}): is it the right file? A credentials.properties "
+                "file from the HERE platform is ASCII"
+            ) from None
+    elif "\x00" in text:
+        raise AuthenticationError(f"{source} holds binary data (a NUL character), not a credentials file")
+    text = text.removeprefix("\ufeff")
+    values: dict[str, str] = {}
+    for line in _logical_lines(text):
+        end = 0
+        while end < len(line) and line[end] not in "=:" + _BLANK:
+            end += 2 if line[end] == "\\" else 1
+        key = line[:end]
+        rest = line[end:].lstrip(_BLANK)
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(_BLANK)
+        values[_unescape(key)] = _unescape(rest).rstrip(_BLANK)
+    return values
 
 
 def percent_encode(value: str) -> str:

@@ -288,7 +288,8 @@ def prepare_input(
     :param input_columns: the operator's ``input_columns`` (with rows: their order).
     :param rejects_target: returns where the rejects file goes (called only when a record is rejected).
     :raises InputValidationError: when the input cannot be uploaded as given (fail mode: any bad
-        record; skip mode: a problem with the input as a whole, or no good record left).
+        record; skip mode: a problem with the input as a whole, such as a recId on more than one
+        record, or no good record left).
     """
     log = log or logging.getLogger(__name__)
     source = InputSource(
@@ -307,7 +308,9 @@ def prepare_input(
     rejects = RejectsFile(rejects_target()) if on_bad_record == "skip" and rejects_target else None
     try:
         with source.lines() as lines:
-            report = validate_lines(lines, **args, on_reject=rejects.write if rejects else None)
+            report = validate_lines(
+                lines, **args, on_reject=rejects.write if rejects else None, reread=source.lines
+            )
         rejects_path = rejects.commit() if rejects is not None else None
     except BaseException:
         if rejects is not None:

@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import re
+import socket
+import stat
 import threading
 import time
 import weakref
@@ -186,6 +188,59 @@ def base_url_from_connection(
     return f"{final_scheme}://{netloc}/{path}"
 
 
+#: Largest credentials file read; HERE's is a few hundred bytes.
+MAX_CREDENTIALS_FILE_BYTES = 64 * 1024
+
+
+def read_credentials_file(path: str) -> OAuthCredentials:
+    """The OAuth credentials in a HERE ``credentials.properties`` file (``~`` expanded).
+
+    :raises AuthenticationError: naming the path and the problem: missing, a directory or not a
+        regular file, unreadable (permissions), larger than 64 KB, binary or not UTF-8, a key missing
+        (see :meth:`OAuthCredentials.from_properties`). A message never holds the file's content.
+    """
+    shown = f"credentials_file {path!r}"
+    target = Path(os.path.expanduser(path))
+    try:
+        info = target.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise AuthenticationError(
+                f"{shown} is a directory: name the credentials.properties file in it (e.g. "
+                f"{os.path.join(path, 'credentials.properties')!r})"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise AuthenticationError(f"{shown} is not a regular file (a device, pipe or socket)")
+        with target.open("rb") as handle:
+            data = handle.read(MAX_CREDENTIALS_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise AuthenticationError(
+            f"{shown} does not exist (on the machine running the task: {socket.gethostname()!r}): "
+            "put the file there, or set access_key_id and access_key_secret in the connection's extras"
+        ) from None
+    except PermissionError:
+        raise AuthenticationError(
+            f"{shown} cannot be read: permission denied for the user running the task "
+            f"({_user_name()}); make it readable by that user (and by no one else: chmod 600)"
+        ) from None
+    except OSError as exc:
+        raise AuthenticationError(f"{shown} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_CREDENTIALS_FILE_BYTES:
+        raise AuthenticationError(
+            f"{shown} is larger than {MAX_CREDENTIALS_FILE_BYTES // 1024} KB: not a credentials.properties "
+            "file (HERE's holds a few lines); is it the right file?"
+        )
+    return OAuthCredentials.from_properties(data, source=shown)
+
+
+def _user_name() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:  # no user name known for the uid
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
 def settings_from_connection(
     conn: Any, *, timeout: float | None = None, retry_policy: RetryPolicy | None = None
 ) -> ConnectionSettings:
@@ -202,8 +257,7 @@ def settings_from_connection(
         if key_id and secret:
             oauth = OAuthCredentials(str(key_id), str(secret), str(token_url))
         elif path := _extra(extra, "credentials_file"):
-            text = Path(os.path.expanduser(str(path))).read_text(encoding="utf-8")
-            oauth = OAuthCredentials.from_properties(text)
+            oauth = read_credentials_file(str(path))
             if _extra(extra, "token_url"):
                 oauth = OAuthCredentials(oauth.access_key_id, oauth.access_key_secret, str(token_url))
         else:

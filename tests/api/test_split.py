@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from airflow_here_batch.api.inputs import MAX_INPUT_BYTES, MAX_RECORDS
+from airflow_here_batch.api.inputs import MAX_INPUT_BYTES, MAX_RECORDS, InputValidationError, validate_lines
 from airflow_here_batch.api.records import parse_query_form, split_record
 from airflow_here_batch.api.split import (
     PartPlanner,
@@ -102,3 +102,24 @@ def test_merge_and_path_helpers() -> None:
     assert not has_header(b'{"recId": "1"}\n', output_type="jsonl")
     assert [part_name(i) for i in (0, 9, 10)] == ["part-00001", "part-00010", "part-00011"]
     assert safe_segment("manual__2026-11-29T08:00:00+00:00") == "manual__2026-11-29T08_00_00_00_00"
+
+
+# -- issue 19: an empty split input is nothing to send, not a failed plan ------------------------------
+
+
+@pytest.mark.parametrize("lines", [[], ["recId|q\n"], ["\n", "\n"]], ids=["empty", "header", "blank"])
+def test_an_input_without_records_plans_no_part(lines: list[str]) -> None:
+    # A single job refuses it (HERE would run a job of nothing) ...
+    with pytest.raises(InputValidationError) as info:
+        validate_lines(lines, service="geocode")
+    assert info.value.counts == {"empty": 1}
+    # ... a split's validation pass (allow_empty) reports no record, and the planner cuts no part.
+    assert validate_lines(lines, service="geocode", allow_empty=True).records == 0
+    assert PartPlanner(SplitLimits(max_records=10), header_bytes=8).parts == 0
+
+
+def test_an_input_without_records_still_needs_a_good_header() -> None:
+    with pytest.raises(InputValidationError, match=r"6\.2 name"):
+        validate_lines(["searchText\n"], service="geocode", allow_empty=True)
+    with pytest.raises(InputValidationError, match="is blank"):
+        validate_lines(["\n", "recId|q\n"], service="geocode", allow_empty=True)

@@ -218,3 +218,43 @@ def test_every_record_comes_back_or_was_refused_before_upload(
         )
         assert recid in got["results"] | got["errors"]
     assert len(got["results"] | got["errors"]) == len(kept)
+
+
+# -- issue 19: a recId on more than one record -------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["file", "gz", "rows", "text"])
+@pytest.mark.parametrize("mode", ["fail", "skip"])
+def test_repeated_recid_is_refused_before_upload_naming_both_records(
+    form: str, mode: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    body = "recId|q\nA-1|Invalidenstr. 116, Berlin\nB-2|Dam 1, Amsterdam\nA-1|Rome\n"
+    value: Any = body
+    where = "line 2 and line 4"
+    if form == "file":
+        value = tmp_path / "in.csv"
+        value.write_text(body, encoding="utf-8")
+    elif form == "gz":
+        value = tmp_path / "in.csv.gz"
+        value.write_bytes(gzip.compress(body.encode()))
+    elif form == "rows":
+        value = [
+            {"recId": "A-1", "q": "Berlin"},
+            {"recId": "B-2", "q": "Amsterdam"},
+            {"recId": "A-1", "q": "Rome"},
+        ]
+        where = "row 1 and row 3"
+    rejects = tmp_path / "rejects.jsonl"
+    before = emulator.admin.stats()["requests"].get("create_job", 0)
+    with pytest.raises(InputValidationError) as info:
+        prepare_input(
+            value,
+            service="geocode",
+            input_columns=None,
+            delimiter="|",
+            on_bad_record=mode,
+            rejects_target=lambda: rejects,
+        )
+    assert f"{where}: both have recId 'A-1'; recIds must be unique within a job" in str(info.value)
+    assert emulator.admin.stats()["requests"].get("create_job", 0) == before
+    assert not rejects.exists() and list(tmp_path.glob(".rejects*")) == []

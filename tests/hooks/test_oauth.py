@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +100,85 @@ def test_no_credentials_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
     set_connection(monkeypatch, "here_empty", host="http://127.0.0.1:1/v7")
     with pytest.raises(AuthenticationError, match="put the HERE API key in the password"):
         HereBatchHook("here_empty").get_job("JOB-1")
+
+
+# -- issue 19: credentials.properties as people save it ----------------------------------------------
+
+EQ_SECRET = "c2VjcmV0=:ok=="  # '=' and ':' inside the secret
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xef\xbb\xbfhere.access.key.id = {id}\r\nhere.access.key.secret = {secret}\r\n"
+        b"here.token.endpoint.url = {url}\r\n",  # BOM + CRLF (Notepad)
+        b"here.access.key.id:{id}\nhere.access.key.secret:{secret}\nhere.token.endpoint.url:{url}\n",
+        b"# HERE\nhere.access.key.id {id}\nhere.access.key.secret\t{secret}\nhere.token.endpoint.url {url}",
+    ],
+    ids=["bom-crlf", "colon", "blank-separator"],
+)
+def test_credentials_file_forms_reach_a_token(
+    content: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    here_batch._tokens.clear()
+    with EmulatorServer(oauth_credentials={KEY_ID: EQ_SECRET}, queue_delay=0) as emu:
+        props = tmp_path / "credentials.properties"
+        props.write_bytes(
+            content.replace(b"{id}", KEY_ID.encode())
+            .replace(b"{secret}", EQ_SECRET.encode())
+            .replace(b"{url}", emu.token_url.encode())
+        )
+        set_connection(monkeypatch, "here_forms", host=emu.base_url, extra={"credentials_file": str(props)})
+        ok, message = HereBatchHook("here_forms").test_connection()
+        assert ok, message
+        assert emu.admin.stats()["requests"]["token"] == 1
+    here_batch._tokens.clear()
+
+
+def _refused(monkeypatch: pytest.MonkeyPatch, path: str) -> str:
+    set_connection(
+        monkeypatch, "here_bad_file", host="http://127.0.0.1:1/v7", extra={"credentials_file": path}
+    )
+    with pytest.raises(AuthenticationError) as info:
+        HereBatchHook("here_bad_file").get_job("JOB-1")
+    assert info.value.__cause__ is None and type(info.value) is AuthenticationError
+    message = str(info.value)
+    assert SECRET not in message
+    return message
+
+
+def test_credentials_file_problems_name_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    good = f"here.access.key.id = {KEY_ID}\nhere.access.key.secret = {SECRET}\n"
+    binary = tmp_path / "binary.properties"
+    binary.write_bytes(b"\x00\x01" + SECRET.encode() + b"\xff")
+    assert f"credentials_file {str(binary)!r} holds binary data" in _refused(monkeypatch, str(binary))
+    latin = tmp_path / "latin1.properties"
+    latin.write_bytes((good + "here.user.id = Jürgen\n").encode("latin-1"))
+    assert f"{str(latin)!r} is not UTF-8 text (line 3)" in _refused(monkeypatch, str(latin))
+    utf16 = tmp_path / "utf16.properties"
+    utf16.write_text(good, encoding="utf-16")
+    assert "is UTF-16 encoded" in _refused(monkeypatch, str(utf16))
+    folder = tmp_path / "here"
+    folder.mkdir()
+    assert f"{str(folder)!r} is a directory: name the credentials.properties file in it" in _refused(
+        monkeypatch, str(folder)
+    )
+    missing = tmp_path / "nope.properties"
+    assert f"{str(missing)!r} does not exist" in _refused(monkeypatch, str(missing))
+    empty_secret = tmp_path / "empty.properties"
+    empty_secret.write_text(f"here.access.key.id = {KEY_ID}\nhere.access.key.secret =\n")
+    assert "lacks here.access.key.secret (here.access.key.secret is empty" in _refused(
+        monkeypatch, str(empty_secret)
+    )
+    huge = tmp_path / "huge.properties"
+    huge.write_bytes(good.encode() * 4000)
+    assert "is larger than 64 KB" in _refused(monkeypatch, str(huge))
+    assert "is not a regular file" in _refused(monkeypatch, "/dev/null")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: permissions cannot refuse it")
+def test_unreadable_credentials_file_names_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    props = tmp_path / "credentials.properties"
+    props.write_text(f"here.access.key.id = {KEY_ID}\nhere.access.key.secret = {SECRET}\n")
+    props.chmod(0)
+    assert f"{str(props)!r} cannot be read: permission denied" in _refused(monkeypatch, str(props))
