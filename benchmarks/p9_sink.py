@@ -61,7 +61,8 @@ def _child(payload: dict[str, Any]) -> dict[str, Any]:
     import psycopg
 
     from airflow_here_batch.operators.sql import BatchResultsToSqlOperator, get_db_hook
-    from airflow_here_batch.tables.records import create_table_sql, target_columns
+    from airflow_here_batch.tables.dialect import create_table_sql
+    from airflow_here_batch.tables.records import target_columns
 
     folder = Path(payload["folder"])
     records = payload["records"]

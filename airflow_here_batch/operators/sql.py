@@ -23,16 +23,35 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import itertools
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_here_batch.tables.connections import (
+    EMBEDDED_CONN_ID,
+    embedded_database_path,
+    get_db_hook,
+    table_asset,
+)
+from airflow_here_batch.tables.dialect import (
+    _copy_value,
+    _dialect,
+    _insert_many,
+    _placeholder,
+    _sqlstate,
+    _table_columns,
+    _temp,
+    create_table_sql,
+    quote_identifier,
+    raw_text_sql,
+    upsert_sql,
+)
+from airflow_here_batch.tables.extract import _as_seconds, _AtomicFile, _location
 from airflow_here_batch.tables.records import (
     FINGERPRINT_LENGTH,
     STATUS_FAILED,
@@ -41,12 +60,16 @@ from airflow_here_batch.tables.records import (
     MappingError,
     RecordMapping,
     ResultLayout,
-    create_table_sql,
     parse_error_line,
-    quote_identifier,
-    raw_text_sql,
     target_columns,
-    upsert_sql,
+)
+from airflow_here_batch.tables.sink import (
+    _FINGERPRINTS,
+    _STAGE,
+    MERGE_WINDOW,
+    _lines,
+    _no_fingerprint,
+    layout_split,
 )
 
 if TYPE_CHECKING:
@@ -61,187 +84,6 @@ __all__ = [
     "get_db_hook",
     "table_asset",
 ]
-
-#: Connection id of the embedded SQLite database used when no such connection is defined:
-#: :func:`embedded_database_path` (one file every worker of one machine reaches by path).
-EMBEDDED_CONN_ID = "here_batch_sqlite_default"
-_STAGE = "here_batch_stage"
-#: Fingerprint entries the sink keeps while matching results that come back out of order (~6 MB).
-MERGE_WINDOW = 20_000
-_FINGERPRINTS = "here_batch_fingerprints"
-
-
-def embedded_database_path() -> str:
-    """Path of the embedded SQLite database, its folder created.
-
-    ``here_batch.db`` in the provider's base location when that is a local ``file://`` folder (default
-    ``$AIRFLOW_HOME/here_batch``, so ``$AIRFLOW_HOME/here_batch/here_batch.db``; set ``[here_batch]
-    base_location`` to a folder every worker shares when workers have different homes), else in
-    ``$AIRFLOW_HOME/here_batch``.
-    """
-    from pathlib import Path
-
-    from airflow.configuration import AIRFLOW_HOME
-
-    from airflow_here_batch.files.locations import base_location_uri
-
-    uri = base_location_uri()
-    folder = (
-        Path(uri.removeprefix("file://")) if uri.startswith("file://") else Path(AIRFLOW_HOME) / "here_batch"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder / "here_batch.db")
-
-
-def get_db_hook(conn_id: str) -> DbApiHook:
-    """The common.sql hook of an Airflow connection (``conn.get_hook()``).
-
-    ``here_batch_sqlite_default``, when no connection of that id is defined, is the embedded SQLite
-    database (:func:`embedded_database_path`).
-
-    :raises TypeError: when the connection's hook is not a ``DbApiHook`` (not a SQL database).
-    """
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-    from airflow_here_batch.version_compat import BaseHook
-
-    try:
-        connection = BaseHook.get_connection(conn_id)
-    except Exception as exc:
-        if conn_id != EMBEDDED_CONN_ID or type(exc).__name__ != "AirflowNotFoundException":
-            raise
-        return _embedded_hook()
-    hook = connection.get_hook()
-    if not isinstance(hook, DbApiHook):
-        raise TypeError(
-            f"connection {conn_id!r} (type {connection.conn_type!r}) is not a SQL database: use a "
-            "connection whose hook is a common.sql DbApiHook (postgres, sqlite, mysql, ...)"
-        )
-    return hook
-
-
-def table_asset(conn_id: str, table: str) -> Any:
-    """The Airflow Asset of a table written by :class:`BatchResultsToSqlOperator` (its default outlet).
-
-    Name and URI are ``here-batch-table://<conn_id>/<table>``: unique per database, as Airflow requires
-    of asset names. A consumer DAG schedules on ``table_asset("my_db", "addresses_geocoded")``.
-    """
-    from airflow.sdk import Asset
-
-    uri = f"here-batch-table://{conn_id}/{table}"
-    return Asset(name=uri, uri=uri)
-
-
-def _embedded_hook() -> DbApiHook:
-    from airflow.providers.sqlite.hooks.sqlite import SqliteHook
-    from airflow.sdk import Connection
-
-    path = embedded_database_path()
-
-    class _EmbeddedSqliteHook(SqliteHook):
-        def get_connection(self, conn_id: str) -> Connection:  # type: ignore[override]
-            return Connection(conn_id=conn_id, conn_type="sqlite", host=path)
-
-    return _EmbeddedSqliteHook(sqlite_conn_id=EMBEDDED_CONN_ID)
-
-
-def _dialect(hook: DbApiHook) -> str:
-    name = getattr(hook, "dialect_name", None) or ""
-    if name in ("postgres", "postgresql") or type(hook).__name__ == "PostgresHook":
-        return "postgresql"
-    if name == "sqlite" or type(hook).__name__.endswith("SqliteHook"):
-        return "sqlite"
-    return name or "default"
-
-
-def _placeholder(dialect: str) -> str:
-    return "%s" if dialect == "postgresql" else "?"
-
-
-def _table_columns(conn: Any, table: str) -> list[str] | None:
-    """The table's column names, or ``None`` when it does not exist (the failed probe is rolled back)."""
-    cursor = conn.cursor()
-    try:
-        cursor.execute(f"SELECT * FROM {quote_identifier(table)} WHERE 1 = 0")
-        return [d[0] for d in cursor.description]
-    except Exception:
-        conn.rollback()
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            cursor.close()
-
-
-def _location(value: Any, conn_id: str | None) -> ObjectStoragePath:
-    from airflow.sdk import ObjectStoragePath
-
-    if isinstance(value, ObjectStoragePath):
-        return value
-    text = str(value)
-    if "://" not in text:
-        text = f"file://{text}"
-    return ObjectStoragePath(text, conn_id=conn_id)
-
-
-class _AtomicFile:
-    """A text file written under a temporary name in object storage and renamed when complete."""
-
-    def __init__(self, target: ObjectStoragePath) -> None:
-        self.target = target
-        self.temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
-        self.stream: Any = None
-
-    def __enter__(self) -> Any:
-        with contextlib.suppress(Exception):
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.stream = self.temporary.open("w", encoding="utf-8", newline="")
-        self.buffer = _BlockWriter(self.stream)
-        return self.buffer
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is None:
-                self.buffer.flush()
-        finally:
-            self.stream.close()
-        if exc_type is None:
-            self.temporary.rename(self.target)
-        else:
-            with contextlib.suppress(Exception):
-                self.temporary.unlink()
-
-
-class _BlockWriter:
-    """Collects small writes and passes them on in blocks of about 1 MB (an object-storage file pays a
-    wrapper call per write)."""
-
-    def __init__(self, stream: Any, size: int = 1 << 20) -> None:
-        self.stream = stream
-        self.size = size
-        self.parts: list[str] = []
-        self.pending = 0
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        self.pending += len(text)
-        if self.pending >= self.size:
-            self.flush()
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if self.parts:
-            self.stream.write("".join(self.parts))
-            self.parts, self.pending = [], 0
-
-
-def _as_seconds(value: timedelta | float | int | None) -> float | None:
-    if value is None:
-        return None
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 class SqlToBatchInputOperator(BaseOperator):
@@ -1148,98 +990,17 @@ class BatchResultsToSqlOperator(BaseOperator):
         return len(batch)
 
 
-def layout_split(header: str, delimiter: str) -> list[str]:
-    """The results header's column names."""
-    from airflow_here_batch.api.records import split_record
-
-    return split_record(header, delimiter)
 
 
-def _temp(dialect: str, name: str) -> str:
-    return f"temp.{name}" if dialect == "sqlite" else name
 
 
-def _insert_many(
-    conn: Any,
-    dialect: str,
-    table: str,
-    columns: Sequence[str],
-    rows: Iterable[Any],
-    chunk: int,
-    *,
-    text: bool = False,
-) -> None:
-    """Insert rows into a table on ``conn`` without committing: ``COPY`` on PostgreSQL.
-
-    ``text=True``: the rows are PostgreSQL ``COPY`` text lines already (built by the sink).
-    """
-    names = ", ".join(quote_identifier(c) for c in columns)
-    cursor = conn.cursor()
-    if dialect == "postgresql":
-        # COPY text sent in large blocks: psycopg 3's write_row sends each row on its own.
-        lines = rows if text else [_copy_line(row) for row in rows]
-        sql = f"COPY {table} ({names}) FROM STDIN"
-        if hasattr(cursor, "copy"):  # psycopg 3
-            with cursor.copy(sql) as copy:
-                lines = list(lines)
-                for start in range(0, len(lines), 2_000):
-                    copy.write("".join(lines[start : start + 2_000]))
-        else:  # psycopg2
-            cursor.copy_expert(sql, io.StringIO("".join(lines)))
-    else:
-        ph = _placeholder(dialect)
-        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([ph] * len(columns))})"
-        iterator = iter(rows)
-        while True:
-            block = [tuple(r) for _, r in zip(range(chunk), iterator, strict=False)]
-            if not block:
-                break
-            cursor.executemany(sql, block)
-    cursor.close()
 
 
-def _no_fingerprint(rec_id: str) -> tuple[None, None]:
-    return None, None
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a PostgreSQL error (psycopg 3 ``sqlstate``, psycopg2 ``pgcode``)."""
-    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
 
 
-def _copy_value(value: Any) -> str:
-    """One value in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes)."""
-    if value is None:
-        return "\\N"
-    text = (
-        value
-        if value.__class__ is str
-        else value.isoformat()
-        if isinstance(value, datetime)
-        else repr(value)
-        if isinstance(value, float)
-        else str(value)
-    )
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
 
 
-def _copy_line(row: Sequence[Any]) -> str:
-    """One row in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes), with its ``\\n``."""
-    return "\t".join([_copy_value(v) for v in row]) + "\n"
 
 
-def _lines(stream: Any, size: int = 1 << 20) -> Iterator[str]:
-    """The lines of a text stream, each with its ``\\n``, read in blocks of ``size`` characters.
-
-    Only ``\\n`` ends a line (as for HERE); ``str.splitlines`` would also split at other characters.
-    """
-    carry = ""
-    while block := stream.read(size):
-        parts = (carry + block).split("\n")
-        carry = parts.pop()
-        for part in parts:
-            yield part + "\n"
-    if carry:
-        yield carry

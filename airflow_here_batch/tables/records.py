@@ -48,15 +48,11 @@ __all__ = [
     "RecordMapping",
     "ResultLayout",
     "TargetColumn",
-    "create_table_sql",
     "normalise_value",
     "parse_error_line",
-    "quote_identifier",
-    "raw_text_sql",
     "request_fingerprint",
     "snake_case",
     "target_columns",
-    "upsert_sql",
 ]
 
 #: Bumped when the normalisation changes, so every stored fingerprint stops matching (one full re-send).
@@ -94,16 +90,6 @@ class MappingError(ValueError):
         self.key = key
 
 
-def quote_identifier(name: str) -> str:
-    """``name`` (``table`` or ``schema.table``) double-quoted per part; refuses anything but plain names.
-
-    :raises ValueError: for a part that is not ``[A-Za-z_][A-Za-z0-9_]*`` (no SQL injection through a
-        table or column name).
-    """
-    parts = name.split(".")
-    if not 1 <= len(parts) <= 2 or not all(_IDENTIFIER.match(p) for p in parts):
-        raise ValueError(f"{name!r} is not a plain table/column name: use letters, digits and '_'")
-    return ".".join(f'"{p}"' for p in parts)
 
 
 def snake_case(name: str) -> str:
@@ -307,19 +293,6 @@ class RecordMapping:
         return hashlib.blake2b(self._prefix + text.encode(), digest_size=16).hexdigest()
 
 
-def raw_text_sql(alias: str, columns: Sequence[str]) -> str:
-    """SQL for :meth:`RecordMapping.raw_text` over ``alias``'s columns (PostgreSQL and SQLite alike).
-
-    ``CAST(... AS TEXT)`` may spell a non-text value differently from Python (``1.0`` vs ``1``): such a
-    row is only read back and fingerprinted, never wrongly skipped.
-    """
-    parts = [f"COALESCE(CAST({alias}.{_quote_any(c)} AS TEXT), '')" for c in columns]
-    return " || '\x1f' || ".join(parts) if parts else "''"
-
-
-def _quote_any(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
 
 def request_fingerprint(service: str, request: Mapping[str, str], output_columns: Sequence[str] = ()) -> str:
     """The fingerprint (32 hex characters) of a normalised HERE request.
@@ -461,6 +434,8 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
         if lowered in _POSITION_COLUMNS or lowered == _MATCH_LEVEL_COLUMN or lowered in ("recid",):
             continue
         column = snake_case(name.strip())
+        from airflow_here_batch.tables.dialect import quote_identifier
+
         quote_identifier(column)
         if column in reserved:
             continue
@@ -477,51 +452,6 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
     return columns
 
 
-_TYPES = {
-    "postgresql": {"text": "TEXT", "float": "DOUBLE PRECISION", "timestamp": "TIMESTAMP WITH TIME ZONE"},
-    "sqlite": {"text": "TEXT", "float": "REAL", "timestamp": "TEXT"},
-}
-
-
-def _dialect(dialect: str) -> str:
-    name = "postgresql" if dialect in ("postgres", "postgresql") else dialect
-    if name not in _TYPES:
-        raise ValueError(
-            f"database dialect {dialect!r} is not supported for the geocoded table: use PostgreSQL or SQLite "
-            "(both have INSERT ... ON CONFLICT DO UPDATE)"
-        )
-    return name
-
-
-def create_table_sql(dialect: str, table: str, columns: Sequence[TargetColumn]) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` for the target table (``rec_id`` primary key), its fingerprint index."""
-    types = _TYPES[_dialect(dialect)]
-    body = ", ".join(
-        f"{quote_identifier(c.name)} {types[c.kind]}" + (" PRIMARY KEY" if c.name == "rec_id" else "")
-        for c in columns
-    )
-    bare = table.split(".")[-1]
-    index = quote_identifier(f"{bare}_fingerprint_idx"[:63])
-    return [
-        f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} ({body})",
-        f"CREATE INDEX IF NOT EXISTS {index} ON {quote_identifier(table)} (request_fingerprint)",
-    ]
-
-
-def upsert_sql(dialect: str, table: str, columns: Sequence[str], select: str) -> str:
-    """``INSERT INTO table (columns) <select> ON CONFLICT (rec_id) DO UPDATE SET <every other column>``.
-
-    ``select`` must end with a ``WHERE`` clause: SQLite reads ``ON`` right after ``FROM ...`` as a join
-    constraint (its documented parsing ambiguity), ``WHERE true`` avoids it. A record written again
-    (a rerun, a changed address) replaces its row: one row per ``rec_id``, never a duplicate.
-    """
-    _dialect(dialect)
-    names = [quote_identifier(c) for c in columns]
-    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != '"rec_id"')
-    return (
-        f"INSERT INTO {quote_identifier(table)} ({', '.join(names)}) {select} "
-        f'ON CONFLICT ("rec_id") DO UPDATE SET {updates}'
-    )
 
 
 # --- result and error rows ------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from airflow_here_batch.tables.records import create_table_sql, target_columns
+from airflow_here_batch.tables.dialect import create_table_sql
+from airflow_here_batch.tables.records import target_columns
 from tests.airflow.conftest import RunDag
 from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 

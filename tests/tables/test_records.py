@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from airflow_here_batch.tables.dialect import create_table_sql, quote_identifier, upsert_sql
 from airflow_here_batch.tables.records import (
     STATUS_FAILED,
     STATUS_NO_MATCH,
@@ -15,13 +16,10 @@ from airflow_here_batch.tables.records import (
     MappingError,
     RecordMapping,
     ResultLayout,
-    create_table_sql,
     normalise_value,
     parse_error_line,
-    quote_identifier,
     request_fingerprint,
     target_columns,
-    upsert_sql,
 )
 
 OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
@@ -257,7 +255,8 @@ def test_create_and_upsert_statements_run_on_sqlite() -> None:
 def test_copy_text_and_line_reading_helpers() -> None:
     import io
 
-    from airflow_here_batch.operators.sql import _copy_line, _lines
+    from airflow_here_batch.tables.dialect import _copy_line
+    from airflow_here_batch.tables.sink import _lines
 
     assert _copy_line(["a", None, 1.5, "tab\there", "back\\slash", "new\nline"]) == (
         "a\t\\N\t1.5\ttab\\there\tback\\\\slash\tnew\\nline\n"
@@ -295,7 +294,7 @@ def test_the_fingerprint_merge_follows_the_file_and_bounds_what_it_keeps() -> No
     ],
 )
 def test_copy_cells_are_the_typed_values_in_copy_text(cells: list[str]) -> None:
-    from airflow_here_batch.operators.sql import _copy_value
+    from airflow_here_batch.tables.dialect import _copy_value
     from airflow_here_batch.tables.records import ResultLayout, target_columns
 
     header = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|addressCountryCode|resultType"
