@@ -1,7 +1,8 @@
-"""Database rows <-> HERE records, sans I/O: mapping, fingerprints, result rows, SQL statement shapes.
+"""Database rows <-> HERE records, sans I/O: mapping, fingerprints, result rows, plain names.
 
-Used by :mod:`airflow_here_batch.operators.sql` (the Airflow side, which does all database and storage
-I/O). Nothing here opens a connection or a file, so every rule is unit-tested without a server.
+Used by :mod:`airflow_here_batch.tables.extract` and :mod:`airflow_here_batch.tables.sink` (which do the
+database and storage I/O; the SQL per database is :mod:`airflow_here_batch.tables.dialect`). Nothing here
+opens a connection or a file, so every rule is unit-tested without a server.
 
 * :class:`RecordMapping` turns one source row (a mapping of column name to value) into one HERE request
   (``recId`` from a key column; ``q``/``qq``/``in``/``lang``/... from columns, ``str.format`` templates or
@@ -15,8 +16,7 @@ I/O). Nothing here opens a connection or a file, so every rule is unit-tested wi
   holding the table in memory.
 * :func:`target_columns`, :func:`result_values`, :func:`parse_error_line`: the typed row written back for
   each result or failed record.
-* :func:`create_table_sql`, :func:`upsert_sql`: the statements, per dialect (PostgreSQL and
-  SQLite; both have ``INSERT ... ON CONFLICT (...) DO UPDATE``).
+* :func:`plain_name`: the table and column names the pipeline accepts.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ __all__ = [
     "TargetColumn",
     "normalise_value",
     "parse_error_line",
+    "plain_name",
     "request_fingerprint",
     "snake_case",
     "target_columns",
@@ -90,6 +91,17 @@ class MappingError(ValueError):
         self.key = key
 
 
+def plain_name(name: str) -> str:
+    """``name`` (``table``, ``schema.table`` or a column) as given, when it is a plain SQL name.
+
+    :raises ValueError: for a part that is not ``[A-Za-z_][A-Za-z0-9_]*`` (no SQL injection through a
+        table or column name; :meth:`~airflow_here_batch.tables.dialect.SourceDialect.quote_name` quotes
+        it).
+    """
+    parts = name.split(".")
+    if not 1 <= len(parts) <= 2 or not all(_IDENTIFIER.match(p) for p in parts):
+        raise ValueError(f"{name!r} is not a plain table/column name: use letters, digits and '_'")
+    return name
 
 
 def snake_case(name: str) -> str:
@@ -215,7 +227,8 @@ class RecordMapping:
     def raw_text(self, row: Mapping[str, Any]) -> str:
         """The raw source values of a column mapping joined by ``\\x1f`` (NULL as empty text).
 
-        Stored as ``request_text``; the next run compares it in SQL (:func:`raw_text_sql`) and reads
+        Stored as ``request_text``; the next run compares it in SQL
+        (:meth:`~airflow_here_batch.tables.dialect.TableDialect.raw_text_sql`) and reads
         back only rows whose raw values differ. Raw equality implies an equal fingerprint, so the
         pre-filter never hides a change; values that differ only in spelling still get the fingerprint
         check.
@@ -291,7 +304,6 @@ class RecordMapping:
         """:func:`request_fingerprint` of a request built by :meth:`request`, for this mapping's job."""
         text = "\x1f".join([normalise_value(request.get(name, "")) for name in self._fp_order])
         return hashlib.blake2b(self._prefix + text.encode(), digest_size=16).hexdigest()
-
 
 
 def request_fingerprint(service: str, request: Mapping[str, str], output_columns: Sequence[str] = ()) -> str:
@@ -433,10 +445,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
         lowered = name.strip().lower()
         if lowered in _POSITION_COLUMNS or lowered == _MATCH_LEVEL_COLUMN or lowered in ("recid",):
             continue
-        column = snake_case(name.strip())
-        from airflow_here_batch.tables.dialect import quote_identifier
-
-        quote_identifier(column)
+        column = plain_name(snake_case(name.strip()))
         if column in reserved:
             continue
         reserved.add(column)
