@@ -308,13 +308,7 @@ class PostgresTableDialect(TableDialect):
             super().load_csv(conn, table, columns, lines)
             return
         with cursor.copy(self.copy_sql(table, columns, " WITH (FORMAT csv, DELIMITER '|')")) as copy:
-            block: list[str] = []
-            for line in lines:
-                block.append(line)
-                if len(block) >= 20_000:
-                    copy.write("".join(block))
-                    block = []
-            copy.write("".join(block))
+            _write_blocks(copy, lines, 20_000)
         cursor.execute(f"ANALYZE {table}")
         cursor.close()
 
@@ -331,8 +325,7 @@ class PostgresTableDialect(TableDialect):
     def _copy_in(cursor: Any, sql: str, lines: list[str]) -> None:
         if hasattr(cursor, "copy"):  # psycopg 3
             with cursor.copy(sql) as copy:
-                for start in range(0, len(lines), 2_000):
-                    copy.write("".join(lines[start : start + 2_000]))
+                _write_blocks(copy, lines, 2_000)
         else:  # psycopg2
             cursor.copy_expert(sql, io.StringIO("".join(lines)))
         cursor.close()
@@ -348,6 +341,17 @@ class SqliteTableDialect(TableDialect):
 
     def temporary(self, name: str) -> str:
         return f"temp.{name}"
+
+
+def _write_blocks(copy: Any, lines: Iterable[str], size: int) -> None:
+    """``lines`` into a ``COPY`` stream, ``size`` lines per write (one wrapper call each)."""
+    block: list[str] = []
+    for line in lines:
+        block.append(line)
+        if len(block) >= size:
+            copy.write("".join(block))
+            block = []
+    copy.write("".join(block))
 
 
 #: The databases a target table can live in, in lookup order.

@@ -249,13 +249,7 @@ class TableExtract:
                             )
                         rec_id = key_value if key_value.__class__ is str else str(key_value)
                         if rec_id == previous:
-                            raise MappingError(
-                                f"key {rec_id!r} appears more than once in column {key!r}: recId must be "
-                                "unique; deduplicate the rows (e.g. SELECT DISTINCT ON, GROUP BY) or choose "
-                                "a unique key column",
-                                column=key,
-                                key=rec_id,
-                            )
+                            raise _duplicate_key(key, rec_id)
                         previous = rec_id
                         row = {column: values[i] for column, i in positions.items()}
                         request = mapping.request(row, rec_id)
@@ -317,13 +311,7 @@ class TableExtract:
             )
             (duplicate,) = cursor.fetchone()
             cursor.close()
-            rec_id = str(duplicate)
-            raise MappingError(
-                f"key {rec_id!r} appears more than once in column {key!r}: recId must be unique; deduplicate "
-                "the rows (e.g. SELECT DISTINCT ON, GROUP BY) or choose a unique key column",
-                column=key,
-                key=rec_id,
-            )
+            raise _duplicate_key(key, str(duplicate))
         cursor.close()
         return int(total)
 
@@ -383,6 +371,15 @@ class BlockWriter:
         if self.parts:
             self.stream.write("".join(self.parts))
             self.parts, self.pending = [], 0
+
+
+def _duplicate_key(column: str, rec_id: str) -> MappingError:
+    return MappingError(
+        f"key {rec_id!r} appears more than once in column {column!r}: recId must be unique; deduplicate "
+        "the rows (e.g. SELECT DISTINCT ON, GROUP BY) or choose a unique key column",
+        column=column,
+        key=rec_id,
+    )
 
 
 def _as_seconds(value: timedelta | float | int | None) -> float | None:
