@@ -61,7 +61,8 @@ def _child(payload: dict[str, Any]) -> dict[str, Any]:
     import psycopg
 
     from airflow_here_batch.operators.sql import BatchResultsToSqlOperator, get_db_hook
-    from airflow_here_batch.tables.records import create_table_sql, target_columns
+    from airflow_here_batch.tables.dialect import table_dialect
+    from airflow_here_batch.tables.records import target_columns
 
     folder = Path(payload["folder"])
     records = payload["records"]
@@ -101,7 +102,7 @@ def _child(payload: dict[str, Any]) -> dict[str, Any]:
                 out.write(chunk)
         bare = f"bare_{attempt}"
         with psycopg.connect(uri, autocommit=True) as conn:
-            for statement in create_table_sql("postgresql", bare, columns):
+            for statement in table_dialect(get_db_hook(DB_CONN_ID)).create_table_sql(bare, columns):
                 conn.execute(statement)
         t0 = time.perf_counter()
         with psycopg.connect(uri) as conn, copy_text.open("rb") as source:

@@ -1,56 +1,46 @@
 """A database table in and out of HERE batch jobs: only new or changed records sent.
 
-Two operators, around the usual submit / wait / download tasks:
+Two operators, around the usual submit / wait / download tasks, thin adapters over the SQL pipeline in
+:mod:`airflow_here_batch.tables` (arguments in, XCom out):
 
-* :class:`SqlToBatchInputOperator` streams a SQL query's rows through any common.sql ``DbApiHook``
-  connection (server-side cursor on PostgreSQL, ``fetchmany`` elsewhere), maps each row to a HERE
-  request, and writes the records to send to an object-storage file (the input of
-  ``SubmitBatchJobOperator``), plus the fingerprint of each one. With ``incremental=True`` a record whose
-  normalised request has the same fingerprint as the one stored with its last geocoding is not sent.
-* :class:`BatchResultsToSqlOperator` writes a job's results and errors report into a target table
-  (created if missing), keyed by ``rec_id``: an upsert per batch, one transaction per batch.
+* :class:`SqlToBatchInputOperator` (:class:`~airflow_here_batch.tables.extract.TableExtract`) streams a
+  SQL query's rows through any common.sql ``DbApiHook`` connection, maps each row to a HERE request and
+  writes the records to send to an object-storage file (the input of ``SubmitBatchJobOperator``), plus
+  the fingerprint of each one. With ``incremental=True`` a record whose normalised request has the same
+  fingerprint as the one stored with its last geocoding is not sent.
+* :class:`BatchResultsToSqlOperator` (:class:`~airflow_here_batch.tables.sink.ResultSink`) writes a job's
+  results and errors report into a target table (created if missing), keyed by ``rec_id``: an upsert per
+  batch, one transaction per batch.
 
 Between the tasks only object-storage locations (under
 :func:`airflow_here_batch.files.locations.base_location`), the job id and counters travel through
-XCom. The pure rules (mapping, fingerprint, result rows, SQL shapes) are in
-:mod:`airflow_here_batch.tables.records`.
-
-Supported target dialects: PostgreSQL and SQLite (``INSERT ... ON CONFLICT DO UPDATE``). The source can be
-any ``DbApiHook`` connection.
+XCom. Supported target dialects: PostgreSQL and SQLite (:mod:`airflow_here_batch.tables.dialect`). The
+source can be any ``DbApiHook`` connection.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import itertools
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_here_batch.tables.records import (
-    FINGERPRINT_LENGTH,
-    STATUS_FAILED,
-    FingerprintIndex,
-    FingerprintMerge,
-    MappingError,
-    RecordMapping,
-    ResultLayout,
-    create_table_sql,
-    parse_error_line,
-    quote_identifier,
-    raw_text_sql,
-    target_columns,
-    upsert_sql,
+from airflow_here_batch.files.locations import base_location, storage_path
+from airflow_here_batch.tables.connections import (
+    EMBEDDED_CONN_ID,
+    embedded_database_path,
+    get_db_hook,
+    table_asset,
 )
+from airflow_here_batch.tables.extract import TableExtract
+from airflow_here_batch.tables.records import MappingError, RecordMapping, plain_name, target_columns
+from airflow_here_batch.tables.sink import ResultSink, TargetTableError, open_lines
+from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import Context, ObjectStoragePath
 
 __all__ = [
@@ -61,187 +51,6 @@ __all__ = [
     "get_db_hook",
     "table_asset",
 ]
-
-#: Connection id of the embedded SQLite database used when no such connection is defined:
-#: :func:`embedded_database_path` (one file every worker of one machine reaches by path).
-EMBEDDED_CONN_ID = "here_batch_sqlite_default"
-_STAGE = "here_batch_stage"
-#: Fingerprint entries the sink keeps while matching results that come back out of order (~6 MB).
-MERGE_WINDOW = 20_000
-_FINGERPRINTS = "here_batch_fingerprints"
-
-
-def embedded_database_path() -> str:
-    """Path of the embedded SQLite database, its folder created.
-
-    ``here_batch.db`` in the provider's base location when that is a local ``file://`` folder (default
-    ``$AIRFLOW_HOME/here_batch``, so ``$AIRFLOW_HOME/here_batch/here_batch.db``; set ``[here_batch]
-    base_location`` to a folder every worker shares when workers have different homes), else in
-    ``$AIRFLOW_HOME/here_batch``.
-    """
-    from pathlib import Path
-
-    from airflow.configuration import AIRFLOW_HOME
-
-    from airflow_here_batch.files.locations import base_location_uri
-
-    uri = base_location_uri()
-    folder = (
-        Path(uri.removeprefix("file://")) if uri.startswith("file://") else Path(AIRFLOW_HOME) / "here_batch"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder / "here_batch.db")
-
-
-def get_db_hook(conn_id: str) -> DbApiHook:
-    """The common.sql hook of an Airflow connection (``conn.get_hook()``).
-
-    ``here_batch_sqlite_default``, when no connection of that id is defined, is the embedded SQLite
-    database (:func:`embedded_database_path`).
-
-    :raises TypeError: when the connection's hook is not a ``DbApiHook`` (not a SQL database).
-    """
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-    from airflow_here_batch.version_compat import BaseHook
-
-    try:
-        connection = BaseHook.get_connection(conn_id)
-    except Exception as exc:
-        if conn_id != EMBEDDED_CONN_ID or type(exc).__name__ != "AirflowNotFoundException":
-            raise
-        return _embedded_hook()
-    hook = connection.get_hook()
-    if not isinstance(hook, DbApiHook):
-        raise TypeError(
-            f"connection {conn_id!r} (type {connection.conn_type!r}) is not a SQL database: use a "
-            "connection whose hook is a common.sql DbApiHook (postgres, sqlite, mysql, ...)"
-        )
-    return hook
-
-
-def table_asset(conn_id: str, table: str) -> Any:
-    """The Airflow Asset of a table written by :class:`BatchResultsToSqlOperator` (its default outlet).
-
-    Name and URI are ``here-batch-table://<conn_id>/<table>``: unique per database, as Airflow requires
-    of asset names. A consumer DAG schedules on ``table_asset("my_db", "addresses_geocoded")``.
-    """
-    from airflow.sdk import Asset
-
-    uri = f"here-batch-table://{conn_id}/{table}"
-    return Asset(name=uri, uri=uri)
-
-
-def _embedded_hook() -> DbApiHook:
-    from airflow.providers.sqlite.hooks.sqlite import SqliteHook
-    from airflow.sdk import Connection
-
-    path = embedded_database_path()
-
-    class _EmbeddedSqliteHook(SqliteHook):
-        def get_connection(self, conn_id: str) -> Connection:  # type: ignore[override]
-            return Connection(conn_id=conn_id, conn_type="sqlite", host=path)
-
-    return _EmbeddedSqliteHook(sqlite_conn_id=EMBEDDED_CONN_ID)
-
-
-def _dialect(hook: DbApiHook) -> str:
-    name = getattr(hook, "dialect_name", None) or ""
-    if name in ("postgres", "postgresql") or type(hook).__name__ == "PostgresHook":
-        return "postgresql"
-    if name == "sqlite" or type(hook).__name__.endswith("SqliteHook"):
-        return "sqlite"
-    return name or "default"
-
-
-def _placeholder(dialect: str) -> str:
-    return "%s" if dialect == "postgresql" else "?"
-
-
-def _table_columns(conn: Any, table: str) -> list[str] | None:
-    """The table's column names, or ``None`` when it does not exist (the failed probe is rolled back)."""
-    cursor = conn.cursor()
-    try:
-        cursor.execute(f"SELECT * FROM {quote_identifier(table)} WHERE 1 = 0")
-        return [d[0] for d in cursor.description]
-    except Exception:
-        conn.rollback()
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            cursor.close()
-
-
-def _location(value: Any, conn_id: str | None) -> ObjectStoragePath:
-    from airflow.sdk import ObjectStoragePath
-
-    if isinstance(value, ObjectStoragePath):
-        return value
-    text = str(value)
-    if "://" not in text:
-        text = f"file://{text}"
-    return ObjectStoragePath(text, conn_id=conn_id)
-
-
-class _AtomicFile:
-    """A text file written under a temporary name in object storage and renamed when complete."""
-
-    def __init__(self, target: ObjectStoragePath) -> None:
-        self.target = target
-        self.temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
-        self.stream: Any = None
-
-    def __enter__(self) -> Any:
-        with contextlib.suppress(Exception):
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.stream = self.temporary.open("w", encoding="utf-8", newline="")
-        self.buffer = _BlockWriter(self.stream)
-        return self.buffer
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is None:
-                self.buffer.flush()
-        finally:
-            self.stream.close()
-        if exc_type is None:
-            self.temporary.rename(self.target)
-        else:
-            with contextlib.suppress(Exception):
-                self.temporary.unlink()
-
-
-class _BlockWriter:
-    """Collects small writes and passes them on in blocks of about 1 MB (an object-storage file pays a
-    wrapper call per write)."""
-
-    def __init__(self, stream: Any, size: int = 1 << 20) -> None:
-        self.stream = stream
-        self.size = size
-        self.parts: list[str] = []
-        self.pending = 0
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        self.pending += len(text)
-        if self.pending >= self.size:
-            self.flush()
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if self.parts:
-            self.stream.write("".join(self.parts))
-            self.parts, self.pending = [], 0
-
-
-def _as_seconds(value: timedelta | float | int | None) -> float | None:
-    if value is None:
-        return None
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 class SqlToBatchInputOperator(BaseOperator):
@@ -292,6 +101,8 @@ class SqlToBatchInputOperator(BaseOperator):
     :param delimiter: the input delimiter of the file (``|``).
     :param full_refresh: send every record this run even when ``incremental`` (a bool, or a templated
         ``"true"``/``"false"``, e.g. ``"{{ params.full_refresh }}"``). (templated)
+    The work is :class:`airflow_here_batch.tables.extract.TableExtract`'s.
+
     :raises MappingError: (as the task's error) for a missing column, a NULL or duplicate key.
     """
 
@@ -362,290 +173,35 @@ class SqlToBatchInputOperator(BaseOperator):
             output_columns=self.output_columns,
         )
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_here_batch.version_compat import AirflowException
+    def _extraction(self) -> TableExtract:
+        """The extract of this task's (rendered) arguments."""
+        return TableExtract(
+            conn_id=self.conn_id,
+            sql=self.sql,
+            mapping=self._make_mapping(),
+            parameters=self.parameters,
+            target_table=self.target_table,
+            target_conn_id=self.target_conn_id,
+            max_age=self.max_age,
+            resend_failed=self.resend_failed,
+            fetch_size=self.fetch_size,
+            delimiter=self.delimiter,
+            logger=self.log,
+        )
 
-        started = time.monotonic()
-        mapping = self._make_mapping()
+    def execute(self, context: Context) -> dict[str, Any]:
         full_refresh = str(self.full_refresh).strip().lower() in ("1", "true", "yes", "on")
-        incremental = self.incremental and not full_refresh
-        prefilter = incremental and self._can_prefilter(mapping)
-        if prefilter:
-            known = FingerprintIndex()  # not needed: the database returns the stored fingerprint per row
-            incremental = False
-            self.log.info(
-                "HERE Batch: %s is on the source's connection: the database leaves out rows whose raw "
-                "values are unchanged",
-                self.target_table,
-            )
-        else:
-            known = self._stored_fingerprints() if incremental else FingerprintIndex()
-        folder = self._folder(context)
-        input_path, fp_path = folder / "input.csv", folder / "fingerprints.csv"
         try:
-            counts = self._extract(mapping, known, input_path, fp_path, incremental, prefilter)
+            incremental = self.incremental and not full_refresh
+            return self._extraction().run(self._folder(context), incremental=incremental)
         except MappingError as exc:
             raise AirflowException(f"nothing was uploaded: {exc}") from None
-        result = {
-            "input": str(input_path) if counts["records_sent"] else None,
-            "fingerprints": str(fp_path) if counts["records_sent"] else None,
-            "service": mapping.service,
-            "input_columns": mapping.here_columns,
-            **counts,
-        }
-        if not counts["records_sent"]:
-            for path in (input_path, fp_path):
-                with contextlib.suppress(Exception):
-                    path.unlink()
-        self.log.info(
-            "HERE Batch: %d records in the query, %d to send, %d unchanged (reused) in %.1f s%s",
-            counts["records_total"],
-            counts["records_sent"],
-            counts["records_reused"],
-            time.monotonic() - started,
-            f" -> {result['input']}" if result["input"] else "",
-        )
-        return result
 
     def _folder(self, context: Context) -> ObjectStoragePath:
         if self.destination:
-            return _location(str(self.destination).rstrip("/"), self.destination_conn_id)
-        from airflow_here_batch.files.locations import base_location
-
+            return storage_path(str(self.destination).rstrip("/"), self.destination_conn_id)
         run_id = str(context["run_id"]).replace(":", "_").replace("+", "_")
         return base_location("sql", self.dag_id, run_id, self.task_id)
-
-    def _stored_fingerprints(self) -> FingerprintIndex:
-        """The fingerprints in the target table that still count (not too old, not failed)."""
-        index = FingerprintIndex()
-        hook = get_db_hook(self.target_conn_id or self.conn_id)
-        dialect = _dialect(hook)
-        conn = hook.get_conn()
-        try:
-            assert self.target_table
-            if _table_columns(conn, self.target_table) is None:
-                self.log.info("HERE Batch: %s does not exist yet: every record is new", self.target_table)
-                return index
-            ph = _placeholder(dialect)
-            where = ["request_fingerprint IS NOT NULL"]
-            params: list[Any] = []
-            if self.resend_failed:
-                where.append(f"status <> {ph}")
-                params.append(STATUS_FAILED)
-            max_age = _as_seconds(self.max_age)
-            if max_age is not None:
-                cutoff = datetime.now(timezone.utc) - timedelta(seconds=max_age)
-                where.append(f"geocoded_at >= {ph}")
-                params.append(cutoff if dialect == "postgresql" else cutoff.isoformat())
-            collate = ' COLLATE "C"' if dialect == "postgresql" else ""
-            sql = (
-                f"SELECT request_fingerprint FROM {quote_identifier(self.target_table)} "
-                f"WHERE {' AND '.join(where)} ORDER BY request_fingerprint{collate}"
-            )
-            cursor = self._stream_cursor(conn, dialect)
-            cursor.execute(sql, params)
-            while batch := cursor.fetchmany(self.fetch_size):
-                for (fingerprint,) in batch:
-                    index.add(fingerprint)
-            cursor.close()
-            conn.rollback()
-        finally:
-            conn.close()
-        self.log.info("HERE Batch: %d fingerprints stored in %s", len(index), self.target_table)
-        return index
-
-    @staticmethod
-    def _stream_cursor(conn: Any, dialect: str) -> Any:
-        if dialect == "postgresql":  # server-side (named) cursor: rows arrive as fetched
-            return conn.cursor(name=f"here_batch_{uuid.uuid4().hex[:12]}")
-        return conn.cursor()
-
-    def _extract(
-        self,
-        mapping: RecordMapping,
-        known: FingerprintIndex,
-        input_path: ObjectStoragePath,
-        fp_path: ObjectStoragePath,
-        incremental: bool,
-        prefilter: bool = False,
-    ) -> dict[str, int]:
-        from airflow_here_batch.api.inputs import rows_to_lines
-
-        hook = get_db_hook(self.conn_id)
-        dialect = _dialect(hook)
-        sql = str(self.sql).strip().rstrip(";")
-        conn = hook.get_conn()
-        counts = {"records_total": 0, "records_sent": 0, "records_reused": 0}
-        try:
-            probe = conn.cursor()
-            probe.execute(f"SELECT * FROM ({sql}) here_batch_source WHERE 1 = 0", self._params())
-            names = [d[0] for d in probe.description]
-            probe.close()
-            resolved = mapping.check_columns(names)
-            key = resolved[mapping.key_column]
-            quoted_key = '"' + key.replace('"', '""') + '"'
-            positions = {column: names.index(actual) for column, actual in resolved.items()}
-            key_index = positions[mapping.key_column]
-            cursor = self._stream_cursor(conn, dialect)
-            if prefilter:
-                total = self._check_keys(conn, sql, key, quoted_key)
-                query, params = self._prefilter_query(mapping, sql, resolved, quoted_key, dialect)
-                if dialect == "postgresql":
-                    # A cursor's plan is made for its first 10 % of rows by default: a nested loop of
-                    # primary-key probes into the target per source row (1.9 s for 1,000,000 rows, P8).
-                    # The pre-filter reads its result to the end: plan for the whole (a hash join,
-                    # 1.0 s). For this transaction only.
-                    setting = conn.cursor()
-                    setting.execute("SET LOCAL cursor_tuple_fraction = 1.0")
-                    setting.close()
-                cursor.execute(query, params)
-                stored_index, force_index = len(names), len(names) + 1
-            else:
-                cursor.execute(
-                    f"SELECT * FROM ({sql}) here_batch_source ORDER BY {quoted_key}", self._params()
-                )
-
-            def requests(fp_writer: Any) -> Iterator[dict[str, str]]:
-                previous: str | None = None
-                number = 0
-                while batch := cursor.fetchmany(self.fetch_size):
-                    for values in batch:
-                        number += 1
-                        key_value = values[key_index]
-                        if key_value is None:
-                            raise MappingError(
-                                f"row {number} of the query (ordered by {key}) has a NULL key column "
-                                f"{key!r}: every row needs a key for recId; filter NULLs out "
-                                f"(WHERE {key} IS NOT NULL) or fix the rows",
-                                column=key,
-                            )
-                        rec_id = key_value if key_value.__class__ is str else str(key_value)
-                        if rec_id == previous:
-                            raise MappingError(
-                                f"key {rec_id!r} appears more than once in column {key!r}: recId must be "
-                                "unique; deduplicate the rows (e.g. SELECT DISTINCT ON, GROUP BY) or choose "
-                                "a unique key column",
-                                column=key,
-                                key=rec_id,
-                            )
-                        previous = rec_id
-                        row = {column: values[i] for column, i in positions.items()}
-                        request = mapping.request(row, rec_id)
-                        fingerprint = mapping.fingerprint(request)
-                        counts["records_total"] += 1
-                        if incremental and fingerprint in known:
-                            counts["records_reused"] += 1
-                            continue
-                        if prefilter and values[stored_index] == fingerprint and not values[force_index]:
-                            counts["records_reused"] += 1  # raw values re-spelt, same request
-                            continue
-                        counts["records_sent"] += 1
-                        fp_writer.writerow((rec_id, fingerprint, mapping.raw_text(row)))
-                        yield request
-
-            with _AtomicFile(input_path) as out, _AtomicFile(fp_path) as fp_out:
-                fp_writer = csv.writer(fp_out, delimiter="|", lineterminator="\n")
-                fp_writer.writerow(("rec_id", "fingerprint", "request_text"))
-                lines = rows_to_lines(
-                    requests(fp_writer), columns=mapping.here_columns, delimiter=self.delimiter
-                )
-                out.writelines(lines)
-            cursor.close()
-            conn.rollback()
-            if prefilter:  # rows the database left out are unchanged: reused
-                counts["records_reused"] += total - counts["records_total"]
-                counts["records_total"] = total
-        finally:
-            conn.close()
-        return counts
-
-    def _params(self) -> Any:
-        return self.parameters if self.parameters is not None else ()
-
-    # --- the database-side pre-filter -----------------------------------------------------------
-
-    def _can_prefilter(self, mapping: RecordMapping) -> bool:
-        """Whether the database can leave out unchanged rows itself: a column mapping (no templates, no
-        ``at``), the target table on the source's connection and already holding ``request_text``.
-        Only with ``parameters=None`` (the query is embedded in a larger one with its own parameters)."""
-        if mapping.raw_columns is None or self.parameters is not None:
-            return False
-        if (self.target_conn_id or self.conn_id) != self.conn_id or not self.target_table:
-            return False
-        hook = get_db_hook(self.conn_id)
-        if _dialect(hook) not in ("postgresql", "sqlite"):
-            return False
-        conn = hook.get_conn()
-        try:
-            columns = _table_columns(conn, self.target_table)
-        finally:
-            conn.close()
-        return columns is not None and "request_text" in {c.lower() for c in columns}
-
-    def _check_keys(self, conn: Any, sql: str, key: str, quoted_key: str) -> int:
-        """Row count of the query; NULL or repeated keys refused (the pre-filter never sees every row).
-
-        :raises MappingError: naming the key column, or the first repeated key.
-        """
-        cursor = conn.cursor()
-        cursor.execute(
-            f"SELECT COUNT(*), COUNT({quoted_key}), COUNT(DISTINCT {quoted_key}) "
-            f"FROM ({sql}) here_batch_source"
-        )
-        total, keyed, distinct = cursor.fetchone()
-        if keyed != total:
-            cursor.close()
-            raise MappingError(
-                f"{total - keyed} rows of the query have a NULL key column {key!r}: every row needs a key "
-                f"for recId; filter NULLs out (WHERE {key} IS NOT NULL) or fix the rows",
-                column=key,
-            )
-        if distinct != keyed:
-            cursor.execute(
-                f"SELECT {quoted_key} FROM ({sql}) here_batch_source GROUP BY {quoted_key} "
-                f"HAVING COUNT(*) > 1 ORDER BY {quoted_key} LIMIT 1"
-            )
-            (duplicate,) = cursor.fetchone()
-            cursor.close()
-            rec_id = str(duplicate)
-            raise MappingError(
-                f"key {rec_id!r} appears more than once in column {key!r}: recId must be unique; deduplicate "
-                "the rows (e.g. SELECT DISTINCT ON, GROUP BY) or choose a unique key column",
-                column=key,
-                key=rec_id,
-            )
-        cursor.close()
-        return int(total)
-
-    def _prefilter_query(
-        self, mapping: RecordMapping, sql: str, resolved: Mapping[str, str], quoted_key: str, dialect: str
-    ) -> tuple[str, list[Any]]:
-        """The source rows that may have changed: new, raw values differing from ``request_text``, no
-        fingerprint yet, or forced (``resend_failed``, ``max_age``); with the stored fingerprint and a
-        force flag appended to each row."""
-        assert self.target_table and mapping.raw_columns is not None
-        raw = raw_text_sql("s", [resolved[c] for c in mapping.raw_columns])
-        ph = _placeholder(dialect)
-        force: list[str] = []
-        params: list[Any] = []
-        if self.resend_failed:
-            force.append(f"t.status = {ph}")
-            params.append(STATUS_FAILED)
-        max_age = _as_seconds(self.max_age)
-        if max_age is not None:
-            cutoff = datetime.now(timezone.utc) - timedelta(seconds=max_age)
-            force.append(f"t.geocoded_at < {ph}")
-            params.append(cutoff if dialect == "postgresql" else cutoff.isoformat())
-        forced = " OR ".join(force) or "1 = 0"
-        query = (
-            f"SELECT s.*, t.request_fingerprint, CASE WHEN {forced} THEN 1 ELSE 0 END "
-            f"FROM ({sql}) s LEFT JOIN {quote_identifier(self.target_table)} t "
-            f"ON t.rec_id = CAST(s.{quoted_key} AS TEXT) "
-            f"WHERE t.rec_id IS NULL OR t.request_fingerprint IS NULL OR t.request_text IS NULL "
-            f"OR t.request_text <> {raw} OR {forced} "
-            f"ORDER BY s.{quoted_key}"
-        )
-        return query, params + params
 
 
 class BatchResultsToSqlOperator(BaseOperator):
@@ -688,6 +244,8 @@ class BatchResultsToSqlOperator(BaseOperator):
     :param extract: the extract task's XCom dict (fingerprints location and counts). (templated)
     :param storage_conn_id: connection for the object storage of these files.
     :param batch_size: rows per transaction.
+
+    The work is :class:`airflow_here_batch.tables.sink.ResultSink`'s.
     """
 
     template_fields: Sequence[str] = ("table", "job_id", "results", "errors", "extract")
@@ -719,8 +277,9 @@ class BatchResultsToSqlOperator(BaseOperator):
         self.extract = extract
         self.storage_conn_id = storage_conn_id
         self.batch_size = int(batch_size)
-        self._columns = target_columns(self.output_columns)
-        quote_identifier(table)
+        # Checked when the DAG is parsed.
+        target_columns(self.output_columns)
+        plain_name(table)
 
     def execute(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()
@@ -736,11 +295,13 @@ class BatchResultsToSqlOperator(BaseOperator):
             "records_missing": 0,
         }
         hook = get_db_hook(self.conn_id)
-        written = self.write(
-            hook,
-            [(job, self._open_lines(res), self._open_lines(err)) for job, res, err in self._jobs()],
-            fingerprints=self._open_lines(extract.get("fingerprints")),
-        )
+        sink = ResultSink(hook, self.table, self.output_columns, batch_size=self.batch_size, logger=self.log)
+        store = self.storage_conn_id
+        jobs = [(job, open_lines(res, store), open_lines(err, store)) for job, res, err in self._jobs()]
+        try:
+            written = sink.write(jobs, open_lines(extract.get("fingerprints"), store))
+        except TargetTableError as exc:
+            raise AirflowException(str(exc)) from None
         summary["records_written"] = written["results"] + written["errors"]
         summary["records_failed"] = written["errors"]
         summary["records_missing"] = max(0, summary["records_sent"] - summary["records_written"])
@@ -787,459 +348,3 @@ class BatchResultsToSqlOperator(BaseOperator):
                 "per job, in the same order"
             )
         return [(j or None, r, e) for j, r, e in zip(jobs, self.results, errors, strict=True)]
-
-    @contextlib.contextmanager
-    def _opened(self, location: Any) -> Iterator[Iterator[str] | None]:
-        if not location:
-            yield None
-            return
-        path = _location(location, self.storage_conn_id)
-        with path.open("r", encoding="utf-8", newline="") as stream:
-            yield _lines(stream)
-
-    def _open_lines(self, location: Any) -> Any:
-        return lambda: self._opened(location)
-
-    # --- writing --------------------------------------------------------------------------------
-
-    def write(
-        self,
-        hook: DbApiHook,
-        jobs: Sequence[tuple[str | None, Any, Any]],
-        *,
-        fingerprints: Any,
-        geocoded_at: datetime | None = None,
-    ) -> dict[str, int]:
-        """Write each job's results and errors: ``jobs`` holds ``(job id, results, errors)`` where results
-        and errors are callables returning a context manager of lines (or of ``None``).
-
-        Each row's fingerprint and request text come from the extract's file by an ordered merge
-        (:class:`~airflow_here_batch.tables.records.FingerprintMerge`: the file lists the records in
-        the order they were sent); a row the merge misses (HERE does not promise the input order, shared
-        doc §12 #8) is looked up in SQL, from the file loaded into a temporary table only then.
-
-        :returns: ``{"results": records written from the results, "errors": failed records written}``.
-        """
-        dialect = _dialect(hook)
-        conn = hook.get_conn()
-        counts = {"results": 0, "errors": 0}
-        try:
-            self._prepare(conn, dialect)
-            conn.commit()
-            now = geocoded_at or datetime.now(timezone.utc)
-            self._stamp = now if dialect == "postgresql" else now.isoformat()
-            with fingerprints() as lines:
-                merge = self._merge(lines)
-                self._fingerprints = fingerprints if merge is not None else None
-                for job_id, results, errors in jobs:
-                    with results() as lines:
-                        if lines is not None:
-                            rows = self._result_rows(lines)
-                            fast = lines if dialect == "postgresql" else None
-                            counts["results"] += self._write_rows(
-                                conn, dialect, rows, job_id, merge, lines=fast
-                            )
-                    with errors() as lines:
-                        if lines is not None:
-                            rows = self._error_rows(lines)
-                            counts["errors"] += self._write_rows(conn, dialect, rows, job_id, merge)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
-        return counts
-
-    def _prepare(self, conn: Any, dialect: str) -> None:
-        existing = _table_columns(conn, self.table)
-        cursor = conn.cursor()
-        if existing is None:
-            for statement in create_table_sql(dialect, self.table, self._columns):
-                cursor.execute(statement)
-            self.log.info("HERE Batch: created table %s", self.table)
-            self._direct = dialect == "postgresql"
-        else:
-            have = {c.lower() for c in existing}
-            if "request_text" not in have:  # bookkeeping added after the table was made
-                cursor.execute(f"ALTER TABLE {quote_identifier(self.table)} ADD COLUMN request_text TEXT")
-                have.add("request_text")
-            missing = [c.name for c in self._columns if c.name not in have]
-            if missing:
-                from airflow_here_batch.version_compat import AirflowException
-
-                raise AirflowException(
-                    f"table {self.table} lacks the columns {missing} for these output columns: add them "
-                    "(ALTER TABLE ... ADD COLUMN, text) or write to a new table"
-                )
-            # An empty table takes plain COPYs (no key can conflict); a batch that does conflict after
-            # all (a concurrent writer, a key twice) is rolled back and upserted instead.
-            cursor.execute(f"SELECT 1 FROM {quote_identifier(self.table)} LIMIT 1")
-            self._direct = dialect == "postgresql" and cursor.fetchone() is None
-        types = {
-            "text": "TEXT",
-            "float": "DOUBLE PRECISION" if dialect == "postgresql" else "REAL",
-            "timestamp": "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "TEXT",
-        }
-        cursor.execute(f"DROP TABLE IF EXISTS {_temp(dialect, _STAGE)}")
-        cursor.execute(f"DROP TABLE IF EXISTS {_temp(dialect, _FINGERPRINTS)}")
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {_STAGE} ("
-            + ", ".join(f"{quote_identifier(c.name)} {types[c.kind]}" for c in self._columns)
-            + ")"
-            # PostgreSQL empties it at each commit (cheaper than a DELETE per batch).
-            + (" ON COMMIT DELETE ROWS" if dialect == "postgresql" else "")
-        )
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {_FINGERPRINTS} "
-            "(rec_id TEXT PRIMARY KEY, fingerprint TEXT, request_text TEXT)"
-        )
-        cursor.close()
-        self._fingerprints_loaded = False
-        # Every row carries every column; a row whose fingerprint the merge missed has NULL
-        # request_fingerprint and gets it here, by one primary-key lookup (CASE evaluates the subquery
-        # only for such rows; a join would hash the whole fingerprints table for every batch).
-        self._names = [c.name for c in self._columns]
-        data = [c for c in self._names if c not in ("request_text", "request_fingerprint")]
-        info = (
-            f"CASE WHEN s.request_fingerprint IS NULL THEN (SELECT f.fingerprint || "
-            f"COALESCE(f.request_text, '') FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id) END"
-        )
-        select = (
-            "SELECT "
-            + ", ".join(f"s.{quote_identifier(c)}" for c in data)
-            + ", CASE WHEN s.request_fingerprint IS NULL "
-            f"THEN SUBSTR(s.here_batch_info, {FINGERPRINT_LENGTH + 1}) ELSE s.request_text END, "
-            "CASE WHEN s.request_fingerprint IS NULL "
-            f"THEN SUBSTR(s.here_batch_info, 1, {FINGERPRINT_LENGTH}) ELSE s.request_fingerprint END "
-            f"FROM (SELECT s.*, {info} AS here_batch_info FROM {_STAGE} s) s WHERE true"
-        )
-        self._upsert = upsert_sql(dialect, self.table, [*data, "request_text", "request_fingerprint"], select)
-
-    def _merge(self, lines: Iterator[str] | None) -> FingerprintMerge | None:
-        """The extract's ``fingerprints.csv`` (header ``rec_id|fingerprint[|request_text]``) as a merge."""
-        if lines is None:
-            return None
-        header = next(lines, "")
-        names = next(csv.reader([header], delimiter="|"), [])
-        if (
-            not names
-            or names[:2] != ["rec_id", "fingerprint"]
-            or not set(names) <= {*names[:2], "request_text"}
-        ):
-            raise ValueError(f"not a fingerprints file of the extract task: header {header.strip()!r}")
-        text = names.index("request_text") if "request_text" in names else None
-        return FingerprintMerge(csv.reader(lines, delimiter="|"), request_text=text, window=MERGE_WINDOW)
-
-    def _load_fingerprints(self, conn: Any, dialect: str) -> None:
-        """The whole fingerprints file into the temporary table, inside the current batch's transaction
-        (only when the merge missed a row; a rollback empties it again)."""
-        with self._fingerprints() as lines:
-            header = next(lines, "")
-            names = next(csv.reader([header], delimiter="|"), [])
-            cursor = conn.cursor()
-            if dialect == "postgresql" and hasattr(cursor, "copy"):
-                sql = f"COPY {_FINGERPRINTS} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, DELIMITER '|')"
-                with cursor.copy(sql) as copy:
-                    block: list[str] = []
-                    for line in lines:
-                        block.append(line)
-                        if len(block) >= 20_000:
-                            copy.write("".join(block))
-                            block = []
-                    copy.write("".join(block))
-                cursor.execute(f"ANALYZE {_FINGERPRINTS}")
-            else:
-                rows = csv.reader(lines, delimiter="|")
-                _insert_many(conn, dialect, _FINGERPRINTS, names, rows, 10_000)
-            cursor.close()
-        self._fingerprints_loaded = True
-
-    def _layout(self, lines: Iterator[str]) -> tuple[ResultLayout, str] | None:
-        """The results header (the first non-blank line) read off ``lines``: its layout and delimiter."""
-        from airflow_here_batch.api.outputs import detect_delimiter
-
-        for line in lines:
-            text = line.lstrip("\ufeff").rstrip("\r\n")
-            if text:
-                delimiter = detect_delimiter(text)
-                return ResultLayout(layout_split(text, delimiter), self._columns), delimiter
-        return None
-
-    def _result_rows(self, lines: Iterator[str]) -> Iterator[tuple[Any, ...]]:
-        """``(rec_id, status, lat, lng, match_level, *fields, error_code, error_message)`` per record."""
-        found = self._layout(lines)
-        if found is None:
-            return
-        layout, delimiter = found
-        for line in lines:
-            if '"' in line:
-                cells = layout_split(line, delimiter)
-            else:
-                text = line.rstrip("\r\n")
-                if not text.strip():
-                    continue
-                cells = text.split(delimiter)
-            values = layout.values(cells)
-            if values is not None:
-                yield (*values, None, None)
-
-    def _result_copy_lines(self, lines: Iterator[str], take: Any, tail: str) -> Iterator[tuple[str, bool]]:
-        """The results as complete ``COPY`` text lines of the target table (PostgreSQL): ``(line, whether
-        the merge missed its fingerprint)``. The same rows as :meth:`_result_rows`, built without the
-        intermediate values when the line needs no escaping (the common case)."""
-        found = self._layout(lines)
-        if found is None:
-            return
-        layout, delimiter = found
-        errors = "\t\\N\t\\N\t"  # error_code, error_message
-        join = "\t".join
-        for line in lines:
-            text = line.rstrip("\r\n")
-            if '"' in text or "\\" in text or "\t" in text or "\r" in text:
-                cells = layout_split(text, delimiter)
-                values = layout.values(cells)
-                if values is None:
-                    continue
-                request_text, fingerprint = take(values[0])
-                row = (*values, None, None, request_text, fingerprint)
-                yield "\t".join([_copy_value(v) for v in row]) + tail, fingerprint is None
-                continue
-            if not text.strip():
-                continue
-            cells = layout.copy_cells(text.split(delimiter))
-            if cells is None:
-                continue
-            request_text, fingerprint = take(cells[0])
-            if fingerprint is None:
-                yield f"{join(cells)}{errors}\\N\t\\N{tail}", True
-                continue
-            if "\\" in request_text or "\t" in request_text or "\n" in request_text or "\r" in request_text:
-                request_text = _copy_value(request_text)
-            yield f"{join(cells)}{errors}{request_text}\t{fingerprint}{tail}", False
-
-    def _error_rows(self, lines: Iterator[str]) -> Iterator[tuple[Any, ...]]:
-        fields = [None] * (len(self._columns) - 11)
-        for line in lines:
-            parsed = parse_error_line(line)
-            if parsed is None:
-                continue
-            rec_id, code, message = parsed
-            yield (rec_id, STATUS_FAILED, None, None, None, *fields, code or None, message or None)
-
-    def _write_rows(
-        self,
-        conn: Any,
-        dialect: str,
-        rows: Iterator[tuple[Any, ...]],
-        job_id: str | None,
-        merge: FingerprintMerge | None,
-        lines: Iterator[str] | None = None,
-    ) -> int:
-        """Rows completed with their bookkeeping, in batches of ``batch_size``, one transaction each
-        (``lines``: the results file itself, for the PostgreSQL fast path instead of ``rows``)."""
-        take = merge.take if merge is not None else _no_fingerprint
-        total = 0
-        if dialect == "postgresql":
-            tail = "\t" + _copy_value(job_id) + "\t" + _copy_value(self._stamp) + "\n"
-            if lines is not None:
-                copy_lines = self._result_copy_lines(lines, take, tail)
-            else:
-                copy_lines = (
-                    ("\t".join([_copy_value(v) for v in (*row, *fp)]) + tail, fp[1] is None)
-                    for row in rows
-                    for fp in (take(row[0]),)
-                )
-            while count := self._write_copy_batch(conn, copy_lines, merge is not None):
-                total += count
-            return total
-        stamp = self._stamp
-        full = ((*row, *take(row[0]), job_id, stamp) for row in rows)
-        while True:
-            before = merge.missed if merge is not None else 0
-            batch = list(itertools.islice(full, self.batch_size))
-            if not batch:
-                return total
-            missed = merge is not None and merge.missed != before
-            total += self._stage_batch(conn, dialect, batch, missed=missed)
-
-    def _write_copy_batch(self, conn: Any, lines: Iterator[tuple[str, bool]], lookup: bool) -> int:
-        """Up to ``batch_size`` COPY lines in one transaction, streamed while they are built (PostgreSQL
-        parses one block while the next is made). Into a table that had no rows: a plain ``COPY``
-        (rows whose fingerprint the merge missed are upserted with the lookup after it); a batch that
-        conflicts after all (a concurrent writer, a key twice) is rolled back and upserted whole.
-
-        :returns: the rows written (0 at the end of ``lines``).
-        """
-        taken: list[str] = []
-        missed: list[str] = []
-        batch = itertools.islice(lines, self.batch_size)
-        cursor = conn.cursor()
-        if self._direct and hasattr(cursor, "copy"):
-            names = ", ".join(quote_identifier(c) for c in self._names)
-            loaded = self._fingerprints_loaded
-            try:
-                with cursor.copy(f"COPY {quote_identifier(self.table)} ({names}) FROM STDIN") as copy:
-                    block: list[str] = []
-                    for line, miss in batch:
-                        taken.append(line)
-                        if miss and lookup:
-                            missed.append(line)
-                            continue
-                        block.append(line)
-                        if len(block) >= 1_000:
-                            copy.write("".join(block))
-                            block = []
-                    copy.write("".join(block))
-                if not taken:
-                    conn.rollback()
-                    return 0
-                if missed:
-                    self._stage_batch(conn, "postgresql", missed, missed=lookup, commit=False)
-                conn.commit()
-                return len(taken)
-            except Exception as exc:
-                self._fingerprints_loaded = loaded
-                with contextlib.suppress(Exception):
-                    conn.rollback()
-                if _sqlstate(exc) != "23505":  # unique_violation: a key is there already
-                    raise
-                self._direct = False
-                for line, miss in batch:  # the rest of the batch, if the COPY stopped early
-                    taken.append(line)
-                    if miss and lookup:
-                        missed.append(line)
-                return self._stage_batch(conn, "postgresql", taken, missed=bool(missed) and lookup)
-        for line, miss in batch:
-            taken.append(line)
-            if miss and lookup:
-                missed.append(line)
-        cursor.close()
-        if not taken:
-            return 0
-        return self._stage_batch(conn, "postgresql", taken, missed=bool(missed) and lookup)
-
-    def _stage_batch(
-        self, conn: Any, dialect: str, batch: list[Any], *, missed: bool, commit: bool = True
-    ) -> int:
-        """Stage one batch and upsert it, in one transaction (committed, or rolled back on any error).
-        ``missed``: some row lacks its fingerprint (the merge missed it), so the fingerprints file is
-        loaded for the lookup first."""
-        loaded = False
-        try:
-            if missed and self._fingerprints is not None and not self._fingerprints_loaded:
-                self._load_fingerprints(conn, dialect)
-                loaded = True
-            _insert_many(conn, dialect, _STAGE, self._names, batch, len(batch), text=dialect == "postgresql")
-            cursor = conn.cursor()
-            cursor.execute(self._upsert)
-            if dialect != "postgresql":
-                cursor.execute(f"DELETE FROM {_STAGE}")
-            cursor.close()
-            if commit:
-                conn.commit()
-        except BaseException:
-            if loaded:  # rolled back with the batch
-                self._fingerprints_loaded = False
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            raise
-        return len(batch)
-
-
-def layout_split(header: str, delimiter: str) -> list[str]:
-    """The results header's column names."""
-    from airflow_here_batch.api.records import split_record
-
-    return split_record(header, delimiter)
-
-
-def _temp(dialect: str, name: str) -> str:
-    return f"temp.{name}" if dialect == "sqlite" else name
-
-
-def _insert_many(
-    conn: Any,
-    dialect: str,
-    table: str,
-    columns: Sequence[str],
-    rows: Iterable[Any],
-    chunk: int,
-    *,
-    text: bool = False,
-) -> None:
-    """Insert rows into a table on ``conn`` without committing: ``COPY`` on PostgreSQL.
-
-    ``text=True``: the rows are PostgreSQL ``COPY`` text lines already (built by the sink).
-    """
-    names = ", ".join(quote_identifier(c) for c in columns)
-    cursor = conn.cursor()
-    if dialect == "postgresql":
-        # COPY text sent in large blocks: psycopg 3's write_row sends each row on its own.
-        lines = rows if text else [_copy_line(row) for row in rows]
-        sql = f"COPY {table} ({names}) FROM STDIN"
-        if hasattr(cursor, "copy"):  # psycopg 3
-            with cursor.copy(sql) as copy:
-                lines = list(lines)
-                for start in range(0, len(lines), 2_000):
-                    copy.write("".join(lines[start : start + 2_000]))
-        else:  # psycopg2
-            cursor.copy_expert(sql, io.StringIO("".join(lines)))
-    else:
-        ph = _placeholder(dialect)
-        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([ph] * len(columns))})"
-        iterator = iter(rows)
-        while True:
-            block = [tuple(r) for _, r in zip(range(chunk), iterator, strict=False)]
-            if not block:
-                break
-            cursor.executemany(sql, block)
-    cursor.close()
-
-
-def _no_fingerprint(rec_id: str) -> tuple[None, None]:
-    return None, None
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a PostgreSQL error (psycopg 3 ``sqlstate``, psycopg2 ``pgcode``)."""
-    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-
-
-def _copy_value(value: Any) -> str:
-    """One value in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes)."""
-    if value is None:
-        return "\\N"
-    text = (
-        value
-        if value.__class__ is str
-        else value.isoformat()
-        if isinstance(value, datetime)
-        else repr(value)
-        if isinstance(value, float)
-        else str(value)
-    )
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-def _copy_line(row: Sequence[Any]) -> str:
-    """One row in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes), with its ``\\n``."""
-    return "\t".join([_copy_value(v) for v in row]) + "\n"
-
-
-def _lines(stream: Any, size: int = 1 << 20) -> Iterator[str]:
-    """The lines of a text stream, each with its ``\\n``, read in blocks of ``size`` characters.
-
-    Only ``\\n`` ends a line (as for HERE); ``str.splitlines`` would also split at other characters.
-    """
-    carry = ""
-    while block := stream.read(size):
-        parts = (carry + block).split("\n")
-        carry = parts.pop()
-        for part in parts:
-            yield part + "\n"
-    if carry:
-        yield carry

@@ -1,7 +1,8 @@
-"""Database rows <-> HERE records, sans I/O: mapping, fingerprints, result rows, SQL statement shapes.
+"""Database rows <-> HERE records, sans I/O: mapping, fingerprints, result rows, plain names.
 
-Used by :mod:`airflow_here_batch.operators.sql` (the Airflow side, which does all database and storage
-I/O). Nothing here opens a connection or a file, so every rule is unit-tested without a server.
+Used by :mod:`airflow_here_batch.tables.extract` and :mod:`airflow_here_batch.tables.sink` (which do the
+database and storage I/O; the SQL per database is :mod:`airflow_here_batch.tables.dialect`). Nothing here
+opens a connection or a file, so every rule is unit-tested without a server.
 
 * :class:`RecordMapping` turns one source row (a mapping of column name to value) into one HERE request
   (``recId`` from a key column; ``q``/``qq``/``in``/``lang``/... from columns, ``str.format`` templates or
@@ -15,8 +16,7 @@ I/O). Nothing here opens a connection or a file, so every rule is unit-tested wi
   holding the table in memory.
 * :func:`target_columns`, :func:`result_values`, :func:`parse_error_line`: the typed row written back for
   each result or failed record.
-* :func:`create_table_sql`, :func:`upsert_sql`: the statements, per dialect (PostgreSQL and
-  SQLite; both have ``INSERT ... ON CONFLICT (...) DO UPDATE``).
+* :func:`plain_name`: the table and column names the pipeline accepts.
 """
 
 from __future__ import annotations
@@ -48,15 +48,12 @@ __all__ = [
     "RecordMapping",
     "ResultLayout",
     "TargetColumn",
-    "create_table_sql",
     "normalise_value",
     "parse_error_line",
-    "quote_identifier",
-    "raw_text_sql",
+    "plain_name",
     "request_fingerprint",
     "snake_case",
     "target_columns",
-    "upsert_sql",
 ]
 
 #: Bumped when the normalisation changes, so every stored fingerprint stops matching (one full re-send).
@@ -94,16 +91,17 @@ class MappingError(ValueError):
         self.key = key
 
 
-def quote_identifier(name: str) -> str:
-    """``name`` (``table`` or ``schema.table``) double-quoted per part; refuses anything but plain names.
+def plain_name(name: str) -> str:
+    """``name`` (``table``, ``schema.table`` or a column) as given, when it is a plain SQL name.
 
     :raises ValueError: for a part that is not ``[A-Za-z_][A-Za-z0-9_]*`` (no SQL injection through a
-        table or column name).
+        table or column name; :meth:`~airflow_here_batch.tables.dialect.SourceDialect.quote_name` quotes
+        it).
     """
     parts = name.split(".")
     if not 1 <= len(parts) <= 2 or not all(_IDENTIFIER.match(p) for p in parts):
         raise ValueError(f"{name!r} is not a plain table/column name: use letters, digits and '_'")
-    return ".".join(f'"{p}"' for p in parts)
+    return name
 
 
 def snake_case(name: str) -> str:
@@ -229,7 +227,8 @@ class RecordMapping:
     def raw_text(self, row: Mapping[str, Any]) -> str:
         """The raw source values of a column mapping joined by ``\\x1f`` (NULL as empty text).
 
-        Stored as ``request_text``; the next run compares it in SQL (:func:`raw_text_sql`) and reads
+        Stored as ``request_text``; the next run compares it in SQL
+        (:meth:`~airflow_here_batch.tables.dialect.TableDialect.raw_text_sql`) and reads
         back only rows whose raw values differ. Raw equality implies an equal fingerprint, so the
         pre-filter never hides a change; values that differ only in spelling still get the fingerprint
         check.
@@ -305,20 +304,6 @@ class RecordMapping:
         """:func:`request_fingerprint` of a request built by :meth:`request`, for this mapping's job."""
         text = "\x1f".join([normalise_value(request.get(name, "")) for name in self._fp_order])
         return hashlib.blake2b(self._prefix + text.encode(), digest_size=16).hexdigest()
-
-
-def raw_text_sql(alias: str, columns: Sequence[str]) -> str:
-    """SQL for :meth:`RecordMapping.raw_text` over ``alias``'s columns (PostgreSQL and SQLite alike).
-
-    ``CAST(... AS TEXT)`` may spell a non-text value differently from Python (``1.0`` vs ``1``): such a
-    row is only read back and fingerprinted, never wrongly skipped.
-    """
-    parts = [f"COALESCE(CAST({alias}.{_quote_any(c)} AS TEXT), '')" for c in columns]
-    return " || '\x1f' || ".join(parts) if parts else "''"
-
-
-def _quote_any(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def request_fingerprint(service: str, request: Mapping[str, str], output_columns: Sequence[str] = ()) -> str:
@@ -460,8 +445,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
         lowered = name.strip().lower()
         if lowered in _POSITION_COLUMNS or lowered == _MATCH_LEVEL_COLUMN or lowered in ("recid",):
             continue
-        column = snake_case(name.strip())
-        quote_identifier(column)
+        column = plain_name(snake_case(name.strip()))
         if column in reserved:
             continue
         reserved.add(column)
@@ -477,51 +461,6 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
     return columns
 
 
-_TYPES = {
-    "postgresql": {"text": "TEXT", "float": "DOUBLE PRECISION", "timestamp": "TIMESTAMP WITH TIME ZONE"},
-    "sqlite": {"text": "TEXT", "float": "REAL", "timestamp": "TEXT"},
-}
-
-
-def _dialect(dialect: str) -> str:
-    name = "postgresql" if dialect in ("postgres", "postgresql") else dialect
-    if name not in _TYPES:
-        raise ValueError(
-            f"database dialect {dialect!r} is not supported for the geocoded table: use PostgreSQL or SQLite "
-            "(both have INSERT ... ON CONFLICT DO UPDATE)"
-        )
-    return name
-
-
-def create_table_sql(dialect: str, table: str, columns: Sequence[TargetColumn]) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` for the target table (``rec_id`` primary key), its fingerprint index."""
-    types = _TYPES[_dialect(dialect)]
-    body = ", ".join(
-        f"{quote_identifier(c.name)} {types[c.kind]}" + (" PRIMARY KEY" if c.name == "rec_id" else "")
-        for c in columns
-    )
-    bare = table.split(".")[-1]
-    index = quote_identifier(f"{bare}_fingerprint_idx"[:63])
-    return [
-        f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} ({body})",
-        f"CREATE INDEX IF NOT EXISTS {index} ON {quote_identifier(table)} (request_fingerprint)",
-    ]
-
-
-def upsert_sql(dialect: str, table: str, columns: Sequence[str], select: str) -> str:
-    """``INSERT INTO table (columns) <select> ON CONFLICT (rec_id) DO UPDATE SET <every other column>``.
-
-    ``select`` must end with a ``WHERE`` clause: SQLite reads ``ON`` right after ``FROM ...`` as a join
-    constraint (its documented parsing ambiguity), ``WHERE true`` avoids it. A record written again
-    (a rerun, a changed address) replaces its row: one row per ``rec_id``, never a duplicate.
-    """
-    _dialect(dialect)
-    names = [quote_identifier(c) for c in columns]
-    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != '"rec_id"')
-    return (
-        f"INSERT INTO {quote_identifier(table)} ({', '.join(names)}) {select} "
-        f'ON CONFLICT ("rec_id") DO UPDATE SET {updates}'
-    )
 
 
 # --- result and error rows ------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from airflow_here_batch.tables.records import create_table_sql, target_columns
+from airflow_here_batch.tables.connections import get_db_hook
+from airflow_here_batch.tables.dialect import table_dialect
+from airflow_here_batch.tables.records import target_columns
 from tests.airflow.conftest import RunDag
 from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
@@ -170,7 +172,8 @@ def _poison(db: Database, rec_id: str) -> None:
     PostgreSQL: the server terminates the writing session (the database goes away mid-transaction).
     SQLite: the statement aborts with an I/O-like error.
     """
-    for statement in create_table_sql(db.dialect, "addresses_geocoded", target_columns(OUTPUT_COLUMNS)):
+    dialect = table_dialect(get_db_hook(db.conn_id))
+    for statement in dialect.create_table_sql("addresses_geocoded", target_columns(OUTPUT_COLUMNS)):
         db.execute(statement)
     if db.dialect == "sqlite":
         db.execute(

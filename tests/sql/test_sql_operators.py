@@ -239,7 +239,7 @@ def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, t
 
     # The target is on the source's connection: the database itself leaves out unchanged rows.
     op = _extract(any_db, tmp_path / "c", incremental=True, target_table="geo")
-    assert op._can_prefilter(op._make_mapping())
+    assert op._extraction().can_prefilter()
     any_db.execute("UPDATE addr SET address = '  Street   1 ' WHERE id = 1")
     assert sent() == 0  # read back (raw value differs) but the same normalised request: reused
     any_db.execute("UPDATE addr SET address = 'Street 11' WHERE id = 1")
@@ -261,10 +261,10 @@ def test_results_out_of_order_get_their_fingerprints_by_lookup(
 ) -> None:
     """The ordered merge misses rows that come back out of order (a window of 1 here): they get their
     fingerprint and request text by the SQL lookup. Values with tabs and backslashes survive COPY."""
-    from airflow_here_batch.operators import sql
     from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+    from airflow_here_batch.tables import sink as sink_module
 
-    monkeypatch.setattr(sql, "MERGE_WINDOW", 1)
+    monkeypatch.setattr(sink_module, "MERGE_WINDOW", 1)
     results = tmp_path / "r1.csv"
     results.write_text(
         "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"

@@ -1,9 +1,7 @@
 """The pure rules of the table pipeline: mapping, fingerprints, the stored-fingerprint index, result and
-error rows, the SQL shapes (run for real against SQLite)."""
+error rows, plain names."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 
@@ -15,13 +13,10 @@ from airflow_here_batch.tables.records import (
     MappingError,
     RecordMapping,
     ResultLayout,
-    create_table_sql,
     normalise_value,
     parse_error_line,
-    quote_identifier,
     request_fingerprint,
     target_columns,
-    upsert_sql,
 )
 
 OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
@@ -224,48 +219,6 @@ def test_error_lines() -> None:
     assert STATUS_FAILED == "failed"
 
 
-def test_identifiers_are_refused_unless_plain() -> None:
-    assert quote_identifier("geo.addresses") == '"geo"."addresses"'
-    for bad in ("a; DROP TABLE x", 'a"b', "a.b.c", ""):
-        with pytest.raises(ValueError):
-            quote_identifier(bad)
-
-
-def test_create_and_upsert_statements_run_on_sqlite() -> None:
-    columns = target_columns(OUT)
-    conn = sqlite3.connect(":memory:")
-    for statement in create_table_sql("sqlite", "geo", columns):
-        conn.execute(statement)
-    conn.execute("CREATE TEMP TABLE stage (rec_id TEXT, status TEXT, lat REAL)")
-    sql = upsert_sql(
-        "sqlite", "geo", ["rec_id", "status", "lat"], "SELECT rec_id, status, lat FROM stage WHERE true"
-    )
-    conn.executemany("INSERT INTO stage VALUES (?, ?, ?)", [("1", "ok", 1.0), ("2", "ok", 2.0)])
-    conn.execute(sql)
-    conn.execute("DELETE FROM stage")
-    conn.executemany("INSERT INTO stage VALUES (?, ?, ?)", [("2", "failed", None), ("3", "ok", 3.0)])
-    conn.execute(sql)
-    assert conn.execute("SELECT rec_id, status, lat FROM geo ORDER BY rec_id").fetchall() == [
-        ("1", "ok", 1.0),
-        ("2", "failed", None),
-        ("3", "ok", 3.0),
-    ]
-    with pytest.raises(ValueError, match="not supported"):
-        create_table_sql("mssql", "geo", columns)
-
-
-def test_copy_text_and_line_reading_helpers() -> None:
-    import io
-
-    from airflow_here_batch.operators.sql import _copy_line, _lines
-
-    assert _copy_line(["a", None, 1.5, "tab\there", "back\\slash", "new\nline"]) == (
-        "a\t\\N\t1.5\ttab\\there\tback\\\\slash\tnew\\nline\n"
-    )
-    text = "a|1\nb|\x0bx\u2028y\r\nc|3"  # only \n ends a line (str.splitlines would split at \x0b, \u2028)
-    assert list(_lines(io.StringIO(text), size=4)) == ["a|1\n", "b|\x0bx\u2028y\r\n", "c|3"]
-
-
 def test_the_fingerprint_merge_follows_the_file_and_bounds_what_it_keeps() -> None:
     from airflow_here_batch.tables.records import FingerprintMerge
 
@@ -295,7 +248,7 @@ def test_the_fingerprint_merge_follows_the_file_and_bounds_what_it_keeps() -> No
     ],
 )
 def test_copy_cells_are_the_typed_values_in_copy_text(cells: list[str]) -> None:
-    from airflow_here_batch.operators.sql import _copy_value
+    from airflow_here_batch.tables.dialect import copy_value
     from airflow_here_batch.tables.records import ResultLayout, target_columns
 
     header = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|addressCountryCode|resultType"
@@ -304,4 +257,4 @@ def test_copy_cells_are_the_typed_values_in_copy_text(cells: list[str]) -> None:
     copied = layout.copy_cells(cells)
     assert (copied is None) == (values is None)
     if values is not None:
-        assert copied == [_copy_value(v) for v in values]
+        assert copied == [copy_value(v) for v in values]

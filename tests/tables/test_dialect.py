@@ -1,0 +1,160 @@
+"""The SQL of the table pipeline per database (tables/dialect.py), built on real hooks: shapes for
+PostgreSQL and SQLite, the statements run for real, an unsupported target refused by name."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from airflow_here_batch.tables.connections import get_db_hook
+from airflow_here_batch.tables.dialect import (
+    PostgresTableDialect,
+    SourceDialect,
+    SqliteTableDialect,
+    TableDialect,
+    UnsupportedDialectError,
+    copy_line,
+    source_dialect,
+    table_dialect,
+)
+from airflow_here_batch.tables.records import TargetColumn, target_columns
+from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+
+OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
+
+
+def test_each_database_gets_its_dialect_with_the_hooks_placeholder(any_db: Database) -> None:  # noqa: F811
+    dialect = table_dialect(get_db_hook(any_db.conn_id))
+    expected = PostgresTableDialect if any_db.dialect == "postgresql" else SqliteTableDialect
+    assert type(dialect) is expected and dialect.name == any_db.dialect
+    assert dialect.placeholder == any_db.ph == dialect.hook.placeholder
+    assert type(source_dialect(get_db_hook(any_db.conn_id))) is expected
+
+
+def test_the_placeholder_follows_the_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    value = {"conn_type": "sqlite", "host": f"{tmp_path}/x.db", "extra": {"placeholder": "%s"}}
+    monkeypatch.setenv("AIRFLOW_CONN_HERE_T_SQLITE_PH", json.dumps(value))
+    assert table_dialect(get_db_hook("here_t_sqlite_ph")).placeholder == "%s"
+
+
+def test_one_quoter_for_names_and_any_identifier(sqlite_db: Database) -> None:  # noqa: F811
+    dialect = table_dialect(get_db_hook(sqlite_db.conn_id))
+    assert dialect.quote_name("geo.addresses") == '"geo"."addresses"'
+    assert dialect.quote_name("rec_id") == '"rec_id"'
+    for bad in ("a; DROP TABLE x", 'a"b', "a.b.c", ""):
+        with pytest.raises(ValueError, match="not a plain table/column name"):
+            dialect.quote_name(bad)
+    # A source's result column may be named anything: quoted, the quote doubled.
+    assert dialect.quote('we"ird name') == '"we""ird name"'
+    # common.sql's own statements quote through it too.
+    assert dialect.insert_sql("t", ["a", "select"]) == 'INSERT INTO t ("a", "select") VALUES (?,?)'
+
+
+def test_postgresql_shapes(postgres_db: Database) -> None:  # noqa: F811
+    dialect = table_dialect(get_db_hook(postgres_db.conn_id))
+    create, index = dialect.create_table_sql("geo", target_columns(OUT))
+    assert create.startswith('CREATE TABLE IF NOT EXISTS "geo" ("rec_id" TEXT PRIMARY KEY, "status" TEXT, ')
+    assert '"lat" DOUBLE PRECISION' in create and '"geocoded_at" TIMESTAMP WITH TIME ZONE' in create
+    assert index == 'CREATE INDEX IF NOT EXISTS "geo_fingerprint_idx" ON "geo" (request_fingerprint)'
+    columns = [TargetColumn("rec_id"), TargetColumn("lat", "float")]
+    assert dialect.create_temporary_sql("stage", columns, key=False, per_transaction=True) == (
+        'CREATE TEMPORARY TABLE stage ("rec_id" TEXT, "lat" DOUBLE PRECISION) ON COMMIT DELETE ROWS'
+    )
+    assert dialect.create_temporary_sql("fp", columns) == (
+        'CREATE TEMPORARY TABLE fp ("rec_id" TEXT PRIMARY KEY, "lat" DOUBLE PRECISION)'
+    )
+    assert dialect.drop_temporary_sql("stage") == "DROP TABLE IF EXISTS stage"
+    assert dialect.copy and dialect.temporary_clears_on_commit
+    assert dialect.ordered("x") == 'x COLLATE "C"'
+    now = datetime.now(timezone.utc)
+    assert dialect.timestamp(now) is now
+
+
+def test_sqlite_shapes(sqlite_db: Database) -> None:  # noqa: F811
+    dialect = table_dialect(get_db_hook(sqlite_db.conn_id))
+    create, _ = dialect.create_table_sql("geo", target_columns(OUT))
+    assert '"lat" REAL' in create and '"geocoded_at" TEXT' in create
+    columns = [TargetColumn("rec_id"), TargetColumn("lat", "float")]
+    assert dialect.create_temporary_sql("stage", columns, key=False, per_transaction=True) == (
+        'CREATE TEMPORARY TABLE stage ("rec_id" TEXT, "lat" REAL)'
+    )
+    assert dialect.drop_temporary_sql("stage") == "DROP TABLE IF EXISTS temp.stage"
+    assert not dialect.copy and not dialect.temporary_clears_on_commit
+    assert dialect.ordered("x") == "x"
+    now = datetime(2025, 7, 1, 2, tzinfo=timezone.utc)
+    assert dialect.timestamp(now) == "2025-07-01T02:00:00+00:00"
+    assert dialect.upsert_sql("geo", ["rec_id", "lat"], "SELECT rec_id, lat FROM s WHERE true") == (
+        'INSERT INTO "geo" ("rec_id", "lat") SELECT rec_id, lat FROM s WHERE true '
+        'ON CONFLICT ("rec_id") DO UPDATE SET "lat" = excluded."lat"'
+    )
+
+
+def test_create_stage_load_and_upsert_run_for_real(any_db: Database) -> None:  # noqa: F811
+    """The statements of each dialect against its database: a rerun replaces rows, never duplicates."""
+    dialect = table_dialect(get_db_hook(any_db.conn_id))
+    columns = target_columns(OUT)
+    conn = dialect.hook.get_conn()
+    try:
+        cursor = conn.cursor()
+        for statement in dialect.create_table_sql("geo", columns):
+            cursor.execute(statement)
+        stage = [TargetColumn("rec_id"), TargetColumn("status"), TargetColumn("lat", "float")]
+        cursor.execute(dialect.create_temporary_sql("stage", stage, key=False, per_transaction=True))
+        upsert = dialect.upsert_sql(
+            "geo", ["rec_id", "status", "lat"], "SELECT rec_id, status, lat FROM stage WHERE true"
+        )
+        for rows in ([("1", "ok", 1.0), ("2", "ok", 2.0)], [("2", "failed", None), ("3", "ok", 3.0)]):
+            dialect.insert_rows(conn, "stage", ["rec_id", "status", "lat"], rows, 1)
+            cursor.execute(upsert)
+            if not dialect.temporary_clears_on_commit:
+                cursor.execute("DELETE FROM stage")
+            conn.commit()
+        assert dialect.table_columns(conn, "geo") == [c.name for c in columns]
+        assert dialect.table_columns(conn, "nowhere") is None
+        cursor.close()
+    finally:
+        conn.close()
+    assert any_db.query("SELECT rec_id, status, lat FROM geo ORDER BY rec_id") == [
+        ("1", "ok", 1.0),
+        ("2", "failed", None),
+        ("3", "ok", 3.0),
+    ]
+
+
+def test_raw_text_sql_is_the_mappings_raw_text(any_db: Database) -> None:  # noqa: F811
+    dialect = table_dialect(get_db_hook(any_db.conn_id))
+    assert isinstance(dialect, TableDialect)
+    sql = dialect.raw_text_sql("s", ["a", 'b"c'])
+    query = f'SELECT {sql} FROM (SELECT \'x\' AS a, NULL AS "b""c") s'
+    assert any_db.query(query) == [("x\x1f",)]
+
+
+def test_an_unsupported_target_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database the pipeline cannot write the table to (here SQL Server, by its connection URI) is
+    refused naming it; as a query's source it still gets the generic dialect."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    class SqlServerHook(DbApiHook):
+        conn_name_attr = "mssql_conn_id"
+        default_conn_name = "here_t_mssql"
+
+    monkeypatch.setenv("AIRFLOW_CONN_HERE_T_MSSQL", "mssql://user:pw@db.example:1433/geo")
+    hook = SqlServerHook()
+    assert hook.dialect_name == "mssql"
+    with pytest.raises(UnsupportedDialectError, match=r"'mssql' is not supported .*postgresql, sqlite"):
+        table_dialect(hook)
+    source = source_dialect(hook)
+    assert type(source) is SourceDialect and source.quote("id") == '"id"'
+
+
+def test_copy_text_lines() -> None:
+    from airflow_here_batch.tables.sink import _lines
+
+    assert copy_line(["a", None, 1.5, "tab\there", "back\\slash", "new\nline"]) == (
+        "a\t\\N\t1.5\ttab\\there\tback\\\\slash\tnew\\nline\n"
+    )
+    text = "a|1\nb|\x0bx\u2028y\r\nc|3"  # only \n ends a line (str.splitlines would split at \x0b, \u2028)
+    assert list(_lines(io.StringIO(text), size=4)) == ["a|1\n", "b|\x0bx\u2028y\r\n", "c|3"]

@@ -1,0 +1,98 @@
+"""The result sink (tables/sink.py) against real SQLite and PostgreSQL databases: its run state is made
+when it is made and follows what the run met (a new table, an existing one, a conflicting key, rows the
+merge missed)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from airflow_here_batch.tables.connections import get_db_hook
+from airflow_here_batch.tables.sink import ResultSink, TargetTableError, open_lines
+from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+
+OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
+HEADER = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
+
+
+def _results(path: Path, keys: list[int]) -> str:
+    path.write_text(HEADER + "".join(f"{i}|1|1|{i}.5|2.0|a{i}|street\n" for i in keys), encoding="utf-8")
+    return str(path)
+
+
+def _fingerprints(path: Path, keys: list[int]) -> str:
+    path.write_text(
+        "rec_id|fingerprint|request_text\n" + "".join(f"{i}|{i:032x}|t{i}\n" for i in keys), encoding="utf-8"
+    )
+    return str(path)
+
+
+def test_the_run_state_is_made_with_the_sink(any_db: Database) -> None:  # noqa: F811
+    at = datetime(2025, 7, 1, 2, tzinfo=timezone.utc)
+    sink = ResultSink(get_db_hook(any_db.conn_id), "geo", OUT, batch_size=3, geocoded_at=at, merge_window=5)
+    assert (sink.direct, sink.fingerprints, sink.fingerprints_loaded) == (False, None, False)
+    assert (sink.batch_size, sink.merge_window) == (3, 5)
+    assert sink.stamp == (at if any_db.dialect == "postgresql" else at.isoformat())
+    assert sink.upsert.startswith('INSERT INTO "geo" ("rec_id", "status", "lat", "lng", "match_level"')
+    assert sink.names[-6:] == [
+        "error_code",
+        "error_message",
+        "request_text",
+        "request_fingerprint",
+        "job_id",
+        "geocoded_at",
+    ]
+    with pytest.raises(ValueError, match="not a plain table/column name"):
+        ResultSink(get_db_hook(any_db.conn_id), "geo; DROP TABLE x", OUT)
+
+
+def test_a_new_table_is_copied_into_and_a_filled_one_upserted(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    hook = get_db_hook(any_db.conn_id)
+    results = open_lines(_results(tmp_path / "r.csv", [1, 2, 3]))
+    fingerprints = open_lines(_fingerprints(tmp_path / "f.csv", [1, 2, 3]))
+    first = ResultSink(hook, "geo", OUT, batch_size=2)
+    assert first.write([("JOB-1", results, open_lines(None))], fingerprints) == {"results": 3, "errors": 0}
+    assert first.direct is (any_db.dialect == "postgresql")  # plain COPY into the new table
+    assert not first.fingerprints_loaded  # the merge found every row
+
+    again = ResultSink(hook, "geo", OUT, batch_size=2)
+    assert again.write([("JOB-2", results, open_lines(None))], fingerprints) == {"results": 3, "errors": 0}
+    assert again.direct is False  # the table holds rows: upserted
+    rows = any_db.query(
+        "SELECT rec_id, lat, job_id, request_fingerprint, request_text FROM geo ORDER BY rec_id"
+    )
+    assert rows == [(str(i), i + 0.5, "JOB-2", f"{i:032x}", f"t{i}") for i in (1, 2, 3)]
+
+
+def test_a_conflicting_key_turns_the_copy_into_upserts(postgres_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    sink = ResultSink(get_db_hook(postgres_db.conn_id), "geo", OUT, batch_size=10)
+    jobs = [
+        ("JOB-1", open_lines(_results(tmp_path / "r1.csv", [1, 2])), open_lines(None)),
+        ("JOB-2", open_lines(_results(tmp_path / "r2.csv", [2, 3])), open_lines(None)),
+    ]
+    assert sink.write(jobs, open_lines(None)) == {"results": 4, "errors": 0}
+    assert sink.direct is False
+    assert postgres_db.query("SELECT rec_id, job_id FROM geo ORDER BY rec_id") == [
+        ("1", "JOB-1"),
+        ("2", "JOB-2"),
+        ("3", "JOB-2"),
+    ]
+
+
+def test_rows_the_merge_misses_load_the_fingerprints_once(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    fingerprints = open_lines(_fingerprints(tmp_path / "f.csv", [1, 2, 3, 4]))
+    sink = ResultSink(get_db_hook(any_db.conn_id), "geo", OUT, batch_size=2, merge_window=1)
+    results = open_lines(_results(tmp_path / "r.csv", [4, 3, 2, 1]))
+    assert sink.write([("JOB-1", results, open_lines(None))], fingerprints)["results"] == 4
+    assert sink.fingerprints is fingerprints and sink.fingerprints_loaded
+    rows = any_db.query("SELECT rec_id, request_fingerprint, request_text FROM geo ORDER BY rec_id")
+    assert rows == [(str(i), f"{i:032x}", f"t{i}") for i in (1, 2, 3, 4)]
+
+
+def test_an_existing_table_lacking_columns_is_refused(any_db: Database) -> None:  # noqa: F811
+    any_db.execute("CREATE TABLE geo (rec_id TEXT PRIMARY KEY, status TEXT)")
+    sink = ResultSink(get_db_hook(any_db.conn_id), "geo", OUT)
+    with pytest.raises(TargetTableError, match=r"lacks the columns \['lat', 'lng'"):
+        sink.write([], open_lines(None))
