@@ -1,7 +1,9 @@
 """HERE-shaped error answers: :class:`ApiError` and the helpers that build error bodies.
 
 ``ApiError`` is rendered as HERE's ``ErrorResponse`` (title, status, code, cause, action,
-correlationId); credential failures and the token endpoint answer in their own shapes.
+correlationId); credential failures and the token endpoint answer in their own shapes. :class:`Dropped`
+is the other way a request can end badly: no answer at all (fault injection). Handlers raise, the
+middleware in :mod:`.server` renders; nothing here knows the emulator's state.
 """
 
 from __future__ import annotations
@@ -12,8 +14,23 @@ from aiohttp import web
 
 from airflow_here_batch.emulator import constants as c
 
+__all__ = [
+    "CORRELATION",
+    "TRUNCATE",
+    "ApiError",
+    "Dropped",
+    "auth_error",
+    "bad_arg",
+    "error_response",
+    "json_response",
+    "token_error",
+    "too_long",
+]
+
 _RequestKey = getattr(web, "RequestKey", None)
+#: Request key: the ``correlationId`` of this request's error body (set by the middleware).
 CORRELATION: Any = _RequestKey("correlation_id", str) if _RequestKey else "correlation_id"
+#: Request key: ``True`` when a ``truncate`` fault cuts this request's answer in half.
 TRUNCATE: Any = _RequestKey("truncate", bool) if _RequestKey else "truncate"
 
 
@@ -36,11 +53,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """``data`` as a JSON answer with ``status`` and extra ``headers``."""
     return web.json_response(data, status=status, headers=headers)
 
 
-def _error_body(request: web.Request, err: ApiError) -> web.Response:
+def error_response(request: web.Request, err: ApiError) -> web.Response:
+    """HERE's ``ErrorResponse`` for ``err`` (status and headers of ``err``; this request's
+    correlationId)."""
     body = {
         "title": err.title,
         "status": err.status,
@@ -49,15 +69,17 @@ def _error_body(request: web.Request, err: ApiError) -> web.Response:
         "action": err.action,
         "correlationId": request.get(CORRELATION, ""),
     }
-    return _json(body, err.status, err.headers)
+    return json_response(body, err.status, err.headers)
 
 
-def _auth_error(status: int, description: str) -> web.Response:
+def auth_error(status: int, description: str) -> web.Response:
+    """A credential failure (401 ``Unauthorized`` / 403 ``Forbidden``): ``{"error", "error_description"}``."""
     error = "Unauthorized" if status == 401 else "Forbidden"
-    return _json({"error": error, "error_description": description}, status)
+    return json_response({"error": error, "error_description": description}, status)
 
 
-def _bad_arg(name: str, cause: str) -> ApiError:
+def bad_arg(name: str, cause: str) -> ApiError:
+    """400 ``Invalid argument`` for query parameter ``name``."""
     return ApiError(
         400,
         c.E_ARG_INVALID,
@@ -67,7 +89,8 @@ def _bad_arg(name: str, cause: str) -> ApiError:
     )
 
 
-def _too_long(name: str, limit: int) -> ApiError:
+def too_long(name: str, limit: int) -> ApiError:
+    """400: query parameter ``name`` is longer than ``limit`` characters."""
     return ApiError(
         400,
         c.E_ARG_TOO_LONG,
@@ -77,12 +100,13 @@ def _too_long(name: str, limit: int) -> ApiError:
     )
 
 
-class _Dropped(Exception):
+class Dropped(Exception):
     """The connection was closed on purpose (fault injection)."""
 
 
-def _token_error(status: int, error: str, message: str, code: int) -> web.Response:
-    return _json(
+def token_error(status: int, error: str, message: str, code: int) -> web.Response:
+    """An answer of the token endpoint that refuses: HERE's OAuth error shape with ``errorCode`` ``code``."""
+    return json_response(
         {
             "error": error,
             "error_description": f"errorCode: '{code}'. {message}",

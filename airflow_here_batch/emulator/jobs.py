@@ -9,21 +9,41 @@ from typing import Any
 
 from aiohttp import web
 
+from airflow_here_batch import __version__
 from airflow_here_batch.emulator import constants as c
-from airflow_here_batch.emulator.errors import TRUNCATE, ApiError, _bad_arg, _Dropped, _json
-from airflow_here_batch.emulator.state import Emulator, _emu
+from airflow_here_batch.emulator.errors import TRUNCATE, ApiError, Dropped, bad_arg, json_response
+from airflow_here_batch.emulator.state import Emulator, emulator_of
 from airflow_here_batch.emulator.store import Job, utc_now
 
+__all__ = [
+    "API_VERSION",
+    "base_url",
+    "delete_job",
+    "delete_jobs",
+    "errors",
+    "get_job",
+    "health",
+    "job_detail",
+    "job_of",
+    "list_jobs",
+    "newest_first",
+    "results",
+    "start_job",
+    "stop_job",
+    "version",
+]
+
+#: The HERE Batch API version the emulator answers as (``GET /v7/version``).
 API_VERSION = "7.40.0"
 _JOB_ID_RE = re.compile(r"^JOB-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_READ_CHUNK = 1 << 16
+_SEND_CHUNK = 1 << 18  # bytes read from a results/errors file per write
 
 
-def _base(request: web.Request) -> str:
+def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}/v7"
 
 
-def _job(request: web.Request) -> Job:
+def job_of(request: web.Request) -> Job:
     job_id = request.match_info["job_id"]
     if not _JOB_ID_RE.match(job_id):
         raise ApiError(
@@ -33,7 +53,7 @@ def _job(request: web.Request) -> Job:
             f"'{job_id[:80]}' is not a job id",
             "Use the id returned when the job was created",
         )
-    job = _emu(request).store.jobs.get(job_id)
+    job = emulator_of(request).store.jobs.get(job_id)
     if job is None:
         raise ApiError(
             404, c.E_JOB_NOT_FOUND, "Job not found", f"No job with id {job_id}", "Check the job id"
@@ -41,9 +61,9 @@ def _job(request: web.Request) -> Job:
     return job
 
 
-def _detail(request: web.Request, job: Job) -> dict[str, Any]:
-    store = _emu(request).store
-    return job.detail(_base(request), store.has_results(job), store.has_errors(job))
+def job_detail(request: web.Request, job: Job) -> dict[str, Any]:
+    store = emulator_of(request).store
+    return job.detail(base_url(request), store.has_results(job), store.has_errors(job))
 
 
 def _int_arg(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -53,9 +73,9 @@ def _int_arg(request: web.Request, name: str, default: int, lo: int, hi: int) ->
     try:
         value = int(raw)
     except ValueError:
-        raise _bad_arg(name, f"'{raw}' is not an integer") from None
+        raise bad_arg(name, f"'{raw}' is not an integer") from None
     if not lo <= value <= hi:
-        raise _bad_arg(name, f"{value} is not within {lo}..{hi}")
+        raise bad_arg(name, f"{value} is not within {lo}..{hi}")
     return value
 
 
@@ -63,42 +83,41 @@ def _status_filter(request: web.Request, required: bool) -> str:
     raw = request.query.get("status")
     if raw is None:
         if required:
-            raise _bad_arg("status", "is required")
+            raise bad_arg("status", "is required")
         return "any"
     if raw not in c.FILTER_STATUSES:
-        raise _bad_arg("status", f"'{raw}' is not one of {', '.join(c.FILTER_STATUSES)}")
+        raise bad_arg("status", f"'{raw}' is not one of {', '.join(c.FILTER_STATUSES)}")
     return raw
 
 
 async def health(request: web.Request) -> web.Response:
     """``GET /v7/health``."""
-    return _json({"status": "ok"})  # HERE's HealthResponse.status enum: ok | fail
+    return json_response({"status": "ok"})  # HERE's HealthResponse.status enum: ok | fail
 
 
 async def version(request: web.Request) -> web.Response:
     """``GET /v7/version``."""
-    from airflow_here_batch import __version__
-
-    return _json({"apiVersion": API_VERSION, "serviceVersion": f"emulator-{__version__}"})
+    return json_response({"apiVersion": API_VERSION, "serviceVersion": f"emulator-{__version__}"})
 
 
 async def list_jobs(request: web.Request) -> web.Response:
     """``GET /v7/batch/jobs`` with offset paging, newest first; deleted jobs are not listed."""
-    emu = _emu(request)
+    emu = emulator_of(request)
     limit = _int_arg(request, "limit", 100, 1, 100)
     offset = _int_arg(request, "offset", 0, 0, 2**31 - 1)
     status = _status_filter(request, required=False)
     tag = request.query.get("tag")
     jobs = [
         j
-        for j in _ordered(emu)
+        for j in newest_first(emu)
         if j.status != c.DELETED and status in ("any", j.status) and (tag is None or j.tag == tag)
     ]
     page = jobs[offset : offset + limit]
-    return _json({"limit": limit, "count": len(page), "items": [_detail(request, j) for j in page]})
+    items = [job_detail(request, j) for j in page]
+    return json_response({"limit": limit, "count": len(page), "items": items})
 
 
-def _ordered(emu: Emulator) -> list[Job]:
+def newest_first(emu: Emulator) -> list[Job]:
     jobs = list(emu.store.jobs.values())
     order = {j.id: i for i, j in enumerate(jobs)}
     return sorted(jobs, key=lambda j: (j.created, order[j.id]), reverse=True)
@@ -123,35 +142,35 @@ async def _delete(emu: Emulator, job: Job) -> None:
 
 async def delete_jobs(request: web.Request) -> web.Response:
     """``DELETE /v7/batch/jobs?status=...[&tag=...]``: bulk delete."""
-    emu = _emu(request)
+    emu = emulator_of(request)
     status = _status_filter(request, required=True)
     tag = request.query.get("tag")
     matched = [
         j
-        for j in _ordered(emu)
+        for j in newest_first(emu)
         if j.status != c.DELETED and status in ("any", j.status) and (tag is None or j.tag == tag)
     ]
     for job in matched:
         await _delete(emu, job)
-    return _json({"total": len(matched), "jobIds": [j.id for j in matched]})
+    return json_response({"total": len(matched), "jobIds": [j.id for j in matched]})
 
 
 async def get_job(request: web.Request) -> web.Response:
     """``GET /v7/batch/jobs/{id}``."""
-    return _json(_detail(request, _job(request)))
+    return json_response(job_detail(request, job_of(request)))
 
 
 async def delete_job(request: web.Request) -> web.Response:
     """``DELETE /v7/batch/jobs/{id}``: files removed, metadata kept readable with status deleted."""
-    job = _job(request)
-    await _delete(_emu(request), job)
-    return _json(job.response(_base(request)))
+    job = job_of(request)
+    await _delete(emulator_of(request), job)
+    return json_response(job.response(base_url(request)))
 
 
 async def start_job(request: web.Request) -> web.Response:
     """``PUT /v7/batch/jobs/{id}/start``: start, resume a stopped job, or restart a failed one."""
-    emu = _emu(request)
-    job = _job(request)
+    emu = emulator_of(request)
+    job = job_of(request)
     if job.status == c.DELETED:
         raise ApiError(
             400,
@@ -180,25 +199,25 @@ async def start_job(request: web.Request) -> web.Response:
             emu.engine.reset_for_restart(job)
         job.start_requested = False
         emu.engine.set_status(job, c.QUEUED)
-    return _json(job.response(_base(request)))
+    return json_response(job.response(base_url(request)))
 
 
 async def stop_job(request: web.Request) -> web.Response:
     """``PUT /v7/batch/jobs/{id}/stop``: asynchronous halt of a running job; no-op otherwise."""
-    emu = _emu(request)
-    job = _job(request)
+    emu = emulator_of(request)
+    job = job_of(request)
     if job.status == c.QUEUED:
         emu.engine.set_status(job, c.STOPPED)
     elif job.status in (c.PENDING, c.IN_PROGRESS):
         job.stop_requested = True
     elif job.status == c.SUBMITTED and job.start_requested:
         job.start_requested = False
-    return _json(job.response(_base(request)))
+    return json_response(job.response(base_url(request)))
 
 
 async def _download(request: web.Request, kind: str) -> web.StreamResponse:
-    emu = _emu(request)
-    job = _job(request)
+    emu = emulator_of(request)
+    job = job_of(request)
     results = kind == "results"
     if job.status not in (c.COMPLETED, c.STOPPED, c.FAILURE):
         if results:
@@ -239,7 +258,7 @@ async def _download(request: web.Request, kind: str) -> web.StreamResponse:
     sent = 0
     with path.open("rb") as fh:
         while sent < limit:
-            data = fh.read(min(_READ_CHUNK * 4, limit - sent))
+            data = fh.read(min(_SEND_CHUNK, limit - sent))
             if not data:
                 break
             sent += len(data)
@@ -249,7 +268,7 @@ async def _download(request: web.Request, kind: str) -> web.StreamResponse:
                     continue
             await resp.write(data)
     if truncate:
-        raise _Dropped()
+        raise Dropped()
     if compressor is not None:
         await resp.write(compressor.flush())
     await resp.write_eof()

@@ -1,8 +1,14 @@
-"""The aiohttp application: HERE Batch API v7 endpoints, the OAuth token endpoint and the admin API.
+"""The aiohttp application: :func:`create_app` (the routes) and the middleware every request goes through.
 
 HERE paths live below ``/v7``; the token endpoint is ``POST /oauth2/token``; emulator controls (fault
 injection, settings, inspection) live below ``/_emulator`` and need no credentials (the emulator listens
 on loopback by default).
+
+The middleware counts requests, applies injected faults, checks credentials (:mod:`.access`) and turns
+errors into HERE's error answers (:mod:`.errors`). The handlers live by concern: :mod:`.jobs` (job
+endpoints), :mod:`.upload` (``POST /v7/batch/jobs`` and its input), :mod:`.access` (token endpoint),
+:mod:`.notifications` (webhooks) and :mod:`.admin.handlers` (``/_emulator``); the state they share is
+the :class:`~.state.Emulator`.
 """
 
 from __future__ import annotations
@@ -19,21 +25,17 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from airflow_here_batch.emulator import constants as c
-from airflow_here_batch.emulator.access import _check_auth, token
-from airflow_here_batch.emulator.admin.handlers import (
-    admin_add_fault,
-    admin_clear_faults,
-    admin_expire_tokens,
-    admin_fail_job,
-    admin_get_settings,
-    admin_jobs,
-    admin_list_faults,
-    admin_reset,
-    admin_settings,
-    admin_stats,
-)
+from airflow_here_batch.emulator.access import check_credentials, token
+from airflow_here_batch.emulator.admin.handlers import add_routes as add_admin_routes
 from airflow_here_batch.emulator.auth import parse_oauth_header
-from airflow_here_batch.emulator.errors import CORRELATION, TRUNCATE, ApiError, _Dropped, _error_body, _json
+from airflow_here_batch.emulator.errors import (
+    CORRELATION,
+    TRUNCATE,
+    ApiError,
+    Dropped,
+    error_response,
+    json_response,
+)
 from airflow_here_batch.emulator.faults import POST_KINDS, Fault
 from airflow_here_batch.emulator.jobs import (
     delete_job,
@@ -47,7 +49,8 @@ from airflow_here_batch.emulator.jobs import (
     stop_job,
     version,
 )
-from airflow_here_batch.emulator.state import DEFAULT_OAUTH_CREDENTIALS, EMULATOR_KEY, Emulator, _emu
+from airflow_here_batch.emulator.notifications import add_routes as add_notification_routes
+from airflow_here_batch.emulator.state import DEFAULT_OAUTH_CREDENTIALS, EMULATOR_KEY, Emulator, emulator_of
 from airflow_here_batch.emulator.upload import create_job
 
 __all__ = ["DEFAULT_OAUTH_CREDENTIALS", "Emulator", "RedactingAccessLogger", "create_app", "redact"]
@@ -87,7 +90,7 @@ async def _truncate(request: web.Request, resp: web.Response) -> web.StreamRespo
     out.content_length = len(body)
     await out.prepare(request)
     await out.write(body[: len(body) // 2])
-    raise _Dropped()
+    raise Dropped()
 
 
 async def _apply_fault(request: web.Request, fault: Fault) -> web.Response | None:
@@ -97,7 +100,7 @@ async def _apply_fault(request: web.Request, fault: Fault) -> web.Response | Non
         await asyncio.sleep(fault.delay)
         return None
     if fault.kind == "drop":
-        raise _Dropped()
+        raise Dropped()
     headers = {}
     if fault.retry_after is not None:
         ra = float(fault.retry_after)
@@ -105,7 +108,7 @@ async def _apply_fault(request: web.Request, fault: Fault) -> web.Response | Non
     status = int(fault.status)
     code = fault.code or ("E6004290" if status == 429 else f"E600{status}0")
     cause = f"The emulator was told to answer {status}"
-    return _error_body(request, ApiError(status, code, "Injected fault", cause, "Retry later", headers))
+    return error_response(request, ApiError(status, code, "Injected fault", cause, "Retry later", headers))
 
 
 async def _late(request: web.Request, emu: Emulator, resp: web.StreamResponse, delay: float) -> None:
@@ -118,7 +121,7 @@ async def _late(request: web.Request, emu: Emulator, resp: web.StreamResponse, d
     job = emu.store.jobs.pop(job_id, None) if job_id else None
     if job is not None:
         asyncio.get_running_loop().call_later(delay, emu.store.jobs.__setitem__, job.id, job)
-    raise _Dropped()
+    raise Dropped()
 
 
 def _malformed(resp: web.StreamResponse) -> web.StreamResponse:
@@ -151,7 +154,7 @@ def _echo(request: web.Request, emu: Emulator, resp: web.StreamResponse) -> web.
         if isinstance(data.get(name), str):
             data[name] += echo
     headers = {k: v for k, v in resp.headers.items() if k.lower() == "retry-after"}
-    return _json(data, resp.status, headers)
+    return json_response(data, resp.status, headers)
 
 
 @web.middleware
@@ -160,15 +163,16 @@ async def _middleware(
 ) -> web.StreamResponse:
     resp = await _handle(request, handler)
     name = request.match_info.route.name
-    if resp.status >= 400 and name and not name.startswith("admin_") and _emu(request).faults.echoing(name):
-        return _echo(request, _emu(request), resp)
+    emu = emulator_of(request)
+    if resp.status >= 400 and name and not name.startswith("admin_") and emu.faults.echoing(name):
+        return _echo(request, emu, resp)
     return resp
 
 
 async def _handle(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    emu = _emu(request)
+    emu = emulator_of(request)
     request[CORRELATION] = str(uuid.uuid4())
     name = request.match_info.route.name
     fault: Fault | None = None
@@ -184,7 +188,7 @@ async def _handle(
                     if early is not None:
                         return early
             if name not in _NO_AUTH:
-                denied = _check_auth(request, emu)
+                denied = check_credentials(request, emu)
                 if denied is not None:
                     return denied
         resp = await handler(request)
@@ -200,8 +204,8 @@ async def _handle(
             return await _truncate(request, resp)
         return resp
     except ApiError as err:
-        return _error_body(request, err)
-    except _Dropped:
+        return error_response(request, err)
+    except Dropped:
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError() from None
@@ -230,10 +234,10 @@ async def _handle(
             err = ApiError(
                 exc.status, f"E600{exc.status}0", exc.reason or "Error", exc.text or exc.reason or ""
             )
-        return _error_body(request, err)
+        return error_response(request, err)
     except Exception:
         log.exception("internal error while handling %s %s", request.method, redact(request.path))
-        return _error_body(
+        return error_response(
             request,
             ApiError(
                 500,
@@ -252,9 +256,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
         response.headers["X-Request-ID"] = rid
 
 
-# ---- HERE endpoints ------------------------------------------------------------------------------------
-
-
+# ---- the application -----------------------------------------------------------------------------------
 
 def create_app(emulator: Emulator) -> web.Application:
     """Build the aiohttp application around an :class:`Emulator`."""
@@ -273,19 +275,7 @@ def create_app(emulator: Emulator) -> web.Application:
     r.add_get("/v7/batch/jobs/{job_id}/results", results, name="results", allow_head=False)
     r.add_get("/v7/batch/jobs/{job_id}/errors", errors, name="errors", allow_head=False)
     r.add_post("/oauth2/token", token, name="token")
-    r.add_post("/_emulator/faults", admin_add_fault, name="admin_add_fault")
-    r.add_get("/_emulator/faults", admin_list_faults, name="admin_list_faults", allow_head=False)
-    r.add_delete("/_emulator/faults", admin_clear_faults, name="admin_clear_faults")
-    r.add_post("/_emulator/jobs/{job_id}/fail", admin_fail_job, name="admin_fail_job")
-    r.add_get("/_emulator/jobs", admin_jobs, name="admin_jobs", allow_head=False)
-    r.add_get("/_emulator/stats", admin_stats, name="admin_stats", allow_head=False)
-    r.add_delete("/_emulator/stats", admin_stats, name="admin_stats_reset")
-    r.add_get("/_emulator/settings", admin_get_settings, name="admin_get_settings", allow_head=False)
-    r.add_post("/_emulator/settings", admin_settings, name="admin_settings")
-    r.add_post("/_emulator/reset", admin_reset, name="admin_reset")
-    r.add_post("/_emulator/tokens/expire", admin_expire_tokens, name="admin_expire_tokens")
-    from airflow_here_batch.emulator.notifications import add_routes as add_notification_routes
-
+    add_admin_routes(app)
     add_notification_routes(app, emulator)
     app.on_response_prepare.append(_on_prepare)
 

@@ -1,4 +1,8 @@
-"""The emulator's state: jobs, engine, settings, faults, tokens, notifications and request statistics."""
+"""The emulator's state: jobs, engine, settings, faults, tokens, notifications and request statistics.
+
+One :class:`Emulator` per running emulator; :func:`~.server.create_app` stores it on the application
+(:data:`EMULATOR_KEY`), handlers find it with :func:`emulator_of`.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,19 @@ from aiohttp import web
 from airflow_here_batch.emulator.auth import TokenIssuer
 from airflow_here_batch.emulator.engine import Engine
 from airflow_here_batch.emulator.faults import Fault, FaultRegistry
+from airflow_here_batch.emulator.notifications import NotificationStore, Notifier
 from airflow_here_batch.emulator.store import EmulatorSettings, JobStore
+
+__all__ = ["DEFAULT_OAUTH_CREDENTIALS", "EMULATOR_KEY", "Emulator", "emulator_of"]
 
 #: Used when no OAuth credentials are configured.
 DEFAULT_OAUTH_CREDENTIALS = {"emulator-access-key-id": "emulator-access-key-secret"}
+#: Application key of the :class:`Emulator` an app serves.
 EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("emulator")
 
 
 class Emulator:
-    """All emulator state: jobs, engine, settings, faults, tokens and request statistics."""
+    """All emulator state: jobs, engine, settings, faults, tokens, notifications and request statistics."""
 
     def __init__(
         self,
@@ -41,8 +49,6 @@ class Emulator:
         self.faults = FaultRegistry()
         self.tokens = TokenIssuer()
         self.stats: Counter[str] = Counter()
-        from airflow_here_batch.emulator.notifications import NotificationStore, Notifier
-
         self.notifications = NotificationStore(self.data_dir)  # HERE's BETA webhooks
         self.notifier = Notifier(self.notifications)
 
@@ -65,5 +71,6 @@ class Emulator:
         self.settings.__dict__.update(self._initial_settings.__dict__)
 
 
-def _emu(request: web.Request) -> Emulator:
+def emulator_of(request: web.Request) -> Emulator:
+    """The :class:`Emulator` behind the app that received ``request``."""
     return request.app[EMULATOR_KEY]

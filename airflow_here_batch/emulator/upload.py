@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 import uuid
 import zlib
@@ -14,13 +15,15 @@ from aiohttp import web
 from airflow_here_batch.api.records import decode_delimiter
 from airflow_here_batch.emulator import constants as c
 from airflow_here_batch.emulator.engine import detect_layout
-from airflow_here_batch.emulator.errors import ApiError, _bad_arg, _json, _too_long
-from airflow_here_batch.emulator.jobs import _base
-from airflow_here_batch.emulator.state import Emulator, _emu
+from airflow_here_batch.emulator.errors import ApiError, bad_arg, json_response, too_long
+from airflow_here_batch.emulator.jobs import base_url
+from airflow_here_batch.emulator.state import Emulator, emulator_of
 from airflow_here_batch.emulator.store import EmulatorSettings, Job, utc_now
 
+__all__ = ["create_job"]
+
 _BILLING_TAG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{2,14})[A-Za-z0-9]$")
-_READ_CHUNK = 1 << 16
+_READ_CHUNK = 1 << 16  # bytes read from the request body at a time
 
 
 def _parse_billing_tags(raw: str) -> list[str]:
@@ -76,12 +79,12 @@ def _delimiter(request: web.Request, name: str) -> str:
 
 async def create_job(request: web.Request) -> web.Response:
     """``POST /v7/batch/jobs``: validate parameters, stream the input to disk, register the job."""
-    emu = _emu(request)
+    emu = emulator_of(request)
     s = emu.settings
     q = request.query
     hrn = q.get("serviceHrn")
     if not hrn:
-        raise _bad_arg("serviceHrn", "is required")
+        raise bad_arg("serviceHrn", "is required")
     if hrn not in c.SERVICES:
         raise ApiError(
             404,
@@ -92,22 +95,22 @@ async def create_job(request: web.Request) -> web.Response:
         )
     tag = q.get("tag")
     if tag is not None and len(tag) > 256:
-        raise _too_long("tag", 256)
+        raise too_long("tag", 256)
     for name in ("inputColumns", "outputColumns", "outputFilter"):
         if name in q and not 1 <= len(q[name]) <= 1024:
-            raise _too_long(name, 1024) if len(q[name]) > 1024 else _bad_arg(name, "must not be empty")
+            raise too_long(name, 1024) if len(q[name]) > 1024 else bad_arg(name, "must not be empty")
     in_delim = _delimiter(request, "inputDelimiter")
     out_delim = _delimiter(request, "outputDelimiter")
     output_type = q.get("outputType", "csv")
     if output_type not in ("csv", "jsonl"):
-        raise _bad_arg("outputType", f"'{output_type}' is not csv or jsonl")
+        raise bad_arg("outputType", f"'{output_type}' is not csv or jsonl")
     start_raw = q.get("startJob", "true").lower()
     if start_raw not in ("true", "false"):
-        raise _bad_arg("startJob", f"'{q.get('startJob')}' is not true or false")
+        raise bad_arg("startJob", f"'{q.get('startJob')}' is not true or false")
     billing = _parse_billing_tags(q["billingTags"]) if q.get("billingTags") else []
     notification_ids = [n for n in q.get("notificationIds", "").split(",") if n] or None
     if notification_ids and len(notification_ids) > 5:
-        raise _bad_arg("notificationIds", "at most 5 notification ids")
+        raise bad_arg("notificationIds", "at most 5 notification ids")
     emu.notifications.check_job_ids(notification_ids)  # HERE: they must exist up front
     ctype = request.content_type.lower()
     if ctype not in ("text/plain", "text/csv"):
@@ -153,11 +156,9 @@ async def create_job(request: web.Request) -> web.Response:
             ),
         )
     except BaseException:
-        import shutil
-
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return _json(job.response(_base(request)), 201)
+    return json_response(job.response(base_url(request)), 201)
 
 
 async def _receive(request: web.Request, path: Path, s: EmulatorSettings) -> tuple[int, int]:
