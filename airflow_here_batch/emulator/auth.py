@@ -82,6 +82,12 @@ class TokenIssuer:
             self._nonces[key] = now
             return False
 
+    def expire_all(self) -> None:
+        """Make every issued token expired now (tests of token refresh)."""
+        with self._lock:
+            for key in self._tokens:
+                self._tokens[key] = 0.0
+
     def clear(self) -> None:
         """Forget all tokens (admin reset)."""
         with self._lock:

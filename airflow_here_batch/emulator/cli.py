@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from airflow_here_batch.emulator.runner import start_site
-from airflow_here_batch.emulator.server import DEFAULT_OAUTH_CREDENTIALS, Emulator
+from airflow_here_batch.emulator.state import DEFAULT_OAUTH_CREDENTIALS, Emulator
 from airflow_here_batch.emulator.store import EmulatorSettings
 
 __all__ = ["build_parser", "main"]

@@ -39,13 +39,17 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from aiohttp import ClientSession, ClientTimeout, web
 
 from airflow_here_batch.emulator import constants as c
+from airflow_here_batch.emulator.errors import ApiError
 from airflow_here_batch.emulator.store import Job, utc_now
+
+if TYPE_CHECKING:
+    from airflow_here_batch.emulator.engine import Engine
 
 __all__ = ["NotificationStore", "Notifier", "add_routes", "check_job_notification_ids", "substitute"]
 
@@ -227,26 +231,32 @@ class Notifier:
 # ---- HTTP handlers ------------------------------------------------------------------------------------
 
 
-def _server() -> Any:
-    from airflow_here_batch.emulator import server
+class HasNotifications(Protocol):
+    """What :func:`add_routes` needs of the emulator (:class:`~.state.Emulator` has it)."""
 
-    return server
+    notifications: NotificationStore
+    notifier: Notifier
+    engine: Engine
+
+
+_STORE_KEY: web.AppKey[NotificationStore] = web.AppKey("here_notifications", NotificationStore)
+_NOTIFIER_KEY: web.AppKey[Notifier] = web.AppKey("here_notifier", Notifier)
 
 
 def _store(request: web.Request) -> NotificationStore:
-    return _server()._emu(request).notifications  # type: ignore[no-any-return]
+    return request.app[_STORE_KEY]
 
 
-def _bad(cause: str) -> Exception:
+def _bad(cause: str) -> ApiError:
     action = 'Send {"type": "webHook", "config": {"url": "https://..."}}'
-    return _server().ApiError(400, c.E_ARG_INVALID, "Invalid argument", cause, action)
+    return ApiError(400, c.E_ARG_INVALID, "Invalid argument", cause, action)
 
 
 def _item(request: web.Request) -> dict[str, Any]:
     notification_id = request.match_info["notification_id"]
     item = _store(request).items.get(notification_id)
     if item is None:
-        raise _server().ApiError(
+        raise ApiError(
             404,
             c.E_NOT_FOUND,
             "Notification not found",
@@ -317,7 +327,7 @@ async def delete_notification(request: web.Request) -> web.Response:
 async def test_notification(request: web.Request) -> web.Response:
     """``GET /v7/batch/notifications/{id}/test``: call the webhook with dummy values, then 204."""
     item = _item(request)
-    await _server()._emu(request).notifier.fire(item["id"], DUMMY_VALUES, job_id=None)
+    await request.app[_NOTIFIER_KEY].fire(item["id"], DUMMY_VALUES, job_id=None)
     return web.Response(status=204)
 
 
@@ -330,7 +340,7 @@ def check_job_notification_ids(store: NotificationStore, ids: Iterable[str] | No
     """Refuse a job whose ``notificationIds`` name a notification that does not exist (400)."""
     unknown = [i for i in ids or () if i not in store.items]
     if unknown:
-        raise _server().ApiError(
+        raise ApiError(
             400,
             c.E_ARG_INVALID,
             "Invalid argument",
@@ -339,8 +349,10 @@ def check_job_notification_ids(store: NotificationStore, ids: Iterable[str] | No
         )
 
 
-def add_routes(app: web.Application, emulator: Any) -> None:
+def add_routes(app: web.Application, emulator: HasNotifications) -> None:
     """Register the notification routes and the webhook calls of ``emulator`` on ``app``."""
+    app[_STORE_KEY] = emulator.notifications
+    app[_NOTIFIER_KEY] = emulator.notifier
     r = app.router
     r.add_post("/v7/batch/notifications", create_notification, name="create_notification")
     r.add_get("/v7/batch/notifications", list_notifications, name="list_notifications", allow_head=False)

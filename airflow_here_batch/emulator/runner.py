@@ -15,7 +15,8 @@ from aiohttp import web
 
 from airflow_here_batch.emulator.admin import EmulatorAdmin
 from airflow_here_batch.emulator.faults import Fault
-from airflow_here_batch.emulator.server import Emulator, RedactingAccessLogger, create_app
+from airflow_here_batch.emulator.server import RedactingAccessLogger, create_app
+from airflow_here_batch.emulator.state import Emulator
 from airflow_here_batch.emulator.store import EmulatorSettings
 
 __all__ = ["EmulatorServer", "start_site"]
