@@ -132,7 +132,8 @@ def test_smoke_check_dag_runs_green_and_refuses_unconfirmed(run_dag: RunDag) -> 
     )
     report = result.xcom("smoke_check")
     assert report["ok"] and report["records_billed"] == 2 and report["job_id"].startswith("JOB-")
-    assert [s["step"] for s in report["steps"]] == ["version", "create", "wait", "results", "errors", "delete"]
+    steps = [s["step"] for s in report["steps"]]
+    assert steps == ["version", "create", "wait", "results", "errors", "delete"]
     refused = run_dag("here_batch_smoke_check", logical_date=_at("2025-06-21"), expect="failed")
     assert refused.task_states == {"smoke_check": "failed"}
 
