@@ -1,8 +1,8 @@
 """HERE's error bodies mapped to one exception hierarchy.
 
-Every exception carries HERE's ``cause``, ``action`` and ``correlationId`` so a failed task's log says
-what went wrong and what to quote to HERE support. None of them ever carries a URL: request URLs may
-hold the ``apiKey``.
+Every exception carries HERE's ``cause``, ``action`` and ``correlationId``, and the ``X-Request-ID`` the
+request was sent with, so a failed task's log says what went wrong and what to quote to HERE support.
+None of them ever carries a URL: request URLs may hold the ``apiKey``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class HereBatchError(Exception):
     :param title: HERE's short title.
     :param cause: HERE's explanation.
     :param action: what HERE suggests doing about it.
-    :param correlation_id: HERE's id of the failed request (``X-Correlation-ID``).
+    :param correlation_id: HERE's id of the failed request (``correlationId``, ``X-Correlation-ID``).
+    :param request_id: our id of the failed request (the ``X-Request-ID`` it was sent with).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class HereBatchError(Exception):
         cause: str | None = None,
         action: str | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -62,6 +64,7 @@ class HereBatchError(Exception):
         self.cause = cause
         self.action = action
         self.correlation_id = correlation_id
+        self.request_id = request_id
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -69,9 +72,18 @@ class HereBatchError(Exception):
             parts.append(f"Cause: {self.cause}")
         if self.action:
             parts.append(f"Action: {self.action}")
-        if self.correlation_id:
-            parts.append(f"Correlation id: {self.correlation_id}")
+        if trace := self.trace():
+            parts.append(f"({trace})")
         return " ".join(parts)
+
+    def trace(self) -> str:
+        """What to quote to HERE support: ``X-Request-ID <ours>, correlationId <HERE's>`` (those known)."""
+        ids = []
+        if getattr(self, "request_id", None):  # getattr: errors pickled before the field existed
+            ids.append(f"X-Request-ID {self.request_id}")
+        if self.correlation_id:
+            ids.append(f"correlationId {self.correlation_id}")
+        return ", ".join(ids)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep the keyword fields when pickled (Airflow ships exceptions between processes).
@@ -207,7 +219,7 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 def scrub_error(error: HereBatchError, scrubber: Callable[[str], str]) -> HereBatchError:
     """Scrub every text field of ``error`` in place (and its ``args``); returns it."""
-    for name in ("message", "title", "cause", "action", "code", "correlation_id"):
+    for name in ("message", "title", "cause", "action", "code", "correlation_id", "request_id"):
         value = getattr(error, name, None)
         if isinstance(value, str):
             setattr(error, name, scrubber(value))
@@ -264,6 +276,7 @@ def error_from_response(
     error_class: type[HereBatchError] | None = None,
     default_action: str | None = None,
     scrub: Callable[[str], str] | None = None,
+    request_id: str | None = None,
 ) -> HereBatchError:
     """Map a non-2xx answer to the matching exception.
 
@@ -278,6 +291,7 @@ def error_from_response(
     :param default_action: HERE's ``action`` when the body has none.
     :param scrub: removes secrets from every text taken from the answer (see :class:`SecretScrubber`);
         the generic credential patterns apply even without one.
+    :param request_id: the ``X-Request-ID`` the request was sent with (else the answer's echo of it).
     """
     clean = scrub or SecretScrubber()
     data = _decode_body(body)
@@ -305,6 +319,7 @@ def error_from_response(
         "cause": cause,
         "action": action,
         "correlation_id": correlation_id,
+        "request_id": request_id or text(lowered.get("x-request-id")),
     }
     if error_class is not None and status < 500 and status != 429:
         return error_class(message, **fields)

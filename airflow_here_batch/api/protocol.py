@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,6 +18,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow_here_batch import __version__
 from airflow_here_batch.api.errors import (
+    HereBatchError,
+    JobNotFoundError,
     MalformedAnswerError,
     ProtocolError,
     ResultsNotReadyError,
@@ -65,12 +68,20 @@ class ApiRequest:
         return base_url.rstrip("/") + self.path
 
 
-#: Headers every request carries; the hooks set them once on their session. No ``X-Request-ID``: the
-#: caller's trace token is optional, and HERE's ``X-Correlation-ID`` (kept on every error) is what
-#: HERE's support asks for.
+#: Headers every request carries; the hooks set them once on their session. ``Accept`` is HERE's
+#: error media type too: every operation declares its 4xx/5xx answers as ``application/json``.
 DEFAULT_HEADERS: Mapping[str, str] = MappingProxyType(
     {"User-Agent": USER_AGENT, "Accept": "application/json"}
 )
+
+#: The trace header HERE declares on every operation (and echoes); HERE's own id of the request is
+#: the answer's ``X-Correlation-ID`` (``correlationId`` in error bodies).
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def new_request_id() -> str:
+    """A fresh ``X-Request-ID`` for one HTTP request (every attempt gets its own): a random UUID."""
+    return str(uuid.uuid4())
 
 
 def redact_url(url: str) -> str:
@@ -146,7 +157,8 @@ class JobOptions:
     :param input_delimiter: one character, or tab; HERE's default is ``|``.
     :param output_columns: output column names; omit for the service's defaults.
     :param output_delimiter: one character, or tab; not space . " ( ).
-    :param output_type: ``csv`` (default) or ``jsonl`` (ALPHA at HERE).
+    :param output_type: ``csv`` (default; then no ``outputType`` is sent: HERE's default is csv and the
+        parameter is ALPHA) or ``jsonl`` (ALPHA at HERE).
     :param output_filter: jsonl only: comma-separated dotted paths to keep.
     :param tag: a free label, used to list and bulk-delete jobs (and by the operator to reattach).
     :param billing_tags: up to 6 billing tags.
@@ -180,9 +192,11 @@ class JobOptions:
             "serviceHrn": service.hrn,
             "inputDelimiter": in_delim,
             "outputDelimiter": out_delim,
-            "outputType": output_type.value,
             "startJob": "true" if self.start_job else "false",
         }
+        if output_type is not OutputType.CSV:
+            # ALPHA at HERE: sent only when the user chose it; csv is HERE's default without it.
+            query["outputType"] = output_type.value
         joiner_in = "\t" if in_delim == "\\t" else in_delim
         joiner_out = "\t" if out_delim == "\\t" else out_delim
         if self.input_columns:
@@ -298,8 +312,14 @@ def errors_request(job_id: str) -> ApiRequest:
     )
 
 
+#: A download's ``Accept``: the file (text/plain) or HERE's error body (application/json), which HERE
+#: declares for the 401/403/404/default answers of /results and /errors; a strict server answering
+#: ``Accept: text/plain`` alone could send 406 instead of the error the caller needs to read.
+DOWNLOAD_ACCEPT = "text/plain, application/json"
+
+
 def _download_headers() -> dict[str, str]:
-    return {"Accept": "text/plain", "Accept-Encoding": "gzip"}
+    return {"Accept": DOWNLOAD_ACCEPT, "Accept-Encoding": "gzip"}
 
 
 def health_request() -> ApiRequest:
@@ -317,11 +337,13 @@ def raise_for_status(
     body: bytes | str | None,
     *,
     scrub: Callable[[str], str] | None = None,
+    request_id: str | None = None,
 ) -> None:
     """Raise the mapped :class:`HereBatchError` for a non-2xx answer.
 
     ``scrub`` removes the caller's secrets from every text taken from the answer (HERE's error texts
-    may echo the request, key and all).
+    may echo the request, key and all). ``request_id``: the ``X-Request-ID`` the request was sent
+    with; the error names it beside HERE's ``correlationId``.
 
     The errors endpoint says "Errors for job is unavailable." with a 404 whose code HERE does not
     document; any 404 there other than an unknown job is taken to mean "not ended yet".
@@ -336,6 +358,7 @@ def raise_for_status(
         operation=request.operation,
         not_found=ResultsNotReadyError if errors_endpoint else None,
         scrub=scrub,
+        request_id=request_id,
     )
 
 
@@ -383,6 +406,32 @@ def download_has_content(
     """For results/errors: True for 200 (stream the body), False for 204 (nothing of this kind)."""
     raise_for_status(request, status, headers, body)
     return status != 204
+
+
+def errors_head_needs_status(error: HereBatchError) -> bool:
+    """Whether :func:`errors_report_gone` needs the job's status to judge ``error`` (a 404 that says
+    "not ended yet", which HERE also answers for a deleted job)."""
+    return isinstance(error, ResultsNotReadyError)
+
+
+def errors_report_gone(error: HereBatchError, job_status: JobStatus | None = None) -> bool:
+    """The one rule for an errors head (the report's first lines) that HERE refused: True when the
+    report cannot exist any more, so the head is ``[]``; False when ``error`` is to be raised.
+
+    Gone: the job is unknown (404 ``E6004041``: never existed, or its metadata expired after 60 days),
+    or it was deleted (HERE removed its files; its errors endpoint answers the same 404 as for a job
+    that has not ended, hence the status). A job that has not ended keeps
+    :class:`ResultsNotReadyError`: asking for its report is the caller's mistake.
+
+    :param error: what the errors endpoint answered.
+    :param job_status: the job's status read after that answer (only when
+        :func:`errors_head_needs_status`), None when the job turned out to be unknown.
+    """
+    if isinstance(error, JobNotFoundError):
+        return True
+    if isinstance(error, ResultsNotReadyError):
+        return job_status is None or job_status is JobStatus.DELETED
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------

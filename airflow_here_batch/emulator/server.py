@@ -262,6 +262,7 @@ def create_app(emulator: Emulator) -> web.Application:
     """Build the aiohttp application around an :class:`Emulator`."""
     app = web.Application(middlewares=[_middleware], client_max_size=1 << 20)
     app[EMULATOR_KEY] = emulator
+    __import__("airflow_here_batch.emulator.request_id").emulator.request_id.install(app)
     r = app.router
     r.add_get("/v7/health", health, name="health")
     r.add_get("/v7/version", version, name="version")

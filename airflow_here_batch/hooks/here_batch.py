@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import socket
 import stat
+import tempfile
 import threading
 import time
 import weakref
@@ -33,6 +35,7 @@ from airflow_here_batch.api.errors import (
     CreateOutcomeUnknownError,
     HereBatchError,
     JobNotFoundError,
+    ResultsNotReadyError,
     SecretScrubber,
     TransportError,
     scrub_error,
@@ -402,7 +405,8 @@ def _may_have_acted(error: HereBatchError) -> bool:
 
 
 def _log_failure(request: ApiRequest, error: HereBatchError, delay: float | None) -> None:
-    where = f" (X-Correlation-ID {error.correlation_id})" if error.correlation_id else ""
+    trace = error.trace()
+    where = f" ({trace})" if trace else ""
     if delay is None:
         log.error("HERE Batch: %s failed%s: %s", request.operation, where, error.message)
     else:
@@ -439,6 +443,19 @@ class _HereBatchHookBase(BaseHook):
         self.deadline = deadline
         self._settings: ConnectionSettings | None = None
         self._session: Any = None  # requests.Session or aiohttp.ClientSession, opened on first use
+        #: The X-Request-ID of the last request sent, named by an error raised after its answer.
+        self._last_request_id: str | None = None
+
+    def _traced(self, error: HereBatchError) -> HereBatchError:
+        """``error`` naming the last request's X-Request-ID (when it names none yet)."""
+        if not getattr(error, "request_id", None):
+            error.request_id = self._last_request_id
+        return error
+
+
+def _sending(method: str, url_path: str, request_id: str) -> None:
+    """The debug line of every request: method, path (never the query, where apiKey travels), id."""
+    log.debug("HERE Batch: %s %s (X-Request-ID %s)", method, url_path, request_id)
 
 
 class _RetryLoop:
@@ -578,22 +595,25 @@ class HereBatchHook(_HereBatchHookBase):
 
             signed = token_request(creds)
             failure: TransportError | None = None
+            request_id = self._last_request_id = protocol.new_request_id()
+            _sending("POST", urlsplit(signed.url).path, request_id)
+            headers = {**signed.headers, protocol.REQUEST_ID_HEADER: request_id}
             try:
                 response = self.get_conn().post(
-                    signed.url, data=signed.body, headers=dict(signed.headers), timeout=self._timeouts()
+                    signed.url, data=signed.body, headers=headers, timeout=self._timeouts()
                 )
             except requests.RequestException as exc:
                 failure = TransportError(f"could not reach HERE's token endpoint ({type(exc).__name__})")
             if failure is not None:
                 # Outside the except block: requests' error (and its URL) is not chained. Marked as
                 # not sent: the API request waiting for this token never left, so it may be retried.
-                raise _not_sent(failure)
+                raise _not_sent(self._traced(failure))
             try:
                 token = interpret_token_response(
                     response.status_code, response.headers, response.content, scrub=_scrubber(self.settings)
                 )
             except HereBatchError as error:
-                raise _not_sent(error) from None
+                raise _not_sent(self._traced(error)) from None
             _mask_secret(token.value)
             _store_token(creds, token)
             log.info("HERE Batch: obtained an OAuth access token for key id %s", creds.access_key_id)
@@ -609,7 +629,9 @@ class HereBatchHook(_HereBatchHookBase):
         settings = self.settings
         token = self._token()
         params, auth_headers = _auth_parts(settings, token)
-        headers = {**request.headers, **auth_headers}
+        request_id = self._last_request_id = protocol.new_request_id()
+        headers = {**request.headers, **auth_headers, protocol.REQUEST_ID_HEADER: request_id}
+        _sending(request.method, request.path, request_id)
         failure: TransportError | None = None
         try:
             response = self.get_conn().request(
@@ -638,12 +660,17 @@ class HereBatchHook(_HereBatchHookBase):
         if failure is not None:
             # Raised outside the except block so requests' exception, whose text holds the full URL
             # with the apiKey, is neither chained nor shown in a traceback.
-            raise failure
+            raise self._traced(failure)
         if not 200 <= response.status_code < 300:
             content = response.content
             response.close()
             protocol.raise_for_status(
-                request, response.status_code, response.headers, content, scrub=_scrubber(settings)
+                request,
+                response.status_code,
+                response.headers,
+                content,
+                scrub=_scrubber(settings),
+                request_id=request_id,
             )
         return response
 
@@ -659,7 +686,7 @@ class HereBatchHook(_HereBatchHookBase):
             try:
                 return attempt()
             except HereBatchError as error:
-                delay = loop.after(request, error)
+                delay = loop.after(request, self._traced(error))
                 if delay is None:
                     raise
                 time.sleep(delay)
@@ -681,12 +708,19 @@ class HereBatchHook(_HereBatchHookBase):
         compress: bool = False,
         reattach_by_tag: bool = False,
     ) -> BatchJob:
-        """Create a job (``POST /batch/jobs``), uploading ``data`` as a stream.
+        """Create a job (``POST /batch/jobs``), uploading ``data`` with a ``Content-Length``.
+
+        The body is never sent chunked (HERE documents no chunked request bodies). A path, or a
+        binary file object that can tell its size, is streamed from disk as it is; ``bytes`` are sent
+        from memory; anything else (``compress=True`` on a file, an iterable of lines, a stream of
+        unknown size) is first written to an anonymous temporary file in the system's temporary
+        directory (``TMPDIR``; it needs room for the upload, compressed when ``compress``), memory one
+        chunk, removed whatever happens, and streamed from there.
 
         :param data: a local file path, ``bytes``, a binary file object, or an iterable of lines
             (``str`` or ``bytes``, with or without the newline).
         :param options: the job's parameters (service, columns, delimiters, tag, ``start_job`` …).
-        :param compress: gzip the upload on the fly (``Content-Encoding: gzip``).
+        :param compress: gzip the upload (level 1; ``Content-Encoding: gzip``).
         :param reattach_by_tag: ``options.tag`` is unique to this submission, so after an ambiguous
             failure (timeout, reset, 5xx, a garbled answer) a job carrying that tag is the one this
             request created.
@@ -704,24 +738,22 @@ class HereBatchHook(_HereBatchHookBase):
         :raises CreateOutcomeUnknownError: the create's outcome stayed unknown (see above).
         """
         request = protocol.create_job_request(options, gzip_body=compress)
-        make_body = _body_factory(data, compress)
-        replayable = make_body is not None
-        body: Any = make_body() if make_body else _one_shot_body(data, compress)
+        body = _UploadBody(data, compress)
 
         def attempt() -> BatchJob:
-            nonlocal body
-            if body is None:  # a retry where HERE surely did not act: the first attempt consumed the body
-                body = make_body()  # type: ignore[misc]
-            current, body = body, None
-            response = self._send_once(request, body=current)
+            # A retry (only where HERE surely did not act) reads the body again from its start.
+            response = self._send_once(request, body=body.payload())
             return protocol.interpret_job(request, response.status_code, response.headers, response.content)
 
         try:
-            job = self._call(request, attempt, idempotent=False, retry=replayable)
+            job = self._call(request, attempt, idempotent=False, retry=body.replayable)
         except HereBatchError as error:
+            body.close()
             if not (reattach_by_tag and options.tag and _may_have_acted(error)):
                 raise
             job = self._await_late_create(options.tag, error)
+        finally:
+            body.close()
         log.info("HERE Batch: created job %s (%s, status %s)", job.id, job.service_hrn, job.status.value)
         return job
 
@@ -820,7 +852,14 @@ class HereBatchHook(_HereBatchHookBase):
         return self._download(protocol.errors_request(job_id), destination)
 
     def download_errors_head(self, job_id: str, max_lines: int = 20) -> list[str]:
-        """The first lines of the errors report (for messages); [] when there is none."""
+        """The first lines of the errors report (for messages, secrets scrubbed).
+
+        ``[]`` when there is none: no errors (204), or the report cannot exist any more (the job is
+        unknown or deleted: :func:`~airflow_here_batch.api.protocol.errors_report_gone`, the rule the
+        async hook follows too).
+
+        :raises ResultsNotReadyError: the job has not ended yet.
+        """
         request = protocol.errors_request(job_id)
 
         def attempt() -> list[str]:
@@ -832,7 +871,20 @@ class HereBatchHook(_HereBatchHookBase):
                 scrub = _scrubber(self.settings)  # HERE's report quotes the input: never a secret further
                 return [scrub(line) for line in lines]
 
-        return self._call(request, attempt)
+        try:
+            return self._call(request, attempt)
+        except (JobNotFoundError, ResultsNotReadyError) as error:
+            status = self._status_or_none(job_id) if protocol.errors_head_needs_status(error) else None
+            if protocol.errors_report_gone(error, status):
+                return []
+            raise
+
+    def _status_or_none(self, job_id: str) -> JobStatus | None:
+        """The job's status, None when HERE does not know the job."""
+        try:
+            return self.get_job(job_id).status
+        except JobNotFoundError:
+            return None
 
     def _download(self, request: ApiRequest, destination: Destination) -> int | None:
         with _DestinationWriter(destination) as writer:
@@ -954,7 +1006,9 @@ class HereBatchHook(_HereBatchHookBase):
             request = protocol.list_jobs_request(limit=1)
             response = self._send_once(request)  # once, no retries: the UI button should answer quickly
             protocol.interpret_jobs_page(request, response.status_code, response.headers, response.content)
-        except (HereBatchError, OSError, ValueError) as exc:
+        except HereBatchError as exc:
+            return False, str(self._traced(exc))
+        except (OSError, ValueError) as exc:
             return False, str(exc)
         return True, f"Connected to the HERE Batch API at {redact_url(self.base_url)}"
 
@@ -1071,39 +1125,123 @@ def _file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _body_factory(data: UploadData, compress: bool) -> Callable[[], Any] | None:
-    """A function that produces the upload body afresh for each attempt, or None if it cannot."""
-    if isinstance(data, bytes):
-        payload = b"".join(gzip_chunks([data])) if compress else data
-        return lambda: payload
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        if not path.is_file():
-            raise FileNotFoundError(f"input file {path} does not exist")
-        if compress:
-            return lambda: gzip_chunks(_path_chunks(path))
-        return lambda: _path_chunks(path)
-    if hasattr(data, "read"):
-        handle: Any = data
+class _SizedChunks:
+    """``length`` bytes of ``handle`` from ``start``, read in chunks of :data:`CHUNK_SIZE` each time it
+    is iterated. Its ``len()`` makes requests send a ``Content-Length`` (an iterable without one goes
+    out chunked) and stream the chunks as they are read."""
+
+    def __init__(self, handle: IO[bytes], start: int, length: int) -> None:
+        self._handle, self._start, self._length = handle, start, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._handle.seek(self._start)
+        left = self._length
+        while left > 0:
+            chunk = self._handle.read(min(CHUNK_SIZE, left))
+            if not chunk:
+                raise OSError(f"the upload's source ended {left} bytes short of its size: it changed")
+            left -= len(chunk)
+            yield chunk
+
+
+def _extent(handle: Any) -> tuple[int | None, int | None]:
+    """``(position, size)`` of a file object: position None when it cannot be read again (not
+    seekable), size None when unknown (a text file, a stream that can only rewind, a GzipFile)."""
+    try:
+        position = handle.tell() if handle.seekable() else None
+    except (OSError, ValueError):
+        return None, None
+    if position is None or isinstance(handle, io.TextIOBase):
+        return position, None
+    try:
+        size = handle.seek(0, io.SEEK_END)
+        handle.seek(position)
+    except (OSError, ValueError):
+        return position, None
+    return position, size if isinstance(size, int) and size >= position else None
+
+
+class _UploadBody:
+    """The body of one job creation, always of known length, read from its start at every attempt.
+
+    ``bytes`` stay in memory (gzipped once with ``compress``); a path, or a binary file object whose
+    size is known, is streamed from disk (a file object from its current position). Anything else is
+    spooled first to an anonymous :func:`tempfile.TemporaryFile` (unlinked at once: nothing is left
+    behind whatever happens; :meth:`close` frees its space), one chunk in memory at a time.
+
+    ``replayable``: the caller's data could be read again (bytes, a path, a seekable file), so a
+    request HERE surely did not act on may be sent again; an iterator or a one-way stream is sent
+    once, as before spooling.
+    """
+
+    def __init__(self, data: UploadData, compress: bool) -> None:
+        self.replayable = True
+        self._payload: bytes | None = None
+        self._source: tuple[IO[bytes], int, int] | None = None
+        self._opened: list[IO[bytes]] = []  # files this body opened (the path, the spool): closed by close()
         try:
-            position = handle.tell() if handle.seekable() else None
-        except (OSError, ValueError):
-            position = None
-        if position is None:
-            return None
+            self._prepare(data, compress)
+        except BaseException:
+            self.close()
+            raise
 
-        def from_file() -> Iterator[bytes]:
-            handle.seek(position)
-            chunks = _file_chunks(handle)
-            return gzip_chunks(chunks) if compress else chunks
+    def _prepare(self, data: UploadData, compress: bool) -> None:
+        if isinstance(data, bytes):
+            self._payload = b"".join(gzip_chunks([data])) if compress else data
+            return
+        if isinstance(data, (str, os.PathLike)):
+            path = Path(data)
+            if not path.is_file():
+                raise FileNotFoundError(f"input file {path} does not exist")
+            if compress:
+                self._spool(gzip_chunks(_path_chunks(path)))
+                return
+            handle = path.open("rb")
+            self._opened.append(handle)
+            self._source = (handle, 0, os.fstat(handle.fileno()).st_size)
+            return
+        if hasattr(data, "read"):
+            position, size = _extent(data)
+            self.replayable = position is not None
+            if not compress and position is not None and size is not None:
+                self._source = (data, position, size - position)  # type: ignore[assignment]
+                return
+            chunks = _file_chunks(data)  # type: ignore[arg-type]
+        else:
+            self.replayable = False
+            chunks = iter_lines_as_chunks(data)
+        self._spool(gzip_chunks(chunks) if compress else chunks)
 
-        return from_file
-    return None
+    def _spool(self, chunks: Iterable[bytes]) -> None:
+        spool = tempfile.TemporaryFile(prefix="here-batch-upload-")  # noqa: SIM115 - closed by close()
+        self._opened.append(spool)
+        for chunk in chunks:
+            spool.write(chunk)
+        spool.flush()
+        self._source = (spool, 0, spool.tell())
 
+    @property
+    def length(self) -> int:
+        """Bytes sent (the ``Content-Length``)."""
+        return len(self._payload) if self._payload is not None else self._source[2]  # type: ignore[index]
 
-def _one_shot_body(data: UploadData, compress: bool) -> Iterator[bytes]:
-    chunks = _file_chunks(data) if hasattr(data, "read") else iter_lines_as_chunks(data)  # type: ignore[arg-type]
-    return gzip_chunks(chunks) if compress else chunks
+    def payload(self) -> bytes | _SizedChunks:
+        """The body for one attempt: ``bytes``, or the file's chunks with their length."""
+        if self._payload is not None:
+            return self._payload
+        assert self._source is not None
+        handle, start, length = self._source
+        if length == 0:
+            return b""  # requests would send an empty iterable chunked
+        return _SizedChunks(handle, start, length)
+
+    def close(self) -> None:
+        opened, self._opened = self._opened, []
+        for handle in opened:
+            handle.close()
 
 
 def _iter_raw(response: requests.Response) -> Iterator[bytes]:
@@ -1240,6 +1378,9 @@ class HereBatchAsyncHook(_HereBatchHookBase):
                 total=CONNECT_TIMEOUT + settings.timeout, sock_connect=CONNECT_TIMEOUT
             ),
             cookie_jar=aiohttp.DummyCookieJar(),
+            # No body, no Content-Type: aiohttp would label start/stop's empty body octet-stream (the
+            # token request, the one call with a body, sets its own).
+            skip_auto_headers=("Content-Type",),
             connector=_connectors.acquire(),
             connector_owner=False,
         )
@@ -1271,16 +1412,20 @@ class HereBatchAsyncHook(_HereBatchHookBase):
             if not force and (token := _cached_token(creds)):
                 return token
             signed = token_request(creds)
+            request_id = protocol.new_request_id()
+            if log.isEnabledFor(logging.DEBUG):
+                _sending("POST", urlsplit(signed.url).path, request_id)
             try:
                 status, headers, body = await self._exchange(
                     "POST",
                     signed.url,
                     "issue an OAuth access token",
-                    headers=dict(signed.headers),
+                    headers={**signed.headers, protocol.REQUEST_ID_HEADER: request_id},
                     data=signed.body,
                 )
                 token = interpret_token_response(status, headers, body, scrub=_scrubber(settings))
             except HereBatchError as error:
+                error.request_id = error.request_id or request_id
                 raise _not_sent(error) from None
             # Registering a mask may talk to the supervisor: not on the event loop.
             await asyncio.to_thread(_mask_secret, token.value)
@@ -1323,8 +1468,9 @@ class HereBatchAsyncHook(_HereBatchHookBase):
         """Send with retries (and one token refresh on a 401), then interpret the answer.
 
         A triggerer makes this call for thousands of jobs, so the path of a call that succeeds at once
-        allocates as little as it can: the session carries the default headers (a request adding none
-        spares aiohttp a header merge), and the retry state is built on the first failure.
+        allocates as little as it can: the session carries the default headers (a request adds only
+        its own, its credentials and its X-Request-ID), and the retry state is built on the first
+        failure.
         """
         settings = self._settings or await self.get_settings()
         loop: _RetryLoop | None = None
@@ -1332,20 +1478,27 @@ class HereBatchAsyncHook(_HereBatchHookBase):
             try:
                 # Inside the try: a token endpoint answering 503/429 or dropping the connection is
                 # retried like every call (also during a deferred wait).
+                request_id = protocol.new_request_id()
                 token = await self._token() if settings.oauth else None
                 params, auth_headers = _auth_parts(settings, token)
+                if log.isEnabledFor(logging.DEBUG):
+                    _sending(request.method, request.path, request_id)
                 status, headers, body = await self._exchange(
                     request.method,
                     request.url(settings.base_url),
                     request.operation,
                     read,
                     params={**request.params, **params} if request.params else params,
-                    headers={**request.headers, **auth_headers} if request.headers else auth_headers or None,
+                    headers={**request.headers, **auth_headers, protocol.REQUEST_ID_HEADER: request_id},
                 )
                 if not 200 <= status < 300:
-                    protocol.raise_for_status(request, status, headers, body, scrub=_scrubber(settings))
+                    protocol.raise_for_status(
+                        request, status, headers, body, scrub=_scrubber(settings), request_id=request_id
+                    )
                 return interpret(request, status, headers, body)
             except HereBatchError as error:
+                if not getattr(error, "request_id", None):
+                    error.request_id = request_id
                 if loop is None:
                     loop = _RetryLoop(settings, deadline=self.deadline)
                 delay = loop.after(request, error)
@@ -1366,7 +1519,11 @@ class HereBatchAsyncHook(_HereBatchHookBase):
         return await self._call(protocol.delete_job_request(job_id), protocol.interpret_job)
 
     async def download_errors_head(self, job_id: str, max_lines: int = 20) -> list[str]:
-        """The first lines of the errors report; [] when there is none (or the job has gone)."""
+        """The first lines of the errors report, as :meth:`HereBatchHook.download_errors_head`: ``[]``
+        when there is none or the job is unknown or deleted.
+
+        :raises ResultsNotReadyError: the job has not ended yet.
+        """
 
         async def read_head(response: Any) -> bytes:
             lines = []
@@ -1384,8 +1541,16 @@ class HereBatchAsyncHook(_HereBatchHookBase):
 
         try:
             return await self._call(protocol.errors_request(job_id), interpret, read_head)
-        except JobNotFoundError:
-            return []
+        except (JobNotFoundError, ResultsNotReadyError) as error:
+            status = None
+            if protocol.errors_head_needs_status(error):
+                try:
+                    status = (await self.get_job(job_id)).status
+                except JobNotFoundError:
+                    status = None
+            if protocol.errors_report_gone(error, status):
+                return []
+            raise
 
 
 __all__ = [

@@ -241,6 +241,7 @@ NAV: list[tuple[str, str]] = [
     ("Demo and tests", "demo.md"),
 ]
 NAV_END: list[tuple[str, str]] = [
+    ("Conformance", "conformance.md"),
     ("Troubleshooting", "troubleshooting.md"),
     ("Benchmarks", "benchmarks.md"),
     ("API reference", "reference/"),

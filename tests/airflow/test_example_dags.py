@@ -28,6 +28,7 @@ EXAMPLE_DAG_IDS = {
     "here_batch_cleanup",
     "here_batch_initial_load",
     "here_batch_geocoded_consumer",
+    "here_batch_smoke_check",
 }
 SAMPLE = EXAMPLE_DAGS_DIR / "data" / "addresses_default.csv"
 
@@ -121,6 +122,20 @@ def test_sample_addresses_file() -> None:
     countries = {r["in"].removeprefix("countryCode:") for r in rows if r["in"]}
     assert len(countries) >= 20
     assert any(ord(ch) > 0x3000 for r in rows for ch in r["q"]), "expected some CJK addresses"
+
+
+@needs_operators
+def test_smoke_check_dag_runs_green_and_refuses_unconfirmed(run_dag: RunDag) -> None:
+    """The documented smoke-check task: two records, every step, the job deleted; no conf, no job."""
+    result = run_dag(
+        "here_batch_smoke_check", logical_date=_at("2025-06-20"), run_conf={"yes_bill_two_records": True}
+    )
+    report = result.xcom("smoke_check")
+    assert report["ok"] and report["records_billed"] == 2 and report["job_id"].startswith("JOB-")
+    steps = [s["step"] for s in report["steps"]]
+    assert steps == ["version", "create", "wait", "results", "errors", "delete"]
+    refused = run_dag("here_batch_smoke_check", logical_date=_at("2025-06-21"), expect="failed")
+    assert refused.task_states == {"smoke_check": "failed"}
 
 
 @needs_operators

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -14,6 +15,7 @@ from airflow_here_batch.api import (
     InvalidRequestError,
     JobNotFoundError,
     JobOptions,
+    JobStatus,
     NotFoundError,
     RateLimitError,
     ResultsNotReadyError,
@@ -44,7 +46,6 @@ def test_create_request_carries_every_option() -> None:
         "serviceHrn": ServiceType.REVGEOCODE.hrn,
         "inputDelimiter": "\\t",
         "outputDelimiter": ";",
-        "outputType": "csv",
         "startJob": "false",
         "inputColumns": "recId\tat",
         "outputColumns": "addressLabel;positionLat",
@@ -52,6 +53,58 @@ def test_create_request_carries_every_option() -> None:
         "billingTags": "team1,proj.x",
     }
     assert request.headers["Content-Encoding"] == "gzip"
+    # csv is HERE's default: the ALPHA outputType is not sent for it (ours above, the default here).
+    assert "outputType" not in JobOptions().to_query()
+
+
+@pytest.mark.parametrize("output_type", ["jsonl", "JSONL"])
+def test_output_type_is_sent_only_when_the_user_chose_jsonl(output_type: str) -> None:
+    assert JobOptions(output_type=output_type).to_query()["outputType"] == "jsonl"
+    assert "outputType" not in JobOptions(output_type="CSV").to_query()
+
+
+def test_every_request_accepts_heres_error_media_type() -> None:
+    """HERE declares its 4xx/5xx answers as application/json on every operation, downloads included."""
+    assert protocol.DEFAULT_HEADERS["Accept"] == "application/json"
+    for request in (protocol.results_request("J"), protocol.errors_request("J")):
+        accepted = [part.split(";")[0].strip() for part in request.headers["Accept"].split(",")]
+        assert accepted == ["text/plain", "application/json"]
+
+
+def test_request_ids_are_fresh_uuids() -> None:
+    import uuid
+
+    ids = {protocol.new_request_id() for _ in range(100)}
+    assert len(ids) == 100 and all(uuid.UUID(i).version == 4 for i in ids)
+
+
+def test_error_names_our_request_id_and_heres_correlation_id() -> None:
+    request = protocol.get_job_request("JOB-x")
+    with pytest.raises(JobNotFoundError) as caught:
+        protocol.raise_for_status(request, 404, {}, json.dumps(ERROR_BODY), request_id="rid-1")
+    error = caught.value
+    assert (error.request_id, error.correlation_id) == ("rid-1", "corr-1")
+    assert str(error).endswith("(X-Request-ID rid-1, correlationId corr-1)")
+    # Without an id of ours the answer's echo is used; pickling keeps both.
+    echoed = error_from_response(404, {"X-Request-ID": "rid-2"}, ERROR_BODY, operation="get job JOB-x")
+    assert pickle.loads(pickle.dumps(echoed)).trace() == "X-Request-ID rid-2, correlationId corr-1"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "gone"),
+    [
+        (JobNotFoundError("unknown"), None, True),
+        (ResultsNotReadyError("404"), JobStatus.DELETED, True),
+        (ResultsNotReadyError("404"), None, True),  # the job vanished between the two calls
+        (ResultsNotReadyError("404"), JobStatus.IN_PROGRESS, False),
+        (ResultsNotReadyError("404"), JobStatus.SUBMITTED, False),
+        (NotFoundError("404"), None, False),
+    ],
+)
+def test_errors_report_gone_rule(error: Exception, status: JobStatus | None, gone: bool) -> None:
+    needs = protocol.errors_head_needs_status(error)  # type: ignore[arg-type]
+    assert needs == isinstance(error, ResultsNotReadyError)
+    assert protocol.errors_report_gone(error, status) is gone  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,16 @@ class EmulatorAdmin:
         """Clear the request counts and restart ``peak_running`` from the jobs running now."""
         return self._call("DELETE", "/stats")  # type: ignore[no-any-return]
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The requests received on HERE's paths, oldest first: ``{"method", "path", "query",
+        "headers"}`` each, header names lower-case, ``apiKey`` and ``Authorization`` credentials
+        masked (see :mod:`airflow_here_batch.emulator.request_id`)."""
+        return self._call("GET", "/requests")["requests"]  # type: ignore[no-any-return]
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        self._call("DELETE", "/requests")
+
     def settings(self, **changes: Any) -> dict[str, Any]:
         """Read (no arguments) or change settings, e.g. ``settings(records_per_second=0)``."""
         if not changes:
