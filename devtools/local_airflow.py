@@ -206,7 +206,8 @@ def start_airflow(
 
 
 def alive(proc: subprocess.Popen[bytes] | int) -> bool:
-    """Whether the process (a child, or any pid) still runs."""
+    """Whether the process (a child, or any pid) still runs; an exited one nobody reaped (a zombie, e.g.
+    a ``--keep`` demo's process under an init that does not reap) does not."""
     if isinstance(proc, subprocess.Popen):
         return proc.poll() is None
     try:
@@ -215,7 +216,11 @@ def alive(proc: subprocess.Popen[bytes] | int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{proc}/stat").read_text().rpartition(")")[2].split()[:1]
+    except OSError:  # no /proc (not Linux): kill() answered
+        return True
+    return state != ["Z"]
 
 
 def _signal_group(proc: subprocess.Popen[bytes] | int, sig: int) -> None:
