@@ -27,17 +27,23 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from devtools.airflow_api import RUN_ENDED, AirflowApi, wait_for
+from devtools.local_airflow import (
+    AIRFLOW_PROCESSES,
+    airflow_command,
+    airflow_env,
+    free_port,
+    spawn,
+    stop_groups,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS_DIR = REPO_ROOT / "airflow_here_batch" / "example_dags"
@@ -66,16 +72,9 @@ def service_problem() -> str | None:
 def _free_ports(count: int) -> list[int]:
     low, high = (int(x) for x in os.environ.get("HERE_BATCH_TEST_PORTS", "18500-18599").split("-"))
     found: list[int] = []
-    for port in range(low, high + 1):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
-    raise RuntimeError(f"fewer than {count} free ports in {low}-{high}")
+    for _ in range(count):
+        found.append(free_port((low, high), after=found[-1] if found else 0))
+    return found
 
 
 def _with_db(url: str, db: str, driver: str = "") -> str:
@@ -119,70 +118,62 @@ class CeleryCluster:
         )
         self.base_location = f"file://{self.shared}/here_batch"
         self.sql_conn = _with_db(POSTGRES_URL, self.db_name, "psycopg2")
+        self.client = AirflowApi(f"http://127.0.0.1:{self.api_port}", timeout=30)
+        self._base_env = self._control_env()
 
     # -- environment --------------------------------------------------------------------------------
 
-    def env(self, home: Path, log_port: int | None = None, worker: str | None = None) -> dict[str, str]:
+    def _control_env(self) -> dict[str, str]:
+        """The settings every process shares (one set of secrets for the whole cluster)."""
         keep = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("AIRFLOW", "HERE_BATCH_", "OPENLINEAGE")) and k not in ("HOME", "PWD")
         }
-        bundles = [
-            {
-                "name": "here_example_dags",
-                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": str(EXAMPLE_DAGS_DIR), "refresh_interval": 0},
+        env = airflow_env(
+            home=self.control_home,
+            api_port=self.api_port,
+            worker_log_port=self.log_ports["scheduler"],
+            trigger_log_port=self.log_ports["triggerer"],
+            here_url=self.emulator_url,
+            here_key="dist-test-key",
+            dags_folder=EXAMPLE_DAGS_DIR,
+            bundles={"here_example_dags": EXAMPLE_DAGS_DIR, "here_dist_test_dags": TEST_DAGS_DIR},
+            executor="CeleryExecutor",
+            parallelism=8,
+            paused_at_creation=True,
+            sql_alchemy_conn=self.sql_conn,
+            base_url=f"http://localhost:{self.api_port}",
+            inherit=keep,
+            extra={
+                "PYTHONPATH": str(REPO_ROOT),
+                "PYTHONWARNINGS": "ignore",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.distributed.worker_name.hostname",
+                "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.sql_conn,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+                # A lost worker is noticed after 20 s without a heartbeat (default 300 s).
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+                "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+                "AIRFLOW__HERE_BATCH__BASE_LOCATION": self.base_location,
+                "HERE_BATCH_POLL_INTERVAL": "1",
+                # The sample's 322 records as 4 parts: the split path (nightly and initial load) runs its
+                # parts on both workers.
+                "HERE_BATCH_MAX_RECORDS_PER_JOB": "100",
             },
-            {
-                "name": "here_dist_test_dags",
-                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": str(TEST_DAGS_DIR), "refresh_interval": 0},
-            },
-        ]
-        env = {
-            **keep,
-            "HOME": str(home),
-            "AIRFLOW_HOME": str(home),
-            "PYTHONPATH": str(REPO_ROOT),
-            "PYTHONWARNINGS": "ignore",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS_DIR),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.distributed.worker_name.hostname",
-            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_conn,
-            "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
-            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.sql_conn,
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__BASE_URL": f"http://localhost:{self.api_port}",
-            "AIRFLOW__API__SECRET_KEY": "here-batch-dist-test-secret",
-            "AIRFLOW__API_AUTH__JWT_SECRET": "here-batch-dist-test-jwt-secret",
-            # A lost worker is noticed after 20 s without a heartbeat (default 300 s).
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
-            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
-            "AIRFLOW__HERE_BATCH__BASE_LOCATION": self.base_location,
-            "AIRFLOW_CONN_HERE_BATCH_DEFAULT": json.dumps(
-                {"conn_type": "here_batch", "host": self.emulator_url, "password": "dist-test-key"}
-            ),
-            "HERE_BATCH_POLL_INTERVAL": "1",
-            # The sample's 322 records as 4 parts: the split path (nightly and initial load) runs its
-            # parts on both workers.
-            "HERE_BATCH_MAX_RECORDS_PER_JOB": "100",
-        }
+        )
         # Extra settings for every process, e.g. a connection a DAG needs: JSON, "{shared}" -> the shared dir.
         extra = json.loads(os.environ.get("HERE_BATCH_DIST_ENV") or "{}")
         env.update({k: str(v).replace("{shared}", str(self.shared)) for k, v in extra.items()})
+        return env
+
+    def env(self, home: Path, log_port: int | None = None, worker: str | None = None) -> dict[str, str]:
+        """One process's environment: ``home`` is its ``HOME`` and ``AIRFLOW_HOME``; ``log_port`` its log
+        server's port; ``worker`` the name it records as task instances' ``hostname``."""
+        env = {**self._base_env, "HOME": str(home), "AIRFLOW_HOME": str(home)}
         if log_port is not None:
             env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(log_port)
-            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(self.log_ports["triggerer"])
         if worker:
             env["HERE_BATCH_WORKER_NAME"] = worker
         return env
@@ -190,7 +181,7 @@ class CeleryCluster:
     def airflow(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         """Run one ``airflow`` CLI command with the control plane's environment."""
         return subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
+            airflow_command(*args),
             env=self.env(self.control_home),
             cwd=self.control_home,
             capture_output=True,
@@ -218,14 +209,9 @@ class CeleryCluster:
         assert migrated.returncode == 0, migrated.stderr[-3000:]
         self.timings["db_migrate_s"] = time.monotonic() - t0
 
-        control = [
-            ("api-server", ["api-server", "--port", str(self.api_port)], None),
-            ("scheduler", ["scheduler"], self.log_ports["scheduler"]),
-            ("dag-processor", ["dag-processor"], self.log_ports["dag-processor"]),
-            ("triggerer", ["triggerer"], self.log_ports["triggerer"]),
-        ]
-        for name, args, port in control:
-            self._spawn(name, args, self.control_home, self.env(self.control_home, port))
+        for name in AIRFLOW_PROCESSES:
+            args = [name, "--port", str(self.api_port)] if name == "api-server" else [name]
+            self._spawn(name, args, self.control_home, self.env(self.control_home, self.log_ports.get(name)))
         for worker in WORKERS:
             self.start_worker(worker)
         self.wait_healthy()
@@ -240,39 +226,22 @@ class CeleryCluster:
 
     def _spawn(self, name: str, args: list[str], cwd: Path, env: dict[str, str]) -> Proc:
         log = self.root / f"{name}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "airflow", *args],
-                cwd=cwd,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # own process group: a kill takes the worker's children too
-            )
-        proc = Proc(name, popen, log, cwd)
+        # Own process group: a kill takes the worker's children too.
+        proc = Proc(name, spawn(airflow_command(*args), log, env, cwd), log, cwd)
         self.procs[name] = proc
         return proc
 
     def wait_healthy(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             for proc in self.procs.values():
                 if proc.popen.poll() is not None and proc.name not in self.killed:
                     raise RuntimeError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
-            try:
-                health = self.api("GET", "/api/v2/monitor/health")
-            except OSError:
-                health = None
             workers_ready = all(
                 "ready" in self.procs[w].log.read_text(errors="replace") for w in WORKERS if w in self.procs
             )
-            if health and workers_ready:
-                parts = ("scheduler", "triggerer", "dag_processor")
-                if all((health.get(p) or {}).get("status") == "healthy" for p in parts):
-                    return
-            time.sleep(1)
-        raise RuntimeError("cluster not healthy in time:\n" + self.describe())
+            return workers_ready and self.client.healthy()
+
+        wait_for(ready, "a healthy cluster", timeout, describe=self.describe)
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and every child of its group (a lost machine, not a clean stop)."""
@@ -281,15 +250,7 @@ class CeleryCluster:
         self.procs[name].popen.wait(timeout=30)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.kill_group(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill_group(signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.popen.wait(timeout=10)
+        stop_groups({name: proc.popen for name, proc in self.procs.items()}, term_timeout=20)
 
     def drop(self) -> None:
         import psycopg2
@@ -311,49 +272,32 @@ class CeleryCluster:
     # -- API and DB ---------------------------------------------------------------------------------
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.api_port}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
-        return json.loads(raw) if raw else None
+        """One REST API v2 call; the decoded JSON answer. :raises devtools.airflow_api.ApiError:"""
+        return self.client.call(method, path, body)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(AssertionError):
-                self.api("GET", f"/api/v2/dags/{dag_id}")
-                return
-            time.sleep(1)
-        raise AssertionError(f"dag {dag_id} not parsed in {timeout} s\n{self.describe()}")
+        wait_for(lambda: self.client.has_dag(dag_id), f"dag {dag_id} parsed", timeout, describe=self.describe)
 
     def unpause(self, dag_id: str) -> None:
         self.wait_for_dag(dag_id)
-        self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        self.client.unpause(dag_id)
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         self.unpause(dag_id)
-        run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
-        return str(run["dag_run_id"])
+        return self.client.trigger(dag_id, conf=conf)
 
     def wait_for_runs(self, runs: dict[str, str], timeout: float = 300) -> dict[str, str]:
         """Wait until every ``{dag_id: run_id}`` ended; returns ``{dag_id: state}``."""
-        deadline = time.monotonic() + timeout
-        states: dict[str, str] = {}
-        while time.monotonic() < deadline:
-            for dag_id, run_id in runs.items():
-                states[dag_id] = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
-            if all(s in ("success", "failed") for s in states.values()):
-                return states
-            time.sleep(2)
-        raise AssertionError(f"runs not finished in {timeout} s: {states}\n{self.describe()}")
+        states: dict[str, str | None] = {}
+
+        def ended() -> dict[str, str] | None:
+            states.update({dag_id: self.client.run_state(dag_id, run_id) for dag_id, run_id in runs.items()})
+            done = {d: s for d, s in states.items() if s in RUN_ENDED}
+            return done if len(done) == len(runs) else None
+
+        return wait_for(
+            ended, "the runs", timeout, interval=2, describe=lambda: f"states: {states}\n{self.describe()}"
+        )
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         import psycopg2

@@ -1,0 +1,1 @@
+"""Developer tools of the repository (the demo, the local Airflow helpers); not part of the wheel."""
