@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from airflow_here_batch.emulator import constants as c
+from airflow_here_batch.emulator import request_id
 from airflow_here_batch.emulator.access import check_credentials, token
 from airflow_here_batch.emulator.admin.handlers import add_routes as add_admin_routes
 from airflow_here_batch.emulator.auth import parse_oauth_header
@@ -262,7 +263,7 @@ def create_app(emulator: Emulator) -> web.Application:
     """Build the aiohttp application around an :class:`Emulator`."""
     app = web.Application(middlewares=[_middleware], client_max_size=1 << 20)
     app[EMULATOR_KEY] = emulator
-    __import__("airflow_here_batch.emulator.request_id").emulator.request_id.install(app)
+    request_id.install(app)
     r = app.router
     r.add_get("/v7/health", health, name="health")
     r.add_get("/v7/version", version, name="version")
