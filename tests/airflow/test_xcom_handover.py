@@ -63,7 +63,9 @@ def test_is_local_path() -> None:
 def test_no_local_path_through_xcom(run_dag: RunDag, dag_id: str) -> None:
     from airflow_here_batch.files.locations import is_local_path
 
-    result = run_dag(dag_id, logical_date=datetime(2025, 7, 1, 2, tzinfo=timezone.utc))
+    # The smoke check bills two records, so it runs only when confirmed (here, against the emulator).
+    conf = {"yes_bill_two_records": True} if dag_id == "here_batch_smoke_check" else None
+    result = run_dag(dag_id, logical_date=datetime(2025, 7, 1, 2, tzinfo=timezone.utc), run_conf=conf)
     assert result.xcoms, f"{dag_id} pushed no XCom at all"
     local = [(key, v) for key, value in result.xcoms.items() for v in _walk(value) if is_local_path(v)]
     assert not local, f"{dag_id} hands local paths over XCom: {local}"
