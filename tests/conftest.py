@@ -20,7 +20,7 @@ What it sets (process-wide, for this pytest session only):
   ``AIRFLOW__CORE__EXECUTOR=LocalExecutor`` (``dag.test()`` runs tasks in-process anyway).
 - ``HERE_BATCH_OUTPUT_DIR``: a temporary folder, so the example DAGs never write into the checkout.
 - ``HERE_BATCH_POLL_INTERVAL=1``: the example DAGs poll the (fast) emulator every second.
-- Any ``AIRFLOW_CONN_*`` inherited from the caller's shell is removed; ``tests/airflow/conftest.py``
+- Any ``AIRFLOW_CONN_*`` inherited from the caller's shell is removed; ``tests/airflow/support.py``
   sets ``AIRFLOW_CONN_HERE_BATCH_DEFAULT`` to the session emulator.
 
 Public names for tests: ``REPO_ROOT``, ``EXAMPLE_DAGS_DIR``, ``TEST_DAGS_DIR``, ``TEST_AIRFLOW_HOME``,
@@ -42,7 +42,9 @@ from pathlib import Path
 import pytest
 
 # The ``here_emulator`` fixture: opted in exactly as a user of the provider does (no pytest11 entry point).
-pytest_plugins = ["airflow_here_batch.emulator.pytest_plugin"]
+# The Airflow fixtures (run_dag, emu, here_conn ...) for every folder that runs DAGs (tests/airflow,
+# tests/operators, tests/sensors, tests/utils); support.py imports no airflow at module level.
+pytest_plugins = ["airflow_here_batch.emulator.pytest_plugin", "tests.airflow.support"]
 
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 # The imported package's (the checkout's, or an installed wheel's when the tests run from a copy, as in

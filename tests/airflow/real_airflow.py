@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from devtools.airflow_api import AirflowApi, wait_for
 from devtools.local_airflow import airflow_env, free_port, migrate, start_airflow, stop_groups
-from tests.airflow.conftest import TEST_API_KEY
+from tests.airflow.support import TEST_API_KEY
 from tests.conftest import TEST_DAGS_DIR
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import RunDag
+from tests.airflow.support import RunDag
 from tests.conftest import EXAMPLE_DAGS_DIR, TEST_OUTPUT_DIR
 
 EXAMPLE_DAG_IDS = {

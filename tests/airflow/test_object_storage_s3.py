@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import RunDag
+from tests.airflow.support import RunDag
 from tests.conftest import EXAMPLE_DAGS_DIR
 from tests.moto_s3 import BUCKET, moto_s3, s3_client
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow.conftest import RunDag, resolve_dag_file
+from tests.airflow.support import RunDag, resolve_dag_file
 from tests.conftest import TEST_DAGS_DIR
 
 

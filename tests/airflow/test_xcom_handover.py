@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import RunDag
+from tests.airflow.support import RunDag
 from tests.conftest import EXAMPLE_DAGS_DIR
 
 pytestmark = pytest.mark.usefixtures("here_conn")

@@ -1,7 +1,7 @@
 """Issue 10 §1: what reaches HERE is exactly what the user gave, or the input is refused before upload.
 
 Each failing case of the issue is a test here, with the right value; the emulator round trips are in
-tests/hooks/test_input_upload.py and the operator in tests/airflow/test_operator_inputs.py.
+tests/hooks/test_input_upload.py and the operator in tests/operators/test_inputs.py.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 import pendulum
 import pytest
 
-from tests.airflow.conftest import RunDag
+from tests.airflow.support import RunDag
 
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.airflow.conftest import TEST_API_KEY, RunDag
+from tests.airflow.support import TEST_API_KEY, RunDag
 from tests.conftest import TEST_AIRFLOW_HOME, TEST_OUTPUT_DIR
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import RunDag
+from tests.airflow.support import RunDag
 
 
 def test_skip_leaves_bad_rows_out_writes_rejects_and_says_so(

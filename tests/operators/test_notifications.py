@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import RunDag
+from tests.airflow.support import RunDag
 from tests.webhook_receiver import WebhookReceiver
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import RunDag
-from tests.airflow.dags.test_split_dags import NO_IDS
+from tests.airflow.dags.split_dags import NO_IDS
+from tests.airflow.support import RunDag
 
 
 @pytest.fixture
@@ -278,7 +278,7 @@ def test_a_parts_wait_ends_at_execution_timeout_deferred_or_not_and_the_job_is_s
     modes; HERE echoing the API key in every error text leaks it nowhere."""
     import json
 
-    from tests.airflow.conftest import TEST_API_KEY
+    from tests.airflow.support import TEST_API_KEY
 
     results = tmp_path / "results.jsonl"
     monkeypatch.setenv("HERE_TEST_RESULTS_FILE", str(results))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
 OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
 

@@ -12,8 +12,8 @@ import pytest
 from airflow_here_batch.tables.connections import get_db_hook
 from airflow_here_batch.tables.dialect import table_dialect
 from airflow_here_batch.tables.records import target_columns
-from tests.airflow.conftest import RunDag
-from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+from tests.airflow.support import RunDag
+from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
 DAG_ID = "here_batch_nightly_geocode"
 SAMPLE_ROWS = 322

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import RunDag
+from tests.airflow.support import RunDag
 
 
 def test_sensor_outcomes(run_dag: RunDag, emu: Any, capfd: pytest.CaptureFixture[str]) -> None:

@@ -21,7 +21,7 @@ from airflow_here_batch.tables.dialect import (
     table_dialect,
 )
 from airflow_here_batch.tables.records import TargetColumn, target_columns
-from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
 OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from airflow_here_batch.tables.connections import get_db_hook
 from airflow_here_batch.tables.sink import ResultSink, TargetTableError, open_lines
-from tests.sql.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
 OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
 HEADER = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import RunDag
+from tests.airflow.support import RunDag
 from tests.conftest import TEST_AIRFLOW_HOME, TEST_OUTPUT_DIR
 
 

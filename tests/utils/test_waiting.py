@@ -2,7 +2,7 @@
 deferred to the triggerer end in the same task state with the same message, and while HERE echoes
 the API key in every error text, no event, exception text, XCom or task log carries it.
 
-The DAG is ``tests/airflow/dags/test_ops_wait_rules.py``.
+The DAG is ``tests/airflow/dags/ops_wait_rules.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import TEST_API_KEY, RunDag
+from tests.airflow.support import TEST_API_KEY, RunDag
 
 #: scenario -> the state both modes must end in
 EXPECTED = {

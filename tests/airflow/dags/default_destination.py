@@ -1,4 +1,4 @@
-"""A download without ``destination`` (tests/airflow/test_assets_and_storage.py): it must land under the
+"""A download without ``destination`` (tests/utils/test_assets.py): it must land under the
 base location, and its outlet's asset event must say where."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""OpenLineage test DAG (tests/airflow/test_lineage.py): a file in, a HERE job, a results folder out.
+"""OpenLineage test DAG (tests/utils/test_lineage.py): a file in, a HERE job, a results folder out.
 
 ``HERE_BATCH_LINEAGE_INPUT`` and ``HERE_BATCH_LINEAGE_OUTPUT`` (URIs or paths) come from the test.
 """

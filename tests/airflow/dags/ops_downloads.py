@@ -1,4 +1,4 @@
-"""Test DAGs for download failure modes (run by tests/airflow/test_operators.py)."""
+"""Test DAGs for download failure modes (run by tests/operators/test_batch_job.py)."""
 
 from __future__ import annotations
 

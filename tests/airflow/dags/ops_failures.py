@@ -1,4 +1,4 @@
-"""Test DAGs for retries, kills, failures and secrets (run by tests/airflow/test_operators.py and
+"""Test DAGs for retries, kills, failures and secrets (run by tests/operators/test_batch_job.py and
 test_sensor.py). ``HERE_TEST_EMULATOR_ROOT`` is the emulator's root URL (for its admin API)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Test DAGs for bad inputs (issue 10 §1), run by tests/airflow/test_operator_inputs.py."""
+"""Test DAGs for bad inputs (issue 10 §1), run by tests/operators/test_inputs.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test DAG: a job submitted with a HERE notification id (run by tests/airflow/test_notifications.py).
+"""Test DAG: a job submitted with a HERE notification id (run by tests/operators/test_notifications.py).
 
 The notification id comes from the run's conf (``{"notification_id": "NOTIFICATION-..."}``).
 """

@@ -1,4 +1,4 @@
-"""Test DAG for the job options as one value (run by tests/airflow/test_operator_arguments.py)."""
+"""Test DAG for the job options as one value (run by tests/operators/test_arguments.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test DAGs for the operators and the sensor (run by tests/airflow/test_operators.py and test_sensor.py).
+"""Test DAGs for the operators and the sensor (run by tests/operators/test_batch_job.py and test_sensor.py).
 
 Settings come from the environment (set by the tests before ``dag.test()`` parses this file):
 ``HERE_BATCH_OUTPUT_DIR`` (output root), ``HERE_TEST_INPUT_URI`` (an object-storage input file).

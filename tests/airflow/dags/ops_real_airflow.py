@@ -1,4 +1,4 @@
-"""Test DAGs run through a real scheduler + triggerer (tests/airflow/test_operators.py, opt-in)."""
+"""Test DAGs run through a real scheduler + triggerer (tests/operators/test_batch_job.py, opt-in)."""
 
 from __future__ import annotations
 

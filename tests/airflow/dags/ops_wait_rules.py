@@ -1,5 +1,5 @@
 """Test DAG for issue 10 §2/§4: the same scenarios waited on in poke mode and deferred, for the sensor
-and the submit operator (run by tests/airflow/test_wait_rules.py).
+and the submit operator (run by tests/utils/test_waiting.py).
 
 Each task creates its own job, then (from a timer thread, while the task waits) fails, stops or deletes
 it, or makes HERE answer 401 or 503. Every task records the outcome it reached (kind and text, before

@@ -1,4 +1,4 @@
-"""Test DAGs for the split path (run by tests/airflow/test_split.py). A per-job limit of 4 records makes
+"""Test DAGs for the split path (run by tests/operators/test_split.py). A per-job limit of 4 records makes
 10 records three jobs. ``HERE_TEST_EMULATOR_ROOT`` is the emulator's root URL (admin API);
 ``HERE_TEST_SPLIT_OUT`` the folder for merged outputs."""
 
@@ -92,7 +92,7 @@ with DAG(dag_id="test_split_too_many_jobs", schedule=None, start_date=START, cat
 with DAG(dag_id="test_split_bad_input", schedule=None, start_date=START, catchup=False):
     split_batch_job(group_id="geo", input=NO_IDS + "\n" + NO_IDS.split("\n", 1)[1], max_records_per_job=4)
 
-# Run by a real scheduler and triggerer (tests/airflow/test_split.py, HERE_BATCH_REAL_AIRFLOW=1): 6 parts
+# Run by a real scheduler and triggerer (tests/operators/test_split.py, HERE_BATCH_REAL_AIRFLOW=1): 6 parts
 # of 20 records, at most 2 jobs at once.
 MANY = "q\n" + "".join(f"{n} Main Street, {CITIES[n % len(CITIES)]}\n" for n in range(1, 121))
 with DAG(dag_id="test_split_real_concurrency", schedule=None, start_date=START, catchup=False):
@@ -109,7 +109,7 @@ with DAG(dag_id="test_split_real_concurrency", schedule=None, start_date=START, 
 
 
 # -------------------------------------------------------------------------------------------------
-# The shared wait rules on the split path (tests/airflow/test_split.py): a part's wait hits the task's
+# The shared wait rules on the split path (tests/operators/test_split.py): a part's wait hits the task's
 # execution_timeout (deferred and on the worker), HERE answers 401 during the wait, and no job slot
 # frees up before execution_timeout. Each part records the trigger events it resumed from and the
 # outcome it reached into the JSON-lines file named by HERE_TEST_RESULTS_FILE.
