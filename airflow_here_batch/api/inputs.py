@@ -83,6 +83,7 @@ __all__ = [
     "InputValidationError",
     "RejectedRow",
     "at_problem",
+    "empty_query",
     "here_id_problem",
     "iter_input_lines",
     "rows_to_lines",
@@ -109,6 +110,26 @@ REQUIRED_COLUMNS: dict[ServiceType, tuple[str, ...]] = {
     ServiceType.REVGEOCODE: ("at", "in"),
     ServiceType.LOOKUP: ("id",),
 }
+
+def empty_query(service: ServiceType | str, values: Mapping[str, Any]) -> bool:
+    """Whether a record has no query: each of the service's key columns (:data:`REQUIRED_COLUMNS`:
+    ``q``/``qq``, ``at``/``in``, ``id``) is absent, ``None``, empty or blank.
+
+    HERE fails such a record ("The query is empty", shared doc §16) after it was uploaded
+    and counted; whether a failed record is billed is not documented, so the table pipeline does not
+    send it (the safe side) and accounts for it as skipped
+    (:data:`airflow_here_batch.api.spend.SkipReason.EMPTY_QUERY`).
+
+    :param service: a :class:`ServiceType` or its name.
+    :param values: the record's values by HERE column name.
+    """
+    svc = service if isinstance(service, ServiceType) else ServiceType.from_name(service)
+    for column in REQUIRED_COLUMNS[svc]:
+        value = values.get(column)
+        if value is not None and str(value).strip():
+            return False
+    return True
+
 
 #: GS7 query parameters a batch column may name, spelled as HERE spells them (names are
 #: case-sensitive, [PARAMS]). A column matching one of these only in case is refused; a column

@@ -1,5 +1,5 @@
 """The source side of the table pipeline: a query's rows into a HERE input file, sending only new or
-changed records.
+changed records, each with its reason, within a bound.
 
 :class:`TableExtract` streams the query through the connection's ``DbApiHook`` (a server-side cursor on
 PostgreSQL, ``fetchmany`` elsewhere), checks the columns and keys, maps each row to a HERE request
@@ -7,7 +7,10 @@ PostgreSQL, ``fetchmany`` elsewhere), checks the columns and keys, maps each row
 ``fingerprints.csv`` complete or not at all (:func:`airflow_here_batch.files.atomic.atomic_open`).
 Incremental runs compare each record's fingerprint with the ones stored in the target table, or let the
 database leave out unchanged rows itself (the pre-filter) when the target table is on the source's
-connection.
+connection. Every record sent has a reason (:class:`~airflow_here_batch.api.spend.SendReason`); a record
+whose query is empty is not sent but listed in ``skipped.csv``
+(:func:`~airflow_here_batch.api.inputs.empty_query`); the count is checked against the run's
+:class:`~airflow_here_batch.api.spend.SpendBound` before the files are kept.
 """
 
 from __future__ import annotations
@@ -20,10 +23,31 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_here_batch.api.models import ServiceType
+from airflow_here_batch.api.spend import (
+    SendCounts,
+    SendReason,
+    SkipReason,
+    SpendBound,
+    SpendLimitExceeded,
+    breakdown,
+    parse_choice,
+)
 from airflow_here_batch.files.atomic import atomic_open
 from airflow_here_batch.tables.connections import get_db_hook
 from airflow_here_batch.tables.dialect import SourceDialect, TableDialect, source_dialect, table_dialect
-from airflow_here_batch.tables.records import STATUS_FAILED, FingerprintIndex, MappingError, RecordMapping
+from airflow_here_batch.tables.records import (
+    FINGERPRINT_VERSION,
+    REQUEST_PART,
+    SCOPE_CURRENT,
+    SCOPE_LEGACY,
+    SCOPE_OUTPUTS,
+    SCOPE_VERSION,
+    STATUS_FAILED,
+    MappingError,
+    RecordMapping,
+    StoredRecords,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -34,8 +58,19 @@ log = logging.getLogger(__name__)
 
 
 class TableExtract:
-    """One query's rows -> ``input.csv`` (HERE lines) and ``fingerprints.csv`` (``rec_id|fingerprint|
-    request_text`` of each record sent).
+    """One query's rows -> ``input.csv`` (HERE lines), ``fingerprints.csv`` (``rec_id|fingerprint|
+    request_text`` of each record sent) and ``skipped.csv`` (the same for each record not sent because its
+    query is empty).
+
+    Why each record is sent (:class:`~airflow_here_batch.api.spend.SendReason`): ``new`` (its key is not
+    in the target table), ``changed`` (its request differs from the stored one), ``expired``
+    (``max_age``), ``failed_before`` (``resend_failed``), ``full_refresh``, ``not_incremental``, and,
+    only when asked, ``output_columns_changed`` / ``fingerprint_version_changed`` (the stored result was
+    asked with other output columns, or its fingerprint is of another version: by default such records
+    keep their stored result and are counted in ``records_would_resend``). A table written before
+    fingerprint version 2 is read through :meth:`RecordMapping.legacy_fingerprint
+    <airflow_here_batch.tables.records.RecordMapping.legacy_fingerprint>`: its unchanged records stay
+    unchanged.
 
     :param conn_id: Airflow connection of the source database (any common.sql ``DbApiHook``).
     :param sql: one ``SELECT`` (a trailing ``;`` is dropped) returning the key and the mapped columns.
@@ -48,6 +83,14 @@ class TableExtract:
     :param fetch_size: rows per ``fetchmany``.
     :param delimiter: the input file's delimiter.
     :param logger: where progress is logged (default: this module's logger).
+    :param on_output_columns_change: ``"keep"`` (default) or ``"resend"`` the records whose stored result
+        was asked with other output columns.
+    :param on_fingerprint_version_change: ``"keep"`` (default) or ``"resend"`` the records whose stored
+        fingerprint is of another version (and whose request does not match under it).
+    :param on_empty_query: ``"skip"`` (default: not sent, written as ``skipped``) or ``"fail"`` (the run
+        fails before anything is written, naming the key) for a record whose query is empty.
+    :param bound: the most records the run may send (checked after the pass, before the files are kept).
+    :raises ValueError: for a choice other than the ones named.
     """
 
     def __init__(
@@ -64,6 +107,10 @@ class TableExtract:
         fetch_size: int = 10_000,
         delimiter: str = "|",
         logger: logging.Logger | None = None,
+        on_output_columns_change: str = "keep",
+        on_fingerprint_version_change: str = "keep",
+        on_empty_query: str = "skip",
+        bound: SpendBound | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.sql = str(sql).strip().rstrip(";")
@@ -76,52 +123,103 @@ class TableExtract:
         self.fetch_size = int(fetch_size)
         self.delimiter = delimiter
         self.log = logger or log
+        outputs = parse_choice(on_output_columns_change, name="on_output_columns_change")
+        self.resend_outputs = outputs == "resend"
+        self.resend_version = (
+            parse_choice(on_fingerprint_version_change, name="on_fingerprint_version_change") == "resend"
+        )
+        if on_empty_query not in ("skip", "fail"):
+            raise ValueError(f"on_empty_query={on_empty_query!r}: use 'skip' (default) or 'fail'")
+        self.on_empty_query = on_empty_query
+        self.bound = bound or SpendBound()
 
-    def run(self, folder: ObjectStoragePath, *, incremental: bool) -> dict[str, Any]:
-        """Write ``input.csv`` and ``fingerprints.csv`` into ``folder`` (both removed again when nothing
-        is to be sent).
+    def run(
+        self,
+        folder: ObjectStoragePath,
+        *,
+        incremental: bool,
+        full_refresh: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Write ``input.csv``, ``fingerprints.csv`` and ``skipped.csv`` into ``folder`` (each removed
+        again when it would be empty).
 
         :param incremental: leave out records whose fingerprint is stored in the target table.
-        :returns: ``{"input": URI or None, "fingerprints": URI or None, "service", "input_columns",
-            "records_total", "records_sent", "records_reused"}``.
-        :raises MappingError: for a missing column, a NULL or repeated key, a bad position; nothing is
-            left in ``folder`` then.
+        :param full_refresh: every record is sent (reason ``full_refresh``; no comparison).
+        :param dry_run: the same pass and files, reported as what a real run would send; a count above
+            the bound is reported (``bound_exceeded``), not raised.
+        :returns: ``{"input": URI or None, "fingerprints": URI or None, "skipped": URI or None,
+            "service", "input_columns", "records_total", "records_sent", "records_reused",
+            "records_sent_by_reason", "records_skipped", "records_skipped_by_reason",
+            "records_would_resend", "estimated_cost", "max_records_to_send", "dry_run"}``.
+        :raises MappingError: for a missing column, a NULL or repeated key, a bad position, an empty
+            query with ``on_empty_query="fail"``; nothing is left in ``folder`` then.
+        :raises SpendLimitExceeded: more records to send than the bound; nothing is left in ``folder``.
         :raises UnsupportedDialectError: for an incremental run whose target database is not supported.
         """
         started = time.monotonic()
-        prefilter = incremental and self.can_prefilter()
-        if prefilter:
-            known = FingerprintIndex()  # not needed: the database returns the stored fingerprint per row
+        if full_refresh:
             incremental = False
+        prefilter = incremental and self.can_prefilter()
+        stored: StoredRecords | None = None
+        if prefilter:
             self.log.info(
                 "HERE Batch: %s is on the source's connection: the database leaves out rows whose raw "
                 "values are unchanged",
                 self.target_table,
             )
-        else:
-            known = self.stored_fingerprints() if incremental else FingerprintIndex()
-        input_path, fp_path = folder / "input.csv", folder / "fingerprints.csv"
-        counts = self._extract(known, input_path, fp_path, incremental, prefilter)
-        sent = bool(counts["records_sent"])
-        result = {
-            "input": str(input_path) if sent else None,
-            "fingerprints": str(fp_path) if sent else None,
+        elif incremental:
+            stored = self.stored_records()
+        base = SendReason.FULL_REFRESH if full_refresh else SendReason.NOT_INCREMENTAL
+        paths = {name: folder / f"{name}.csv" for name in ("input", "fingerprints", "skipped")}
+        counts, reasons = self._extract(stored, paths, prefilter, base)
+        sent, skipped = counts["records_sent"], reasons.total_skipped
+        try:
+            self.bound.check(sent, reasons.sent, what="this run")
+            exceeded = None
+        except SpendLimitExceeded as exc:
+            if not dry_run:
+                _remove(paths.values())
+                raise
+            exceeded = str(exc)
+        result: dict[str, Any] = {
+            "input": str(paths["input"]) if sent else None,
+            "fingerprints": str(paths["fingerprints"]) if sent else None,
+            "skipped": str(paths["skipped"]) if skipped else None,
             "service": self.mapping.service,
             "input_columns": self.mapping.here_columns,
             **counts,
+            **reasons.summary(self.bound.price_per_1000),
+            "max_records_to_send": self.bound.limit,
+            "dry_run": dry_run,
         }
-        if not sent:
-            for path in (input_path, fp_path):
-                with contextlib.suppress(Exception):
-                    path.unlink()
+        _remove([p for n, p in paths.items() if not result[n]])
         self.log.info(
-            "HERE Batch: %d records in the query, %d to send, %d unchanged (reused) in %.1f s%s",
+            "HERE Batch: %d records in the query; %s; %d unchanged (reused); %d skipped (%s) in %.1f s%s",
             counts["records_total"],
-            counts["records_sent"],
+            self.bound.describe(sent, reasons.sent, dry_run=dry_run),
             counts["records_reused"],
+            skipped,
+            breakdown(reasons.skipped),
             time.monotonic() - started,
             f" -> {result['input']}" if result["input"] else "",
         )
+        for reason, n in result["records_would_resend"].items():
+            outputs = reason == SendReason.OUTPUT_COLUMNS_CHANGED
+            choice = "on_output_columns_change" if outputs else "on_fingerprint_version_change"
+            self.log.warning(
+                "HERE Batch: %d records keep their stored results though %s; re-sending them would send "
+                "%d more records: pass %s='resend' (or the DAG param) to do so",
+                n,
+                "the output columns changed"
+                if outputs
+                else f"their fingerprints are of another version than {FINGERPRINT_VERSION}",
+                n,
+                choice,
+            )
+        if exceeded:
+            self.log.warning("HERE Batch: dry run: a real run would be refused:\n%s", exceeded)
+            result["bound_exceeded"] = True
         return result
 
     # --- what is stored -----------------------------------------------------------------------------
@@ -132,44 +230,59 @@ class TableExtract:
             return None
         return dialect.timestamp(datetime.now(timezone.utc) - timedelta(seconds=self.max_age))
 
-    def stored_fingerprints(self) -> FingerprintIndex:
-        """The fingerprints in the target table that still count (not too old, not failed).
+    def _force_terms(self, dialect: SourceDialect, alias: str = "") -> list[tuple[str, int, Any]]:
+        """``(SQL condition, flag, parameter)`` of each configured force: ``max_age`` (flag
+        :attr:`StoredRecords.EXPIRED`) and ``resend_failed`` (:attr:`StoredRecords.FAILED`)."""
+        ph = dialect.placeholder
+        terms: list[tuple[str, int, Any]] = []
+        cutoff = self._cutoff(dialect)
+        if cutoff is not None:
+            terms.append((f"{alias}geocoded_at < {ph}", StoredRecords.EXPIRED, cutoff))
+        if self.resend_failed:
+            terms.append((f"{alias}status = {ph}", StoredRecords.FAILED, STATUS_FAILED))
+        return terms
+
+    def stored_records(self) -> StoredRecords:
+        """What the target table holds: each row's key, fingerprint and force flags.
 
         :raises UnsupportedDialectError: when the target database is not supported.
         """
         assert self.target_table
-        index = FingerprintIndex()
+        stored = StoredRecords(self.mapping.scope)
         dialect = table_dialect(get_db_hook(self.target_conn_id))
         conn = dialect.hook.get_conn()
         try:
             if dialect.table_columns(conn, self.target_table) is None:
                 self.log.info("HERE Batch: %s does not exist yet: every record is new", self.target_table)
-                return index
-            ph = dialect.placeholder
-            where = ["request_fingerprint IS NOT NULL"]
-            params: list[Any] = []
-            if self.resend_failed:
-                where.append(f"status <> {ph}")
-                params.append(STATUS_FAILED)
-            cutoff = self._cutoff(dialect)
-            if cutoff is not None:
-                where.append(f"geocoded_at >= {ph}")
-                params.append(cutoff)
+                return stored
+            terms = self._force_terms(dialect)
+            flags = " + ".join(f"CASE WHEN {sql} THEN {flag} ELSE 0 END" for sql, flag, _ in terms) or "0"
             sql = (
-                f"SELECT request_fingerprint FROM {dialect.quote_name(self.target_table)} "
-                f"WHERE {' AND '.join(where)} ORDER BY {dialect.ordered('request_fingerprint')}"
+                f"SELECT rec_id, request_fingerprint, {flags} FROM {dialect.quote_name(self.target_table)} "
+                f"ORDER BY {dialect.ordered('request_fingerprint')}"
             )
             cursor = dialect.stream_cursor(conn)
-            cursor.execute(sql, params)
+            cursor.execute(sql, [param for _, _, param in terms])
+            add = stored.add
             while batch := cursor.fetchmany(self.fetch_size):
-                for (fingerprint,) in batch:
-                    index.add(fingerprint)
+                for rec_id, fingerprint, force in batch:
+                    add(rec_id, fingerprint, int(force or 0))
             cursor.close()
             conn.rollback()
         finally:
             conn.close()
-        self.log.info("HERE Batch: %d fingerprints stored in %s", len(index), self.target_table)
-        return index
+        current, outputs, version, legacy = stored.scopes
+        self.log.info(
+            "HERE Batch: %d records stored in %s (fingerprints: %d as now, %d with other output columns, "
+            "%d of another version, %d of version 1)",
+            len(stored),
+            self.target_table,
+            current,
+            outputs,
+            version,
+            legacy,
+        )
+        return stored
 
     def can_prefilter(self) -> bool:
         """Whether the database can leave out unchanged rows itself: a column mapping (no templates, no
@@ -186,9 +299,29 @@ class TableExtract:
         conn = dialect.hook.get_conn()
         try:
             columns = dialect.table_columns(conn, self.target_table)
+            if columns is None or "request_text" not in {c.lower() for c in columns}:
+                return False
+            # Rows stored under another scope (output columns, fingerprint version) need the reasons
+            # only the comparison in Python gives.
+            cursor = conn.cursor()
+            cursor.execute(
+                f"SELECT COUNT(*) FROM {dialect.quote_name(self.target_table)} WHERE request_fingerprint "
+                f"IS NOT NULL AND SUBSTR(request_fingerprint, {REQUEST_PART + 1}) <> {dialect.placeholder}",
+                [self.mapping.scope],
+            )
+            (other,) = cursor.fetchone()
+            cursor.close()
+            conn.rollback()
         finally:
             conn.close()
-        return columns is not None and "request_text" in {c.lower() for c in columns}
+        if other:
+            self.log.info(
+                "HERE Batch: %d rows of %s were stored with other output columns or another fingerprint "
+                "version: comparing every record",
+                other,
+                self.target_table,
+            )
+        return not other
 
     # --- reading the source -------------------------------------------------------------------------
 
@@ -197,19 +330,20 @@ class TableExtract:
 
     def _extract(
         self,
-        known: FingerprintIndex,
-        input_path: ObjectStoragePath,
-        fp_path: ObjectStoragePath,
-        incremental: bool,
+        stored: StoredRecords | None,
+        paths: Mapping[str, ObjectStoragePath],
         prefilter: bool,
-    ) -> dict[str, int]:
-        from airflow_here_batch.api.inputs import rows_to_lines
+        base: SendReason,
+    ) -> tuple[dict[str, int], SendCounts]:
+        from airflow_here_batch.api.inputs import empty_query, rows_to_lines
 
         mapping = self.mapping
         dialect = source_dialect(get_db_hook(self.conn_id))
         sql = self.sql
         conn = dialect.hook.get_conn()
         counts = {"records_total": 0, "records_sent": 0, "records_reused": 0}
+        reasons = SendCounts()
+        service = ServiceType(mapping.service)
         try:
             probe = conn.cursor()
             probe.execute(f"SELECT * FROM ({sql}) here_batch_source WHERE 1 = 0", self._params())
@@ -227,13 +361,46 @@ class TableExtract:
                 query, params = self._prefilter_query(dialect, resolved, quoted_key)
                 dialect.read_whole(conn)  # the pre-filter reads its result to the end
                 cursor.execute(query, params)
-                stored_index, force_index = len(names), len(names) + 1
+                stored_index, force_index, present_index = len(names), len(names) + 1, len(names) + 2
             else:
                 cursor.execute(
                     f"SELECT * FROM ({sql}) here_batch_source ORDER BY {quoted_key}", self._params()
                 )
+            legacy = stored is not None and stored.legacy
+            resend_outputs, resend_version = self.resend_outputs, self.resend_version
+            expired_flag, failed_flag = StoredRecords.EXPIRED, StoredRecords.FAILED
+            add_reason = reasons.add
 
-            def requests(fp_writer: Any) -> Iterator[dict[str, str]]:
+            def reason_of(rec_id: str, request: Mapping[str, str], fingerprint: str) -> SendReason | None:
+                """Why the record is sent (compared with ``stored``), or ``None`` when it is not."""
+                assert stored is not None
+                code = stored.code(fingerprint)
+                if code is None and legacy:
+                    old = stored.code(mapping.legacy_fingerprint(request))
+                    if old is not None and old & 3 == SCOPE_LEGACY:
+                        code = old & ~3  # version 1 matched: same request, same output columns
+                if code is None:
+                    return SendReason.CHANGED if stored.has_key(rec_id) else SendReason.NEW
+                if code & expired_flag:
+                    return SendReason.EXPIRED
+                if code & failed_flag:
+                    return SendReason.FAILED_BEFORE
+                state = code & 3
+                if state == SCOPE_CURRENT:
+                    return None
+                if state == SCOPE_OUTPUTS:
+                    if resend_outputs:
+                        return SendReason.OUTPUT_COLUMNS_CHANGED
+                    reasons.keep(SendReason.OUTPUT_COLUMNS_CHANGED)
+                    return None
+                if state == SCOPE_VERSION:
+                    if resend_version:
+                        return SendReason.FINGERPRINT_VERSION_CHANGED
+                    reasons.keep(SendReason.FINGERPRINT_VERSION_CHANGED)
+                    return None
+                return SendReason.CHANGED  # a version-1 fingerprint met by a version-2 one: not ours
+
+            def requests(fp_writer: Any, skip_writer: Any) -> Iterator[dict[str, str]]:
                 previous: str | None = None
                 number = 0
                 while batch := cursor.fetchmany(self.fetch_size):
@@ -255,25 +422,52 @@ class TableExtract:
                         request = mapping.request(row, rec_id)
                         fingerprint = mapping.fingerprint(request)
                         counts["records_total"] += 1
-                        if incremental and fingerprint in known:
+                        if stored is not None:
+                            reason = reason_of(rec_id, request, fingerprint)
+                        elif prefilter:
+                            force = values[force_index] or 0
+                            if force & 1:
+                                reason = SendReason.EXPIRED
+                            elif force & 2:
+                                reason = SendReason.FAILED_BEFORE
+                            elif values[stored_index] == fingerprint:
+                                reason = None  # raw values re-spelt, same request
+                            else:
+                                reason = SendReason.CHANGED if values[present_index] else SendReason.NEW
+                        else:
+                            reason = base
+                        if reason is None:
                             counts["records_reused"] += 1
                             continue
-                        if prefilter and values[stored_index] == fingerprint and not values[force_index]:
-                            counts["records_reused"] += 1  # raw values re-spelt, same request
+                        if empty_query(service, request):
+                            if self.on_empty_query == "fail":
+                                raise _empty_query(mapping, rec_id)
+                            reasons.skip(SkipReason.EMPTY_QUERY)
+                            skip_writer.writerow((rec_id, fingerprint, mapping.raw_text(row)))
                             continue
                         counts["records_sent"] += 1
+                        add_reason(reason)
                         fp_writer.writerow((rec_id, fingerprint, mapping.raw_text(row)))
                         yield request
 
-            with atomic_open(input_path, "w") as input_file, atomic_open(fp_path, "w") as fp_file:
+            with (
+                atomic_open(paths["input"], "w") as input_file,
+                atomic_open(paths["fingerprints"], "w") as fp_file,
+                atomic_open(paths["skipped"], "w") as skip_file,
+            ):
                 out, fp_out = BlockWriter(input_file), BlockWriter(fp_file)
+                skip_out = BlockWriter(skip_file)
                 fp_writer = csv.writer(fp_out, delimiter="|", lineterminator="\n")
                 fp_writer.writerow(("rec_id", "fingerprint", "request_text"))
-                out.writelines(
-                    rows_to_lines(requests(fp_writer), columns=mapping.here_columns, delimiter=self.delimiter)
+                skip_writer = csv.writer(skip_out, delimiter="|", lineterminator="\n")
+                skip_writer.writerow(("rec_id", "fingerprint", "request_text"))
+                lines = rows_to_lines(
+                    requests(fp_writer, skip_writer), columns=mapping.here_columns, delimiter=self.delimiter
                 )
+                out.writelines(lines)
                 out.flush()
                 fp_out.flush()
+                skip_out.flush()
             cursor.close()
             conn.rollback()
             if prefilter:  # rows the database left out are unchanged: reused
@@ -281,7 +475,9 @@ class TableExtract:
                 counts["records_total"] = total
         finally:
             conn.close()
-        return counts
+        if counts["records_sent"] and not reasons.sent:
+            reasons.add(base, counts["records_sent"])
+        return counts, reasons
 
     # --- the database-side pre-filter -----------------------------------------------------------
 
@@ -319,24 +515,18 @@ class TableExtract:
         self, dialect: TableDialect, resolved: Mapping[str, str], quoted_key: str
     ) -> tuple[str, list[Any]]:
         """The source rows that may have changed: new, raw values differing from ``request_text``, no
-        fingerprint yet, or forced (``resend_failed``, ``max_age``); with the stored fingerprint and a
-        force flag appended to each row."""
+        fingerprint yet, or forced (``resend_failed``, ``max_age``); with the stored fingerprint, the
+        force flags (1: expired, 2: failed) and whether the key is stored appended to each row."""
         mapping = self.mapping
         assert self.target_table and mapping.raw_columns is not None
         raw = dialect.raw_text_sql("s", [resolved[c] for c in mapping.raw_columns])
-        ph = dialect.placeholder
-        force: list[str] = []
-        params: list[Any] = []
-        if self.resend_failed:
-            force.append(f"t.status = {ph}")
-            params.append(STATUS_FAILED)
-        cutoff = self._cutoff(dialect)
-        if cutoff is not None:
-            force.append(f"t.geocoded_at < {ph}")
-            params.append(cutoff)
-        forced = " OR ".join(force) or "1 = 0"
+        terms = self._force_terms(dialect, "t.")
+        bits = {StoredRecords.EXPIRED: 1, StoredRecords.FAILED: 2}
+        flags = " + ".join(f"CASE WHEN {sql} THEN {bits[flag]} ELSE 0 END" for sql, flag, _ in terms) or "0"
+        forced = " OR ".join(sql for sql, _, _ in terms) or "1 = 0"
+        params = [param for _, _, param in terms]
         query = (
-            f"SELECT s.*, t.request_fingerprint, CASE WHEN {forced} THEN 1 ELSE 0 END "
+            f"SELECT s.*, t.request_fingerprint, {flags}, CASE WHEN t.rec_id IS NULL THEN 0 ELSE 1 END "
             f"FROM ({self.sql}) s LEFT JOIN {dialect.quote_name(self.target_table)} t "
             f"ON t.rec_id = {dialect.text(f's.{quoted_key}')} "
             f"WHERE t.rec_id IS NULL OR t.request_fingerprint IS NULL OR t.request_text IS NULL "
@@ -380,6 +570,26 @@ def _duplicate_key(column: str, rec_id: str) -> MappingError:
         column=column,
         key=rec_id,
     )
+
+
+def _empty_query(mapping: RecordMapping, rec_id: str) -> MappingError:
+    from airflow_here_batch.api.inputs import REQUIRED_COLUMNS
+
+    wanted = [c for c in REQUIRED_COLUMNS[ServiceType(mapping.service)] if c in mapping.here_columns]
+    sources = [mapping.columns.get(c) or mapping.templates.get(c) or c for c in wanted]
+    return MappingError(
+        f"row with key {rec_id!r}: its query ({', '.join(wanted)} from {', '.join(map(repr, sources))}) is "
+        "empty, NULL or blank: HERE would fail the record and bill it; fill it, filter such rows out in "
+        "the query, or pass on_empty_query='skip' (not sent, written as 'skipped')",
+        column=sources[0] if sources else None,
+        key=rec_id,
+    )
+
+
+def _remove(paths: Iterable[ObjectStoragePath]) -> None:
+    for path in paths:
+        with contextlib.suppress(Exception):
+            path.unlink()
 
 
 def _as_seconds(value: timedelta | float | int | None) -> float | None:

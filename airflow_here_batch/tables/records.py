@@ -8,9 +8,11 @@ opens a connection or a file, so every rule is unit-tested without a server.
   (``recId`` from a key column; ``q``/``qq``/``in``/``lang``/... from columns, ``str.format`` templates or
   constants; ``at`` from a latitude and a longitude column for reverse geocoding).
 * :func:`request_fingerprint` is the hash of the *normalised* request (service, ``recId``, every query
-  value, ``in``, ``lang``, the output columns): two rows whose requests differ only in Unicode
-  normalisation, repeated blanks or the case/order of the output columns have the same fingerprint, and
-  anything HERE would answer differently changes it.
+  value, ``in``, ``lang``) followed by its *scope* (the fingerprint version and the output columns):
+  two rows whose requests differ only in Unicode normalisation, repeated blanks or the case/order of the
+  output columns have the same fingerprint, and anything HERE would answer differently changes it. The
+  two halves tell a changed request from a change of output columns or of the fingerprint version
+  (:func:`scope_state`), so neither re-sends a table silently.
 * :class:`FingerprintIndex` holds the fingerprints already stored in the target table in 8 bytes each
   (1,000,000 records: 8 MB), so an incremental run can tell unchanged records from changed ones without
   holding the table in memory.
@@ -39,33 +41,70 @@ from airflow_here_batch.api.records import split_record
 __all__ = [
     "FINGERPRINT_LENGTH",
     "FINGERPRINT_VERSION",
+    "REQUEST_PART",
+    "SCOPE_CURRENT",
+    "SCOPE_LEGACY",
+    "SCOPE_OUTPUTS",
+    "SCOPE_VERSION",
     "STATUS_FAILED",
     "STATUS_NO_MATCH",
     "STATUS_OK",
+    "STATUS_SKIPPED",
     "FingerprintIndex",
     "FingerprintMerge",
     "MappingError",
     "RecordMapping",
     "ResultLayout",
+    "StoredRecords",
     "TargetColumn",
     "normalise_value",
     "parse_error_line",
     "plain_name",
     "request_fingerprint",
+    "scope_state",
     "snake_case",
     "target_columns",
 ]
 
-#: Bumped when the normalisation changes, so every stored fingerprint stops matching (one full re-send).
-FINGERPRINT_VERSION = "1"
-#: Characters of a fingerprint (hex of 128 bits).
+#: Bumped when the normalisation changes. A stored fingerprint of another version is told apart by its
+#: scope (:func:`scope_state`): its record is kept, or re-sent only when the user asks
+#: (``on_fingerprint_version_change="resend"``). Version 1 (earlier releases: one 128-bit hash over the
+#: request and the output columns) is still recognised (:meth:`RecordMapping.legacy_fingerprint`).
+FINGERPRINT_VERSION = "2"
+#: Characters of a fingerprint: 16 hex of the request's 64-bit hash, then 16 of its scope
+#: (``v<version>`` and the output columns' hash).
 FINGERPRINT_LENGTH = 32
+#: Characters of the request part (the first half, hex; what :class:`FingerprintIndex` keeps).
+REQUEST_PART = 16
+#: ``status`` of a record not sent because its query is empty (:func:`airflow_here_batch.api.inputs.
+#: empty_query`).
+STATUS_SKIPPED = "skipped"
+
+#: :func:`scope_state` results: the stored result was asked as now, with other output columns, under
+#: another fingerprint version, or under version 1 (one hash over both; compare its legacy fingerprint).
+SCOPE_CURRENT, SCOPE_OUTPUTS, SCOPE_VERSION, SCOPE_LEGACY = 0, 1, 2, 3
+# The scope's version marker; the "." ends it (never a hex digit), so "v2." is not a prefix of "v23.".
+_SCOPE_MARKER = f"v{FINGERPRINT_VERSION}."
+
 #: ``status`` of a record HERE returned a position for.
 STATUS_OK = "ok"
 #: ``status`` of a record HERE answered without a position (no match).
 STATUS_NO_MATCH = "no_match"
 #: ``status`` of a record listed in the job's errors report.
 STATUS_FAILED = "failed"
+
+
+def scope_state(stored: str, current_scope: str) -> int:
+    """How a stored fingerprint's scope compares with the run's (``current_scope``:
+    :attr:`RecordMapping.scope`): one of :data:`SCOPE_CURRENT`, :data:`SCOPE_OUTPUTS`,
+    :data:`SCOPE_VERSION`, :data:`SCOPE_LEGACY` (a version-1 fingerprint: all hex, no ``v`` marker)."""
+    scope = stored[REQUEST_PART:]
+    if scope == current_scope:
+        return SCOPE_CURRENT
+    if not scope.startswith("v"):
+        return SCOPE_LEGACY
+    return SCOPE_OUTPUTS if scope.startswith(_SCOPE_MARKER) else SCOPE_VERSION
+
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _WHITESPACE = re.compile(r"\s+")
@@ -158,8 +197,8 @@ class RecordMapping:
         NULLs format as empty text; blanks and the commas left around an empty part are collapsed.
     :param constants: HERE column -> the same value for every record, e.g. ``{"lang": "de-DE"}``.
     :param at_columns: ``(latitude column, longitude column)``: ``at`` = ``"lat,lng"`` (revgeocode).
-    :param output_columns: HERE's ``outputColumns`` of the job (part of the fingerprint: asking for other
-        fields is a different request).
+    :param output_columns: HERE's ``outputColumns`` of the job (the fingerprint's scope: asking for other
+        fields is told apart from a changed request, see :func:`scope_state`).
     :raises MappingError: for a mapping that names no query column the service needs or a HERE column
         twice.
     """
@@ -207,14 +246,18 @@ class RecordMapping:
             self.here_columns.append("at")
         self.here_columns.extend(self.constants)
         self._outputs = sorted({c.strip().lower() for c in self.output_columns if c.strip()})
-        # Everything of the fingerprint that is the same for every record, hashed once.
         # The request's columns in name order (the mapping's order does not matter), and everything of
-        # the fingerprint that is the same for every record, hashed once.
+        # the fingerprint that is the same for every record, hashed once. The request part leaves the
+        # version out: a new version whose normalisation gives the same request keeps matching.
         self._fp_order = sorted(self.here_columns, key=str.lower)
-        self._prefix = json.dumps(
-            [FINGERPRINT_VERSION, self.service, self._outputs, [n.lower() for n in self._fp_order]],
-            separators=(",", ":"),
-        ).encode()
+        names = [n.lower() for n in self._fp_order]
+        self._prefix = json.dumps([self.service, names], separators=(",", ":")).encode()
+        legacy = ["1", self.service, self._outputs, names]
+        self._legacy_prefix = json.dumps(legacy, separators=(",", ":")).encode()
+        digest = hashlib.blake2b(json.dumps(self._outputs).encode(), digest_size=8).hexdigest()
+        #: The second half of every fingerprint of this mapping: ``v<version>.`` and the output columns'
+        #: hash (16 characters).
+        self.scope = (_SCOPE_MARKER + digest)[: FINGERPRINT_LENGTH - REQUEST_PART]
 
     @property
     def raw_columns(self) -> list[str] | None:
@@ -301,17 +344,25 @@ class RecordMapping:
         return request
 
     def fingerprint(self, request: Mapping[str, str]) -> str:
-        """:func:`request_fingerprint` of a request built by :meth:`request`, for this mapping's job."""
+        """:func:`request_fingerprint` of a request built by :meth:`request`, for this mapping's job:
+        16 hex characters of the request, then :attr:`scope`."""
         text = "\x1f".join([normalise_value(request.get(name, "")) for name in self._fp_order])
-        return hashlib.blake2b(self._prefix + text.encode(), digest_size=16).hexdigest()
+        return hashlib.blake2b(self._prefix + text.encode(), digest_size=8).hexdigest() + self.scope
+
+    def legacy_fingerprint(self, request: Mapping[str, str]) -> str:
+        """The version-1 fingerprint of ``request`` (one 128-bit hash over the request and the output
+        columns), to recognise the unchanged records of a table written before version 2."""
+        text = "\x1f".join([normalise_value(request.get(name, "")) for name in self._fp_order])
+        return hashlib.blake2b(self._legacy_prefix + text.encode(), digest_size=16).hexdigest()
 
 
 def request_fingerprint(service: str, request: Mapping[str, str], output_columns: Sequence[str] = ()) -> str:
     """The fingerprint (32 hex characters) of a normalised HERE request.
 
-    It covers the service, ``recId``, every request value after :func:`normalise_value` (``q``, ``qq``,
-    ``in``, ``at``, ``lang``, constants...) and the output columns (case and order ignored, as HERE
-    matches them). The same request always gives the same fingerprint, in any process.
+    The first 16 characters cover the service, ``recId`` and every request value after
+    :func:`normalise_value` (``q``, ``qq``, ``in``, ``at``, ``lang``, constants...); the last 16 the
+    fingerprint version and the output columns (case and order ignored, as HERE matches them). The same
+    request always gives the same fingerprint, in any process.
     """
     mapping = RecordMapping(
         service=service,
@@ -353,6 +404,85 @@ class FingerprintIndex:
         values = self._values
         i = bisect.bisect_left(values, value)
         return i < len(values) and values[i] == value
+
+
+class StoredRecords:
+    """What the target table holds, for an incremental run's reasons: per stored record the request
+    part of its fingerprint (8 bytes) with a code (1 byte: scope and force flags), and its recId's
+    hash (8 bytes): 1,000,000 records in about 17 MB.
+
+    Add the rows in ascending fingerprint order (``ORDER BY request_fingerprint`` in "C" collation) and
+    the fingerprint index needs no sort; the recId hashes are sorted once, on the first
+    :meth:`has_key` (only records not found by fingerprint ask it). The hashes are Python's own string
+    hash: stable within the process, which is all a run needs.
+
+    :param current_scope: the run's :attr:`RecordMapping.scope`.
+    """
+
+    #: Force flags of a stored record (added by the caller from the table's ``geocoded_at``/``status``).
+    EXPIRED, FAILED = 4, 8
+    _SCOPE = 3
+
+    def __init__(self, current_scope: str) -> None:
+        self.scope = current_scope
+        self._keys = array.array("Q")
+        self._codes = array.array("B")
+        self._ids = array.array("Q")
+        self._sorted = True
+        self._ids_sorted = False
+        #: Stored fingerprints by scope state (index :data:`SCOPE_CURRENT` ...).
+        self.scopes = [0, 0, 0, 0]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, rec_id: str, fingerprint: str | None, force: int = 0) -> None:
+        """One stored row: its key, fingerprint (``None``: the key alone counts) and force flags."""
+        self._ids.append(hash(rec_id) & 0xFFFFFFFFFFFFFFFF)
+        self._ids_sorted = False
+        if not fingerprint:
+            return
+        try:
+            value = int(fingerprint[:REQUEST_PART], 16)
+        except ValueError:
+            return  # not a fingerprint of this provider: the key alone counts
+        state = scope_state(fingerprint, self.scope)
+        self.scopes[state] += 1
+        if self._keys and value < self._keys[-1]:
+            self._sorted = False
+        self._keys.append(value)
+        self._codes.append(state | force)
+
+    def code(self, fingerprint: str) -> int | None:
+        """The code stored with ``fingerprint``'s request part (scope state | force flags), or
+        ``None`` when no stored record has that request."""
+        if not self._sorted:
+            order = sorted(range(len(self._keys)), key=self._keys.__getitem__)
+            self._keys = array.array("Q", [self._keys[i] for i in order])
+            self._codes = array.array("B", [self._codes[i] for i in order])
+            self._sorted = True
+        value = int(fingerprint[:REQUEST_PART], 16)
+        keys = self._keys
+        i = bisect.bisect_left(keys, value)
+        if i < len(keys) and keys[i] == value:
+            return self._codes[i]
+        return None
+
+    def has_key(self, rec_id: str) -> bool:
+        """Whether the table holds a row for ``rec_id`` (a new record or a changed one)."""
+        if not self._ids_sorted:
+            self._ids = array.array("Q", sorted(self._ids))
+            self._ids_sorted = True
+        value = hash(rec_id) & 0xFFFFFFFFFFFFFFFF
+        ids = self._ids
+        i = bisect.bisect_left(ids, value)
+        return i < len(ids) and ids[i] == value
+
+    @property
+    def legacy(self) -> bool:
+        """Whether some stored fingerprint is of version 1 (see
+        :meth:`RecordMapping.legacy_fingerprint`)."""
+        return bool(self.scopes[SCOPE_LEGACY])
 
 
 class FingerprintMerge:
@@ -459,8 +589,6 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
         TargetColumn("geocoded_at", "timestamp"),
     ]
     return columns
-
-
 
 
 # --- result and error rows ------------------------------------------------------------------------
