@@ -78,10 +78,14 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
-# ``[here_batch]``: shown by ``airflow config list``; read by ``airflow_here_batch.files.locations``.
+# ``[here_batch]``: shown by ``airflow config list``; read by ``airflow_here_batch.files.locations``
+# (base location) and ``airflow_here_batch.utils.spend`` (bound, price).
 CONFIG: dict[str, Any] = {
     "here_batch": {
-        "description": "Where HERE Batch tasks keep the files they hand to each other (results, inputs).",
+        "description": (
+            "Where HERE Batch tasks keep the files they hand to each other (results, inputs), and the "
+            "bound on the records a run may send."
+        ),
         "options": {
             "base_location": {
                 "description": (
@@ -99,6 +103,28 @@ CONFIG: dict[str, Any] = {
                 "version_added": "0.1.0",
                 "type": "string",
                 "example": "aws_default",
+                "default": "",
+            },
+            "max_records_to_send": {
+                "description": (
+                    "The most records one run of a task may send to HERE (a split: all its parts together; "
+                    "mapped submits: all map indexes of the run together). Above it the task fails before "
+                    "anything is uploaded, naming the count by reason. A task's own max_records_to_send "
+                    "(e.g. a DAG param) wins. Empty: no bound."
+                ),
+                "version_added": "0.3.0",
+                "type": "integer",
+                "example": "100000",
+                "default": "",
+            },
+            "price_per_1000_records": {
+                "description": (
+                    "Your price per 1,000 records (any currency), for the estimated cost in logs and XCom. "
+                    "Empty: no estimate. No price is built in."
+                ),
+                "version_added": "0.3.0",
+                "type": "float",
+                "example": "0.83",
                 "default": "",
             },
         },

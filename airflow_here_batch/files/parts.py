@@ -2,7 +2,8 @@
 task context (:mod:`airflow_here_batch.operators.split` drives it).
 
 - :func:`binary_lines` reads an input by the submit operator's rules, streamed;
-- :func:`write_parts` validates it and writes it as parts, in one streamed pass;
+- :func:`write_parts` validates it and writes it as parts, in one streamed pass (:func:`plan_parts`: the
+  same pass, nothing written: a dry run);
 - :func:`merge_files` concatenates the parts' results (or errors) into one file, in order.
 
 Every file is written with :func:`~airflow_here_batch.files.atomic.atomic_open` (complete or nothing).
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from airflow_here_batch.api.split import SplitLimits
 
-__all__ = ["binary_lines", "merge_files", "write_parts"]
+__all__ = ["binary_lines", "merge_files", "plan_parts", "write_parts"]
 
 _BUFFER = 1 << 20  # bytes gathered before one write to object storage
 _COPY = 1 << 20  # bytes per read when merging
@@ -172,6 +173,51 @@ class _PartsWriter:
                 self.folder.rmdir(recursive=True)
 
 
+class _PartsCounter(_PartsWriter):
+    """:class:`_PartsWriter` that writes nothing: the same cuts, counts and part names (a dry run)."""
+
+    def _next_part(self, header: bytes) -> None:
+        index = len(self.parts)
+        self.parts.append(
+            {
+                "index": index,
+                "input": str(self.folder / part_name(index) / "input.txt"),
+                "conn_id": self.conn_id,
+                "records": 0,
+                "bytes": len(header),
+                "first_record": self.ordinal,
+            }
+        )
+
+    def _append(self, data: bytes, records: int, nbytes: int) -> None:
+        self.parts[-1]["records"] += records
+        self.parts[-1]["bytes"] += nbytes
+
+    def commit(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
+def plan_parts(
+    lines: Iterable[bytes],
+    folder: ObjectStoragePath,
+    *,
+    limits: SplitLimits,
+    service: str | None = None,
+    input_columns: str | Sequence[str] | None = None,
+    delimiter: str = "|",
+) -> list[dict[str, Any]]:
+    """:func:`write_parts` without writing: the same validation pass and the same parts (their would-be
+    ``input`` URIs under ``folder``, records, bytes, first record), nothing written (a dry run).
+
+    :raises airflow_here_batch.api.inputs.InputValidationError: on the first bad line, as
+        :func:`write_parts`.
+    """
+    return _run_parts(_PartsCounter, lines, folder, limits, service, input_columns, delimiter)
+
+
 def write_parts(
     lines: Iterable[bytes],
     folder: ObjectStoragePath,
@@ -198,10 +244,22 @@ def write_parts(
     :raises UnicodeDecodeError: when the first line is not UTF-8.
     :raises airflow_here_batch.files.atomic.MissingBucketError: when ``folder``'s bucket does not exist.
     """
+    return _run_parts(_PartsWriter, lines, folder, limits, service, input_columns, delimiter)
+
+
+def _run_parts(
+    kind: type[_PartsWriter],
+    lines: Iterable[bytes],
+    folder: ObjectStoragePath,
+    limits: SplitLimits,
+    service: str | None,
+    input_columns: str | Sequence[str] | None,
+    delimiter: str,
+) -> list[dict[str, Any]]:
     columns = input_columns
     if columns is not None and not isinstance(columns, str):
         columns = decode_delimiter(delimiter).join(columns)
-    writer = _PartsWriter(folder, limits, columns, delimiter)
+    writer = kind(folder, limits, columns, delimiter)
     try:
         validate_lines(
             writer.validated(lines),

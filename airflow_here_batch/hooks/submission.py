@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -109,10 +109,18 @@ class JobSubmission:
         """The tag that finds this task instance's jobs, or ``None`` without reattach."""
         return self.options.tag if self.reattach and self.options.tag else None
 
-    def submit(self, source: SubmitInput, *, stored_job_id: str | None = None) -> Submitted:
+    def submit(
+        self,
+        source: SubmitInput,
+        *,
+        stored_job_id: str | None = None,
+        before_upload: Callable[[PreparedInput], None] | None = None,
+    ) -> Submitted:
         """The whole sequence: reattach (:meth:`previous_job`), else prepare and create (:meth:`create`).
 
         :param stored_job_id: the id an earlier try kept (Airflow 3.3's task-state store), or ``None``.
+        :param before_upload: called with the prepared (checked and counted) input before the job is
+            created; raising stops the submit with nothing uploaded (the spend bound).
         :raises airflow_here_batch.api.inputs.InputValidationError: the input cannot be uploaded.
         :raises HereBatchError: HERE refused a request (``CreateOutcomeUnknownError`` included).
         """
@@ -120,6 +128,8 @@ class JobSubmission:
         if job is not None:
             return Submitted(job, created=False)
         prepared = self.prepare(source)
+        if before_upload is not None:
+            before_upload(prepared)
         job = self.create(prepared)
         return Submitted(job, created=True, rejected=prepared.rejected, rejects_path=prepared.rejects_path)
 

@@ -14,7 +14,7 @@ import enum
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -28,12 +28,14 @@ from airflow_here_batch.api.models import BatchJob, JobStatus, OutputType, Servi
 from airflow_here_batch.api.outcome import DEFAULT_MAX_OUTAGE
 from airflow_here_batch.api.polling import PollSchedule
 from airflow_here_batch.api.protocol import JobOptions
-from airflow_here_batch.version_compat import AirflowException
+from airflow_here_batch.version_compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_here_batch.api.outcome import Deadline, JobOutcome
+    from airflow_here_batch.api.spend import SpendBound
+    from airflow_here_batch.files.input_source import PreparedInput
     from airflow_here_batch.hooks.here_batch import HereBatchHook
     from airflow_here_batch.hooks.submission import JobSubmission, SubmitInput, Submitted
 
@@ -70,6 +72,8 @@ TAG_SEPARATOR = "_af"
 _FINGERPRINT_LENGTH = 16
 #: Key of the job id in Airflow 3.3's task-state store (survives retries of the same task instance).
 STATE_KEY = "here_batch_job_id"
+#: XCom key of a mapped submit's record count, pushed before its upload (the shared spend bound).
+RECORDS_TO_SEND_KEY = "records_to_send"
 
 
 def reattach_tag(user_tag: str | None, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
@@ -322,15 +326,20 @@ class BaseBatchJobOperator(BaseOperator):
 
     # -- the submit sequence ------------------------------------------------------------------------
 
-    def _submit(self, context: Context, source: SubmitInput) -> Submitted:
+    def _submit(
+        self, context: Context, source: SubmitInput, before_upload: Callable[[Any], None] | None = None
+    ) -> Submitted:
         """Reattach to this task instance's job, or check ``source`` and create the job
-        (:meth:`JobSubmission.submit <airflow_here_batch.hooks.submission.JobSubmission.submit>`);
-        pushes the XComs ``rejected`` and ``rejects_path`` of a new job."""
+        (:meth:`JobSubmission.submit <airflow_here_batch.hooks.submission.JobSubmission.submit>`;
+        ``before_upload`` gets the checked input first); pushes the XComs ``rejected`` and
+        ``rejects_path`` of a new job."""
         from airflow_here_batch.api.inputs import InputValidationError
 
         submission = self._submission_for(context)
         try:
-            submitted = submission.submit(source, stored_job_id=self._stored_job_id(context))
+            submitted = submission.submit(
+                source, stored_job_id=self._stored_job_id(context), before_upload=before_upload
+            )
         except InputValidationError as exc:
             hint = ""
             if source.on_bad_record == "fail" and not all(p.fatal for p in exc.problems):
@@ -496,11 +505,34 @@ class SubmitBatchJobOperator(BaseBatchJobOperator):
         ``rejects_path`` (URI or ``None``) say so. Problems with the input as a whole still fail, and
         so does skipping when the input has no recId column (HERE would renumber the rest). See
         docs/operators.md, "What each bad input gets".
+    :param max_records_to_send: the most records this run may upload (a number, or a template such as
+        ``"{{ params.max_records_to_send }}"``; empty/``None``: ``[here_batch] max_records_to_send``,
+        none when unset). The count is the validation pass's, taken before anything is uploaded; above
+        it the task fails (no retry) naming the count and the bound. **Mapped** instances of one task
+        (``expand``) count together: each pushes its count (XCom ``records_to_send``) before its check
+        and checks the sum of the counts its siblings of the same DAG run have pushed so far, its own
+        included. Whichever instance pushes last sees every count pushed before it, so the instances
+        that upload never send more than the bound together (an instance refused leaves its count, so
+        later ones are refused too: raise the bound, or fix the input). Needs ``validate_input=True``
+        (the count comes from that pass). A reattached job was counted by the try that created it.
+        (templated)
+    :param price_per_1000_records: price for the estimated cost in the log and XCom (default
+        ``[here_batch] price_per_1000_records``; none built in). (templated)
+    :param dry_run: check and count the input, report what a real run would upload (XCom
+        ``{"dry_run": True, "records_to_send", "estimated_cost", "max_records_to_send",
+        "bound_exceeded"}``) and create no HERE job (not even the look-up of an earlier try's job).
+        (templated)
     :raises ValueError: (at DAG parse) no ``service``, a field given twice with two values, bad
         notification ids, ``wait_for_completion`` without ``start_job``, a bad ``on_bad_record``.
     """
 
-    template_fields: Sequence[str] = ("input", "options")
+    template_fields: Sequence[str] = (
+        "input",
+        "options",
+        "max_records_to_send",
+        "price_per_1000_records",
+        "dry_run",
+    )
     ui_color = "#48dad0"
 
     def __init__(
@@ -511,9 +543,15 @@ class SubmitBatchJobOperator(BaseBatchJobOperator):
         validate_input: bool = True,
         on_bad_record: str = "fail",
         wait_for_completion: bool = False,
+        max_records_to_send: int | str | None = None,
+        price_per_1000_records: float | str | None = None,
+        dry_run: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.max_records_to_send = max_records_to_send
+        self.price_per_1000_records = price_per_1000_records
+        self.dry_run = dry_run
         if "service" not in self.options:
             raise ValueError("service is required: pass service='geocode' (revgeocode, lookup) or options")
         if wait_for_completion and self.options.get("start_job") is False:
@@ -548,11 +586,99 @@ class SubmitBatchJobOperator(BaseBatchJobOperator):
             rejects_location=_rejects_location(context) if self.on_bad_record == "skip" else None,
         )
 
+    def _bound(self) -> SpendBound:
+        from airflow_here_batch.utils.spend import resolve_bound
+
+        try:
+            return resolve_bound(self.max_records_to_send, self.price_per_1000_records)
+        except ValueError as exc:
+            raise AirflowFailException(f"the input was not uploaded: {exc}") from None
+
+    def _spend_check(self, context: Context, bound: SpendBound) -> Callable[[Any], None]:
+        """The check run between the validation pass and the upload (see ``max_records_to_send``)."""
+        from airflow_here_batch.api.spend import SendReason, SpendLimitExceeded, total
+
+        def check(prepared: PreparedInput) -> None:
+            if bound.limit is None:
+                return
+            if prepared.report is None:
+                raise AirflowFailException(
+                    f"the input was not uploaded: max_records_to_send={bound.limit} ({bound.origin}) needs "
+                    "the record count of the validation pass: set validate_input=True"
+                )
+            count = prepared.report.records
+            ti = context["ti"]
+            map_index = getattr(ti, "map_index", -1)
+            expanded = context.get("expanded_ti_count")
+            what = "this task"
+            counted = count
+            if map_index is not None and map_index >= 0 and expanded:
+                ti.xcom_push(key=RECORDS_TO_SEND_KEY, value=count)  # before the check: see the docstring
+                others = [i for i in range(int(expanded)) if i != map_index]
+                pulled = (
+                    ti.xcom_pull(task_ids=ti.task_id, key=RECORDS_TO_SEND_KEY, map_indexes=others)
+                    if others
+                    else []
+                )
+                values = pulled if isinstance(pulled, (list, tuple)) else [pulled]
+                counted = count + total(values)
+                what = f"the {expanded} mapped instances of {ti.task_id} together (as counted so far)"
+            try:
+                bound.check(counted, {SendReason.INPUT.value: counted}, what=what)
+            except SpendLimitExceeded as exc:
+                raise AirflowFailException(str(exc)) from None
+            self.log.info("HERE Batch: %s", bound.describe(count, {SendReason.INPUT.value: count}))
+
+        return check
+
+    def _dry_run(self, context: Context, bound: SpendBound) -> dict[str, Any]:
+        """Check and count the input; report what a real run would upload. No HERE request."""
+        from airflow_here_batch.api.inputs import InputValidationError
+        from airflow_here_batch.api.spend import SendReason, SpendLimitExceeded, estimate_cost
+
+        submission = self._submission_for(context)
+        try:
+            prepared = submission.prepare(self._input(context))
+        except InputValidationError as exc:
+            raise AirflowException(f"dry run: the input would not be uploaded: {exc}") from None
+        count = prepared.report.records if prepared.report is not None else None
+        result: dict[str, Any] = {
+            "dry_run": True,
+            "job_id": None,
+            "records_to_send": count,
+            "rejected": prepared.rejected,
+            "estimated_cost": None if count is None else estimate_cost(count, bound.price_per_1000),
+            "max_records_to_send": bound.limit,
+            "bound_exceeded": False,
+        }
+        if count is None:
+            self.log.info("HERE Batch: dry run: validate_input=False, so the records were not counted")
+            return result
+        by_reason = {SendReason.INPUT.value: count}
+        described = bound.describe(count, by_reason, dry_run=True)
+        self.log.info("HERE Batch: dry run: %s; no job created", described)
+        try:
+            bound.check(count, by_reason, what="this task")
+        except SpendLimitExceeded as exc:
+            result["bound_exceeded"] = True
+            self.log.warning("HERE Batch: dry run: a real run would be refused:\n%s", exc)
+        return result
+
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_here_batch.api.outcome import is_finished
+        from airflow_here_batch.utils.spend import resolve_dry_run
 
+        bound = self._bound()
+        try:
+            dry_run = resolve_dry_run(self.dry_run)
+        except ValueError as exc:
+            raise AirflowFailException(f"the input was not uploaded: {exc}") from None
+        if dry_run:
+            return self._dry_run(context, bound)
         self._limit_requests(context)
-        job = self._keep(context, self._submit(context, self._input(context)))
+        check = self._spend_check(context, bound)
+        submitted = self._submit(context, self._input(context), before_upload=check)
+        job = self._keep(context, submitted)
         if not self.wait_for_completion:
             result = _job_result(job)
             extra = self._submission_for(context).extra_jobs

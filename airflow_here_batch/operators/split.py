@@ -41,7 +41,7 @@ from airflow_here_batch.files.locations import storage_path
 from airflow_here_batch.files.parts import binary_lines, merge_files, write_parts
 from airflow_here_batch.operators.batch_job import BaseBatchJobOperator, SubmitBatchJobOperator
 from airflow_here_batch.triggers.slot_wait import SlotWaitTrigger, as_deadline
-from airflow_here_batch.version_compat import AirflowException
+from airflow_here_batch.version_compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -92,9 +92,29 @@ class PlanSplitOperator(BaseOperator):
     :param max_bytes_per_job: uncompressed bytes per part, header included (default and maximum:
         HERE's 500 MB).
     :param input_conn_id: connection for an object-storage input.
+    :param max_records_to_send: the most records the whole split may send, all its parts together (a
+        number or a template such as ``"{{ params.max_records_to_send }}"``; empty/``None``:
+        ``[here_batch] max_records_to_send``, none when unset). Checked after the validation pass,
+        before any part is run: above it the parts are removed and the task fails (no retry), naming
+        the count, the bound and how to go on. (templated)
+    :param price_per_1000_records: price for the estimated cost in the log and XCom (default
+        ``[here_batch] price_per_1000_records``; none built in). (templated)
+    :param dry_run: the same validation pass and the same cuts, nothing written: the plan is logged and
+        pushed as the XCom ``plan`` (``{"dry_run": True, "records", "parts": [{"index", "records",
+        "bytes", "first_record"}], "estimated_cost", "max_records_to_send", "bound_exceeded"}``) and the
+        task returns no part, so no part's job is created (the mapped ``run`` and the ``merge`` are
+        skipped). (templated)
     """
 
-    template_fields: Sequence[str] = ("input", "service", "input_columns", "input_delimiter")
+    template_fields: Sequence[str] = (
+        "input",
+        "service",
+        "input_columns",
+        "input_delimiter",
+        "max_records_to_send",
+        "price_per_1000_records",
+        "dry_run",
+    )
     ui_color = "#b8e6e1"
 
     def __init__(
@@ -108,10 +128,17 @@ class PlanSplitOperator(BaseOperator):
         max_records_per_job: int | None = None,
         max_bytes_per_job: int | None = None,
         input_conn_id: str | None = None,
+        max_records_to_send: int | str | None = None,
+        price_per_1000_records: float | str | None = None,
+        dry_run: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         from airflow_here_batch.api.split import SplitLimits
+
+        self.max_records_to_send = max_records_to_send
+        self.price_per_1000_records = price_per_1000_records
+        self.dry_run = dry_run
 
         self.limits = SplitLimits(
             **{
@@ -129,9 +156,17 @@ class PlanSplitOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_here_batch.api.inputs import InputValidationError
+        from airflow_here_batch.api.spend import SendReason, SpendLimitExceeded, parse_bool
+        from airflow_here_batch.files.parts import plan_parts
+        from airflow_here_batch.utils.spend import resolve_bound
 
+        try:
+            bound = resolve_bound(self.max_records_to_send, self.price_per_1000_records)
+            dry_run = parse_bool(self.dry_run, name="dry_run")
+        except ValueError as exc:
+            raise AirflowFailException(f"the input was not uploaded: {exc}") from None
         folder = _work_folder(context, self.split_id)
-        if folder.exists():  # an earlier try: start clean (a part file is complete only when this returns)
+        if folder.exists() and not dry_run:  # an earlier try: start clean (a part is complete on return)
             folder.rmdir(recursive=True)
         started = time.monotonic()
         source, columns = self.input, self.input_columns
@@ -142,7 +177,7 @@ class PlanSplitOperator(BaseOperator):
             columns = None
         try:
             with binary_lines(source, self.input_conn_id) as lines:
-                parts = write_parts(
+                parts = (plan_parts if dry_run else write_parts)(
                     lines,
                     folder,
                     limits=self.limits,
@@ -156,15 +191,50 @@ class PlanSplitOperator(BaseOperator):
             raise AirflowException(f"the input was not uploaded: it is not UTF-8 ({exc})") from None
         records = sum(p["records"] for p in parts)
         self.log.info(
-            "HERE Batch: %d records in %d parts of at most %d records / %d bytes, written to %s in %.1f s",
+            "HERE Batch: %d records in %d parts of at most %d records / %d bytes, %s %s in %.1f s",
             records,
             len(parts),
             self.limits.max_records,
             self.limits.max_bytes,
+            "planned (dry run: nothing written) for" if dry_run else "written to",
             folder,
             time.monotonic() - started,
         )
-        return parts
+        by_reason = {SendReason.INPUT.value: records}
+        what = f"this split ({len(parts)} parts together)"
+        self.log.info("HERE Batch: %s", bound.describe(records, by_reason, dry_run=dry_run))
+        try:
+            bound.check(records, by_reason, what=what)
+            exceeded = False
+        except SpendLimitExceeded as exc:
+            if not dry_run:
+                with contextlib.suppress(Exception):
+                    folder.rmdir(recursive=True)
+                raise AirflowFailException(str(exc)) from None
+            self.log.warning("HERE Batch: dry run: a real run would be refused:\n%s", exc)
+            exceeded = True
+        if not dry_run:
+            return parts
+        from airflow_here_batch.api.spend import estimate_cost
+
+        plan = {
+            "dry_run": True,
+            "records": records,
+            "parts": [{k: p[k] for k in ("index", "records", "bytes", "first_record")} for p in parts],
+            "estimated_cost": estimate_cost(records, bound.price_per_1000),
+            "max_records_to_send": bound.limit,
+            "bound_exceeded": exceeded,
+        }
+        for part in plan["parts"]:
+            self.log.info(
+                "HERE Batch: dry run: part %d would be one HERE job of %d records (%d bytes), from record %d",
+                part["index"],
+                part["records"],
+                part["bytes"],
+                part["first_record"],
+            )
+        context["ti"].xcom_push(key="plan", value=plan)
+        return []  # no part to run: the mapped run and the merge are skipped
 
 
 # -------------------------------------------------------------------------------------------------
@@ -486,8 +556,9 @@ class MergeSplitResultsOperator(BaseOperator):
 FIXED_BY_SPLIT: Mapping[str, Any] = MappingProxyType(
     {"validate_input": True, "on_bad_record": "fail", "wait_for_completion": True, "start_job": True}
 )
-#: SubmitBatchJobOperator arguments that go to the plan (which reads the input), not to the parts.
-PLAN_ARGUMENTS = ("input_conn_id",)
+#: SubmitBatchJobOperator arguments that go to the plan (which reads the input, counts the records of all
+#: the parts together against the bound, and stops a dry run), not to the parts.
+PLAN_ARGUMENTS = ("input_conn_id", "max_records_to_send", "price_per_1000_records", "dry_run")
 
 
 def operator_arguments(operator_class: type[BaseOperator]) -> dict[str, inspect.Parameter]:
@@ -537,7 +608,9 @@ def split_batch_job(
     ``notification_ids`` ..., or ``options``), ``here_conn_id``, the wait settings (``timeout``,
     ``cancel_on_kill``, ``allow_stopped``, ``max_outage`` ...) to each part (``tag`` is the prefix of
     each part's reattach tag); ``input_columns``, ``input_delimiter`` and ``input_conn_id`` to the plan
-    too. ``compress``, ``deferrable`` and ``poll_interval`` default to ``True``, ``True`` and 30 s here.
+    too; ``max_records_to_send``, ``price_per_1000_records`` and ``dry_run`` to the plan alone (the bound
+    holds for all the parts together; a dry run plans and creates no job). ``compress``, ``deferrable``
+    and ``poll_interval`` default to ``True``, ``True`` and 30 s here.
     The arguments in :data:`FIXED_BY_SPLIT` accept only the split's value.
 
     :raises TypeError: an argument SubmitBatchJobOperator does not take.

@@ -38,7 +38,7 @@ from airflow_here_batch.tables.connections import (
 from airflow_here_batch.tables.extract import TableExtract
 from airflow_here_batch.tables.records import MappingError, RecordMapping, plain_name, target_columns
 from airflow_here_batch.tables.sink import ResultSink, TargetTableError, open_lines
-from airflow_here_batch.version_compat import AirflowException
+from airflow_here_batch.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -101,12 +101,47 @@ class SqlToBatchInputOperator(BaseOperator):
     :param delimiter: the input delimiter of the file (``|``).
     :param full_refresh: send every record this run even when ``incremental`` (a bool, or a templated
         ``"true"``/``"false"``, e.g. ``"{{ params.full_refresh }}"``). (templated)
+    :param max_records_to_send: the most records this run may send (a number, or a template such as
+        ``"{{ params.max_records_to_send }}"``); above it the task fails before anything is written or
+        uploaded, naming the count by reason. Empty/``None``: ``[here_batch] max_records_to_send``
+        (none when unset). (templated)
+    :param price_per_1000_records: price for the estimated cost in the log and XCom (default
+        ``[here_batch] price_per_1000_records``; no price is built in). (templated)
+    :param dry_run: read, check, fingerprint and count as a real run, write the files (so the split can
+        be planned from them), and report: the results task of a dry run writes nothing to the target
+        table and no HERE job is created downstream (``dry_run: True`` in XCom). A count above the bound
+        is reported, not raised. (templated)
+    :param on_output_columns_change: ``"keep"`` (default: records stored with other output columns keep
+        their results; the log and ``records_would_resend`` say how many) or ``"resend"``. (templated)
+    :param on_fingerprint_version_change: the same for records whose stored fingerprint is of another
+        version. (templated)
+    :param on_empty_query: ``"skip"`` (default: a record whose query is empty, NULL or blank is not sent
+        and is written to the table as ``status = 'skipped'``) or ``"fail"`` (the task fails, naming the
+        key). (templated)
+
+    Returns also ``records_sent_by_reason`` (``{"new": 300, "changed": 22}``: see
+    :class:`~airflow_here_batch.api.spend.SendReason`), ``records_skipped``,
+    ``records_skipped_by_reason``, ``records_would_resend``, ``estimated_cost``,
+    ``max_records_to_send``, ``dry_run`` and ``skipped`` (URI of the skipped records, or ``None``).
+
     The work is :class:`airflow_here_batch.tables.extract.TableExtract`'s.
 
     :raises MappingError: (as the task's error) for a missing column, a NULL or duplicate key.
     """
 
-    template_fields: Sequence[str] = ("sql", "parameters", "target_table", "destination", "full_refresh")
+    template_fields: Sequence[str] = (
+        "sql",
+        "parameters",
+        "target_table",
+        "destination",
+        "full_refresh",
+        "max_records_to_send",
+        "price_per_1000_records",
+        "dry_run",
+        "on_output_columns_change",
+        "on_fingerprint_version_change",
+        "on_empty_query",
+    )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
     ui_color = "#cfe8ff"
@@ -134,10 +169,22 @@ class SqlToBatchInputOperator(BaseOperator):
         fetch_size: int = 10_000,
         delimiter: str = "|",
         full_refresh: bool | str = False,
+        max_records_to_send: int | str | None = None,
+        price_per_1000_records: float | str | None = None,
+        dry_run: bool | str = False,
+        on_output_columns_change: str = "keep",
+        on_fingerprint_version_change: str = "keep",
+        on_empty_query: str = "skip",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.full_refresh = full_refresh
+        self.max_records_to_send = max_records_to_send
+        self.price_per_1000_records = price_per_1000_records
+        self.dry_run = dry_run
+        self.on_output_columns_change = on_output_columns_change
+        self.on_fingerprint_version_change = on_fingerprint_version_change
+        self.on_empty_query = on_empty_query
         self.conn_id = conn_id
         self.sql = sql
         self.key_column = key_column
@@ -174,7 +221,12 @@ class SqlToBatchInputOperator(BaseOperator):
         )
 
     def _extraction(self) -> TableExtract:
-        """The extract of this task's (rendered) arguments."""
+        """The extract of this task's (rendered) arguments.
+
+        :raises ValueError: for a bound, price or choice that is not one.
+        """
+        from airflow_here_batch.utils.spend import resolve_bound
+
         return TableExtract(
             conn_id=self.conn_id,
             sql=self.sql,
@@ -187,15 +239,34 @@ class SqlToBatchInputOperator(BaseOperator):
             fetch_size=self.fetch_size,
             delimiter=self.delimiter,
             logger=self.log,
+            on_output_columns_change=self.on_output_columns_change,
+            on_fingerprint_version_change=self.on_fingerprint_version_change,
+            on_empty_query=str(self.on_empty_query or "skip").strip().lower(),
+            bound=resolve_bound(self.max_records_to_send, self.price_per_1000_records),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        full_refresh = str(self.full_refresh).strip().lower() in ("1", "true", "yes", "on")
+        from airflow_here_batch.api.spend import SpendLimitExceeded, parse_bool
+
         try:
-            incremental = self.incremental and not full_refresh
-            return self._extraction().run(self._folder(context), incremental=incremental)
+            full_refresh = parse_bool(self.full_refresh, name="full_refresh")
+            dry_run = parse_bool(self.dry_run, name="dry_run")
+            extraction = self._extraction()
+        except ValueError as exc:
+            raise AirflowFailException(f"nothing was uploaded: {exc}") from None
+        if dry_run:
+            self.log.info("HERE Batch: dry run: counting what a real run would send; nothing is sent")
+        try:
+            return extraction.run(
+                self._folder(context),
+                incremental=self.incremental and not full_refresh,
+                full_refresh=full_refresh,
+                dry_run=dry_run,
+            )
         except MappingError as exc:
             raise AirflowException(f"nothing was uploaded: {exc}") from None
+        except SpendLimitExceeded as exc:  # a retry would count the same: no retry
+            raise AirflowFailException(str(exc)) from None
 
     def _folder(self, context: Context) -> ObjectStoragePath:
         if self.destination:
@@ -229,8 +300,14 @@ class BatchResultsToSqlOperator(BaseOperator):
     in the errors report gets ``status = 'failed'``, NULL coordinates and HERE's code and message.
 
     Returns (XCom) ``{"table", "job_id", "records_total", "records_sent", "records_reused",
-    "records_failed", "records_written", "records_missing"}`` (``records_missing``: sent but in neither
-    file). The counts of the extract task are taken from ``extract`` (its XCom dict).
+    "records_failed", "records_written", "records_missing", "records_sent_by_reason",
+    "records_skipped", "records_skipped_by_reason", "records_would_resend", "estimated_cost",
+    "dry_run"}`` (``records_missing``: sent but in neither file). The counts of the extract task are
+    taken from ``extract`` (its XCom dict); its skipped records (an empty query) are written as
+    ``status = 'skipped'``. When the extract was a dry run, nothing is written (not even the table
+    created), the summary (what a real run would have sent) is pushed and the task ends *skipped*, so no
+    asset event announces an unchanged table. An output column added since the table
+    was made gets its column (text, NULL in the rows written before).
 
     :param conn_id: Airflow connection of the target database (PostgreSQL or SQLite).
     :param table: target table (``name`` or ``schema.name``). (templated)
@@ -293,13 +370,35 @@ class BatchResultsToSqlOperator(BaseOperator):
             "records_failed": 0,
             "records_written": 0,
             "records_missing": 0,
+            "records_sent_by_reason": dict(extract.get("records_sent_by_reason") or {}),
+            "records_skipped": int(extract.get("records_skipped") or 0),
+            "records_skipped_by_reason": dict(extract.get("records_skipped_by_reason") or {}),
+            "records_would_resend": dict(extract.get("records_would_resend") or {}),
+            "estimated_cost": extract.get("estimated_cost"),
+            "dry_run": bool(extract.get("dry_run")),
         }
+        if summary["dry_run"]:
+            self.log.info(
+                "HERE Batch: dry run: nothing written to %s; a real run would send %d records (%s) and "
+                "skip %d",
+                self.table,
+                summary["records_sent"],
+                ", ".join(f"{n} {r}" for r, n in summary["records_sent_by_reason"].items()) or "none",
+                summary["records_skipped"],
+            )
+            # Skipped, so that no asset event announces a table that did not change.
+            context["ti"].xcom_push(key="return_value", value=summary)
+            raise AirflowSkipException("dry run: nothing written")
         hook = get_db_hook(self.conn_id)
         sink = ResultSink(hook, self.table, self.output_columns, batch_size=self.batch_size, logger=self.log)
         store = self.storage_conn_id
         jobs = [(job, open_lines(res, store), open_lines(err, store)) for job, res, err in self._jobs()]
         try:
-            written = sink.write(jobs, open_lines(extract.get("fingerprints"), store))
+            written = sink.write(
+                jobs,
+                open_lines(extract.get("fingerprints"), store),
+                open_lines(extract.get("skipped"), store) if extract.get("skipped") else None,
+            )
         except TargetTableError as exc:
             raise AirflowException(str(exc)) from None
         summary["records_written"] = written["results"] + written["errors"]
@@ -312,13 +411,15 @@ class BatchResultsToSqlOperator(BaseOperator):
                 summary["records_missing"],
             )
         self.log.info(
-            "HERE Batch: records_total=%d records_sent=%d records_reused=%d records_failed=%d "
-            "(%d rows written to %s in %.1f s)",
+            "HERE Batch: records_total=%d records_sent=%d (%s) records_reused=%d records_failed=%d "
+            "records_skipped=%d (%d rows written to %s in %.1f s)",
             summary["records_total"],
             summary["records_sent"],
+            ", ".join(f"{n} {r}" for r, n in summary["records_sent_by_reason"].items()) or "none",
             summary["records_reused"],
             summary["records_failed"],
-            summary["records_written"],
+            summary["records_skipped"],
+            summary["records_written"] + written.get("skipped", 0),
             self.table,
             time.monotonic() - started,
         )
@@ -328,7 +429,15 @@ class BatchResultsToSqlOperator(BaseOperator):
     def _annotate_outlets(self, context: Context, summary: Mapping[str, Any]) -> None:
         """Put the table, the job ids and the counts on each outlet's asset event (``extra``), so a
         DAG scheduled on the asset sees what changed (``triggering_asset_events``)."""
-        keys = ("table", "job_id", "records_sent", "records_written", "records_failed")
+        keys = (
+            "table",
+            "job_id",
+            "records_sent",
+            "records_sent_by_reason",
+            "records_skipped",
+            "records_written",
+            "records_failed",
+        )
         for outlet in self.outlets or ():
             with contextlib.suppress(Exception):  # an outlet that is not an asset (e.g. an alias)
                 context["outlet_events"][outlet].extra.update({k: summary[k] for k in keys})

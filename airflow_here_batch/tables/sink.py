@@ -18,11 +18,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_here_batch.api.spend import SKIP_REASONS, SkipReason
 from airflow_here_batch.files.locations import storage_path
 from airflow_here_batch.tables.dialect import copy_value, table_dialect
 from airflow_here_batch.tables.records import (
+    BOOKKEEPING,
     FINGERPRINT_LENGTH,
     STATUS_FAILED,
+    STATUS_SKIPPED,
     FingerprintMerge,
     ResultLayout,
     TargetColumn,
@@ -112,21 +115,30 @@ class ResultSink:
         #: Whether that file is in the temporary lookup table (in the current transaction).
         self.fingerprints_loaded = False
 
-    def write(self, jobs: Sequence[tuple[str | None, Lines, Lines]], fingerprints: Lines) -> dict[str, int]:
-        """Write each job's results and errors: ``jobs`` holds ``(job id, results, errors)``.
+    def write(
+        self,
+        jobs: Sequence[tuple[str | None, Lines, Lines]],
+        fingerprints: Lines,
+        skipped: Lines | None = None,
+    ) -> dict[str, int]:
+        """Write each job's results and errors: ``jobs`` holds ``(job id, results, errors)``; then the
+        records the extract did not send (``skipped``: its ``skipped.csv``, ``rec_id|fingerprint|
+        request_text``) as ``status = 'skipped'`` with the reason as ``error_code``/``error_message``
+        and no job id.
 
         Each row's fingerprint and request text come from the extract's file by an ordered merge
         (:class:`~airflow_here_batch.tables.records.FingerprintMerge`: the file lists the records in
         the order they were sent); a row the merge misses (HERE does not promise the input order, shared
         doc §12 #8) is looked up in SQL, from the file loaded into a temporary table only then.
 
-        :returns: ``{"results": records written from the results, "errors": failed records written}``.
+        :returns: ``{"results": records written from the results, "errors": failed records written,
+            "skipped": skipped records written}``.
         :raises TargetTableError: when an existing table lacks columns (nothing written).
         :raises ValueError: when ``fingerprints`` is not the extract's fingerprints file.
         """
         dialect = self.dialect
         conn = dialect.hook.get_conn()
-        counts = {"results": 0, "errors": 0}
+        counts = {"results": 0, "errors": 0, "skipped": 0}
         try:
             self._prepare(conn)
             conn.commit()
@@ -143,6 +155,12 @@ class ResultSink:
                         if lines is not None:
                             rows = self._error_rows(lines)
                             counts["errors"] += self._write_rows(conn, rows, job_id, merge)
+            if skipped is not None:
+                with skipped() as entries, skipped() as lines:
+                    if lines is not None:
+                        merge = self._merge(lines)
+                        rows = self._skipped_rows(entries)
+                        counts["skipped"] += self._write_rows(conn, rows, None, merge)
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -191,6 +209,16 @@ class ResultSink:
             if "request_text" not in have:  # bookkeeping added after the table was made
                 cursor.execute(f"ALTER TABLE {self.quoted_table} ADD COLUMN request_text TEXT")
                 have.add("request_text")
+            # A column for an output column added since the table was made: added (text, NULL in the
+            # rows written before; a re-send fills it, see on_output_columns_change).
+            fields = {c.name for c in self.columns[5:] if c.kind == "text"} - set(BOOKKEEPING)
+            for column in self.columns:
+                if column.name in fields and column.name not in have:
+                    cursor.execute(
+                        f"ALTER TABLE {self.quoted_table} ADD COLUMN {dialect.column_sql(column, key=False)}"
+                    )
+                    have.add(column.name)
+                    self.log.info("HERE Batch: added column %s to %s", column.name, self.table)
             missing = [c.name for c in self.columns if c.name not in have]
             if missing:
                 raise TargetTableError(
@@ -310,6 +338,17 @@ class ResultSink:
                 continue
             rec_id, code, message = parsed
             yield (rec_id, STATUS_FAILED, None, None, None, *fields, code or None, message or None)
+
+    def _skipped_rows(self, lines: Iterator[str] | None) -> Iterator[tuple[Any, ...]]:
+        """A ``skipped`` row per entry of the extract's ``skipped.csv`` (after its header)."""
+        if lines is None:
+            return
+        fields = [None] * (len(self.columns) - 11)
+        code = SkipReason.EMPTY_QUERY.value
+        message = SKIP_REASONS[SkipReason.EMPTY_QUERY]
+        for entry in itertools.islice(csv.reader(lines, delimiter="|"), 1, None):
+            if entry:
+                yield (entry[0], STATUS_SKIPPED, None, None, None, *fields, code, message)
 
     # --- the batches --------------------------------------------------------------------------------
 
