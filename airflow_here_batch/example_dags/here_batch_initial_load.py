@@ -15,6 +15,10 @@ several million rows, so this DAG splits it (see ``docs/split.md``):
    ``$HERE_BATCH_OUTPUT_DIR/initial-load/<run>/`` and removes the parts.
 4. ``summarize`` prints the counts and where the files are.
 
+Trigger with ``{"dry_run": true}`` to validate the file and see the planned jobs (records per job, the
+estimated cost with ``[here_batch] price_per_1000_records``) with no job created; ``max_records_to_send``
+fails the run before any upload when the file holds more records (``docs/cost.md``).
+
 Records without a ``recId`` get their line number in the whole file (header not counted), so results
 join back to the input. Settings (environment variables, read when the file is parsed):
 ``HERE_BATCH_INITIAL_LOAD_INPUT`` (a path or an object-storage URI such as ``s3://bucket/addresses.csv``,
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Param, task
 
 from airflow_here_batch.files.locations import base_location_uri
 from airflow_here_batch.operators.split import split_batch_job
@@ -49,6 +53,15 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
+    params={
+        "dry_run": Param(False, type="boolean", description="validate and plan the jobs, send nothing"),
+        "max_records_to_send": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            description="the most records this run may send (empty: [here_batch] max_records_to_send)",
+        ),
+    },
     tags=["here", "geocoding", "example"],
     doc_md=__doc__,
 ) as dag:
@@ -63,6 +76,8 @@ with DAG(
         max_records_per_job=MAX_RECORDS_PER_JOB,
         max_active_jobs=MAX_ACTIVE_JOBS,
         poll_interval=POLL_INTERVAL,
+        dry_run="{{ params.dry_run }}",
+        max_records_to_send="{{ params.max_records_to_send }}",
     )
 
     @task

@@ -26,6 +26,14 @@ Every night at 02:00 (UTC) this DAG:
 7. ``geocode.merge`` then writes the night's ``results.csv`` and ``errors.txt`` (input order) to
    ``$HERE_BATCH_OUTPUT_DIR/<date>/`` and removes the parts' files.
 
+**Cost.** Trigger with ``{"dry_run": true}`` to see what a night would send and why (new, changed,
+expired ...), with the jobs planned and nothing sent or written to ``addresses_geocoded``;
+``max_records_to_send`` (a param, or ``[here_batch] max_records_to_send`` for the deployment) fails the
+run before any upload when more would be sent. Records whose address is empty are not sent: they are
+written as ``skipped``. After a change of ``OUTPUT_COLUMNS`` the stored results are kept and the log
+says how many records a re-send would cost: trigger with ``{"on_output_columns_change": "resend"}`` to
+send them (``docs/cost.md``).
+
 **Caching is on in this DAG** (``incremental=True``): HERE's terms may limit how long geocoding results
 may be stored and reused; check your contract. ``HERE_BATCH_MAX_AGE_DAYS`` re-sends records geocoded
 longer ago; a run triggered with ``{"full_refresh": true}`` sends every record. Rows deleted from
@@ -84,7 +92,25 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args={"retries": RETRIES, "retry_delay": timedelta(seconds=20)},
-    params={"full_refresh": Param(False, type="boolean", description="send every record this run")},
+    params={
+        "full_refresh": Param(False, type="boolean", description="send every record this run"),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="count what this run would send and why, plan the jobs, send nothing",
+        ),
+        "max_records_to_send": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            description="the most records this run may send (empty: [here_batch] max_records_to_send)",
+        ),
+        "on_output_columns_change": Param(
+            "keep",
+            enum=["keep", "resend"],
+            description="re-send the records stored with other output columns (billed) or keep them",
+        ),
+    },
     tags=["here", "geocoding", "example"],
     doc_md=__doc__,
 ) as dag:
@@ -123,12 +149,18 @@ with DAG(
         target_table=TARGET_TABLE,
         max_age=timedelta(days=float(MAX_AGE_DAYS)) if MAX_AGE_DAYS else None,
         full_refresh="{{ params.full_refresh }}",
+        dry_run="{{ params.dry_run }}",
+        max_records_to_send="{{ params.max_records_to_send }}",
+        on_output_columns_change="{{ params.on_output_columns_change }}",
     )
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def anything_to_send(extracted: dict[str, Any]) -> bool:
         """False (skip the HERE jobs) when every record is unchanged."""
-        print(f"{extracted['records_sent']} of {extracted['records_total']} records to send")
+        print(
+            f"{extracted['records_sent']} of {extracted['records_total']} records to send "
+            f"({extracted.get('records_sent_by_reason')}), {extracted.get('records_skipped', 0)} skipped"
+        )
         return bool(extracted["records_sent"])
 
     geocode = split_batch_job(
@@ -143,6 +175,8 @@ with DAG(
         poll_interval=POLL_INTERVAL,
         part_retries=max(RETRIES, 1),
         part_retry_delay=timedelta(seconds=20),
+        dry_run="{{ params.dry_run }}",
+        max_records_to_send="{{ params.max_records_to_send }}",
     )
     run_parts = dag.get_task("geocode.run")
     merge = dag.get_task("geocode.merge")
