@@ -44,6 +44,8 @@ Settings (environment variables, read when the file is parsed): ``HERE_BATCH_DB_
 the provider's base location, ``$AIRFLOW_HOME/here_batch/`` by default; on several machines set
 ``[here_batch] base_location`` to a shared folder, or use a PostgreSQL connection),
 ``HERE_BATCH_OUTPUT_DIR`` (default: the provider's base location, then ``output/``),
+``HERE_BATCH_OUTPUT_COLUMNS`` (comma-separated, default
+``positionLat,positionLng,addressLabel,addressCountryCode,resultType``),
 ``HERE_BATCH_MAX_RECORDS_PER_JOB`` (default HERE's 1,000,000), ``HERE_BATCH_MAX_ACTIVE_JOBS`` (default 3),
 ``HERE_BATCH_POLL_INTERVAL`` (seconds, default 30), ``HERE_BATCH_MAX_AGE_DAYS``, ``HERE_BATCH_RETRIES``
 (default 2), ``HERE_BATCH_WRITE_BATCH_SIZE`` (rows per transaction, default 10,000). The HERE connection is
@@ -81,7 +83,14 @@ POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 MAX_AGE_DAYS = os.environ.get("HERE_BATCH_MAX_AGE_DAYS")
 RETRIES = int(os.environ.get("HERE_BATCH_RETRIES", "2"))
 WRITE_BATCH_SIZE = int(os.environ.get("HERE_BATCH_WRITE_BATCH_SIZE", "10000"))
-OUTPUT_COLUMNS = ["positionLat", "positionLng", "addressLabel", "addressCountryCode", "resultType"]
+OUTPUT_COLUMNS = [
+    c.strip()
+    for c in (
+        os.environ.get("HERE_BATCH_OUTPUT_COLUMNS")
+        or "positionLat,positionLng,addressLabel,addressCountryCode,resultType"
+    ).split(",")
+    if c.strip()
+]
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 with DAG(

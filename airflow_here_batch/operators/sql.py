@@ -302,7 +302,8 @@ class BatchResultsToSqlOperator(BaseOperator):
     Returns (XCom) ``{"table", "job_id", "records_total", "records_sent", "records_reused",
     "records_failed", "records_written", "records_missing", "records_sent_by_reason",
     "records_skipped", "records_skipped_by_reason", "records_would_resend", "estimated_cost",
-    "dry_run"}`` (``records_missing``: sent but in neither file). The counts of the extract task are
+    "dry_run"}`` (``records_missing``: sent but in neither file; ``records_written`` includes the
+    skipped records' rows). The counts of the extract task are
     taken from ``extract`` (its XCom dict); its skipped records (an empty query) are written as
     ``status = 'skipped'``. When the extract was a dry run, nothing is written (not even the table
     created), the summary (what a real run would have sent) is pushed and the task ends *skipped*, so no
@@ -401,9 +402,9 @@ class BatchResultsToSqlOperator(BaseOperator):
             )
         except TargetTableError as exc:
             raise AirflowException(str(exc)) from None
-        summary["records_written"] = written["results"] + written["errors"]
+        summary["records_written"] = written["results"] + written["errors"] + written["skipped"]
         summary["records_failed"] = written["errors"]
-        summary["records_missing"] = max(0, summary["records_sent"] - summary["records_written"])
+        summary["records_missing"] = max(0, summary["records_sent"] - written["results"] - written["errors"])
         if summary["records_missing"]:
             self.log.warning(
                 "HERE Batch: %d records sent are in neither the results nor the errors report; their rows "
@@ -419,7 +420,7 @@ class BatchResultsToSqlOperator(BaseOperator):
             summary["records_reused"],
             summary["records_failed"],
             summary["records_skipped"],
-            summary["records_written"] + written.get("skipped", 0),
+            summary["records_written"],
             self.table,
             time.monotonic() - started,
         )

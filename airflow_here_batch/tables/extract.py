@@ -388,15 +388,15 @@ class TableExtract:
                 state = code & 3
                 if state == SCOPE_CURRENT:
                     return None
-                if state == SCOPE_OUTPUTS:
-                    if resend_outputs:
-                        return SendReason.OUTPUT_COLUMNS_CHANGED
-                    reasons.keep(SendReason.OUTPUT_COLUMNS_CHANGED)
-                    return None
-                if state == SCOPE_VERSION:
-                    if resend_version:
-                        return SendReason.FINGERPRINT_VERSION_CHANGED
-                    reasons.keep(SendReason.FINGERPRINT_VERSION_CHANGED)
+                if state in (SCOPE_OUTPUTS, SCOPE_VERSION):
+                    outputs = state == SCOPE_OUTPUTS
+                    reason = (
+                        SendReason.OUTPUT_COLUMNS_CHANGED if outputs else SendReason.FINGERPRINT_VERSION_CHANGED
+                    )
+                    if resend_outputs if outputs else resend_version:
+                        return reason
+                    if not empty_query(service, request):  # an empty query would not be re-sent either
+                        reasons.keep(reason)
                     return None
                 return SendReason.CHANGED  # a version-1 fingerprint met by a version-2 one: not ours
 
