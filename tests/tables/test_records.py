@@ -6,6 +6,12 @@ from __future__ import annotations
 import pytest
 
 from airflow_here_batch.tables.records import (
+    FINGERPRINT_LENGTH,
+    REQUEST_PART,
+    SCOPE_CURRENT,
+    SCOPE_LEGACY,
+    SCOPE_OUTPUTS,
+    SCOPE_VERSION,
     STATUS_FAILED,
     STATUS_NO_MATCH,
     STATUS_OK,
@@ -13,9 +19,11 @@ from airflow_here_batch.tables.records import (
     MappingError,
     RecordMapping,
     ResultLayout,
+    StoredRecords,
     normalise_value,
     parse_error_line,
     request_fingerprint,
+    scope_state,
     target_columns,
 )
 
@@ -132,11 +140,57 @@ def test_the_fingerprint_changes_with_what_changes_the_answer(
 
 
 def test_the_fingerprint_is_stable_across_processes() -> None:
-    # A fixed value: a change here re-sends every stored record; bump FINGERPRINT_VERSION on purpose.
+    # Fixed values: a change here re-sends every stored record; bump FINGERPRINT_VERSION on purpose.
+    assert request_fingerprint("geocode", {"recId": "1", "q": "Berlin"}, ["positionLat"]) == (
+        "cd3cadfd9e72e447v2.c6daebd97859e"
+    )
     assert request_fingerprint("geocode", {"recId": "1", "q": "Berlin"}, ["positionLat"]) == (
         request_fingerprint("geocode", {"recId": "1", "q": " Berlin "}, ["POSITIONLAT"])
     )
-    assert len(request_fingerprint("geocode", {"recId": "1", "q": "Berlin"})) == 32
+    assert len(request_fingerprint("geocode", {"recId": "1", "q": "Berlin"})) == FINGERPRINT_LENGTH == 32
+
+
+def test_the_request_part_does_not_depend_on_the_output_columns_and_the_scope_tells_them_apart() -> None:
+    request = {"recId": "1", "q": "Invalidenstraße 116, Berlin"}
+    before = request_fingerprint("geocode", request, OUT)
+    after = request_fingerprint("geocode", request, [*OUT, "scoringQueryScore"])
+    assert before[:REQUEST_PART] == after[:REQUEST_PART] and before != after
+    now = geocode(columns={"q": "address"}).scope
+    assert scope_state(before, now) == SCOPE_CURRENT
+    assert scope_state(after, now) == SCOPE_OUTPUTS
+    assert scope_state(before[:REQUEST_PART] + "v3.0123456789abc", now) == SCOPE_VERSION
+    assert scope_state(before[:REQUEST_PART] + "v23.123456789abc", now) == SCOPE_VERSION  # not "v2."
+    changed = request_fingerprint("geocode", {**request, "q": "Invalidenstraße 117, Berlin"}, OUT)
+    assert changed[:REQUEST_PART] != before[:REQUEST_PART]
+
+
+def test_version_1_fingerprints_are_recognised() -> None:
+    """A table written before version 2 keeps its unchanged records: the version-1 hash (pinned: the
+    value earlier releases stored) is recomputed for them."""
+    mapping = RecordMapping(
+        service="geocode", key_column="recId", columns={"q": "q"}, output_columns=["positionLat"]
+    )
+    legacy = "29d532e039b1af26ef6c0dc29899b3d7"
+    assert mapping.legacy_fingerprint({"recId": "1", "q": " Berlin"}) == legacy
+    assert scope_state(legacy, mapping.scope) == SCOPE_LEGACY
+    stored = StoredRecords(mapping.scope)
+    stored.add("1", legacy)
+    assert stored.legacy and stored.code(mapping.fingerprint({"recId": "1", "q": "Berlin"})) is None
+    assert stored.code(legacy) == SCOPE_LEGACY
+
+
+def test_stored_records_give_each_fingerprint_its_code_and_know_the_keys() -> None:
+    mapping = geocode(columns={"q": "address"})
+    fps = {str(i): mapping.fingerprint({"recId": str(i), "q": f"street {i}"}) for i in range(300)}
+    stored = StoredRecords(mapping.scope)
+    for rec_id, fp in sorted(fps.items(), key=lambda kv: kv[1], reverse=True):  # any order
+        stored.add(rec_id, fp, StoredRecords.EXPIRED if rec_id == "7" else 0)
+    stored.add("no-fingerprint", None)
+    assert len(stored) == 301 and stored.scopes == [300, 0, 0, 0]
+    assert stored.code(fps["1"]) == SCOPE_CURRENT
+    assert stored.code(fps["7"]) == SCOPE_CURRENT | StoredRecords.EXPIRED
+    assert stored.code(mapping.fingerprint({"recId": "1", "q": "elsewhere"})) is None
+    assert stored.has_key("1") and stored.has_key("no-fingerprint") and not stored.has_key("new")
 
 
 def test_normalise_value() -> None:
