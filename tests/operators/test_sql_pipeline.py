@@ -17,6 +17,8 @@ from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # n
 
 DAG_ID = "here_batch_nightly_geocode"
 SAMPLE_ROWS = 322
+EMPTY_ROWS = 4  # the sample's empty or blank addresses: never sent, written as 'skipped'
+SENT_ROWS = SAMPLE_ROWS - EMPTY_ROWS
 OUTPUT_COLUMNS = ["positionLat", "positionLng", "addressLabel", "addressCountryCode", "resultType"]
 
 pytestmark = pytest.mark.usefixtures("here_conn")
@@ -52,9 +54,9 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     assert set(first.task_states.values()) == {"success"}, first.describe()
     summary = _summary(first)
     assert summary["records_total"] == SAMPLE_ROWS
-    assert summary["records_sent"] == SAMPLE_ROWS
+    assert summary["records_sent"] == SENT_ROWS
     assert summary["records_reused"] == 0
-    assert summary["records_failed"] >= 3  # the sample's empty queries
+    assert summary["records_skipped"] == EMPTY_ROWS
     assert summary["records_written"] == SAMPLE_ROWS
     (part,) = _parts(first)  # under HERE's per-job limit: one part, one job
     job_1 = part["job_id"]
@@ -66,7 +68,8 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     failed = [r for r in rows if r[1] == "failed"]
     assert len(failed) == summary["records_failed"]
     assert all(isinstance(r[2], float) and isinstance(r[3], float) for r in ok)
-    assert all(r[4] == job_1 for r in rows)
+    assert all(r[4] == job_1 for r in rows if r[1] != "skipped")
+    assert sum(r[1] == "skipped" and r[4] is None for r in rows) == EMPTY_ROWS
     assert all(r[5] and r[2] is None for r in failed)
 
     changed = ["A0002", "A0100", "A0200"]
@@ -102,7 +105,7 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     )
 
     forced = run_dag(DAG_ID, logical_date=_at("2025-07-04"), run_conf={"full_refresh": True})
-    assert _summary(forced)["records_sent"] == SAMPLE_ROWS
+    assert _summary(forced)["records_sent"] == SENT_ROWS
     assert nightly.query("SELECT COUNT(*) FROM addresses_geocoded")[0][0] == SAMPLE_ROWS
 
 
@@ -133,24 +136,25 @@ def test_a_large_first_load_is_split_into_several_jobs_and_every_row_lands_once(
     first = run_dag(DAG_ID, logical_date=_at("2025-09-01"))
     assert set(first.task_states.values()) == {"success"}, first.describe()
     parts = _parts(first)
-    assert [p["records"]["total"] for p in parts] == [100, 100, 100, 22]
+    assert [p["records"]["total"] for p in parts] == [100, 100, 100, SENT_ROWS - 300]
     job_ids = [p["job_id"] for p in parts]
     assert len(set(job_ids)) == 4
     summary = _summary(first)
     assert summary["job_id"] == job_ids
-    assert (summary["records_sent"], summary["records_written"]) == (SAMPLE_ROWS, SAMPLE_ROWS)
+    assert (summary["records_sent"], summary["records_written"]) == (SENT_ROWS, SAMPLE_ROWS)
     tags = [str(j.get("tag") or "") for j in small_jobs.admin.jobs()]
     assert sum(t.startswith("nightly-geocode-2025-09-01") for t in tags) == 4, "one HERE job per part"
     assert small_jobs.admin.stats()["peak_running"] <= 2
 
     rows = sqlite_db.query("SELECT rec_id, job_id FROM addresses_geocoded ORDER BY rec_id")
     assert len(rows) == SAMPLE_ROWS == len({r[0] for r in rows}), "every row exactly once"
+    rows = [r for r in rows if r[1] is not None]  # the skipped rows were carried by no job
     by_job = {job: [r[0] for r in rows if r[1] == job] for job in job_ids}
-    assert [len(by_job[job]) for job in job_ids] == [100, 100, 100, 22]
+    assert [len(by_job[job]) for job in job_ids] == [100, 100, 100, SENT_ROWS - 300]
     assert [r[0] for r in rows] == [key for job in job_ids for key in by_job[job]]  # parts in key order
 
     merged = first.xcom("geocode.merge")  # the night's files, written after the table
-    assert merged["parts"] == 4 and merged["records"]["total"] == SAMPLE_ROWS
+    assert merged["parts"] == 4 and merged["records"]["total"] == SENT_ROWS
     assert merged["results"].startswith("file://")
 
     changed = ["A0001", "A0150", "A0322"]
@@ -216,7 +220,8 @@ def test_a_run_failed_mid_write_leaves_whole_batches_and_its_rerun_completes(
     _cure(nightly)
     rerun = run_dag(DAG_ID, logical_date=_at("2025-08-02"))
     summary = _summary(rerun)
-    assert summary["records_sent"] == SAMPLE_ROWS - len(written)  # what was written is not sent again
+    # what was written is not sent again (the empty addresses are skipped, not sent)
+    assert summary["records_sent"] + summary["records_skipped"] == SAMPLE_ROWS - len(written)
     assert summary["records_reused"] == len(written)
     rows = nightly.query("SELECT rec_id FROM addresses_geocoded")
     assert len(rows) == SAMPLE_ROWS == len({r[0] for r in rows})
