@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,28 @@ def test_write_parts_streams_a_file_into_parts_within_both_limits(tmp_path: Path
         1 + sum(p["records"] for p in parts[:i]) for i in range(len(parts))
     ]
     assert len(parts) >= 3
+
+
+@pytest.mark.parametrize("with_ids", [True, False])
+def test_plan_parts_gives_the_same_parts_and_writes_nothing(tmp_path: Path, with_ids: bool) -> None:
+    """A dry run's plan: the same validation and cuts as :func:`write_parts`, no file."""
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.api.inputs import InputValidationError
+    from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.files.parts import plan_parts, write_parts
+
+    header = b"recId|q\n" if with_ids else b"q\n"
+    body = b"".join((b"id-%d|" % n if with_ids else b"") + b"%d Main Street\n" % n for n in range(1, 5_001))
+    limits = SplitLimits(max_records=1_000, max_bytes=20_000)
+    folder = ObjectStoragePath(f"file://{tmp_path}/plan")
+    planned = plan_parts(io.BytesIO(header + body), folder, limits=limits)
+    assert not (tmp_path / "plan").exists()
+    written = write_parts(io.BytesIO(header + body), folder, limits=limits)
+    assert planned == written and len(planned) >= 5
+    with pytest.raises(InputValidationError, match="input line 2"):
+        bad = io.BytesIO(header + b"x|y|z\n" * 3)
+        plan_parts(bad, ObjectStoragePath(f"file://{tmp_path}/bad"), limits=limits)
 
 
 def test_write_parts_leaves_nothing_behind_on_a_bad_line(tmp_path: Path) -> None:
