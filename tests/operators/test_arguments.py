@@ -42,6 +42,9 @@ SAMPLES: dict[str, Any] = {
     "validate_input": True,
     "on_bad_record": "fail",
     "wait_for_completion": True,
+    "max_records_to_send": 5000,
+    "price_per_1000_records": 0.83,
+    "dry_run": True,
 }
 
 
