@@ -151,7 +151,8 @@ class TableExtract:
         :returns: ``{"input": URI or None, "fingerprints": URI or None, "skipped": URI or None,
             "service", "input_columns", "records_total", "records_sent", "records_reused",
             "records_sent_by_reason", "records_skipped", "records_skipped_by_reason",
-            "records_would_resend", "estimated_cost", "max_records_to_send", "dry_run"}``.
+            "records_would_resend", "estimated_cost", "max_records_to_send", "bound_exceeded",
+            "dry_run"}``.
         :raises MappingError: for a missing column, a NULL or repeated key, a bad position, an empty
             query with ``on_empty_query="fail"``; nothing is left in ``folder`` then.
         :raises SpendLimitExceeded: more records to send than the bound; nothing is left in ``folder``.
@@ -191,6 +192,7 @@ class TableExtract:
             **counts,
             **reasons.summary(self.bound.price_per_1000),
             "max_records_to_send": self.bound.limit,
+            "bound_exceeded": bool(exceeded),
             "dry_run": dry_run,
         }
         _remove([p for n, p in paths.items() if not result[n]])
@@ -219,7 +221,6 @@ class TableExtract:
             )
         if exceeded:
             self.log.warning("HERE Batch: dry run: a real run would be refused:\n%s", exceeded)
-            result["bound_exceeded"] = True
         return result
 
     # --- what is stored -----------------------------------------------------------------------------
@@ -390,9 +391,9 @@ class TableExtract:
                     return None
                 if state in (SCOPE_OUTPUTS, SCOPE_VERSION):
                     outputs = state == SCOPE_OUTPUTS
-                    reason = (
-                        SendReason.OUTPUT_COLUMNS_CHANGED if outputs else SendReason.FINGERPRINT_VERSION_CHANGED
-                    )
+                    reason = SendReason.FINGERPRINT_VERSION_CHANGED
+                    if outputs:
+                        reason = SendReason.OUTPUT_COLUMNS_CHANGED
                     if resend_outputs if outputs else resend_version:
                         return reason
                     if not empty_query(service, request):  # an empty query would not be re-sent either
