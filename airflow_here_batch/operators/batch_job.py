@@ -609,7 +609,7 @@ class SubmitBatchJobOperator(BaseBatchJobOperator):
             count = prepared.report.records
             ti = context["ti"]
             map_index = getattr(ti, "map_index", -1)
-            expanded = context.get("expanded_ti_count")
+            expanded = _mapped_count(context) if map_index is not None and map_index >= 0 else None
             what = "this task"
             counted = count
             if map_index is not None and map_index >= 0 and expanded:
@@ -701,6 +701,25 @@ class SubmitBatchJobOperator(BaseBatchJobOperator):
         from airflow_here_batch.utils.lineage import submit_lineage
 
         return submit_lineage(self)
+
+
+def _mapped_count(context: Context) -> int:
+    """How many instances the mapped task of ``context`` has in its DAG run: the context's
+    ``expanded_ti_count`` when set, else the task-instance count the API server gives (Airflow >= 3.1),
+    else ``[core] max_map_length`` (an upper bound: the siblings' counts are read one index at a time)."""
+    expanded = context.get("expanded_ti_count")
+    if expanded:
+        return int(expanded)
+    ti = context["ti"]
+    count = getattr(type(ti), "get_ti_count", None)
+    if count is not None:
+        with contextlib.suppress(Exception):
+            found = int(count(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]))
+            if found > 0:
+                return found
+    from airflow.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
 
 
 def _rejects_location(context: Context) -> Any:

@@ -119,7 +119,7 @@ def test_every_record_sent_has_its_reason(
             ("4", "ok", _fp("4"), OLD),  # expired
             ("5", "failed", _fp("5"), NOW),  # failed before
             ("6", "ok", _fp("6", outputs=["positionLat"]), NOW),  # other output columns
-            ("7", "ok", _fp("7")[:16] + "v9.0123456789ab", NOW),  # another fingerprint version
+            ("7", "ok", _fp("7")[:16] + "v9.0123456789abc", NOW),  # another fingerprint version
             ("8", "ok", _legacy("8"), NOW),  # version 1, unchanged
             ("10", "ok", _legacy("10", "Oranienstr. 26, Berlin"), NOW),  # version 1, changed
         ],
