@@ -301,7 +301,7 @@ class SpendBound:
             "  to go on: if these records are meant to be sent, raise the bound for this run (trigger the "
             f'DAG with the param {BOUND_PARAM}, e.g. {{"{BOUND_PARAM}": {count}}}, or the task\'s '
             f"{BOUND_PARAM}); if not, fix the source"
-            + (f" (look at: {', '.join(sorted(hints))})" if hints else "")
+            + (f" (look at: {'; '.join(sorted(hints))})" if hints else "")
             + "; a dry run (dry_run=True) shows the same counts without sending"
         )
         raise SpendLimitExceeded("\n".join(lines), count=count, bound=self.limit, by_reason=reasons)
