@@ -101,7 +101,7 @@ def test_a_bound_below_the_count_fails_before_any_upload_with_the_breakdown(
     assert set(allowed.task_states.values()) == {"success"}, allowed.describe()
 
 
-def test_the_deployment_bound_applies_to_the_split_plan_too(
+def test_the_deployment_bound_applies_and_a_param_raises_it_for_one_run(
     run_dag: RunDag, nightly: Database, emu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``[here_batch] max_records_to_send`` (env) bounds every task; the DAG param raises it for a run."""
