@@ -1394,7 +1394,8 @@ class InputChecker:
         if svc is None:
             return problems
         # An empty query value passes: HERE fails that one record and lists it in the job's errors
-        # report ("The query is empty"), so it is accounted for. A value in the wrong form is refused.
+        # report ("The query is empty"), so it is accounted for (the table pipeline does not send such
+        # records at all: empty_query). A value in the wrong form is refused.
         if svc is ServiceType.LOOKUP:
             value = values.get("id", "")
             if value:
