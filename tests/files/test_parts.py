@@ -57,7 +57,7 @@ def test_plan_parts_gives_the_same_parts_and_writes_nothing(tmp_path: Path, with
     assert not (tmp_path / "plan").exists()
     written = write_parts(io.BytesIO(header + body), folder, limits=limits)
     assert planned == written and len(planned) >= 5
-    with pytest.raises(InputValidationError, match="input line 2"):
+    with pytest.raises(InputValidationError, match="line 2: has 3 values"):
         bad = io.BytesIO(header + b"x|y|z\n" * 3)
         plan_parts(bad, ObjectStoragePath(f"file://{tmp_path}/bad"), limits=limits)
 
