@@ -53,12 +53,14 @@ def test_a_new_table_is_copied_into_and_a_filled_one_upserted(any_db: Database, 
     results = open_lines(_results(tmp_path / "r.csv", [1, 2, 3]))
     fingerprints = open_lines(_fingerprints(tmp_path / "f.csv", [1, 2, 3]))
     first = ResultSink(hook, "geo", OUT, batch_size=2)
-    assert first.write([("JOB-1", results, open_lines(None))], fingerprints) == {"results": 3, "errors": 0}
+    written = first.write([("JOB-1", results, open_lines(None))], fingerprints)
+    assert written == {"results": 3, "errors": 0, "skipped": 0}
     assert first.direct is (any_db.dialect == "postgresql")  # plain COPY into the new table
     assert not first.fingerprints_loaded  # the merge found every row
 
     again = ResultSink(hook, "geo", OUT, batch_size=2)
-    assert again.write([("JOB-2", results, open_lines(None))], fingerprints) == {"results": 3, "errors": 0}
+    written = again.write([("JOB-2", results, open_lines(None))], fingerprints)
+    assert written == {"results": 3, "errors": 0, "skipped": 0}
     assert again.direct is False  # the table holds rows: upserted
     rows = any_db.query(
         "SELECT rec_id, lat, job_id, request_fingerprint, request_text FROM geo ORDER BY rec_id"
@@ -72,7 +74,7 @@ def test_a_conflicting_key_turns_the_copy_into_upserts(postgres_db: Database, tm
         ("JOB-1", open_lines(_results(tmp_path / "r1.csv", [1, 2])), open_lines(None)),
         ("JOB-2", open_lines(_results(tmp_path / "r2.csv", [2, 3])), open_lines(None)),
     ]
-    assert sink.write(jobs, open_lines(None)) == {"results": 4, "errors": 0}
+    assert sink.write(jobs, open_lines(None)) == {"results": 4, "errors": 0, "skipped": 0}
     assert sink.direct is False
     assert postgres_db.query("SELECT rec_id, job_id FROM geo ORDER BY rec_id") == [
         ("1", "JOB-1"),
@@ -96,3 +98,24 @@ def test_an_existing_table_lacking_columns_is_refused(any_db: Database) -> None:
     sink = ResultSink(get_db_hook(any_db.conn_id), "geo", OUT)
     with pytest.raises(TargetTableError, match=r"lacks the columns \['lat', 'lng'"):
         sink.write([], open_lines(None))
+
+
+def test_skipped_records_are_written_and_an_added_output_column_is_added(
+    any_db: Database,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The extract's ``skipped.csv`` becomes ``skipped`` rows (reason, fingerprint, no job); a table made
+    for fewer output columns gets the new one instead of being refused."""
+    hook = get_db_hook(any_db.conn_id)
+    ResultSink(hook, "geo", OUT).write([("JOB-1", open_lines(None), open_lines(None))], open_lines(None))
+    skipped = tmp_path / "skipped.csv"
+    skipped.write_text("rec_id|fingerprint|request_text\n9|" + "a" * 32 + "|\n", encoding="utf-8")
+    sink = ResultSink(hook, "geo", [*OUT, "scoringQueryScore"])
+    written = sink.write(
+        [("JOB-2", open_lines(None), open_lines(None))], open_lines(None), open_lines(str(skipped))
+    )
+    assert written == {"results": 0, "errors": 0, "skipped": 1}
+    rows = any_db.query(
+        "SELECT rec_id, status, error_code, job_id, request_fingerprint, scoring_query_score FROM geo"
+    )
+    assert rows == [("9", "skipped", "empty_query", None, "a" * 32, None)]
