@@ -326,16 +326,15 @@ class BaseBatchJobOperator(BaseOperator):
 
     # -- the submit sequence ------------------------------------------------------------------------
 
-    def _submit(
-        self, context: Context, source: SubmitInput, before_upload: Callable[[Any], None] | None = None
-    ) -> Submitted:
+    def _submit(self, context: Context, source: SubmitInput) -> Submitted:
         """Reattach to this task instance's job, or check ``source`` and create the job
         (:meth:`JobSubmission.submit <airflow_here_batch.hooks.submission.JobSubmission.submit>`;
-        ``before_upload`` gets the checked input first); pushes the XComs ``rejected`` and
-        ``rejects_path`` of a new job."""
+        :attr:`_before_upload`, the spend check, gets the checked input first); pushes the XComs
+        ``rejected`` and ``rejects_path`` of a new job."""
         from airflow_here_batch.api.inputs import InputValidationError
 
         submission = self._submission_for(context)
+        before_upload: Callable[[Any], None] | None = getattr(self, "_before_upload", None)
         try:
             submitted = submission.submit(
                 source, stored_job_id=self._stored_job_id(context), before_upload=before_upload
@@ -676,8 +675,8 @@ class SubmitBatchJobOperator(BaseBatchJobOperator):
         if dry_run:
             return self._dry_run(context, bound)
         self._limit_requests(context)
-        check = self._spend_check(context, bound)
-        submitted = self._submit(context, self._input(context), before_upload=check)
+        self._before_upload = self._spend_check(context, bound)
+        submitted = self._submit(context, self._input(context))
         job = self._keep(context, submitted)
         if not self.wait_for_completion:
             result = _job_result(job)
