@@ -132,6 +132,12 @@ def test_the_sink_upserts_results_and_errors_and_a_rerun_leaves_one_row_per_key(
             "records_failed": 1,
             "records_written": 4,
             "records_missing": 0,
+            "records_sent_by_reason": {},
+            "records_skipped": 0,
+            "records_skipped_by_reason": {},
+            "records_would_resend": {},
+            "estimated_cost": None,
+            "dry_run": False,
         }
     rows = any_db.query(
         "SELECT rec_id, status, lat, lng, match_level, address_label, error_code, error_message, "
@@ -204,7 +210,7 @@ def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, t
 
     from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
 
-    _seed(any_db, [(1, "Street 1", "x"), (2, "", "x"), (3, "Street 3", "x")])
+    _seed(any_db, [(1, "Street 1", "x"), (2, "Nowhere 0", "x"), (3, "Street 3", "x")])
     first = _extract(any_db, tmp_path / "a", incremental=True, target_table="geo").execute({"run_id": "r1"})
     assert first["records_sent"] == 3
     results, errors = tmp_path / "results.csv", tmp_path / "errors.txt"
@@ -213,7 +219,7 @@ def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, t
         "1|1|1|1.0|2.0|a|street\n3|1|1|1.0|2.0|c|street\n",
         encoding="utf-8",
     )
-    errors.write_text("recId|errorCode|errorMessage\n2|E6001004|empty\n", encoding="utf-8")
+    errors.write_text("recId|errorCode|errorMessage\n2|E6001004|no match\n", encoding="utf-8")
     BatchResultsToSqlOperator(
         task_id="write",
         conn_id=any_db.conn_id,
