@@ -40,8 +40,14 @@ def test_base_location_is_registered_config() -> None:
     from airflow_here_batch.get_provider_info import get_provider_info
 
     options = get_provider_info()["config"]["here_batch"]["options"]
-    assert set(options) == {"base_location", "base_location_conn_id"}
+    assert set(options) == {
+        "base_location",
+        "base_location_conn_id",
+        "max_records_to_send",
+        "price_per_1000_records",
+    }
     assert conf.get("here_batch", "base_location") == ""  # registered default: no fallback needed
+    assert conf.get("here_batch", "max_records_to_send") == ""  # no bound unless set
 
 
 @pytest.mark.usefixtures("here_conn")
