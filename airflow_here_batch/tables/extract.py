@@ -19,7 +19,7 @@ import contextlib
 import csv
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ from airflow_here_batch.tables.records import (
     MappingError,
     RecordMapping,
     StoredRecords,
+    scope_state,
 )
 
 if TYPE_CHECKING:
@@ -300,29 +301,9 @@ class TableExtract:
         conn = dialect.hook.get_conn()
         try:
             columns = dialect.table_columns(conn, self.target_table)
-            if columns is None or "request_text" not in {c.lower() for c in columns}:
-                return False
-            # Rows stored under another scope (output columns, fingerprint version) need the reasons
-            # only the comparison in Python gives.
-            cursor = conn.cursor()
-            cursor.execute(
-                f"SELECT COUNT(*) FROM {dialect.quote_name(self.target_table)} WHERE request_fingerprint "
-                f"IS NOT NULL AND SUBSTR(request_fingerprint, {REQUEST_PART + 1}) <> {dialect.placeholder}",
-                [self.mapping.scope],
-            )
-            (other,) = cursor.fetchone()
-            cursor.close()
-            conn.rollback()
         finally:
             conn.close()
-        if other:
-            self.log.info(
-                "HERE Batch: %d rows of %s were stored with other output columns or another fingerprint "
-                "version: comparing every record",
-                other,
-                self.target_table,
-            )
-        return not other
+        return columns is not None and "request_text" in {c.lower() for c in columns}
 
     # --- reading the source -------------------------------------------------------------------------
 
@@ -368,9 +349,27 @@ class TableExtract:
                     f"SELECT * FROM ({sql}) here_batch_source ORDER BY {quoted_key}", self._params()
                 )
             legacy = stored is not None and stored.legacy
+            scope = mapping.scope
             resend_outputs, resend_version = self.resend_outputs, self.resend_version
             expired_flag, failed_flag = StoredRecords.EXPIRED, StoredRecords.FAILED
             add_reason = reasons.add
+
+            def scoped(state: int, request: Mapping[str, str]) -> SendReason | None:
+                """A stored result of the same request asked under another scope: re-sent only when the
+                user chose so, else kept and counted (``records_would_resend``)."""
+                if state == SCOPE_CURRENT:
+                    return None
+                if state not in (SCOPE_OUTPUTS, SCOPE_VERSION):
+                    return SendReason.CHANGED  # a version-1 fingerprint met by a version-2 one: not ours
+                outputs = state == SCOPE_OUTPUTS
+                reason = SendReason.FINGERPRINT_VERSION_CHANGED
+                if outputs:
+                    reason = SendReason.OUTPUT_COLUMNS_CHANGED
+                if resend_outputs if outputs else resend_version:
+                    return reason
+                if not empty_query(service, request):  # an empty query would not be re-sent either
+                    reasons.keep(reason)
+                return None
 
             def reason_of(rec_id: str, request: Mapping[str, str], fingerprint: str) -> SendReason | None:
                 """Why the record is sent (compared with ``stored``), or ``None`` when it is not."""
@@ -386,20 +385,31 @@ class TableExtract:
                     return SendReason.EXPIRED
                 if code & failed_flag:
                     return SendReason.FAILED_BEFORE
-                state = code & 3
-                if state == SCOPE_CURRENT:
-                    return None
-                if state in (SCOPE_OUTPUTS, SCOPE_VERSION):
-                    outputs = state == SCOPE_OUTPUTS
-                    reason = SendReason.FINGERPRINT_VERSION_CHANGED
-                    if outputs:
-                        reason = SendReason.OUTPUT_COLUMNS_CHANGED
-                    if resend_outputs if outputs else resend_version:
-                        return reason
-                    if not empty_query(service, request):  # an empty query would not be re-sent either
-                        reasons.keep(reason)
-                    return None
-                return SendReason.CHANGED  # a version-1 fingerprint met by a version-2 one: not ours
+                return scoped(code & 3, request)
+
+            def prefiltered(
+                values: Sequence[Any], request: Mapping[str, str], fingerprint: str
+            ) -> SendReason | None:
+                """Why a row the pre-filter returned is sent, from the stored fingerprint beside it."""
+                force = values[force_index] or 0
+                if force & 1:
+                    return SendReason.EXPIRED
+                if force & 2:
+                    return SendReason.FAILED_BEFORE
+                stored_fp = values[stored_index]
+                if stored_fp == fingerprint:
+                    return None  # raw values re-spelt, same request
+                if not values[present_index]:
+                    return SendReason.NEW
+                if not stored_fp:
+                    return SendReason.CHANGED
+                state = scope_state(stored_fp, scope)
+                if state == SCOPE_LEGACY:
+                    same = stored_fp == mapping.legacy_fingerprint(request)
+                    return None if same else SendReason.CHANGED
+                if stored_fp[:REQUEST_PART] != fingerprint[:REQUEST_PART]:
+                    return SendReason.CHANGED
+                return scoped(state, request)
 
             def requests(fp_writer: Any, skip_writer: Any) -> Iterator[dict[str, str]]:
                 previous: str | None = None
@@ -426,15 +436,7 @@ class TableExtract:
                         if stored is not None:
                             reason = reason_of(rec_id, request, fingerprint)
                         elif prefilter:
-                            force = values[force_index] or 0
-                            if force & 1:
-                                reason = SendReason.EXPIRED
-                            elif force & 2:
-                                reason = SendReason.FAILED_BEFORE
-                            elif values[stored_index] == fingerprint:
-                                reason = None  # raw values re-spelt, same request
-                            else:
-                                reason = SendReason.CHANGED if values[present_index] else SendReason.NEW
+                            reason = prefiltered(values, request, fingerprint)
                         else:
                             reason = base
                         if reason is None:
@@ -516,8 +518,9 @@ class TableExtract:
         self, dialect: TableDialect, resolved: Mapping[str, str], quoted_key: str
     ) -> tuple[str, list[Any]]:
         """The source rows that may have changed: new, raw values differing from ``request_text``, no
-        fingerprint yet, or forced (``resend_failed``, ``max_age``); with the stored fingerprint, the
-        force flags (1: expired, 2: failed) and whether the key is stored appended to each row."""
+        fingerprint yet, forced (``resend_failed``, ``max_age``), or stored under another scope (output
+        columns, fingerprint version: classified in Python); with the stored fingerprint, the force
+        flags (1: expired, 2: failed) and whether the key is stored appended to each row."""
         mapping = self.mapping
         assert self.target_table and mapping.raw_columns is not None
         raw = dialect.raw_text_sql("s", [resolved[c] for c in mapping.raw_columns])
@@ -532,9 +535,10 @@ class TableExtract:
             f"ON t.rec_id = {dialect.text(f's.{quoted_key}')} "
             f"WHERE t.rec_id IS NULL OR t.request_fingerprint IS NULL OR t.request_text IS NULL "
             f"OR t.request_text <> {raw} OR {forced} "
+            f"OR SUBSTR(t.request_fingerprint, {REQUEST_PART + 1}) <> {dialect.placeholder} "
             f"ORDER BY s.{quoted_key}"
         )
-        return query, params + params
+        return query, [*params, *params, mapping.scope]
 
 
 class BlockWriter:

@@ -51,13 +51,14 @@ def _seed_source(db: Database) -> None:
         db.execute(f"INSERT INTO addr VALUES ({db.ph}, {db.ph}, {db.ph})", values)
 
 
-def _store(db: Database, rows: list[tuple[str, str, str, datetime]]) -> None:
-    """Target rows ``(rec_id, status, fingerprint, geocoded_at)``, with the raw text of the source row."""
+def _store(db: Database, rows: list[tuple[Any, ...]]) -> None:
+    """Target rows ``(rec_id, status, fingerprint, geocoded_at[, stored address])``, with the raw text
+    of the address they were geocoded from (default: the source's)."""
     dialect = table_dialect(get_db_hook(db.conn_id))
     for statement in dialect.create_table_sql("addr_geo", target_columns(OUT)):
         db.execute(statement)
-    for rec_id, status, fingerprint, at in rows:
-        _, row = _request(rec_id, SOURCE[rec_id])
+    for rec_id, status, fingerprint, at, *address in rows:
+        _, row = _request(rec_id, address[0] if address else SOURCE[rec_id])
         db.execute(
             "INSERT INTO addr_geo (rec_id, status, request_text, request_fingerprint, geocoded_at) "
             f"VALUES ({db.ph}, {db.ph}, {db.ph}, {db.ph}, {db.ph})",
@@ -104,28 +105,35 @@ def _legacy(rec_id: str, address: str | None = None) -> str:
     return _mapping().legacy_fingerprint(request)
 
 
+@pytest.mark.parametrize("path", ["python", "database"])
 @pytest.mark.parametrize("choice", ["keep", "resend"])
 def test_every_record_sent_has_its_reason(
     any_db: Database,  # noqa: F811
     tmp_path: Path,
     choice: str,
+    path: str,
 ) -> None:
+    """The same reasons whether the comparison runs in Python or the database leaves out unchanged
+    rows (``parameters=()`` rules the pre-filter out)."""
     _seed_source(any_db)
+    moved = "Alexanderplatz 2, Berlin"
     _store(
         any_db,
         [
             ("1", "ok", _fp("1"), NOW),  # unchanged
-            ("2", "ok", _fp("2", "Alexanderplatz 2, Berlin"), NOW),  # changed
+            ("2", "ok", _fp("2", moved), NOW, moved),  # changed
             ("4", "ok", _fp("4"), OLD),  # expired
             ("5", "failed", _fp("5"), NOW),  # failed before
             ("6", "ok", _fp("6", outputs=["positionLat"]), NOW),  # other output columns
             ("7", "ok", _fp("7")[:16] + "v9.0123456789abc", NOW),  # another fingerprint version
             ("8", "ok", _legacy("8"), NOW),  # version 1, unchanged
-            ("10", "ok", _legacy("10", "Oranienstr. 26, Berlin"), NOW),  # version 1, changed
+            ("10", "ok", _legacy("10", "Oranienstr. 26"), NOW, "Oranienstr. 26"),  # version 1, changed
         ],
     )
-    extract = _extract(any_db, on_output_columns_change=choice, on_fingerprint_version_change=choice)
-    assert not extract.can_prefilter()  # rows stored under another scope: the comparison in Python
+    python = {"parameters": ()} if path == "python" else {}
+    choices = {"on_output_columns_change": choice, "on_fingerprint_version_change": choice}
+    extract = _extract(any_db, **choices, **python)
+    assert extract.can_prefilter() is (path == "database")
     result = extract.run(_folder(tmp_path), incremental=True)
     expected = {"new": 1, "changed": 2, "expired": 1, "failed_before": 1}
     kept = {"output_columns_changed": 1, "fingerprint_version_changed": 1}
