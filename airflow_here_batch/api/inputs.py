@@ -1388,9 +1388,9 @@ class InputChecker:
         if rep.records or rep.rejected:
             return
         if self._blank_first:  # no header either: a broken export, refused even where empty is allowed
+            hint = "; nothing to send is an empty file or a header alone" if self.allow_empty else ""
             self._fatal(
-                "the input holds only blank lines: it has no header and no records; an input with nothing "
-                "to send is an empty file or a header line alone",
+                f"the input holds only blank lines: it has no header and no records{hint}",
                 None,
                 "records",
                 "empty",

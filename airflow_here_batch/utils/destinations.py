@@ -23,6 +23,7 @@ empty) is left to its task.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +80,24 @@ class Destination:
             raise DestinationCheckError(
                 f"target of task {self.task_id!r}: {exc}; nothing was uploaded to HERE"
             ) from None
+        except Exception as exc:  # the database unreachable, a login refused: not known to fit
+            first = _scrubbed((str(exc).strip().splitlines() or [""])[0][:200], self.conn_id)
+            raise DestinationCheckError(
+                f"target of task {self.task_id!r}: table {self.location} cannot be checked "
+                f"({type(exc).__name__}: {first}); nothing was uploaded to HERE"
+            ) from None
+
+
+def _scrubbed(text: str, conn_id: str | None) -> str:
+    """``text`` without the connection's password or anything shaped like a credential."""
+    from airflow_here_batch.api.errors import scrub
+
+    secrets: list[str | None] = []
+    with contextlib.suppress(Exception):  # no such connection: nothing of it to scrub
+        from airflow.sdk import BaseHook
+
+        secrets = [BaseHook.get_connection(conn_id).password] if conn_id else []
+    return scrub(text, secrets)
 
 
 def known(value: Any) -> str | None:
