@@ -122,10 +122,18 @@ class SourceDialect(Dialect):
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def subquery(self, sql: str, alias: str) -> str:
+    def subquery(self, sql: str, alias: str, *, parameters: bool = False) -> str:
         """``sql`` (cleaned by :func:`source_query`) as a derived table: ``(\\n<sql>\\n) alias``.
-        The line breaks keep a ``--`` comment inside the query from reaching the parenthesis."""
-        return f"(\n{source_query(sql)}\n) {alias}"
+        The line breaks keep a ``--`` comment inside the query from reaching the parenthesis.
+
+        :param parameters: the statement around it passes parameters of its own (the user's query has
+            none): with a ``%s``-style driver a ``%`` of the query is doubled, as the driver reads ``%``
+            as the start of a placeholder whenever parameters are passed (``LIKE 'a%'``).
+        """
+        body = source_query(sql)
+        if parameters and "%" in self.placeholder:
+            body = body.replace("%", "%%")
+        return f"(\n{body}\n) {alias}"
 
     def stream_cursor(self, conn: Any) -> Any:
         """A cursor whose ``fetchmany`` reads rows as they come (here: a plain cursor)."""

@@ -241,8 +241,14 @@ class TableExtract:
 
     # --- reading the source -------------------------------------------------------------------------
 
-    def _params(self) -> Any:
-        return self.parameters if self.parameters is not None else ()
+    def _execute(self, cursor: Any, sql: str) -> None:
+        """Run a statement around the user's query: with the user's parameters, or with none at all
+        (an empty tuple would make a ``%s``-style driver read a ``%`` in the query, ``LIKE 'a%'``, as a
+        placeholder)."""
+        if self.parameters is None:
+            cursor.execute(sql)
+        else:
+            cursor.execute(sql, self.parameters)
 
     def _extract(
         self,
@@ -273,7 +279,7 @@ class TableExtract:
         finder = UniqueRecIds()  # recIds of every row (sent or not): the target table is keyed by them
         try:
             probe = conn.cursor()
-            probe.execute(f"SELECT * FROM {source} WHERE 1 = 0", self._params())
+            self._execute(probe, f"SELECT * FROM {source} WHERE 1 = 0")
             names = [d[0] for d in probe.description]
             probe.close()
             resolved = mapping.check_columns(names)
@@ -291,7 +297,7 @@ class TableExtract:
                 stored_index, force_index = len(names), len(names) + 1
             else:
                 cursor = dialect.stream_cursor(conn)
-                cursor.execute(f"SELECT * FROM {source} ORDER BY {quoted_key}", self._params())
+                self._execute(cursor, f"SELECT * FROM {source} ORDER BY {quoted_key}")
             # The row being mapped (number, key value, its fingerprints row): read by the labels and the
             # writer below, which handle each row before the next is read (the generators are lazy).
             current: list[Any] = [0, None, None]
@@ -411,10 +417,8 @@ class TableExtract:
         numbers the extract gives its rows)."""
         quoted = dialect.quote(key)
         cursor = dialect.stream_cursor(conn)
-        cursor.execute(
-            f"SELECT {quoted} FROM {dialect.subquery(self.sql, 'here_batch_source')} ORDER BY {quoted}",
-            self._params(),
-        )
+        source = dialect.subquery(self.sql, "here_batch_source")
+        self._execute(cursor, f"SELECT {quoted} FROM {source} ORDER BY {quoted}")
         number = 0
         while batch := cursor.fetchmany(self.fetch_size):
             for (value,) in batch:
@@ -488,7 +492,8 @@ class TableExtract:
         forced = " OR ".join(force) or "1 = 0"
         query = (
             f"SELECT s.*, t.request_fingerprint, CASE WHEN {forced} THEN 1 ELSE 0 END "
-            f"FROM {dialect.subquery(self.sql, 's')} LEFT JOIN {dialect.quote_name(self.target_table)} t "
+            f"FROM {dialect.subquery(self.sql, 's', parameters=True)} "
+            f"LEFT JOIN {dialect.quote_name(self.target_table)} t "
             f"ON t.rec_id = {dialect.text(f's.{quoted_key}')} "
             f"WHERE t.rec_id IS NULL OR t.request_fingerprint IS NULL OR t.request_text IS NULL "
             f"OR t.request_text <> {raw} OR {forced} "
