@@ -104,7 +104,7 @@ def check_folder(
         with atomic_open(marker) as out:
             out.write(b"")
     except MissingBucketError as exc:
-        raise DestinationError(what, shown, str(exc).split(": ", 1)[-1]) from None
+        raise DestinationError(what, shown, str(exc)) from None
     except Exception as exc:
         raise DestinationError(
             what, shown, f"cannot write there ({_reason(exc)}): check the connection's credentials and "

@@ -313,8 +313,8 @@ class TableExtract:
                 problems = [replace(p, line=current[0], where=where) for p in problems]
                 if rejects is None:
                     raise MappingError(
-                        f"{where}: {problems[0].message}; nothing was uploaded (pass on_bad_record='skip' "
-                        "to send the other records and write this one to a rejects file)",
+                        f"{where}: {problems[0].message} (or pass on_bad_record='skip' to send the other "
+                        "records and write this one to a rejects file)",
                         column=key,
                         key=current[1],
                     )
@@ -556,7 +556,7 @@ def _duplicate_keys(column: str, duplicates: list[Any], values: Mapping[str, lis
     return MappingError(
         f"rows {first.lines[0]} and {first.lines[1]} of the query (ordered by {column}) have the key values "
         f"{keys}, which both become recId {first.rec_id!r}{also}; {RECID_RULE}: deduplicate the rows "
-        "(e.g. SELECT DISTINCT ON, GROUP BY) or choose a unique key column; nothing was uploaded",
+        "(e.g. SELECT DISTINCT ON, GROUP BY) or choose a unique key column",
         column=column,
         key=first.rec_id,
     )
