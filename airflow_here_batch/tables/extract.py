@@ -427,13 +427,27 @@ class TableExtract:
         cursor.close()
 
     def _check_keys(
-        self, conn: Any, dialect: SourceDialect, key: str, finder: UniqueRecIds, *, nulls: bool
+        self, conn: Any, dialect: TableDialect, key: str, finder: UniqueRecIds, *, nulls: bool
     ) -> int:
-        """Row count of the query, every key added to ``finder`` (the pre-filter never sees every row).
+        """Row count of the query, keys checked over every row (the pre-filter never sees every row).
+
+        The database counts first (``COUNT(*)``, ``COUNT(key)``, ``COUNT(DISTINCT CAST(key AS TEXT))``:
+        0.24 s for 1,000,000 rows, P8); only when a NULL or a repeated text shows are the keys read, to
+        name the rows (a text the database repeats but the recIds do not is no refusal).
 
         :param nulls: refuse a NULL key here (fail mode; in skip mode the row is rejected when read).
         :raises MappingError: naming the first NULL key's row, or the first recId two rows share.
         """
+        quoted = dialect.quote(key)
+        source = dialect.subquery(self.sql, "here_batch_source")
+        cursor = conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*), COUNT({quoted}), COUNT(DISTINCT {dialect.text(quoted)}) FROM {source}"
+        )
+        total, keyed, distinct = cursor.fetchone()
+        cursor.close()
+        if keyed == total and distinct == keyed:
+            return int(total)
         total = 0
         for number, value in self._key_rows(conn, dialect, key):
             total = number
