@@ -372,6 +372,7 @@ class TableExtract:
                 max_bytes=sys.maxsize,
                 label=label,
                 unique_recids=False,  # recIds are checked over every row, sent or not (finder)
+                allow_empty=True,  # nothing to send is no error: input is then None
             )
             lines = rows_to_lines(
                 requests(), columns=mapping.here_columns, delimiter=self.delimiter, on_bad_row="mark"

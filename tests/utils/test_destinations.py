@@ -42,9 +42,11 @@ def test_every_downstream_place_is_checked_with_its_templates_rendered(
     sqlite_db: Database,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    submit, context = _pipeline(sqlite_db, f"file://{tmp_path}/out/{{{{ ds }}}}/results.csv")
+    files = tmp_path / "files"
+    files.mkdir()
+    submit, context = _pipeline(sqlite_db, f"file://{files}/out/{{{{ ds }}}}/results.csv")
     assert check_destinations(submit, context) == 2  # the download's folder and the sink's (new) table
-    assert list(tmp_path.iterdir()) == []  # nothing made, the marker gone
+    assert list(files.iterdir()) == []  # nothing made, the marker gone
 
 
 def test_a_download_folder_that_is_a_file_fails_before_any_job(sqlite_db: Database, tmp_path: Path) -> None:  # noqa: F811
