@@ -144,7 +144,7 @@ class PlanSplitOperator(BaseOperator):
         from airflow_here_batch.operators.batch_job import _check_destinations
 
         _check_destinations(self, context)
-        if self.input is None or (isinstance(self.input, str) and self.input.strip() in ("", "None")):
+        if self.input is None or (isinstance(self.input, str) and self.input in ("", "None")):
             self.log.info("HERE Batch: no input (nothing to send): no part, no HERE job")
             return []
         folder = _work_folder(context, self.split_id)

@@ -166,9 +166,13 @@ def test_bad_input_fails_the_plan_before_any_upload(run_dag: RunDag, split_emu: 
 
 
 @pytest.mark.parametrize("dag_id", ["test_split_header_only", "test_split_no_input"])
-def test_nothing_to_send_skips_the_here_part_cleanly(run_dag: RunDag, split_emu: Any, dag_id: str) -> None:
+def test_nothing_to_send_skips_the_here_part_cleanly(
+    run_dag: RunDag, split_emu: Any, tmp_path: Path, dag_id: str
+) -> None:
     """Issue 19: a header alone, or no input (a SQL source with no row to send), is not a failed plan:
     no part, no HERE job, the parts and the merge skipped as when nothing had to be sent."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "header_only.csv").write_text("recId|q\n", encoding="utf-8")
     result = run_dag(dag_id)
     assert result.xcom("geo.plan") == []
     assert result.tasks["geo.plan"].state == "success"

@@ -95,7 +95,7 @@ with DAG(dag_id="test_split_bad_input", schedule=None, start_date=START, catchup
 # Issue 19: nothing to send is a clean skip of the HERE part; blank lines only, a repeated recId and a
 # destination that cannot take the results fail the plan before any upload.
 for _dag_id, _input in (
-    ("test_split_header_only", "recId|q\n"),
+    ("test_split_header_only", OUT + "/header_only.csv"),  # written by the test: "recId|q\n"
     ("test_split_no_input", "{{ None }}"),  # what an extract that found nothing to send renders to
     ("test_split_blank_lines", "\n\n  \n"),
     ("test_split_repeated_recid", USER_IDS + "cust-002|2 Main Street, Bonn\n"),
