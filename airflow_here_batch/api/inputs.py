@@ -1390,7 +1390,7 @@ class InputChecker:
         if self._blank_first:  # no header either: a broken export, refused even where empty is allowed
             hint = "; nothing to send is an empty file or a header alone" if self.allow_empty else ""
             self._fatal(
-                f"the input holds only blank lines: it has no header and no records{hint}",
+                f"the input holds only blank lines: it holds no records and no header{hint}",
                 None,
                 "records",
                 "empty",

@@ -135,5 +135,5 @@ def test_blank_lines_only_are_refused_even_where_empty_is_allowed(
     for a single job and a split alike, never a clean skip that would send nothing without a word."""
     with pytest.raises(InputValidationError) as info:
         validate_lines(lines, service="geocode", allow_empty=allow_empty)
-    assert str(info.value).startswith("the input holds only blank lines: it has no header and no records")
+    assert str(info.value).startswith("the input holds only blank lines: it holds no records and no header")
     assert info.value.counts == {"empty": 1}

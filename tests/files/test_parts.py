@@ -62,7 +62,7 @@ def test_write_parts_leaves_nothing_behind_on_a_bad_line(tmp_path: Path) -> None
         (b"", 0, None),
         (b"recId|q\n", 0, None),
         (b"\xef\xbb\xbfrecId|q\r\n", 0, None),
-        (b"\n\n  \n", None, "the input holds only blank lines: it has no header and no records"),
+        (b"\n\n  \n", None, "the input holds only blank lines: it holds no records and no header"),
         (b"\n\nrecId|q\n1|Berlin\n", None, "input line 1: is blank: HERE reads the first line as the column"),
     ],
 )

@@ -190,7 +190,7 @@ def _plan_log(result: Any, capfd: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize(
     ("dag_id", "message"),
     [
-        ("test_split_blank_lines", "the input holds only blank lines: it has no header and no records"),
+        ("test_split_blank_lines", "the input holds only blank lines: it holds no records and no header"),
         (
             "test_split_repeated_recid",
             "line 3 and line 12: both have recId 'cust-002'; recIds must be unique within a job",
