@@ -403,3 +403,23 @@ def test_a_key_in_two_results_files_is_upserted_once(any_db: Database, tmp_path:
         ("5", 5.0, "JOB-1"),
         ("6", 6.0, "JOB-2"),
     ]
+
+
+def test_skipped_rows_go_where_every_tasks_rejects_go(sqlite_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 19 §4: a line break in one address does not block the night; the row is written to
+    ``<base location>/<dag_id>/<run_id>/<task_id>/rejects.jsonl``, as the submit operator's rejects."""
+    import json
+    from types import SimpleNamespace
+
+    from airflow_here_batch.files.locations import base_location
+
+    _seed(sqlite_db, [(1, "Berlin", "x"), (2, "Invalidenstr. 116\nBerlin", "x"), (3, "Rome", "x")])
+    ti = SimpleNamespace(dag_id="nightly", run_id="scheduled__2026-12-06", task_id="extract", map_index=-1)
+    result = _extract(sqlite_db, tmp_path / "out", on_bad_record="skip").execute({"run_id": "r1", "ti": ti})
+    expected = base_location("nightly", "scheduled__2026-12-06", "extract", "rejects.jsonl")
+    assert result["rejects"] == str(expected)
+    assert (result["records_sent"], result["records_rejected"]) == (2, 1)
+    (entry,) = [json.loads(line) for line in expected.read_text().splitlines()]
+    assert entry["where"] == "row 2 of the query (ordered by id), key 2"
+    assert entry["problems"][0]["field"] == "q"
+    expected.unlink()
