@@ -145,9 +145,6 @@ def _classes_needing_a_table() -> list[str]:
     """Every exported operator, sensor and trigger class (not the abstract ``Base...`` ones)."""
     import importlib
 
-    from airflow.sdk import BaseOperator
-    from airflow.triggers.base import BaseTrigger
-
     found: list[str] = []
     for module_name in (
         "operators.batch_job",
@@ -159,9 +156,9 @@ def _classes_needing_a_table() -> list[str]:
         module = importlib.import_module(f"airflow_here_batch.{module_name}")
         for name in module.__all__:
             obj = getattr(module, name)
+            bases = {c.__name__ for c in obj.mro()} if inspect.isclass(obj) else set()
             if (
-                inspect.isclass(obj)
-                and issubclass(obj, (BaseOperator, BaseTrigger))
+                bases & {"BaseOperator", "BaseTrigger"}
                 and obj.__module__ == module.__name__
                 and not name.startswith("Base")
             ):
