@@ -59,7 +59,8 @@ def markdown_cell(text: str) -> str:
     """Docstring prose (reST) -> one Markdown table cell."""
     text = _ROLE.sub(_short_role, text).replace("``", "`")
     text = " ".join(line.strip() for line in text.splitlines()).strip()
-    return text.replace("|", "\\|")
+    # a "|" outside code would end the cell; inside code Python-Markdown keeps it (and would show "\|")
+    return "".join(part if i % 2 else part.replace("|", "\\|") for i, part in enumerate(text.split("`")))
 
 
 _PARAM = re.compile(r"^(\s*):param\s+(?:[^:]*\s)?(\w+):\s*(.*)$")
@@ -203,7 +204,7 @@ def arguments(package: griffe.Module, path: str) -> list[Argument]:
 
 
 def _code(text: str) -> str:
-    return "`" + text.replace("|", "\\|") + "`" if text else ""
+    return f"`{text}`" if text else ""  # Python-Markdown's tables split no cell inside a code span
 
 
 def table(package: griffe.Module, path: str) -> str:

@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import re
+import sys
 from datetime import timedelta
 from importlib.metadata import requires
 from types import ModuleType
@@ -132,13 +134,23 @@ def test_every_emulator_option_is_documented() -> None:
 MARKER = re.compile(r"^<!-- arguments: ([\w.]+) -->$", re.M)
 
 
+@functools.cache
 def _generator() -> ModuleType:
     """docs/_gen/arguments.py, the build's own table maker (loaded by path: docs/ is no package)."""
     spec = importlib.util.spec_from_file_location("_docs_arguments", ROOT / "docs" / "_gen" / "arguments.py")
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclass needs its module registered
+        spec.loader.exec_module(module)
     return module
+
+
+@functools.cache
+def _package() -> Any:
+    """The package as griffe reads it (once: about a second)."""
+    return _generator().load(ROOT)
 
 
 def _classes_needing_a_table() -> list[str]:
@@ -194,12 +206,27 @@ def _runtime_arguments(path: str) -> set[str]:
 @pytest.mark.parametrize("path", MARKER.findall(PAGES["docs/operators.md"]))
 def test_each_table_lists_every_argument(path: str) -> None:
     generator = _generator()
-    rows = generator.arguments(generator.load(ROOT), path)
+    package = _package()
+    rows = generator.arguments(package, path)
     own = {r.name for r in rows if not r.inherited}
     assert own == _runtime_arguments(path), path
     assert all(r.meaning for r in rows), [r.name for r in rows if not r.meaning]
-    table = generator.table(generator.load(ROOT), path)
+    table = generator.table(package, path)
     assert all(f"| `{name}` |" in table for name in own)
+
+
+def _cells(row: str) -> list[str]:
+    """A Markdown table row's cells, as Python-Markdown splits them (no border inside code or after \\)."""
+    cells, current, in_code, escaped = [], "", False, False
+    for char in row.strip():
+        if char == "|" and not in_code and not escaped:
+            cells.append(current.strip())
+            current = ""
+        else:
+            current += char
+        in_code ^= char == "`"
+        escaped = char == "\\"
+    return cells[1:]  # before the first border: nothing
 
 
 def test_split_batch_job_table_is_its_signature() -> None:
@@ -210,7 +237,7 @@ def test_split_batch_job_table_is_its_signature() -> None:
     section = section[: section.index("\n## ", 5)]
     rows: dict[str, str] = {}
     for line in section.splitlines():
-        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]  # a "\|" is no cell border
+        cells = _cells(line)
         if len(cells) == 4 and cells[0].startswith("`"):
             rows[cells[0].strip("`")] = cells[2]
     params = {
