@@ -104,7 +104,7 @@ def test_every_dag_block_is_a_dag_file(block: Block, tmp_path: Path, airflow_db:
 
     stem = re.sub(r"\W", "_", block.where)
     path = tmp_path / f"{stem}.py"
-    path.write_text(block.code, encoding="utf-8")
+    path.write_text("\n" * (block.line - 1) + block.code, encoding="utf-8")  # tracebacks: the page's lines
     bag = DagBag(dag_folder=str(path))  # load_examples is off (tests/conftest.py)
     assert not bag.import_errors, f"{block.where}: {bag.import_errors}"
     assert bag.dags, f"{block.where}: defines no DAG"
