@@ -319,7 +319,9 @@ class RecordMapping:
     def request(self, row: Mapping[str, Any], rec_id: str) -> dict[str, str]:
         """The HERE request of one row: ``{"recId": ..., "q": ..., ...}`` in :attr:`here_columns` order.
 
-        :raises MappingError: when the latitude/longitude of ``at`` is NULL or not a number.
+        :raises MappingError: when the latitude/longitude of ``at`` is not a number, or only one of them
+            is NULL. Both NULL (or blank) make ``at`` empty: with no ``in`` either, the record's query is
+            empty (:func:`~airflow_here_batch.api.inputs.empty_query`: skipped, not refused).
         """
         request = {"recId": rec_id}
         for name, column in self.columns.items():
@@ -330,16 +332,19 @@ class RecordMapping:
             request[name] = _EMPTY_PARTS.sub(",", _WHITESPACE.sub(" ", text)).strip(" ,")
         if self.at_columns is not None:
             lat_column, lng_column = self.at_columns
-            try:
-                lat, lng = float(row[lat_column]), float(row[lng_column])
-            except (TypeError, ValueError):
-                raise MappingError(
-                    f"row with key {rec_id!r}: {lat_column}/{lng_column} = {row[lat_column]!r}/"
-                    f"{row[lng_column]!r} is not a position: filter such rows out in the query",
-                    column=lat_column,
-                    key=rec_id,
-                ) from None
-            request["at"] = f"{lat!r},{lng!r}"
+            if not (_text(row[lat_column]).strip() or _text(row[lng_column]).strip()):
+                request["at"] = ""  # no position: an empty query unless ``in`` is given
+            else:
+                try:
+                    lat, lng = float(row[lat_column]), float(row[lng_column])
+                except (TypeError, ValueError):
+                    raise MappingError(
+                        f"row with key {rec_id!r}: {lat_column}/{lng_column} = {row[lat_column]!r}/"
+                        f"{row[lng_column]!r} is not a position: filter such rows out in the query",
+                        column=lat_column,
+                        key=rec_id,
+                    ) from None
+                request["at"] = f"{lat!r},{lng!r}"
         request.update(self.constants)
         return request
 

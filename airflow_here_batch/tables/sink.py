@@ -22,7 +22,6 @@ from airflow_here_batch.api.spend import SKIP_REASONS, SkipReason
 from airflow_here_batch.files.locations import storage_path
 from airflow_here_batch.tables.dialect import copy_value, table_dialect
 from airflow_here_batch.tables.records import (
-    BOOKKEEPING,
     FINGERPRINT_LENGTH,
     STATUS_FAILED,
     STATUS_SKIPPED,
@@ -32,11 +31,12 @@ from airflow_here_batch.tables.records import (
     parse_error_line,
     target_columns,
 )
+from airflow_here_batch.tables.targets import TargetTableError, added_by_sink, check_target_table
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-__all__ = ["MERGE_WINDOW", "Lines", "ResultSink", "TargetTableError", "open_lines"]
+__all__ = ["MERGE_WINDOW", "Lines", "ResultSink", "TargetTableError", "WriteCountError", "open_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,23 @@ _FINGERPRINTS = "here_batch_fingerprints"
 Lines = Callable[[], AbstractContextManager[Iterator[str] | None]]
 
 
-class TargetTableError(ValueError):
-    """An existing target table lacks columns the results need."""
+class WriteCountError(RuntimeError):
+    """The rows the database confirmed writing differ from the rows of the run the table holds after
+    the last commit (a recId written twice, or another writer replacing rows of the run).
+
+    :ivar confirmed: row writes the database confirmed (rowcounts of the upserts and ``COPY``).
+    :ivar held: rows of this run (its ``geocoded_at``) in the table.
+    """
+
+    def __init__(self, table: str, confirmed: int, held: int) -> None:
+        super().__init__(
+            f"table {table}: the database confirmed {confirmed:,} row writes but holds {held:,} rows of this "
+            "run: a recId was written twice (the same record in two results files, or in the results and "
+            "the errors report) or another writer replaced rows of this run meanwhile; the written rows "
+            "stay, but the run is not reported as complete: check the files given to the sink"
+        )
+        self.confirmed = confirmed
+        self.held = held
 
 
 def open_lines(location: Any, conn_id: str | None = None) -> Lines:
@@ -132,8 +147,12 @@ class ResultSink:
         doc §12 #8) is looked up in SQL, from the file loaded into a temporary table only then.
 
         :returns: ``{"results": records written from the results, "errors": failed records written,
-            "skipped": skipped records written}``.
-        :raises TargetTableError: when an existing table lacks columns (nothing written).
+            "skipped": skipped records written}``, as the database confirmed them (rowcounts), and
+            checked after the last commit against the rows of this run (its ``geocoded_at``) the table
+            holds.
+        :raises TargetTableError: when an existing table lacks columns or has one of a wrong type
+            (:func:`~airflow_here_batch.tables.targets.check_target_table`; nothing written).
+        :raises WriteCountError: when the table holds fewer (or more) rows of this run than were confirmed.
         :raises ValueError: when ``fingerprints`` is not the extract's fingerprints file.
         """
         dialect = self.dialect
@@ -161,6 +180,10 @@ class ResultSink:
                         merge = self._merge(lines)
                         rows = self._skipped_rows(entries)
                         counts["skipped"] += self._write_rows(conn, rows, None, merge)
+            confirmed = counts["results"] + counts["errors"] + counts["skipped"]
+            held = self._held(conn)
+            if held != confirmed:
+                raise WriteCountError(self.table, confirmed, held)
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -169,6 +192,18 @@ class ResultSink:
             with contextlib.suppress(Exception):
                 conn.close()
         return counts
+
+    def _held(self, conn: Any) -> int:
+        """Rows of this run in the table (its ``geocoded_at``), after the last commit."""
+        cursor = conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {self.quoted_table} WHERE geocoded_at = {self.dialect.placeholder}",
+            (self.stamp,),
+        )
+        (held,) = cursor.fetchone()
+        cursor.close()
+        conn.rollback()
+        return int(held)
 
     # --- the tables ---------------------------------------------------------------------------------
 
@@ -197,34 +232,24 @@ class ResultSink:
     def _prepare(self, conn: Any) -> None:
         """Create the table (or check its columns), decide :attr:`direct`, make the temporary tables."""
         dialect = self.dialect
-        existing = dialect.table_columns(conn, self.table)
+        exists = check_target_table(dialect.hook, self.table, self.columns, conn=conn)
         cursor = conn.cursor()
-        if existing is None:
+        if not exists:
             for statement in dialect.create_table_sql(self.table, self.columns):
                 cursor.execute(statement)
             self.log.info("HERE Batch: created table %s", self.table)
             self.direct = dialect.copy
         else:
-            have = {c.lower() for c in existing}
-            if "request_text" not in have:  # bookkeeping added after the table was made
-                cursor.execute(f"ALTER TABLE {self.quoted_table} ADD COLUMN request_text TEXT")
-                have.add("request_text")
-            # A column for an output column added since the table was made: added (text, NULL in the
-            # rows written before; a re-send fills it, see on_output_columns_change).
-            fields = {c.name for c in self.columns[5:] if c.kind == "text"} - set(BOOKKEEPING)
-            for column in self.columns:
-                if column.name in fields and column.name not in have:
+            have = {c.lower() for c in dialect.table_columns(conn, self.table) or ()}
+            # request_text (bookkeeping added after tables existed), and the column of an output column
+            # added since the table was made (text, NULL in the rows written before; a re-send fills it,
+            # see on_output_columns_change).
+            for column in added_by_sink(self.columns):
+                if column.name not in have:
                     cursor.execute(
                         f"ALTER TABLE {self.quoted_table} ADD COLUMN {dialect.column_sql(column, key=False)}"
                     )
-                    have.add(column.name)
                     self.log.info("HERE Batch: added column %s to %s", column.name, self.table)
-            missing = [c.name for c in self.columns if c.name not in have]
-            if missing:
-                raise TargetTableError(
-                    f"table {self.table} lacks the columns {missing} for these output columns: add them "
-                    "(ALTER TABLE ... ADD COLUMN, text) or write to a new table"
-                )
             # An empty table takes plain COPYs (no key can conflict); a batch that does conflict after
             # all (a concurrent writer, a key twice) is rolled back and upserted instead.
             cursor.execute(f"SELECT 1 FROM {self.quoted_table} LIMIT 1")
@@ -418,10 +443,12 @@ class ResultSink:
                 if not taken:
                     conn.rollback()
                     return 0
+                copied = cursor.rowcount  # rows COPY loaded, as the database counts them
+                confirmed = copied if copied is not None and copied >= 0 else len(taken) - len(missed)
                 if missed:
-                    self._stage_batch(conn, missed, missed=lookup, commit=False)
+                    confirmed += self._stage_batch(conn, missed, missed=lookup, commit=False)
                 conn.commit()
-                return len(taken)
+                return int(confirmed)
             except Exception as exc:
                 self.fingerprints_loaded = loaded
                 with contextlib.suppress(Exception):
@@ -444,7 +471,8 @@ class ResultSink:
         return self._stage_batch(conn, taken, missed=bool(missed) and lookup)
 
     def _stage_batch(self, conn: Any, batch: list[Any], *, missed: bool, commit: bool = True) -> int:
-        """Stage one batch and upsert it, in one transaction (committed, or rolled back on any error).
+        """Stage one batch and upsert it, in one transaction (committed, or rolled back on any error);
+        the rows the database says the upsert wrote.
         ``missed``: some row lacks its fingerprint (the merge missed it), so the fingerprints file is
         loaded for the lookup first. ``batch``: rows, or ``COPY`` text lines where the dialect copies."""
         dialect = self.dialect
@@ -456,6 +484,7 @@ class ResultSink:
             dialect.insert_rows(conn, _STAGE, self.names, batch, len(batch), text=dialect.copy)
             cursor = conn.cursor()
             cursor.execute(self.upsert)
+            confirmed = cursor.rowcount  # rows inserted or updated, as the database counts them
             if not dialect.temporary_clears_on_commit:
                 cursor.execute(f"DELETE FROM {_STAGE}")
             cursor.close()
@@ -467,7 +496,7 @@ class ResultSink:
             with contextlib.suppress(Exception):
                 conn.rollback()
             raise
-        return len(batch)
+        return int(confirmed) if confirmed is not None and confirmed >= 0 else len(batch)
 
 
 def _no_fingerprint(rec_id: str) -> tuple[None, None]:

@@ -192,7 +192,7 @@ def test_without_comparison_every_record_has_the_runs_reason(
 
 def test_an_empty_query_can_fail_the_run_naming_the_key(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
     _seed_source(any_db)
-    message = r"row with key '9': its query \(q from 'address'\) is empty"
+    message = r"row 10 of the query \(ordered by id\), key '9': its query \(q from 'address'\) is empty"
     with pytest.raises(MappingError, match=message) as caught:
         _extract(any_db, on_empty_query="fail").run(_folder(tmp_path), incremental=False)
     assert caught.value.key == "9" and caught.value.column == "address"
