@@ -57,12 +57,18 @@ else:
 # The task SDK has every exception from 3.2 on (3.1 has AirflowException only; it is the same class
 # as airflow.exceptions' there). Before 3.2 the task runner catches airflow.exceptions' classes.
 if AIRFLOW_V_3_2_PLUS:
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
 else:
     from airflow.exceptions import (  # type: ignore[no-redef,attr-defined]
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
+        AirflowSkipException,
     )
 
 ResumableJobMixin: Any
@@ -81,6 +87,7 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowSensorTimeout",
+    "AirflowSkipException",
     "BaseHook",
     "ResumableJobMixin",
     "get_base_airflow_version_tuple",

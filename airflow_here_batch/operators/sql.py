@@ -35,7 +35,7 @@ from airflow_here_batch.tables.connections import (
     get_db_hook,
     table_asset,
 )
-from airflow_here_batch.tables.extract import TableExtract
+from airflow_here_batch.tables.extract import DEFAULT_CHANGE_WINDOW, TableExtract
 from airflow_here_batch.tables.records import MappingError, RecordMapping, plain_name, target_columns
 from airflow_here_batch.tables.sink import ResultSink, TargetTableError, open_lines
 from airflow_here_batch.version_compat import AirflowException
@@ -76,12 +76,19 @@ class SqlToBatchInputOperator(BaseOperator):
     :func:`airflow_here_batch.api.inputs.rows_to_lines`) and ``fingerprints.csv`` (``rec_id|fingerprint``
     of each record sent), each written under a temporary name and renamed when complete.
 
+    **A change column** (``change_column="updated_at"``, with ``incremental=True``): only the rows whose
+    column is at or above the mark of the last written run minus ``change_window`` (and those where it is
+    NULL) are read; the mark is kept beside the target table by :class:`BatchResultsToSqlOperator` once
+    the results are written (:mod:`airflow_here_batch.tables.watermark` says why the window makes it safe
+    against late commits and clock skew). ``records_total`` then counts the rows read.
+
     Returns (XCom) ``{"input": URI or None, "fingerprints": URI or None, "records_total",
-    "records_sent", "records_reused", "service", "input_columns"}``; ``input`` is ``None`` when nothing
-    is to be sent.
+    "records_sent", "records_reused", "service", "input_columns", "watermark"}``; ``input`` is ``None``
+    when nothing is to be sent.
 
     :param conn_id: Airflow connection of the source database (any common.sql ``DbApiHook``).
-    :param sql: one ``SELECT`` (no trailing ``;``) returning the key and the mapped columns. (templated)
+    :param sql: one ``SELECT`` (no trailing ``;``) returning the key and the mapped columns, or a table
+        name (every column). (templated)
     :param key_column: the column that becomes ``recId`` (unique, never NULL).
     :param service: ``geocode``, ``revgeocode`` or ``lookup``.
     :param columns: HERE column -> source column, e.g. ``{"q": "address", "in": "country"}``.
@@ -95,6 +102,10 @@ class SqlToBatchInputOperator(BaseOperator):
     :param target_conn_id: its connection (default ``conn_id``).
     :param max_age: re-send records geocoded longer ago than this (``timedelta`` or seconds).
     :param resend_failed: also re-send unchanged records whose last geocoding failed.
+    :param change_column: a column of the query every write of a row raises (``updated_at``): read only
+        the rows changed since the last written run (needs ``incremental`` and ``target_table``).
+    :param change_window: how far behind the mark each run reads again (``timedelta`` or seconds; default
+        one hour): longer than the longest write transaction plus the clock difference between writers.
     :param destination: object-storage folder for the files. (templated)
     :param destination_conn_id: connection for that storage (default: the base location's).
     :param fetch_size: rows per ``fetchmany``.
@@ -129,6 +140,8 @@ class SqlToBatchInputOperator(BaseOperator):
         target_conn_id: str | None = None,
         max_age: timedelta | float | None = None,
         resend_failed: bool = False,
+        change_column: str | None = None,
+        change_window: timedelta | float = DEFAULT_CHANGE_WINDOW,
         destination: Any = None,
         destination_conn_id: str | None = None,
         fetch_size: int = 10_000,
@@ -153,12 +166,18 @@ class SqlToBatchInputOperator(BaseOperator):
         self.target_conn_id = target_conn_id
         self.max_age = max_age
         self.resend_failed = resend_failed
+        self.change_column = change_column
+        self.change_window = change_window
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.fetch_size = int(fetch_size)
         self.delimiter = delimiter
         if incremental and not target_table:
             raise ValueError("incremental=True needs target_table: the table the results are written to")
+        if change_column and not incremental:
+            raise ValueError(
+                "change_column needs incremental=True: it reads only the rows changed since the mark"
+            )
         # Checked when the DAG is parsed, not at 2 a.m.
         self._mapping = self._make_mapping()
 
@@ -184,6 +203,8 @@ class SqlToBatchInputOperator(BaseOperator):
             target_conn_id=self.target_conn_id,
             max_age=self.max_age,
             resend_failed=self.resend_failed,
+            change_column=self.change_column,
+            change_window=self.change_window,
             fetch_size=self.fetch_size,
             delimiter=self.delimiter,
             logger=self.log,
@@ -230,7 +251,10 @@ class BatchResultsToSqlOperator(BaseOperator):
 
     Returns (XCom) ``{"table", "job_id", "records_total", "records_sent", "records_reused",
     "records_failed", "records_written", "records_missing"}`` (``records_missing``: sent but in neither
-    file). The counts of the extract task are taken from ``extract`` (its XCom dict).
+    file). The counts of the extract task are taken from ``extract`` (its XCom dict). When the extract read
+    a change column, its new mark is kept once every row is written
+    (:func:`~airflow_here_batch.tables.watermark.save_watermark`), so a run that fails before reads the
+    same rows again.
 
     :param conn_id: Airflow connection of the target database (PostgreSQL or SQLite).
     :param table: target table (``name`` or ``schema.name``). (templated)
@@ -304,6 +328,8 @@ class BatchResultsToSqlOperator(BaseOperator):
             raise AirflowException(str(exc)) from None
         summary["records_written"] = written["results"] + written["errors"]
         summary["records_failed"] = written["errors"]
+        if extract.get("watermark"):
+            self._keep_watermark(hook, extract["watermark"])
         summary["records_missing"] = max(0, summary["records_sent"] - summary["records_written"])
         if summary["records_missing"]:
             self.log.warning(
@@ -324,6 +350,20 @@ class BatchResultsToSqlOperator(BaseOperator):
         )
         self._annotate_outlets(context, summary)
         return summary
+
+    def _keep_watermark(self, hook: Any, data: Mapping[str, Any]) -> None:
+        """Keep the extract's change-column mark beside the table (after the write: never ahead of it)."""
+        from airflow_here_batch.tables.dialect import table_dialect
+        from airflow_here_batch.tables.watermark import Watermark, save_watermark
+
+        mark = Watermark.from_xcom(dict(data))
+        dialect = table_dialect(hook)
+        conn = dialect.hook.get_conn()
+        try:
+            save_watermark(dialect, conn, mark)
+        finally:
+            conn.close()
+        self.log.info("HERE Batch: change column %s: mark %r kept", mark.change_column, mark.value)
 
     def _annotate_outlets(self, context: Context, summary: Mapping[str, Any]) -> None:
         """Put the table, the job ids and the counts on each outlet's asset event (``extra``), so a

@@ -7,7 +7,11 @@ PostgreSQL, ``fetchmany`` elsewhere), checks the columns and keys, maps each row
 ``fingerprints.csv`` complete or not at all (:func:`airflow_here_batch.files.atomic.atomic_open`).
 Incremental runs compare each record's fingerprint with the ones stored in the target table, or let the
 database leave out unchanged rows itself (the pre-filter) when the target table is on the source's
-connection.
+connection. With a change column (``updated_at``-style) only the rows changed since the last written run,
+and a safety window behind that mark, are read at all (:mod:`airflow_here_batch.tables.watermark`).
+
+Whether a stored result is reused is one rule, :func:`reuse_condition`, applied in SQL both where the
+stored fingerprints are read and in the pre-filter.
 """
 
 from __future__ import annotations
@@ -23,14 +27,66 @@ from typing import TYPE_CHECKING, Any
 from airflow_here_batch.files.atomic import atomic_open
 from airflow_here_batch.tables.connections import get_db_hook
 from airflow_here_batch.tables.dialect import SourceDialect, TableDialect, source_dialect, table_dialect
-from airflow_here_batch.tables.records import STATUS_FAILED, FingerprintIndex, MappingError, RecordMapping
+from airflow_here_batch.tables.records import (
+    STATUS_FAILED,
+    FingerprintIndex,
+    MappingError,
+    RecordMapping,
+    plain_name,
+)
+from airflow_here_batch.tables.watermark import Watermark, load_watermark, source_digest
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-__all__ = ["TableExtract"]
+__all__ = ["DEFAULT_CHANGE_WINDOW", "TableExtract", "reuse_condition", "source_query"]
 
 log = logging.getLogger(__name__)
+
+#: How far behind the change-column mark each run reads again (late commits, clock skew between writers).
+DEFAULT_CHANGE_WINDOW = timedelta(hours=1)
+
+
+def source_query(source: str) -> str:
+    """The query of a source given as a table name (``table`` or ``schema.table``: every column, the name
+    as the database spells it, unquoted) or as a ``SELECT`` (a trailing ``;`` dropped)."""
+    text = str(source).strip().rstrip(";").strip()
+    try:
+        return f"SELECT * FROM {plain_name(text)}"
+    except ValueError:
+        return text
+
+
+def reuse_condition(
+    dialect: SourceDialect, alias: str, *, resend_failed: bool, cutoff: Any
+) -> tuple[str, list[Any]]:
+    """The one rule of when a stored row's result is reused (its record not sent again), as SQL over the
+    target table's row ``alias`` and its parameters. It is never NULL: a NULL proves nothing, so the row
+    is not reused.
+
+    ================  ==============================================  =====================
+    setting           the stored row is reused only when              NULL in that column
+    ================  ==============================================  =====================
+    always            ``request_fingerprint`` is stored               sent again
+    ``resend_failed`` ``status`` is not ``failed``                    sent again
+    ``max_age``       ``geocoded_at`` is not older than the cutoff    sent again
+    ================  ==============================================  =====================
+
+    (The fingerprint itself is then compared with the record's: a different request is always sent.)
+
+    :param cutoff: the oldest ``geocoded_at`` still reused, as a parameter of ``dialect``; ``None``
+        without ``max_age``.
+    """
+    ph, a = dialect.placeholder, f"{alias}."
+    where = [f"{a}request_fingerprint IS NOT NULL"]
+    params: list[Any] = []
+    if resend_failed:
+        where.append(f"{a}status IS NOT NULL AND {a}status <> {ph}")
+        params.append(STATUS_FAILED)
+    if cutoff is not None:
+        where.append(f"{a}geocoded_at IS NOT NULL AND {a}geocoded_at >= {ph}")
+        params.append(cutoff)
+    return " AND ".join(where), params
 
 
 class TableExtract:
@@ -38,16 +94,26 @@ class TableExtract:
     request_text`` of each record sent).
 
     :param conn_id: Airflow connection of the source database (any common.sql ``DbApiHook``).
-    :param sql: one ``SELECT`` (a trailing ``;`` is dropped) returning the key and the mapped columns.
+    :param sql: one ``SELECT`` (a trailing ``;`` is dropped) returning the key and the mapped columns, or
+        a table name (:func:`source_query`).
     :param mapping: how a row becomes a HERE request.
-    :param parameters: query parameters (DB-API style of the connection's driver), or ``None``.
+    :param parameters: query parameters (DB-API style of the connection's driver), or ``None``; a list
+        with ``change_column``.
     :param target_table: the table the results are written to (incremental runs read it).
     :param target_conn_id: its connection (default ``conn_id``).
     :param max_age: re-send records geocoded longer ago than this (``timedelta`` or seconds).
     :param resend_failed: also re-send unchanged records whose last geocoding failed.
+    :param change_column: a column of the query that every write of a row sets to a higher value
+        (``updated_at``, a version): incremental runs read only the rows at or above the last written
+        run's mark minus ``change_window``, and the rows where it is NULL
+        (:mod:`~airflow_here_batch.tables.watermark`). Needs ``target_table``.
+    :param change_window: how far behind the mark each run reads again: longer than the longest write
+        transaction plus the clock difference between writers (``timedelta``, or a number: seconds, or
+        the column's own unit for a numeric column).
     :param fetch_size: rows per ``fetchmany``.
     :param delimiter: the input file's delimiter.
     :param logger: where progress is logged (default: this module's logger).
+    :raises ValueError: ``change_column`` without ``target_table``, or with mapping-style ``parameters``.
     """
 
     def __init__(
@@ -61,18 +127,26 @@ class TableExtract:
         target_conn_id: str | None = None,
         max_age: timedelta | float | None = None,
         resend_failed: bool = False,
+        change_column: str | None = None,
+        change_window: timedelta | float = DEFAULT_CHANGE_WINDOW,
         fetch_size: int = 10_000,
         delimiter: str = "|",
         logger: logging.Logger | None = None,
     ) -> None:
         self.conn_id = conn_id
-        self.sql = str(sql).strip().rstrip(";")
+        self.sql = source_query(sql)
         self.mapping = mapping
         self.parameters = parameters
         self.target_table = target_table
         self.target_conn_id = target_conn_id or conn_id
         self.max_age = _as_seconds(max_age)
         self.resend_failed = resend_failed
+        self.change_column = change_column or None
+        self.change_window = change_window
+        if self.change_column and not target_table:
+            raise ValueError("change_column needs target_table: the mark is kept beside the target table")
+        if self.change_column and parameters is not None and not isinstance(parameters, (list, tuple)):
+            raise ValueError("with change_column, give the query's parameters as a list (positional)")
         self.fetch_size = int(fetch_size)
         self.delimiter = delimiter
         self.log = logger or log
@@ -81,27 +155,42 @@ class TableExtract:
         """Write ``input.csv`` and ``fingerprints.csv`` into ``folder`` (both removed again when nothing
         is to be sent).
 
-        :param incremental: leave out records whose fingerprint is stored in the target table.
+        :param incremental: leave out records whose fingerprint is stored in the target table (and, with
+            ``change_column``, read only the rows changed since the mark).
         :returns: ``{"input": URI or None, "fingerprints": URI or None, "service", "input_columns",
-            "records_total", "records_sent", "records_reused"}``.
+            "records_total", "records_sent", "records_reused", "watermark"}`` (``records_total``: the rows
+            read, with ``change_column`` only those at or above the mark minus the window;
+            ``watermark``: the mark to keep once the results are written, ``None`` without
+            ``change_column``).
         :raises MappingError: for a missing column, a NULL or repeated key, a bad position; nothing is
             left in ``folder`` then.
         :raises UnsupportedDialectError: for an incremental run whose target database is not supported.
         """
         started = time.monotonic()
+        mark = self.watermark() if self.change_column else None
+        since = mark.since(self.change_window) if mark is not None and incremental else None
         prefilter = incremental and self.can_prefilter()
         if prefilter:
             known = FingerprintIndex()  # not needed: the database returns the stored fingerprint per row
             incremental = False
             self.log.info(
-                "HERE Batch: %s is on the source's connection: the database leaves out rows whose raw "
-                "values are unchanged",
+                "HERE Batch: %s is on the source's connection: the database compares each row with its "
+                "stored result%s",
                 self.target_table,
+                " and leaves out rows whose raw values are unchanged" if self.mapping.raw_columns else "",
             )
         else:
             known = self.stored_fingerprints() if incremental else FingerprintIndex()
+        if mark is not None:
+            self.log.info(
+                "HERE Batch: change column %s: %s",
+                self.change_column,
+                f"reading the rows from {since!r} (mark {mark.value!r} minus the window)"
+                if since is not None
+                else "reading every row (no mark kept yet, or a full refresh)",
+            )
         input_path, fp_path = folder / "input.csv", folder / "fingerprints.csv"
-        counts = self._extract(known, input_path, fp_path, incremental, prefilter)
+        counts, highest = self._extract(known, input_path, fp_path, incremental, prefilter, since)
         sent = bool(counts["records_sent"])
         result = {
             "input": str(input_path) if sent else None,
@@ -109,6 +198,7 @@ class TableExtract:
             "service": self.mapping.service,
             "input_columns": self.mapping.here_columns,
             **counts,
+            "watermark": mark.advanced(highest).to_xcom() if mark is not None else None,
         }
         if not sent:
             for path in (input_path, fp_path):
@@ -145,19 +235,12 @@ class TableExtract:
             if dialect.table_columns(conn, self.target_table) is None:
                 self.log.info("HERE Batch: %s does not exist yet: every record is new", self.target_table)
                 return index
-            ph = dialect.placeholder
-            where = ["request_fingerprint IS NOT NULL"]
-            params: list[Any] = []
-            if self.resend_failed:
-                where.append(f"status <> {ph}")
-                params.append(STATUS_FAILED)
-            cutoff = self._cutoff(dialect)
-            if cutoff is not None:
-                where.append(f"geocoded_at >= {ph}")
-                params.append(cutoff)
+            reusable, params = reuse_condition(
+                dialect, "t", resend_failed=self.resend_failed, cutoff=self._cutoff(dialect)
+            )
             sql = (
-                f"SELECT request_fingerprint FROM {dialect.quote_name(self.target_table)} "
-                f"WHERE {' AND '.join(where)} ORDER BY {dialect.ordered('request_fingerprint')}"
+                f"SELECT t.request_fingerprint FROM {dialect.quote_name(self.target_table)} t "
+                f"WHERE {reusable} ORDER BY {dialect.ordered('t.request_fingerprint')}"
             )
             cursor = dialect.stream_cursor(conn)
             cursor.execute(sql, params)
@@ -171,12 +254,30 @@ class TableExtract:
         self.log.info("HERE Batch: %d fingerprints stored in %s", len(index), self.target_table)
         return index
 
+    def watermark(self) -> Watermark:
+        """The change-column mark kept for this source and target table (no value when none is kept).
+
+        :raises UnsupportedDialectError: when the target database is not supported.
+        """
+        assert self.target_table and self.change_column
+        mark = Watermark(self.target_table, source_digest(self.sql, self.change_column), self.change_column)
+        dialect = table_dialect(get_db_hook(self.target_conn_id))
+        conn = dialect.hook.get_conn()
+        try:
+            return load_watermark(dialect, conn, mark)
+        finally:
+            conn.close()
+
     def can_prefilter(self) -> bool:
-        """Whether the database can leave out unchanged rows itself: a column mapping (no templates, no
-        ``at``), the target table on the source's connection (PostgreSQL or SQLite) and already holding
-        ``request_text``. Only with ``parameters=None`` (the query is embedded in a larger one with its
-        own parameters)."""
-        if self.mapping.raw_columns is None or self.parameters is not None:
+        """Whether the database compares the rows with their stored results itself: the target table on
+        the source's connection (PostgreSQL or SQLite) and already holding ``request_text``. With a column
+        mapping (no templates, no ``at``) it leaves out the rows whose raw values are unchanged; with
+        templates or ``at`` only with a change column (the few rows read are joined to their stored
+        fingerprints instead of every stored fingerprint being read). Only with ``parameters`` ``None`` or
+        a list (the query is embedded in a larger one with its own positional parameters)."""
+        if self.mapping.raw_columns is None and not self.change_column:
+            return False
+        if self.parameters is not None and not isinstance(self.parameters, (list, tuple)):
             return False
         if self.target_conn_id != self.conn_id or not self.target_table:
             return False
@@ -195,6 +296,16 @@ class TableExtract:
     def _params(self) -> Any:
         return self.parameters if self.parameters is not None else ()
 
+    def _source(self, dialect: SourceDialect, change: str | None, since: Any) -> tuple[str, Any]:
+        """The query (and its parameters) that reads the rows: every row, or with a change column only
+        those at or above ``since`` and those where it is NULL."""
+        if change is None or since is None:
+            return self.sql, self._params()
+        q = dialect.quote(change)
+        ph = dialect.placeholder
+        sql = f"SELECT * FROM ({self.sql}) here_batch_changed WHERE {q} IS NULL OR {q} >= {ph}"
+        return sql, [*self._params(), since]
+
     def _extract(
         self,
         known: FingerprintIndex,
@@ -202,7 +313,10 @@ class TableExtract:
         fp_path: ObjectStoragePath,
         incremental: bool,
         prefilter: bool,
-    ) -> dict[str, int]:
+        since: Any = None,
+    ) -> tuple[dict[str, int], Any]:
+        """Read the rows, write the files; the counts and the highest change-column value read (``None``
+        without a change column)."""
         from airflow_here_batch.api.inputs import rows_to_lines
 
         mapping = self.mapping
@@ -210,6 +324,7 @@ class TableExtract:
         sql = self.sql
         conn = dialect.hook.get_conn()
         counts = {"records_total": 0, "records_sent": 0, "records_reused": 0}
+        highest: Any = None
         try:
             probe = conn.cursor()
             probe.execute(f"SELECT * FROM ({sql}) here_batch_source WHERE 1 = 0", self._params())
@@ -220,25 +335,34 @@ class TableExtract:
             quoted_key = dialect.quote(key)
             positions = {column: names.index(actual) for column, actual in resolved.items()}
             key_index = positions[mapping.key_column]
+            change = self._change_name(names)
+            change_index = names.index(change) if change is not None else -1
+            source, source_params = self._source(dialect, change, since)
             cursor = dialect.stream_cursor(conn)
             if prefilter:
                 assert isinstance(dialect, TableDialect)
-                total = self._check_keys(conn, key, quoted_key)
-                query, params = self._prefilter_query(dialect, resolved, quoted_key)
+                quoted_change = dialect.quote(change) if change is not None else None
+                total, highest = self._check_keys(conn, key, quoted_key, source, source_params, quoted_change)
+                query, params = self._prefilter_query(dialect, resolved, quoted_key, source)
                 dialect.read_whole(conn)  # the pre-filter reads its result to the end
-                cursor.execute(query, params)
+                cursor.execute(query, [*source_params, *params])
                 stored_index, force_index = len(names), len(names) + 1
             else:
-                cursor.execute(
-                    f"SELECT * FROM ({sql}) here_batch_source ORDER BY {quoted_key}", self._params()
-                )
+                ordered = f"SELECT * FROM ({source}) here_batch_source ORDER BY {quoted_key}"
+                cursor.execute(ordered, source_params)
+                track = change_index >= 0
 
             def requests(fp_writer: Any) -> Iterator[dict[str, str]]:
+                nonlocal highest
                 previous: str | None = None
                 number = 0
                 while batch := cursor.fetchmany(self.fetch_size):
                     for values in batch:
                         number += 1
+                        if not prefilter and track:
+                            changed = values[change_index]
+                            if changed is not None and (highest is None or changed > highest):
+                                highest = changed
                         key_value = values[key_index]
                         if key_value is None:
                             raise MappingError(
@@ -281,22 +405,44 @@ class TableExtract:
                 counts["records_total"] = total
         finally:
             conn.close()
-        return counts
+        return counts, highest
+
+    def _change_name(self, names: list[str]) -> str | None:
+        """The query's name of the change column (case ignored, as PostgreSQL folds unquoted names).
+
+        :raises MappingError: when the query does not return it.
+        """
+        if self.change_column is None:
+            return None
+        for name in (n for n in names if n == self.change_column):
+            return name
+        for name in (n for n in names if n.lower() == self.change_column.lower()):
+            return name
+        raise MappingError(
+            f"the query returns no change column {self.change_column!r} (it returns {names}): add it to "
+            "the SELECT or fix change_column",
+            column=self.change_column,
+        )
 
     # --- the database-side pre-filter -----------------------------------------------------------
 
-    def _check_keys(self, conn: Any, key: str, quoted_key: str) -> int:
-        """Row count of the query; NULL or repeated keys refused (the pre-filter never sees every row).
+    def _check_keys(
+        self, conn: Any, key: str, quoted_key: str, sql: str, params: Any, change: str | None
+    ) -> tuple[int, Any]:
+        # change: the quoted change column, or None
+        """Row count of the rows read and their highest change-column value (``None`` without one); NULL
+        or repeated keys refused (the pre-filter never sees every row).
 
         :raises MappingError: naming the key column, or the first repeated key.
         """
-        sql = self.sql
         cursor = conn.cursor()
+        highest = f"MAX({change or quoted_key})"
         cursor.execute(
-            f"SELECT COUNT(*), COUNT({quoted_key}), COUNT(DISTINCT {quoted_key}) "
-            f"FROM ({sql}) here_batch_source"
+            f"SELECT COUNT(*), COUNT({quoted_key}), COUNT(DISTINCT {quoted_key}), {highest} "
+            f"FROM ({sql}) here_batch_source",
+            params,
         )
-        total, keyed, distinct = cursor.fetchone()
+        total, keyed, distinct, top = cursor.fetchone()
         if keyed != total:
             cursor.close()
             raise MappingError(
@@ -307,43 +453,38 @@ class TableExtract:
         if distinct != keyed:
             cursor.execute(
                 f"SELECT {quoted_key} FROM ({sql}) here_batch_source GROUP BY {quoted_key} "
-                f"HAVING COUNT(*) > 1 ORDER BY {quoted_key} LIMIT 1"
+                f"HAVING COUNT(*) > 1 ORDER BY {quoted_key} LIMIT 1",
+                params,
             )
             (duplicate,) = cursor.fetchone()
             cursor.close()
             raise _duplicate_key(key, str(duplicate))
         cursor.close()
-        return int(total)
+        return int(total), (top if change is not None else None)
 
     def _prefilter_query(
-        self, dialect: TableDialect, resolved: Mapping[str, str], quoted_key: str
+        self, dialect: TableDialect, resolved: Mapping[str, str], quoted_key: str, source: str
     ) -> tuple[str, list[Any]]:
-        """The source rows that may have changed: new, raw values differing from ``request_text``, no
-        fingerprint yet, or forced (``resend_failed``, ``max_age``); with the stored fingerprint and a
-        force flag appended to each row."""
+        """The rows of ``source`` that may have changed: new, raw values differing from ``request_text``,
+        or not reusable (:func:`reuse_condition`); with the stored fingerprint and a force flag (1: not
+        reusable) appended to each row. The parameters returned follow ``source``'s own."""
         mapping = self.mapping
-        assert self.target_table and mapping.raw_columns is not None
-        raw = dialect.raw_text_sql("s", [resolved[c] for c in mapping.raw_columns])
-        ph = dialect.placeholder
-        force: list[str] = []
-        params: list[Any] = []
-        if self.resend_failed:
-            force.append(f"t.status = {ph}")
-            params.append(STATUS_FAILED)
-        cutoff = self._cutoff(dialect)
-        if cutoff is not None:
-            force.append(f"t.geocoded_at < {ph}")
-            params.append(cutoff)
-        forced = " OR ".join(force) or "1 = 0"
-        query = (
-            f"SELECT s.*, t.request_fingerprint, CASE WHEN {forced} THEN 1 ELSE 0 END "
-            f"FROM ({self.sql}) s LEFT JOIN {dialect.quote_name(self.target_table)} t "
-            f"ON t.rec_id = {dialect.text(f's.{quoted_key}')} "
-            f"WHERE t.rec_id IS NULL OR t.request_fingerprint IS NULL OR t.request_text IS NULL "
-            f"OR t.request_text <> {raw} OR {forced} "
-            f"ORDER BY s.{quoted_key}"
+        assert self.target_table
+        reusable, params = reuse_condition(
+            dialect, "t", resend_failed=self.resend_failed, cutoff=self._cutoff(dialect)
         )
-        return query, params + params
+        where, where_params = "", []
+        if mapping.raw_columns is not None:  # else (templates, at) every row read is compared in Python
+            raw = dialect.raw_text_sql("s", [resolved[c] for c in mapping.raw_columns])
+            where = f"WHERE t.request_text IS NULL OR t.request_text <> {raw} OR NOT ({reusable}) "
+            where_params = params
+        query = (
+            f"SELECT s.*, t.request_fingerprint, CASE WHEN {reusable} THEN 0 ELSE 1 END "
+            f"FROM ({source}) s LEFT JOIN {dialect.quote_name(self.target_table)} t "
+            f"ON t.rec_id = {dialect.text(f's.{quoted_key}')} "
+            f"{where}ORDER BY s.{quoted_key}"
+        )
+        return query, params + where_params
 
 
 class BlockWriter:

@@ -232,6 +232,7 @@ def write_copies() -> None:
 NAV: list[tuple[str, str]] = [
     ("Home", "index.md"),
     ("Getting started", "getting-started.md"),
+    ("Geocode a table", "table.md"),
     ("The connection", "connection.md"),
     ("Operators, sensor and trigger", "operators.md"),
     ("Notifications (webhooks)", "notifications.md"),
