@@ -13,10 +13,12 @@ process, one after the other:
 Then 1 % of the rows get a new address (``UPDATE ... WHERE id % 100 = 0``) and the same tasks run again.
 
 **P8-change**: the same on a second table, ``addresses_stamped``, with a change column ``updated_at``
-(``TIMESTAMP WITH TIME ZONE``, indexed; the rows stamped 1 to 365 days ago) and the extract given
-``change_column="updated_at"`` (as ``geocode_table`` passes it): its first run reads every row and the
-write keeps the mark; the ``UPDATE`` also sets ``updated_at = now()``; the second run reads only the rows
-at or above the mark minus the one-hour window. Its second run is measured against its own first run.
+(``TIMESTAMP WITH TIME ZONE``, indexed; one row stamped every 30 s, the newest a day old) and the extract
+given ``change_column="updated_at"`` (as ``geocode_table`` passes it): its first run reads every row and
+the write keeps the mark; the ``UPDATE`` also sets ``updated_at = now()``; the second run reads only the
+rows at or above the mark minus the one-hour window. Its second run is measured against its own first
+run.
+
 Each task runs in a process forked from a worker that has ``airflow.sdk`` and Airflow's task supervisor
 imported (as Airflow 3 runs a task: LocalExecutor and Celery workers fork the task runner through
 ``airflow.sdk.execution_time.supervisor``; P7 does the same); the task process imports the provider
@@ -117,7 +119,8 @@ def _seed(uri: str, rows: int, table: str = "addresses", stamped: bool = False) 
     import psycopg
 
     stamp = ", updated_at TIMESTAMP WITH TIME ZONE" if stamped else ""
-    stamp_value = ", now() - interval '1 day' * (1 + i %% 365)" if stamped else ""
+    # one row every 30 s, the newest a day old (1,000,000 rows: about a year)
+    stamp_value = ", now() - interval '1 day' - interval '30 seconds' * i" if stamped else ""
     with psycopg.connect(uri, autocommit=True) as conn:
         conn.execute(
             f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, address TEXT, country_filter TEXT{stamp})"

@@ -338,6 +338,7 @@ class TableExtract:
             change = self._change_name(names)
             change_index = names.index(change) if change is not None else -1
             source, source_params = self._source(dialect, change, since)
+            track = False  # the highest change value is tracked here (not by the pre-filter's count)
             cursor = dialect.stream_cursor(conn)
             if prefilter:
                 assert isinstance(dialect, TableDialect)
@@ -359,7 +360,7 @@ class TableExtract:
                 while batch := cursor.fetchmany(self.fetch_size):
                     for values in batch:
                         number += 1
-                        if not prefilter and track:
+                        if track:
                             changed = values[change_index]
                             if changed is not None and (highest is None or changed > highest):
                                 highest = changed
@@ -414,10 +415,11 @@ class TableExtract:
         """
         if self.change_column is None:
             return None
-        for name in (n for n in names if n == self.change_column):
-            return name
-        for name in (n for n in names if n.lower() == self.change_column.lower()):
-            return name
+        if self.change_column in names:
+            return self.change_column
+        lowered = {n.lower(): n for n in names}
+        if self.change_column.lower() in lowered:
+            return lowered[self.change_column.lower()]
         raise MappingError(
             f"the query returns no change column {self.change_column!r} (it returns {names}): add it to "
             "the SELECT or fix change_column",

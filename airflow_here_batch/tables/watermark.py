@@ -150,14 +150,16 @@ class Watermark:
 
     def to_xcom(self) -> dict[str, Any]:
         """A JSON-safe dict (XCom): the table, source, column, ``value_type`` and ``value`` as text."""
-        kind = None if self.value is None else _type_name(self.value)
+        kind = text = None
+        if self.value is not None:
+            kind = _type_name(self.value)
+            text = self.value.isoformat() if kind in ("datetime", "date") else str(self.value)
         return {
             "target_table": self.target_table,
             "source": self.source,
             "change_column": self.change_column,
             "value_type": kind,
-            "value": None if self.value is None else self.value.isoformat() if kind in ("datetime", "date")
-            else str(self.value),
+            "value": text,
         }
 
     @classmethod

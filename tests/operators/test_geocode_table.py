@@ -159,6 +159,7 @@ SPLIT_NAMES: dict[str, str | None] = {
 }
 #: A valid value, other than the default, per argument of the extract, the write and the split.
 SAMPLES: dict[str, Any] = {
+    "conn_id": "db2",
     "source": "SELECT id, a, b, lat, lng FROM t",
     "key_column": "id",
     "service": "revgeocode",
