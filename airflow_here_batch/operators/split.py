@@ -55,6 +55,7 @@ __all__ = [
     "PlanSplitOperator",
     "RunSplitPartOperator",
     "split_batch_job",
+    "split_tasks",
     "write_parts",
 ]
 
