@@ -132,7 +132,11 @@ def test_a_change_column_reads_only_the_changed_rows_and_the_window(
             (i, f"Street {i}", _at(any_db, old - timedelta(days=i))),
         )
     any_db.execute("INSERT INTO addr VALUES (101, 'no stamp', NULL)")
-    change = {"change_column": "updated_at", "change_window": timedelta(hours=1)}
+    change = {
+        "change_column": "updated_at",
+        "change_window": timedelta(hours=1),
+        "sql": "SELECT id, address, updated_at FROM addr",
+    }
     first = _run(any_db, tmp_path, **change)
     assert (first["records_total"], first["records_sent"]) == (101, 101)  # no mark yet: every row
     assert first["watermark"]["value_type"] == ("datetime" if any_db.dialect == "postgresql" else "text")
@@ -170,7 +174,7 @@ def test_a_change_column_reads_only_the_changed_rows_and_the_window(
     assert (full["records_total"], full["records_sent"]) == (101, 101)
     assert "9" in _sent(full)
 
-    other_query = _run(any_db, tmp_path, **{**change, "sql": "SELECT id, address, updated_at FROM addr"})
+    other_query = _run(any_db, tmp_path, **{**change, "sql": "SELECT * FROM addr"})
     assert other_query["records_total"] == 101  # another source: its own mark (none yet)
 
 
