@@ -35,7 +35,14 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.definitions.taskgroup import TaskGroup
 
-__all__ = ["FIXED_BY_TABLE", "SUMMARY_KEYS", "GeocodeTableSummaryOperator", "geocode_table"]
+__all__ = [
+    "FIXED_BY_TABLE",
+    "SUMMARY_KEYS",
+    "GeocodeTablePlanOperator",
+    "GeocodeTableSummaryOperator",
+    "GeocodeTableWriteOperator",
+    "geocode_table",
+]
 
 #: Submit arguments the table job sets itself: the input is the extract's file (its header and ``|``),
 #: the job options come as keywords (``service`` and ``output_columns`` also make the fingerprints).
@@ -55,8 +62,14 @@ SUMMARY_KEYS = (
 )
 
 
-class _PlanExtractedOperator(PlanSplitOperator):
-    """The split's plan over the extract's XCom: skipped (with the HERE jobs) when nothing is to be sent."""
+class GeocodeTablePlanOperator(PlanSplitOperator):
+    """The split's plan (:class:`~airflow_here_batch.operators.split.PlanSplitOperator`) over the
+    extract's XCom (``input``: the dict :class:`~airflow_here_batch.operators.sql.SqlToBatchInputOperator`
+    returns): the parts of its input file, or skipped, with the HERE jobs after it, when nothing is to be
+    sent.
+
+    :raises AirflowSkipException: when the extract wrote no input (every record unchanged).
+    """
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         extracted = self.input
@@ -71,8 +84,13 @@ class _PlanExtractedOperator(PlanSplitOperator):
         return super().execute(context)
 
 
-class _WriteTableOperator(BatchResultsToSqlOperator):
-    """The sink over the split's parts (``parts``: the mapped run's XComs; none when nothing was sent)."""
+class GeocodeTableWriteOperator(BatchResultsToSqlOperator):
+    """:class:`~airflow_here_batch.operators.sql.BatchResultsToSqlOperator` over the split's parts: each
+    part's job id, results and errors, in part order.
+
+    :param parts: the mapped ``run`` task's XComs (``run.output``); empty or ``None`` when nothing was
+        sent (then nothing is written and the summary says 0). (templated)
+    """
 
     template_fields: Sequence[str] = (*BatchResultsToSqlOperator.template_fields, "parts")
 
@@ -287,7 +305,7 @@ def geocode_table(
             compress=compress,
             deferrable=deferrable,
             poll_interval=poll_interval,
-            plan_class=_PlanExtractedOperator,
+            plan_class=GeocodeTablePlanOperator,
             service=service,
             **({"output_columns": list(output_columns)} if output_columns else {}),
             input_delimiter=extract.delimiter,
@@ -295,7 +313,7 @@ def geocode_table(
         )
         for task in (plan, merge):
             task.retries, task.retry_delay = retries, retry_delay
-        write = _WriteTableOperator(
+        write = GeocodeTableWriteOperator(
             task_id="write",
             conn_id=target_conn_id or conn_id,
             table=target_table,

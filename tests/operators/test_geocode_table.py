@@ -226,7 +226,7 @@ def _geocode_table() -> Any:
 
 
 def test_every_extract_and_write_argument_reaches_its_task() -> None:
-    from airflow_here_batch.operators.geocode_table import _WriteTableOperator
+    from airflow_here_batch.operators.geocode_table import GeocodeTableWriteOperator
     from airflow_here_batch.operators.sql import SqlToBatchInputOperator
 
     for name in _forwarded(SqlToBatchInputOperator, EXTRACT_NAMES):
@@ -248,7 +248,7 @@ def test_every_extract_and_write_argument_reaches_its_task() -> None:
     extract = _tasks(change_column="updated_at")["extract"]
     assert (extract.change_column, extract.incremental) == ("updated_at", True)
 
-    for name in _forwarded(_WriteTableOperator, WRITE_NAMES):
+    for name in _forwarded(GeocodeTableWriteOperator, WRITE_NAMES):
         ours = WRITE_NAMES.get(name, name)
         if name == "output_columns":
             continue  # checked above; the same list goes to the write
