@@ -56,6 +56,7 @@ SUMMARY_KEYS = (
     "records_failed",
     "records_written",
     "records_missing",
+    "records_rejected",
     "job_ids",
     "results",
     "errors",
@@ -110,34 +111,42 @@ class GeocodeTableSummaryOperator(BaseOperator):
     """The summary of one :func:`geocode_table` run, from its write and merge tasks.
 
     Returns (XCom) ``{"table", "records_total", "records_sent", "records_reused", "records_failed",
-    "records_written", "records_missing", "job_ids", "results", "errors"}`` (:data:`SUMMARY_KEYS`):
+    "records_written", "records_missing", "records_rejected", "job_ids", "results", "errors"}``
+    (:data:`SUMMARY_KEYS`):
     ``records_total`` the rows read (with a change column, those changed since the mark and the window),
     ``records_sent`` the records sent to HERE, ``records_reused`` the unchanged ones, ``records_failed``
     those HERE could not geocode (their rows hold HERE's error), ``records_written`` the rows upserted,
-    ``job_ids`` the HERE jobs in part order, ``results`` / ``errors`` the URIs of the run's merged files
-    (``None`` when nothing was sent or HERE reported no error).
+    ``records_rejected`` those left out before upload (``on_bad_record="skip"``, listed in the extract's
+    rejects file), ``job_ids`` the HERE jobs in part order, ``results`` / ``errors`` the URIs of the
+    run's merged files (``None`` when nothing was sent or HERE reported no error).
 
     :param written: the write task's XCom. (templated)
     :param merged: the merge task's XCom (``None`` when skipped). (templated)
+    :param extracted: the extract task's XCom (for ``records_rejected``). (templated)
     """
 
-    template_fields: Sequence[str] = ("written", "merged")
+    template_fields: Sequence[str] = ("written", "merged", "extracted")
     ui_color = "#cfe8ff"
 
-    def __init__(self, *, written: Any = None, merged: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, written: Any = None, merged: Any = None, extracted: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.written = written
         self.merged = merged
+        self.extracted = extracted
 
     def execute(self, context: Context) -> dict[str, Any]:
         written = dict(self.written) if isinstance(self.written, Mapping) else {}
         merged = dict(self.merged) if isinstance(self.merged, Mapping) else {}
+        extracted = dict(self.extracted) if isinstance(self.extracted, Mapping) else {}
         if not written:
             raise AirflowException("the write task returned no summary")
         jobs = written.get("job_id") or []
         summary: dict[str, Any] = {
             "table": written.get("table"),
             **{k: int(written.get(k) or 0) for k in SUMMARY_KEYS if k.startswith("records_")},
+            "records_rejected": int(extracted.get("records_rejected") or 0),
             "job_ids": [jobs] if isinstance(jobs, str) else list(jobs),
             "results": merged.get("results"),
             "errors": merged.get("errors"),
@@ -176,6 +185,7 @@ def geocode_table(
     resend_failed: bool = False,
     change_column: str | None = None,
     change_window: timedelta | float = DEFAULT_CHANGE_WINDOW,
+    on_bad_record: str = "fail",
     fetch_size: int = 10_000,
     write_batch_size: int = 10_000,
     destination: Any = None,
@@ -223,6 +233,9 @@ def geocode_table(
         since the last written run, minus ``change_window`` (:mod:`airflow_here_batch.tables.watermark`).
     :param change_window: how far behind the mark each run reads again (default one hour): longer than
         the longest write transaction plus the clock difference between the writers.
+    :param on_bad_record: a record HERE would refuse (a line break in a value, a NULL key...):
+        ``"fail"`` the run before anything is uploaded (default), or ``"skip"`` it (counted in
+        ``records_rejected``, written with its reason to the extract's rejects file).
     :param fetch_size: rows per ``fetchmany``.
 
     The target side (:class:`~airflow_here_batch.operators.sql.BatchResultsToSqlOperator`):
@@ -287,6 +300,7 @@ def geocode_table(
             resend_failed=resend_failed,
             change_column=change_column,
             change_window=change_window,
+            on_bad_record=on_bad_record,
             fetch_size=fetch_size,
             full_refresh=full_refresh,
             **common,
@@ -330,6 +344,7 @@ def geocode_table(
             task_id="summary",
             written=write.output,
             merged=merge.output,
+            extracted=extract.output,
             trigger_rule="none_failed",
             **common,
         )

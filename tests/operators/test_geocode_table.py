@@ -176,6 +176,7 @@ SAMPLES: dict[str, Any] = {
     "resend_failed": True,
     "change_column": None,  # (needs incremental; tried on its own below)
     "change_window": timedelta(minutes=5),
+    "on_bad_record": "skip",
     "fetch_size": 77,
     "full_refresh": "{{ params.full_refresh }}",
     "write_batch_size": 55,
