@@ -100,7 +100,8 @@ def test_nightly_dag_schedule(dagbag: Any) -> None:
     write = dag.get_task("geocode.write")
     assert isinstance(write, BatchResultsToSqlOperator)
     assert "geocode.merge" in write.downstream_task_ids  # the parts are removed only once written
-    assert dag.get_task("geocode.summary").upstream_task_ids == {"geocode.write", "geocode.merge"}
+    summary = dag.get_task("geocode.summary")
+    assert summary.upstream_task_ids == {"geocode.extract", "geocode.write", "geocode.merge"}
 
 
 @needs_operators
