@@ -155,6 +155,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_here_batch.operators.batch_job",
                     "airflow_here_batch.operators.split",
+                    "airflow_here_batch.operators.geocode_table",
                 ],
             }
         ],

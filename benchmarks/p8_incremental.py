@@ -11,15 +11,23 @@ process, one after the other:
 3. ``write_results``: ``BatchResultsToSqlOperator.execute``.
 
 Then 1 % of the rows get a new address (``UPDATE ... WHERE id % 100 = 0``) and the same tasks run again.
+
+**P8-change**: the same on a second table, ``addresses_stamped``, with a change column ``updated_at``
+(``TIMESTAMP WITH TIME ZONE``, indexed; one row stamped every 30 s, the newest a day old) and the extract
+given ``change_column="updated_at"`` (as ``geocode_table`` passes it): its first run reads every row and
+the write keeps the mark; the ``UPDATE`` also sets ``updated_at = now()``; the second run reads only the
+rows at or above the mark minus the one-hour window. Its second run is measured against its own first
+run.
+
 Each task runs in a process forked from a worker that has ``airflow.sdk`` and Airflow's task supervisor
 imported (as Airflow 3 runs a task: LocalExecutor and Celery workers fork the task runner through
 ``airflow.sdk.execution_time.supervisor``; P7 does the same); the task process imports the provider
 itself, as parsing the DAG file does.
 
 Figures: records sent by the second run / rows changed (<= 1.05x); the second run's wall time / the
-first's (<= 0.1x; wall = the sum of the task processes' wall times from fork to exit, the provider's
-imports included); the highest peak RSS (``VmHWM``, which includes the pages shared with the worker) of
-any task process in either run (< 200 MB).
+first's (<= 0.1x; with the change column <= 0.05x; wall = the sum of the task processes' wall times from
+fork to exit, the provider's imports included); the highest peak RSS (``VmHWM``, which includes the pages
+shared with the worker) of any task process in either run (< 200 MB).
 
 PostgreSQL: ``HERE_BATCH_BENCH_POSTGRES_URI`` (default ``postgresql://postgres@127.0.0.1:5432/test``),
 a user allowed to create databases; the database ``here_batch_p8_<random>`` is dropped afterwards.
@@ -107,21 +115,28 @@ def airflow_conn(uri: str) -> str:
     )
 
 
-def _seed(uri: str, rows: int) -> None:
+def _seed(uri: str, rows: int, table: str = "addresses", stamped: bool = False) -> None:
     import psycopg
 
+    stamp = ", updated_at TIMESTAMP WITH TIME ZONE" if stamped else ""
+    # one row every 30 s, the newest a day old (1,000,000 rows: about a year)
+    stamp_value = ", now() - interval '1 day' - interval '30 seconds' * i" if stamped else ""
     with psycopg.connect(uri, autocommit=True) as conn:
-        conn.execute("CREATE TABLE addresses (id BIGINT PRIMARY KEY, address TEXT, country_filter TEXT)")
         conn.execute(
-            "INSERT INTO addresses SELECT i, "
+            f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, address TEXT, country_filter TEXT{stamp})"
+        )
+        conn.execute(
+            f"INSERT INTO {table} SELECT i, "
             "(ARRAY['Hauptstraße','Invalidenstraße','Main Street','Rue de Rivoli','Via Roma'])[1 + i %% 5] "
             "|| ' ' || (1 + i %% 997) || ', ' || (10000 + i %% 89999) || ' ' "
             "|| (ARRAY['Berlin','Hamburg','London','Paris','Roma'])[1 + i %% 5], "
-            "'countryCode:' || (ARRAY['DEU','DEU','GBR','FRA','ITA'])[1 + i %% 5] "
-            "FROM generate_series(1, %s) AS i",
+            "'countryCode:' || (ARRAY['DEU','DEU','GBR','FRA','ITA'])[1 + i %% 5]"
+            f"{stamp_value} FROM generate_series(1, %s) AS i",
             (rows,),
         )
-        conn.execute("ANALYZE addresses")
+        if stamped:
+            conn.execute(f"CREATE INDEX {table}_updated_at_idx ON {table} (updated_at)")
+        conn.execute(f"ANALYZE {table}")
 
 
 # --- the task processes ----------------------------------------------------------------------------
@@ -132,15 +147,18 @@ def _child(payload: dict[str, Any]) -> dict[str, Any]:
     if task == "extract":
         from airflow_here_batch.operators.sql import SqlToBatchInputOperator
 
+        table = payload.get("table", "addresses")
+        change = payload.get("change_column")
         op = SqlToBatchInputOperator(
             task_id="extract_changed",
             conn_id=DB_CONN_ID,
-            sql="SELECT id, address, country_filter FROM addresses",
+            sql=f"SELECT id, address, country_filter{', ' + change if change else ''} FROM {table}",
             key_column="id",
             columns={"q": "address", "in": "country_filter"},
             output_columns=OUTPUT_COLUMNS,
             incremental=True,
-            target_table="addresses_geocoded",
+            target_table=f"{table}_geocoded",
+            change_column=change,
             destination=payload["folder"],
         )
         return op.execute({"run_id": payload["run"]})  # type: ignore[arg-type]
@@ -168,7 +186,7 @@ def _child(payload: dict[str, Any]) -> dict[str, Any]:
         op = BatchResultsToSqlOperator(
             task_id="write_results",
             conn_id=DB_CONN_ID,
-            table="addresses_geocoded",
+            table=f"{payload.get('table', 'addresses')}_geocoded",
             output_columns=OUTPUT_COLUMNS,
             job_id=payload["job_id"],
             results=payload["results"],
@@ -269,19 +287,22 @@ def _run_task(payload: dict[str, Any], worker: _Worker) -> tuple[dict[str, Any],
     return out["result"], out["wall_s"], out["peak_rss_mb"]
 
 
-def _dag_run(worker: _Worker, work: Path, run: str) -> dict[str, Any]:
+def _dag_run(
+    worker: _Worker, work: Path, run: str, table: str = "addresses", change: str | None = None
+) -> dict[str, Any]:
     folder = f"file://{work / run}"
     walls: dict[str, float] = {}
     peaks: dict[str, float] = {}
+    source = {"table": table, "change_column": change}
     extract, walls["extract"], peaks["extract"] = _run_task(
-        {"task": "extract", "folder": folder, "run": run}, worker
+        {"task": "extract", "folder": folder, "run": run, **source}, worker
     )
     job: dict[str, Any] = {"job_id": None, "results": None, "errors": None}
     if extract["records_sent"]:
         here = {"task": "here", "folder": folder, "run": run}
         job, walls["here"], peaks["here"] = _run_task(here, worker)
     summary, walls["write"], peaks["write"] = _run_task(
-        {"task": "write", "run": run, "extract": extract, **job}, worker
+        {"task": "write", "run": run, "extract": extract, **job, **source}, worker
     )
     result = {
         "summary": summary,
@@ -309,12 +330,21 @@ def run(quick: bool) -> list[Row]:
             env[f"AIRFLOW_CONN_{DB_CONN_ID.upper()}"] = airflow_conn(uri)
             worker = _Worker(env, work / "tasks.log")
             try:
-                first = _dag_run(worker, work, "first")
                 import psycopg
 
+                first = _dag_run(worker, work, "first")
                 with psycopg.connect(uri, autocommit=True) as conn:
                     conn.execute("UPDATE addresses SET address = address || ' Hinterhaus' WHERE id % 100 = 0")
                 second = _dag_run(worker, work, "second")
+                # P8-change: the same with a change column, on its own table (its own first run)
+                _seed(uri, rows, "addresses_stamped", stamped=True)
+                stamped_first = _dag_run(worker, work, "change-first", "addresses_stamped", "updated_at")
+                with psycopg.connect(uri, autocommit=True) as conn:
+                    conn.execute(
+                        "UPDATE addresses_stamped SET address = address || ' Hinterhaus', updated_at = now() "
+                        "WHERE id % 100 = 0"
+                    )
+                stamped_second = _dag_run(worker, work, "change-second", "addresses_stamped", "updated_at")
             finally:
                 worker.close()
         import psycopg
@@ -374,6 +404,47 @@ def run(quick: bool) -> list[Row]:
             f"{peak / 200:.2f}x of bound",
             "< 200 MB",
             peak < 200,
+        ),
+        *_change_rows(rows, changed, stamped_first, stamped_second),
+    ]
+
+
+def _change_rows(rows: int, changed: int, first: dict[str, Any], second: dict[str, Any]) -> list[Row]:
+    """P8-change: records sent and the second run's wall time against its own first run."""
+    summary = second["summary"]
+    ratio = second["wall"] / first["wall"]
+    detail = ", ".join(f"{k} {v:.1f} s" for k, v in second["walls"].items())
+    first_detail = ", ".join(f"{k} {v:.1f} s" for k, v in first["walls"].items())
+    sent = summary["records_sent"]
+    return [
+        Row(
+            "P8-change",
+            f"change column updated_at, {rows:,}-row table, {changed:,} rows changed: records read / sent",
+            f"{summary['records_total']:,} read, {sent:,} sent",
+            f"{changed:,} changed",
+            f"{sent / changed:.2f}x",
+            "<= 1.05x",
+            sent <= 1.05 * changed and first["summary"]["records_sent"] == rows,
+        ),
+        Row(
+            "P8-change",
+            f"change column updated_at, {rows:,}-row table: wall time of the task processes",
+            f"{second['wall']:.1f} s ({detail})",
+            f"{first['wall']:.1f} s first run ({first_detail})",
+            f"{ratio:.3f}x",
+            "<= 0.05x",
+            ratio <= 0.05,
+        ),
+        Row(
+            "P8-change",
+            f"change column, {rows:,} rows: work inside the task processes (after the fork)",
+            f"{sum(second['work'].values()):.2f} s ("
+            + ", ".join(f"{k} {v:.2f} s" for k, v in second["work"].items())
+            + ")",
+            f"{sum(first['work'].values()):.1f} s first run",
+            f"{sum(second['work'].values()) / sum(first['work'].values()):.3f}x",
+            "-",
+            None,
         ),
     ]
 

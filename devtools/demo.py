@@ -77,14 +77,16 @@ CHANGED = {
 #: The order the tasks are listed in (the DAG's flow), unknown ones last.
 TASK_ORDER = {
     "seed_addresses": 0,
-    "extract_changed": 1,
-    "anything_to_send": 2,
-    "geocode.plan": 3,
-    "geocode.run": 4,
-    "collect_parts": 5,
-    "write_results": 6,
-    "geocode.merge": 7,
+    "geocode.extract": 1,
+    "geocode.plan": 2,
+    "geocode.run": 3,
+    "geocode.write": 4,
+    "geocode.merge": 5,
+    "geocode.summary": 6,
 }
+#: The task whose return value is the run's summary (geocode_table's last task), and the table's writer.
+SUMMARY_TASK = "geocode.summary"
+WRITE_TASK = "geocode.write"
 #: The sensor whose deferral the report shows (the nightly DAG's first split part).
 SENSOR = "geocode.run"
 
@@ -155,7 +157,7 @@ def summary_lines(summaries: Mapping[str, dict[str, Any] | None]) -> tuple[list[
     """Both runs' ``records_sent`` vs ``records_total``, and whether the first run has a summary and the
     second sent exactly the :data:`CHANGED` records.
 
-    :param summaries: ``{"first": write_results return value, "second": ...}`` (``None``: missing).
+    :param summaries: ``{"first": the summary task's return value, "second": ...}`` (``None``: missing).
     """
     lines = ["--- both runs: records sent to HERE vs records in the table ---"]
     for label, s in summaries.items():
@@ -164,7 +166,8 @@ def summary_lines(summaries: Mapping[str, dict[str, Any] | None]) -> tuple[list[
             continue
         lines.append(
             f"  {label:<6} run: records_sent={s['records_sent']} of records_total={s['records_total']} "
-            f"(reused {s['records_reused']}, failed {s['records_failed']}, job {s['job_id']})"
+            f"(reused {s['records_reused']}, failed {s['records_failed']}, written {s['records_written']}, "
+            f"jobs {s['job_ids']})"
         )
     second = summaries.get("second") or {}
     ok = bool(summaries.get("first")) and second.get("records_sent") == len(CHANGED)
@@ -407,7 +410,7 @@ class Demo:
         """Trigger a run and wait for it; its report. The first run takes the latest nightly slot (the run
         the schedule would have made); the second is a manual run "now", as if the next night had come.
 
-        :returns: whether the run and its checks passed, and the ``write_results`` return value.
+        :returns: whether the run and its checks passed, and the run's summary (``geocode.summary``).
         """
         api = self._api()
         first = label == "first"
@@ -451,19 +454,19 @@ class Demo:
                 f"{(f'{dur:.1f} s' if dur is not None else '-'):>9}  {t.get('operator') or ''}"
             )
 
-        summary = api.xcom(self.dag_id, run_id, "write_results")
+        summary = api.xcom(self.dag_id, run_id, SUMMARY_TASK)
         if label != "first":  # the first run shows the whole path; the second what changed
-            print("\n--- write task (write_results) return value ---")
+            print(f"\n--- the run's summary ({SUMMARY_TASK} return value) ---")
             print(json.dumps(summary, indent=2, ensure_ascii=False) if summary is not None else "  (none)")
             print()
             return ok and bool(summary), summary
 
         ok = self.report_triggerer(run_id) and ok
-        print("\n--- write task (write_results) return value: records_total/sent/reused/failed ---")
+        print(f"\n--- the run's summary ({SUMMARY_TASK} return value): records_total/sent/reused/failed ---")
         print(json.dumps(summary, indent=2, ensure_ascii=False) if summary is not None else "  (none)")
-        worker_logs = [p for p in self.task_log_files(run_id, "write_results") if ".trigger." not in p.name]
+        worker_logs = [p for p in self.task_log_files(run_id, WRITE_TASK) if ".trigger." not in p.name]
         for line in matching_lines(worker_logs[0], ("records_total=",)) if worker_logs else []:
-            print(f"  write_results log: {line}")
+            print(f"  {WRITE_TASK} log: {line}")
         ok = self.report_files(run_id) and ok
         ok = self.report_table() and ok
         print()

@@ -1,13 +1,13 @@
 """Runs whenever geocoded addresses are updated: a DAG scheduled on an Airflow Asset.
 
-Producers declare the asset ``here_batch_geocoded_addresses`` (:mod:`airflow_here_batch.utils.assets`)
-as an outlet: the TaskFlow example's download and the nightly pipeline's table sink
-(``here_batch_nightly_geocode.write_results``), so this DAG runs after each nightly run. Each update is an
-asset event whose ``extra`` says what changed: ``DownloadBatchResultsOperator`` puts the HERE job id and,
-per file, its location (a URI every worker reaches) and row count; ``BatchResultsToSqlOperator`` puts the
-table, the job ids and ``records_sent`` / ``records_written`` / ``records_failed``. ``report_updates``
-reads the events that triggered this run and checks each file location it names exists. Nothing local
-is handed over: only the events' small extras.
+Producers declare the asset ``here_batch_geocoded_addresses`` (:mod:`airflow_here_batch.utils.assets`) as
+an outlet: the TaskFlow example's download and the nightly pipeline's table sink (``geocode.write`` of
+``here_batch_nightly_geocode``), so this DAG runs after each nightly run. Each update is an asset event
+whose ``extra`` says what changed: ``DownloadBatchResultsOperator`` puts the HERE job id and, per file,
+its location (a URI every worker reaches) and row count; ``BatchResultsToSqlOperator`` puts the table,
+the job ids and ``records_sent`` / ``records_written`` / ``records_failed``. ``report_updates`` reads the
+events that triggered this run and checks each file location it names exists. Nothing local is handed
+over: only the events' small extras.
 """
 
 from __future__ import annotations

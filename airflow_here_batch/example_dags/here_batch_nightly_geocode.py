@@ -1,43 +1,41 @@
 """Nightly geocoding of an address table with the HERE Batch API v7: only new or changed addresses sent.
 
-Every night at 02:00 (UTC) this DAG:
+The DAG is a schedule, a seed task and one :func:`~airflow_here_batch.operators.geocode_table.geocode_table`
+call (``docs/table.md``). Every night at 02:00 (UTC):
 
 1. ``seed_addresses`` creates the ``addresses`` table (``id``, ``address``, ``country_filter``) from the
    shipped sample (322 addresses in 20+ countries, a few deliberately bad) if it does not exist yet. In a
    real deployment the table is yours: drop this task.
-2. ``extract_changed`` streams ``SELECT id, address, country_filter FROM addresses`` and writes the
-   records whose geocoding input is new or changed since their last geocoding (the fingerprint of the
-   normalised request, stored in ``addresses_geocoded``) to an input file in object storage.
-3. ``anything_to_send`` skips the HERE jobs when nothing changed.
-4. ``geocode`` is the any-size path (:func:`~airflow_here_batch.operators.split.split_batch_job`,
-   ``docs/split.md``), taken every night: ``geocode.plan`` cuts the records into parts of at most
-   ``HERE_BATCH_MAX_RECORDS_PER_JOB`` records (and 500 MB), so a large first load becomes several jobs
-   and a usual night one; ``geocode.run`` runs one HERE job per part (tagged
+2. ``geocode.extract`` reads ``addresses`` and writes the records whose geocoding input is new or changed
+   since their last geocoding (the fingerprint of the normalised request, stored in
+   ``addresses_geocoded``) to an input file in object storage.
+3. ``geocode.plan`` / ``geocode.run``: the any-size path (``docs/split.md``): parts of at most
+   ``HERE_BATCH_MAX_RECORDS_PER_JOB`` records (and 500 MB), one HERE job per part (tagged
    ``nightly-geocode-<date>``), at most ``HERE_BATCH_MAX_ACTIVE_JOBS`` at once, each waited for in the
-   triggerer, its results and errors downloaded next to its part. One part costs what the single-job
-   path cost (``docs/sql.md``, "With the any-size path").
-5. ``collect_parts`` lists every part's job id, results and errors locations (URIs, in part order).
-6. ``write_results`` upserts every part's results into ``addresses_geocoded`` (created if missing;
-   ``rec_id``, ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and
-   message for failed records, the fingerprint, the id of the job that carried the record, the time
-   geocoded), one transaction per batch, and returns ``records_total``, ``records_sent``,
-   ``records_reused``, ``records_failed``. Its outlet is the Asset ``here_batch_geocoded_addresses``
-   (:mod:`airflow_here_batch.utils.assets`): the DAG ``here_batch_geocoded_consumer`` runs after it.
-7. ``geocode.merge`` then writes the night's ``results.csv`` and ``errors.txt`` (input order) to
+   triggerer. Skipped when nothing changed.
+4. ``geocode.write`` upserts the results into ``addresses_geocoded`` (created if missing; ``rec_id``,
+   ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and message for
+   failed records, the fingerprint, the job id, the time geocoded), one transaction per batch. Its outlet
+   is the Asset ``here_batch_geocoded_addresses`` (:mod:`airflow_here_batch.utils.assets`): the DAG
+   ``here_batch_geocoded_consumer`` runs after it.
+5. ``geocode.merge`` writes the night's ``results.csv`` and ``errors.txt`` (input order) to
    ``$HERE_BATCH_OUTPUT_DIR/<date>/`` and removes the parts' files.
+6. ``geocode.summary`` returns the night's summary: ``records_total``, ``records_sent``,
+   ``records_reused``, ``records_failed``, ``records_written``, ``job_ids`` and the merged files. A night
+   with nothing to send is a success whose summary says 0 sent.
 
 **Cost.** Trigger with ``{"dry_run": true}`` to see what a night would send and why (new, changed,
 expired ...), with the jobs planned and nothing sent or written to ``addresses_geocoded``;
 ``max_records_to_send`` (a param, or ``[here_batch] max_records_to_send`` for the deployment) fails the
 run before any upload when more would be sent. Records whose address is empty are not sent: they are
-written as ``skipped``. After a change of ``OUTPUT_COLUMNS`` the stored results are kept and the log
-says how many records a re-send would cost: trigger with ``{"on_output_columns_change": "resend"}`` to
-send them (``docs/cost.md``).
+written as ``skipped``. After a change of ``HERE_BATCH_OUTPUT_COLUMNS`` the stored results are kept and
+the log says how many records a re-send would cost: trigger with ``{"on_output_columns_change":
+"resend"}`` to send them (``docs/cost.md``).
 
-**Caching is on in this DAG** (``incremental=True``): HERE's terms may limit how long geocoding results
-may be stored and reused; check your contract. ``HERE_BATCH_MAX_AGE_DAYS`` re-sends records geocoded
-longer ago; a run triggered with ``{"full_refresh": true}`` sends every record. Rows deleted from
-``addresses`` stay in ``addresses_geocoded``.
+**Caching is on** (``incremental``, the default): HERE's terms may limit how long geocoding results may
+be stored and reused; check your contract. ``HERE_BATCH_MAX_AGE_DAYS`` re-sends records geocoded longer
+ago; a run triggered with ``{"full_refresh": true}`` sends every record. Rows deleted from ``addresses``
+stay in ``addresses_geocoded``.
 
 Settings (environment variables, read when the file is parsed): ``HERE_BATCH_DB_CONN_ID`` (default
 ``here_batch_sqlite_default``: when no such connection is defined, the SQLite file ``here_batch.db`` in
@@ -58,31 +56,19 @@ import csv
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
 
 from airflow_here_batch.files.locations import output_uri
-from airflow_here_batch.operators.split import split_batch_job
-from airflow_here_batch.operators.sql import (
-    EMBEDDED_CONN_ID,
-    BatchResultsToSqlOperator,
-    SqlToBatchInputOperator,
-)
+from airflow_here_batch.operators.geocode_table import geocode_table
+from airflow_here_batch.operators.sql import EMBEDDED_CONN_ID
 from airflow_here_batch.utils.assets import GEOCODED_ADDRESSES, here_asset
 
 SAMPLE = Path(__file__).parent / "data" / "addresses_default.csv"
 DB_CONN_ID = os.environ.get("HERE_BATCH_DB_CONN_ID") or EMBEDDED_CONN_ID
 SOURCE_TABLE = "addresses"
-TARGET_TABLE = "addresses_geocoded"
-OUTPUT_DIR = output_uri()  # a URI (file://... by default), so XCom never carries a worker-local path
-MAX_RECORDS_PER_JOB = int(os.environ.get("HERE_BATCH_MAX_RECORDS_PER_JOB", "1000000"))
-MAX_ACTIVE_JOBS = int(os.environ.get("HERE_BATCH_MAX_ACTIVE_JOBS", "3"))
-POLL_INTERVAL = float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30"))
 MAX_AGE_DAYS = os.environ.get("HERE_BATCH_MAX_AGE_DAYS")
-RETRIES = int(os.environ.get("HERE_BATCH_RETRIES", "2"))
-WRITE_BATCH_SIZE = int(os.environ.get("HERE_BATCH_WRITE_BATCH_SIZE", "10000"))
 OUTPUT_COLUMNS = [
     c.strip()
     for c in (
@@ -100,7 +86,6 @@ with DAG(
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": RETRIES, "retry_delay": timedelta(seconds=20)},
     params={
         "full_refresh": Param(False, type="boolean", description="send every record this run"),
         "dry_run": Param(
@@ -146,77 +131,27 @@ with DAG(
             print(f"seeded {SOURCE_TABLE} with {len(rows)} rows from {SAMPLE.name}")
         return int(hook.get_first(f"SELECT COUNT(*) FROM {SOURCE_TABLE}")[0])
 
-    extract = SqlToBatchInputOperator(
-        task_id="extract_changed",
+    geocode = geocode_table(
         conn_id=DB_CONN_ID,
-        sql=f"SELECT id, address, country_filter FROM {SOURCE_TABLE}",
+        source=SOURCE_TABLE,
         key_column="id",
-        service="geocode",
         columns={"q": "address", "in": "country_filter"},
         output_columns=OUTPUT_COLUMNS,
-        incremental=True,
-        target_table=TARGET_TABLE,
-        max_age=timedelta(days=float(MAX_AGE_DAYS)) if MAX_AGE_DAYS else None,
+        target_table="addresses_geocoded",
         full_refresh="{{ params.full_refresh }}",
         dry_run="{{ params.dry_run }}",
         max_records_to_send="{{ params.max_records_to_send }}",
         on_output_columns_change="{{ params.on_output_columns_change }}",
-    )
-
-    @task.short_circuit(ignore_downstream_trigger_rules=False)
-    def anything_to_send(extracted: dict[str, Any]) -> bool:
-        """False (skip the HERE jobs) when every record is unchanged."""
-        print(
-            f"{extracted['records_sent']} of {extracted['records_total']} records to send "
-            f"({extracted.get('records_sent_by_reason')}), {extracted.get('records_skipped', 0)} skipped"
-        )
-        return bool(extracted["records_sent"])
-
-    geocode = split_batch_job(
-        group_id="geocode",
-        input="{{ ti.xcom_pull(task_ids='extract_changed')['input'] }}",
-        service="geocode",
-        output_columns=OUTPUT_COLUMNS,
-        destination=f"{OUTPUT_DIR}/{RUN_DATE}/",
-        tag=f"nightly-geocode-{RUN_DATE}",
-        max_records_per_job=MAX_RECORDS_PER_JOB,
-        max_active_jobs=MAX_ACTIVE_JOBS,
-        poll_interval=POLL_INTERVAL,
-        part_retries=max(RETRIES, 1),
-        part_retry_delay=timedelta(seconds=20),
-        dry_run="{{ params.dry_run }}",
-        max_records_to_send="{{ params.max_records_to_send }}",
-    )
-    run_parts = dag.get_task("geocode.run")
-    merge = dag.get_task("geocode.merge")
-
-    @task(multiple_outputs=True)
-    def collect_parts(parts: Any) -> dict[str, list[Any]]:
-        """Every part's job id, results and errors location (URIs), in part order, for the sink."""
-        done = sorted((dict(p) for p in parts), key=lambda p: int(p["index"]))
-        print(f"{len(done)} HERE jobs: {[p['job_id'] for p in done]}")
-        return {
-            "job_ids": [p["job_id"] for p in done],
-            "results": [p.get("results") for p in done],
-            "errors": [p.get("errors") for p in done],
-        }
-
-    parts = collect_parts(run_parts.output)
-
-    write = BatchResultsToSqlOperator(
-        task_id="write_results",
-        conn_id=DB_CONN_ID,
-        table=TARGET_TABLE,
-        output_columns=OUTPUT_COLUMNS,
-        job_id=parts["job_ids"],
-        results=parts["results"],
-        errors=parts["errors"],
-        extract=extract.output,
-        batch_size=WRITE_BATCH_SIZE,
+        max_age=timedelta(days=float(MAX_AGE_DAYS)) if MAX_AGE_DAYS else None,
+        destination=f"{output_uri()}/{RUN_DATE}/",
         outlets=[here_asset(GEOCODED_ADDRESSES)],
-        trigger_rule="none_failed",  # runs (and reports) when nothing had to be sent
+        tag=f"nightly-geocode-{RUN_DATE}",
+        max_records_per_job=int(os.environ.get("HERE_BATCH_MAX_RECORDS_PER_JOB", "1000000")),
+        max_active_jobs=int(os.environ.get("HERE_BATCH_MAX_ACTIVE_JOBS", "3")),
+        poll_interval=float(os.environ.get("HERE_BATCH_POLL_INTERVAL", "30")),
+        write_batch_size=int(os.environ.get("HERE_BATCH_WRITE_BATCH_SIZE", "10000")),
+        retries=int(os.environ.get("HERE_BATCH_RETRIES", "2")),
+        retry_delay=timedelta(seconds=20),
     )
 
-    seed_addresses() >> extract
-    anything_to_send(extract.output) >> geocode
-    write >> merge  # the night's merged files are written, and the parts removed, once the table has them
+    seed_addresses() >> geocode

@@ -57,6 +57,7 @@ __all__ = [
     "PlanSplitOperator",
     "RunSplitPartOperator",
     "split_batch_job",
+    "split_tasks",
     "write_parts",
 ]
 
@@ -661,6 +662,52 @@ def split_batch_job(
     """
     from airflow.sdk import TaskGroup
 
+    with TaskGroup(group_id=group_id) as group:
+        split_tasks(
+            split_id=group_id,
+            input=input,
+            destination=destination,
+            destination_conn_id=destination_conn_id,
+            max_records_per_job=max_records_per_job,
+            max_bytes_per_job=max_bytes_per_job,
+            max_active_jobs=max_active_jobs,
+            part_retries=part_retries,
+            part_retry_delay=part_retry_delay,
+            cleanup_parts=cleanup_parts,
+            compress=compress,
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            **submit_kwargs,
+        )
+    return group
+
+
+def split_tasks(
+    *,
+    split_id: str,
+    input: Any,
+    destination: Any,
+    destination_conn_id: str | None,
+    max_records_per_job: int | None,
+    max_bytes_per_job: int | None,
+    max_active_jobs: int,
+    part_retries: int,
+    part_retry_delay: timedelta,
+    cleanup_parts: bool,
+    compress: bool,
+    deferrable: bool,
+    poll_interval: float,
+    plan_class: type[PlanSplitOperator] = PlanSplitOperator,
+    **submit_kwargs: Any,
+) -> tuple[PlanSplitOperator, Any, MergeSplitResultsOperator]:
+    """The tasks of :func:`split_batch_job` (``plan``, ``run``, ``merge``), made in the current DAG or
+    task group; the arguments are its own (``split_id``: the parts' folder, the group id there).
+    ``plan_class``: a :class:`PlanSplitOperator` subclass for the plan. Returns the plan, the mapped run
+    and the merge.
+
+    :raises TypeError: as :func:`split_batch_job`.
+    :raises ValueError: as :func:`split_batch_job`.
+    """
     from airflow_here_batch.operators.batch_job import JOB_OPTION_FIELDS, job_options_value
 
     if max_active_jobs < 1:
@@ -681,34 +728,33 @@ def split_batch_job(
     homeless = [name for name in submit_kwargs if name not in operator_arguments(RunSplitPartOperator)]
     if homeless:  # a new SubmitBatchJobOperator argument that neither the plan nor the parts take
         raise TypeError(f"split_batch_job() cannot forward {homeless}: neither plan nor parts take it")
-    with TaskGroup(group_id=group_id) as group:
-        plan = PlanSplitOperator(
-            task_id="plan",
-            input=input,
-            service=options["service"],
-            split_id=group_id,
-            max_records_per_job=max_records_per_job,
-            max_bytes_per_job=max_bytes_per_job,
-            **{name: options[name] for name in ("input_columns", "input_delimiter") if name in options},
-            **plan_kwargs,
-        )
-        run = RunSplitPartOperator.partial(
-            task_id="run",
-            options=options,
-            compress=compress,
-            deferrable=deferrable,
-            poll_interval=poll_interval,
-            **submit_kwargs,
-            retries=part_retries,
-            retry_delay=part_retry_delay,
-            max_active_tis_per_dagrun=max_active_jobs,
-        ).expand(part=plan.output)
-        MergeSplitResultsOperator(
-            task_id="merge",
-            parts=run.output,
-            destination=destination,
-            destination_conn_id=destination_conn_id,
-            split_id=group_id,
-            cleanup_parts=cleanup_parts,
-        )
-    return group
+    plan = plan_class(
+        task_id="plan",
+        input=input,
+        service=options["service"],
+        split_id=split_id,
+        max_records_per_job=max_records_per_job,
+        max_bytes_per_job=max_bytes_per_job,
+        **{name: options[name] for name in ("input_columns", "input_delimiter") if name in options},
+        **plan_kwargs,
+    )
+    run = RunSplitPartOperator.partial(
+        task_id="run",
+        options=options,
+        compress=compress,
+        deferrable=deferrable,
+        poll_interval=poll_interval,
+        **submit_kwargs,
+        retries=part_retries,
+        retry_delay=part_retry_delay,
+        max_active_tis_per_dagrun=max_active_jobs,
+    ).expand(part=plan.output)
+    merge = MergeSplitResultsOperator(
+        task_id="merge",
+        parts=run.output,
+        destination=destination,
+        destination_conn_id=destination_conn_id,
+        split_id=split_id,
+        cleanup_parts=cleanup_parts,
+    )
+    return plan, run, merge

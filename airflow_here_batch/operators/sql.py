@@ -35,7 +35,7 @@ from airflow_here_batch.tables.connections import (
     get_db_hook,
     table_asset,
 )
-from airflow_here_batch.tables.extract import TableExtract
+from airflow_here_batch.tables.extract import DEFAULT_CHANGE_WINDOW, TableExtract
 from airflow_here_batch.tables.records import MappingError, RecordMapping, plain_name, target_columns
 from airflow_here_batch.tables.sink import ResultSink, TargetTableError, WriteCountError, open_lines
 from airflow_here_batch.version_compat import AirflowException, AirflowFailException, AirflowSkipException
@@ -78,13 +78,20 @@ class SqlToBatchInputOperator(BaseOperator):
     :func:`airflow_here_batch.api.inputs.rows_to_lines`) and ``fingerprints.csv`` (``rec_id|fingerprint``
     of each record sent), each written under a temporary name and renamed when complete.
 
+    **A change column** (``change_column="updated_at"``, with ``incremental=True``): only the rows whose
+    column is at or above the mark of the last written run minus ``change_window`` (and those where it is
+    NULL) are read; the mark is kept beside the target table by :class:`BatchResultsToSqlOperator` once
+    the results are written (:mod:`airflow_here_batch.tables.watermark` says why the window makes it safe
+    against late commits and clock skew). ``records_total`` then counts the rows read.
+
     Returns (XCom) ``{"input": URI or None, "fingerprints": URI or None, "records_total",
     "records_sent", "records_reused", "records_rejected", "rejects": URI or None, "service",
-    "input_columns"}``; ``input`` is ``None`` when nothing is to be sent.
+    "input_columns", "watermark"}``; ``input`` is ``None`` when nothing is to be sent.
 
     :param conn_id: Airflow connection of the source database (any common.sql ``DbApiHook``).
     :param sql: one query returning the key and the mapped columns, as you would run it in the
-        database (a ``.sql`` file's trailing comments and ``;`` are fine). (templated)
+        database (a ``.sql`` file's trailing comments and ``;`` are fine), or a table name (every
+        column). (templated)
     :param key_column: the column that becomes ``recId`` (unique, never NULL).
     :param service: ``geocode``, ``revgeocode`` or ``lookup``.
     :param columns: HERE column -> source column, e.g. ``{"q": "address", "in": "country"}``.
@@ -98,6 +105,10 @@ class SqlToBatchInputOperator(BaseOperator):
     :param target_conn_id: its connection (default ``conn_id``).
     :param max_age: re-send records geocoded longer ago than this (``timedelta`` or seconds).
     :param resend_failed: also re-send unchanged records whose last geocoding failed.
+    :param change_column: a column of the query every write of a row raises (``updated_at``): read only
+        the rows changed since the last written run (needs ``incremental`` and ``target_table``).
+    :param change_window: how far behind the mark each run reads again (``timedelta`` or seconds; default
+        one hour): longer than the longest write transaction plus the clock difference between writers.
     :param destination: object-storage folder for the files. (templated)
     :param destination_conn_id: connection for that storage (default: the base location's).
     :param fetch_size: rows per ``fetchmany``.
@@ -173,6 +184,8 @@ class SqlToBatchInputOperator(BaseOperator):
         target_conn_id: str | None = None,
         max_age: timedelta | float | None = None,
         resend_failed: bool = False,
+        change_column: str | None = None,
+        change_window: timedelta | float = DEFAULT_CHANGE_WINDOW,
         destination: Any = None,
         destination_conn_id: str | None = None,
         fetch_size: int = 10_000,
@@ -213,12 +226,18 @@ class SqlToBatchInputOperator(BaseOperator):
         self.target_conn_id = target_conn_id
         self.max_age = max_age
         self.resend_failed = resend_failed
+        self.change_column = change_column
+        self.change_window = change_window
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.fetch_size = int(fetch_size)
         self.delimiter = delimiter
         if incremental and not target_table:
             raise ValueError("incremental=True needs target_table: the table the results are written to")
+        if change_column and not incremental:
+            raise ValueError(
+                "change_column needs incremental=True: it reads only the rows changed since the mark"
+            )
         # Checked when the DAG is parsed, not at 2 a.m.
         self._mapping = self._make_mapping()
 
@@ -249,6 +268,8 @@ class SqlToBatchInputOperator(BaseOperator):
             target_conn_id=self.target_conn_id,
             max_age=self.max_age,
             resend_failed=self.resend_failed,
+            change_column=self.change_column,
+            change_window=self.change_window,
             fetch_size=self.fetch_size,
             delimiter=self.delimiter,
             on_bad_record=self.on_bad_record,
@@ -332,8 +353,11 @@ class BatchResultsToSqlOperator(BaseOperator):
     taken from ``extract`` (its XCom dict); its skipped records (an empty query) are written as
     ``status = 'skipped'``. When the extract was a dry run, nothing is written (not even the table
     created), the summary (what a real run would have sent) is pushed and the task ends *skipped*, so no
-    asset event announces an unchanged table. An output column added since the table
-    was made gets its column (text, NULL in the rows written before).
+    asset event announces an unchanged table (nor is a change-column mark kept). An output column added
+    since the table was made gets its column (text, NULL in the rows written before). When the extract
+    read a change column, its new mark is kept once every row is written
+    (:func:`~airflow_here_batch.tables.watermark.save_watermark`), so a run that fails before reads the
+    same rows again.
 
     :param conn_id: Airflow connection of the target database (PostgreSQL or SQLite).
     :param table: target table (``name`` or ``schema.name``). (templated)
@@ -439,6 +463,8 @@ class BatchResultsToSqlOperator(BaseOperator):
             raise AirflowException(str(exc)) from None
         summary["records_written"] = written["results"] + written["errors"] + written["skipped"]
         summary["records_failed"] = written["errors"]
+        if extract.get("watermark"):
+            self._keep_watermark(hook, extract["watermark"])
         summary["records_missing"] = max(0, summary["records_sent"] - written["results"] - written["errors"])
         if summary["records_missing"]:
             self.log.warning(
@@ -461,6 +487,20 @@ class BatchResultsToSqlOperator(BaseOperator):
         )
         self._annotate_outlets(context, summary)
         return summary
+
+    def _keep_watermark(self, hook: Any, data: Mapping[str, Any]) -> None:
+        """Keep the extract's change-column mark beside the table (after the write: never ahead of it)."""
+        from airflow_here_batch.tables.dialect import table_dialect
+        from airflow_here_batch.tables.watermark import Watermark, save_watermark
+
+        mark = Watermark.from_xcom(dict(data))
+        dialect = table_dialect(hook)
+        conn = dialect.hook.get_conn()
+        try:
+            save_watermark(dialect, conn, mark)
+        finally:
+            conn.close()
+        self.log.info("HERE Batch: change column %s: mark %r kept", mark.change_column, mark.value)
 
     def _annotate_outlets(self, context: Context, summary: Mapping[str, Any]) -> None:
         """Put the table, the job ids and the counts on each outlet's asset event (``extra``), so a

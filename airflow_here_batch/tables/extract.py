@@ -7,8 +7,13 @@ PostgreSQL, ``fetchmany`` elsewhere), checks the columns and keys, maps each row
 ``fingerprints.csv`` complete or not at all (:func:`airflow_here_batch.files.atomic.atomic_open`).
 Incremental runs compare each record's fingerprint with the ones stored in the target table, or let the
 database leave out unchanged rows itself (the pre-filter) when the target table is on the source's
-connection. Every record sent has a reason (:class:`~airflow_here_batch.api.spend.SendReason`); a record
-whose query is empty is not sent but listed in ``skipped.csv``
+connection. With a change column (``updated_at``-style) only the rows changed since the last written run,
+and a safety window behind that mark, are read at all (:mod:`airflow_here_batch.tables.watermark`).
+Whether a stored result is reused is one rule, :func:`reuse_condition` (its parts,
+:func:`reuse_terms`, name the reason of a record sent again), applied in SQL both where the stored
+records are read and in the pre-filter. Every record sent has a reason
+(:class:`~airflow_here_batch.api.spend.SendReason`); a record whose query is empty is not sent but listed
+in ``skipped.csv``
 (:func:`~airflow_here_batch.api.inputs.empty_query`); the count is checked against the run's
 :class:`~airflow_here_batch.api.spend.SpendBound` before the files are kept.
 
@@ -59,8 +64,10 @@ from airflow_here_batch.tables.records import (
     MappingError,
     RecordMapping,
     StoredRecords,
+    plain_name,
     scope_state,
 )
+from airflow_here_batch.tables.watermark import Watermark, load_watermark, source_digest
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -68,9 +75,65 @@ if TYPE_CHECKING:
     from airflow_here_batch.api.inputs import InputProblem
     from airflow_here_batch.api.recids import UniqueRecIds
 
-__all__ = ["TableExtract"]
+__all__ = ["DEFAULT_CHANGE_WINDOW", "TableExtract", "reuse_condition", "reuse_terms", "table_or_query"]
 
 log = logging.getLogger(__name__)
+
+#: How far behind the change-column mark each run reads again (late commits, clock skew between writers).
+DEFAULT_CHANGE_WINDOW = timedelta(hours=1)
+
+
+def table_or_query(source: str) -> str:
+    """A source given as a table name (``table`` or ``schema.table``, as the database spells it,
+    unquoted) as the query of all its columns; a query as it is."""
+    try:
+        return f"SELECT * FROM {plain_name(str(source).strip().rstrip(';').strip())}"
+    except ValueError:
+        return str(source)
+
+
+def reuse_terms(
+    dialect: SourceDialect, alias: str, *, resend_failed: bool, cutoff: Any
+) -> list[tuple[SendReason, str, list[Any]]]:
+    """The parts of :func:`reuse_condition`, each as ``(reason, SQL, parameters)``: ``reason`` is why
+    the record is sent again when that part does not hold (:class:`~airflow_here_batch.api.spend.SendReason`).
+    Each part is never NULL."""
+    ph, a = dialect.placeholder, f"{alias}."
+    terms: list[tuple[SendReason, str, list[Any]]] = [
+        (SendReason.CHANGED, f"{a}request_fingerprint IS NOT NULL", [])
+    ]
+    if cutoff is not None:
+        expired = f"{a}geocoded_at IS NOT NULL AND {a}geocoded_at >= {ph}"
+        terms.append((SendReason.EXPIRED, expired, [cutoff]))
+    if resend_failed:
+        failed = f"{a}status IS NOT NULL AND {a}status <> {ph}"
+        terms.append((SendReason.FAILED_BEFORE, failed, [STATUS_FAILED]))
+    return terms
+
+
+def reuse_condition(
+    dialect: SourceDialect, alias: str, *, resend_failed: bool, cutoff: Any
+) -> tuple[str, list[Any]]:
+    """The one rule of when a stored row's result is reused (its record not sent again), as SQL over the
+    target table's row ``alias`` and its parameters. It is never NULL: a NULL proves nothing, so the row
+    is not reused.
+
+    ================  ==============================================  =====================  =================
+    setting           the stored row is reused only when              NULL in that column    reason when not
+    ================  ==============================================  =====================  =================
+    always            ``request_fingerprint`` is stored               sent again             ``changed``
+    ``max_age``       ``geocoded_at`` is not older than the cutoff    sent again             ``expired``
+    ``resend_failed`` ``status`` is not ``failed``                    sent again             ``failed_before``
+    ================  ==============================================  =====================  =================
+
+    (The fingerprint itself is then compared with the record's: a different request is always sent.)
+    The parts, with their reasons: :func:`reuse_terms`.
+
+    :param cutoff: the oldest ``geocoded_at`` still reused, as a parameter of ``dialect``; ``None``
+        without ``max_age``.
+    """
+    terms = reuse_terms(dialect, alias, resend_failed=resend_failed, cutoff=cutoff)
+    return " AND ".join(sql for _, sql, _ in terms), [p for _, _, params in terms for p in params]
 
 
 class TableExtract:
@@ -90,13 +153,21 @@ class TableExtract:
 
     :param conn_id: Airflow connection of the source database (any common.sql ``DbApiHook``).
     :param sql: one query returning the key and the mapped columns, as it runs in the database
-        (trailing comments and ``;`` allowed: :func:`~airflow_here_batch.tables.dialect.source_query`).
+        (trailing comments and ``;`` allowed: :func:`~airflow_here_batch.tables.dialect.source_query`),
+        or a table name (:func:`table_or_query`).
     :param mapping: how a row becomes a HERE request.
     :param parameters: query parameters (DB-API style of the connection's driver), or ``None``.
     :param target_table: the table the results are written to (incremental runs read it).
     :param target_conn_id: its connection (default ``conn_id``).
     :param max_age: re-send records geocoded longer ago than this (``timedelta`` or seconds).
     :param resend_failed: also re-send unchanged records whose last geocoding failed.
+    :param change_column: a column of the query that every write of a row sets to a higher value
+        (``updated_at``, a version): incremental runs read only the rows at or above the last written
+        run's mark minus ``change_window``, and the rows where it is NULL
+        (:mod:`~airflow_here_batch.tables.watermark`). Needs ``target_table``.
+    :param change_window: how far behind the mark each run reads again: longer than the longest write
+        transaction plus the clock difference between writers (``timedelta``, or a number: seconds, or
+        the column's own unit for a numeric column).
     :param fetch_size: rows per ``fetchmany``.
     :param delimiter: the input file's delimiter.
     :param on_bad_record: ``"fail"``: a record HERE would refuse (HERE's input rules,
@@ -115,6 +186,7 @@ class TableExtract:
     :param bound: the most records the run may send (checked after the pass, before the files are kept).
     :raises ValueError: for a choice other than the ones named.
     :raises MappingError: for an empty query or one holding several statements.
+    :raises ValueError: ``change_column`` without ``target_table``, or with mapping-style ``parameters``.
     """
 
     def __init__(
@@ -128,6 +200,8 @@ class TableExtract:
         target_conn_id: str | None = None,
         max_age: timedelta | float | None = None,
         resend_failed: bool = False,
+        change_column: str | None = None,
+        change_window: timedelta | float = DEFAULT_CHANGE_WINDOW,
         fetch_size: int = 10_000,
         delimiter: str = "|",
         on_bad_record: str = "fail",
@@ -141,7 +215,7 @@ class TableExtract:
             raise ValueError(f"on_bad_record must be 'fail' or 'skip', got {on_bad_record!r}")
         self.conn_id = conn_id
         try:
-            self.sql = source_query(sql)
+            self.sql = source_query(table_or_query(sql))
         except ValueError as exc:
             raise MappingError(str(exc)) from None
         self.on_bad_record = on_bad_record
@@ -151,6 +225,14 @@ class TableExtract:
         self.target_conn_id = target_conn_id or conn_id
         self.max_age = _as_seconds(max_age)
         self.resend_failed = resend_failed
+        self.change_column = change_column or None
+        self.change_window = change_window
+        if self.change_column and not target_table:
+            raise ValueError("change_column needs target_table: the mark is kept beside the target table")
+        if self.change_column and parameters is not None and not isinstance(parameters, (list, tuple)):
+            raise ValueError("with change_column, give the query's parameters as a list (positional)")
+        #: The change filter of this run: (quoted change column, lowest value read), or None: every row.
+        self._filter: tuple[str, Any] | None = None
         self.fetch_size = int(fetch_size)
         self.delimiter = delimiter
         self.log = logger or log
@@ -176,7 +258,8 @@ class TableExtract:
         """Write ``input.csv``, ``fingerprints.csv`` and ``skipped.csv`` into ``folder`` (each removed
         again when it would be empty).
 
-        :param incremental: leave out records whose fingerprint is stored in the target table.
+        :param incremental: leave out records whose fingerprint is stored in the target table (and, with
+            ``change_column``, read only the rows changed since the mark).
         :param full_refresh: every record is sent (reason ``full_refresh``; no comparison).
         :param dry_run: the same pass and files, reported as what a real run would send; a count above
             the bound is reported (``bound_exceeded``), not raised.
@@ -187,7 +270,10 @@ class TableExtract:
             "service", "input_columns", "records_total", "records_sent", "records_reused",
             "records_rejected", "rejects": URI or None, "records_sent_by_reason", "records_skipped",
             "records_skipped_by_reason", "records_would_resend", "estimated_cost",
-            "max_records_to_send", "bound_exceeded", "dry_run"}``.
+            "max_records_to_send", "bound_exceeded", "dry_run", "watermark"}`` (``records_total``: the
+            rows read, with ``change_column`` only those at or above the mark minus the window;
+            ``watermark``: the mark to keep once the results are written, ``None`` without
+            ``change_column``; a dry run's is never kept, as nothing is written).
         :raises MappingError: for a missing column, a repeated recId (naming both rows and their key
             values), an empty query with ``on_empty_query="fail"``, and with ``on_bad_record="fail"`` a
             record HERE would refuse (naming its row and key); nothing is left in ``folder`` then.
@@ -206,20 +292,31 @@ class TableExtract:
             check_target_table(get_db_hook(self.target_conn_id), self.target_table, columns)
         if full_refresh:
             incremental = False
+        mark = self.watermark() if self.change_column else None
+        since = mark.since(self.change_window) if mark is not None and incremental else None
+        if mark is not None:
+            self.log.info(
+                "HERE Batch: change column %s: %s",
+                self.change_column,
+                f"reading the rows from {since!r} (mark {mark.value!r} minus the window)"
+                if since is not None
+                else "reading every row (no mark kept yet, or a full refresh)",
+            )
         prefilter = incremental and self.can_prefilter()
         stored: StoredRecords | None = None
         if prefilter:
             self.log.info(
-                "HERE Batch: %s is on the source's connection: the database leaves out rows whose raw "
-                "values are unchanged",
+                "HERE Batch: %s is on the source's connection: the database compares each row with its "
+                "stored result%s",
                 self.target_table,
+                " and leaves out rows whose raw values are unchanged" if self.mapping.raw_columns else "",
             )
         elif incremental:
             stored = self.stored_records()
         base = SendReason.FULL_REFRESH if full_refresh else SendReason.NOT_INCREMENTAL
         paths = {name: folder / f"{name}.csv" for name in ("input", "fingerprints", "skipped")}
-        counts, reasons, rejects_uri = self._extract(
-            stored, paths, prefilter, base, rejects or folder / "rejects.jsonl"
+        counts, reasons, rejects_uri, highest = self._extract(
+            stored, paths, prefilter, base, rejects or folder / "rejects.jsonl", since
         )
         sent, skipped = counts["records_sent"], reasons.total_skipped
         try:
@@ -242,6 +339,7 @@ class TableExtract:
             "max_records_to_send": self.bound.limit,
             "bound_exceeded": bool(exceeded),
             "dry_run": dry_run,
+            "watermark": mark.advanced(highest).to_xcom() if mark is not None else None,
         }
         _remove([p for n, p in paths.items() if not result[n]])
         if counts["records_rejected"]:
@@ -285,17 +383,13 @@ class TableExtract:
             return None
         return dialect.timestamp(datetime.now(timezone.utc) - timedelta(seconds=self.max_age))
 
-    def _force_terms(self, dialect: SourceDialect, alias: str = "") -> list[tuple[str, int, Any]]:
-        """``(SQL condition, flag, parameter)`` of each configured force: ``max_age`` (flag
-        :attr:`StoredRecords.EXPIRED`) and ``resend_failed`` (:attr:`StoredRecords.FAILED`)."""
-        ph = dialect.placeholder
-        terms: list[tuple[str, int, Any]] = []
-        cutoff = self._cutoff(dialect)
-        if cutoff is not None:
-            terms.append((f"{alias}geocoded_at < {ph}", StoredRecords.EXPIRED, cutoff))
-        if self.resend_failed:
-            terms.append((f"{alias}status = {ph}", StoredRecords.FAILED, STATUS_FAILED))
-        return terms
+    def _force_terms(self, dialect: SourceDialect, alias: str) -> list[tuple[str, int, list[Any]]]:
+        """``(SQL condition, flag, parameters)`` of each configured force, the parts of
+        :func:`reuse_terms` that do not hold: ``max_age`` (flag :attr:`StoredRecords.EXPIRED`) and
+        ``resend_failed`` (:attr:`StoredRecords.FAILED`)."""
+        flags = {SendReason.EXPIRED: StoredRecords.EXPIRED, SendReason.FAILED_BEFORE: StoredRecords.FAILED}
+        terms = reuse_terms(dialect, alias, resend_failed=self.resend_failed, cutoff=self._cutoff(dialect))
+        return [(f"NOT ({sql})", flags[reason], params) for reason, sql, params in terms if reason in flags]
 
     def stored_records(self) -> StoredRecords:
         """What the target table holds: each row's key, fingerprint and force flags.
@@ -310,14 +404,15 @@ class TableExtract:
             if dialect.table_columns(conn, self.target_table) is None:
                 self.log.info("HERE Batch: %s does not exist yet: every record is new", self.target_table)
                 return stored
-            terms = self._force_terms(dialect)
+            terms = self._force_terms(dialect, "t")
             flags = " + ".join(f"CASE WHEN {sql} THEN {flag} ELSE 0 END" for sql, flag, _ in terms) or "0"
             sql = (
-                f"SELECT rec_id, request_fingerprint, {flags} FROM {dialect.quote_name(self.target_table)} "
-                f"ORDER BY {dialect.ordered('request_fingerprint')}"
+                f"SELECT t.rec_id, t.request_fingerprint, {flags} "
+                f"FROM {dialect.quote_name(self.target_table)} t "
+                f"ORDER BY {dialect.ordered('t.request_fingerprint')}"
             )
             cursor = dialect.stream_cursor(conn)
-            cursor.execute(sql, [param for _, _, param in terms])
+            cursor.execute(sql, [p for _, _, params in terms for p in params])
             add = stored.add
             while batch := cursor.fetchmany(self.fetch_size):
                 for rec_id, fingerprint, force in batch:
@@ -339,12 +434,30 @@ class TableExtract:
         )
         return stored
 
+    def watermark(self) -> Watermark:
+        """The change-column mark kept for this source and target table (no value when none is kept).
+
+        :raises UnsupportedDialectError: when the target database is not supported.
+        """
+        assert self.target_table and self.change_column
+        mark = Watermark(self.target_table, source_digest(self.sql, self.change_column), self.change_column)
+        dialect = table_dialect(get_db_hook(self.target_conn_id))
+        conn = dialect.hook.get_conn()
+        try:
+            return load_watermark(dialect, conn, mark)
+        finally:
+            conn.close()
+
     def can_prefilter(self) -> bool:
-        """Whether the database can leave out unchanged rows itself: a column mapping (no templates, no
-        ``at``), the target table on the source's connection (PostgreSQL or SQLite) and already holding
-        ``request_text``. Only with ``parameters=None`` (the query is embedded in a larger one with its
-        own parameters)."""
-        if self.mapping.raw_columns is None or self.parameters is not None:
+        """Whether the database compares the rows with their stored results itself: the target table on
+        the source's connection (PostgreSQL or SQLite) and already holding ``request_text``. With a column
+        mapping (no templates, no ``at``) it leaves out the rows whose raw values are unchanged; with
+        templates or ``at`` only with a change column (the few rows read are joined to their stored
+        fingerprints instead of every stored fingerprint being read). Only with ``parameters=None`` (the
+        query is embedded in a larger one with its own parameters)."""
+        if self.parameters is not None:
+            return False
+        if self.mapping.raw_columns is None and not self.change_column:
             return False
         if self.target_conn_id != self.conn_id or not self.target_table:
             return False
@@ -360,14 +473,52 @@ class TableExtract:
 
     # --- reading the source -------------------------------------------------------------------------
 
+    def _read_params(self) -> list[Any] | None:
+        """The parameters of a statement reading :meth:`_from`: the user's, then the change filter's."""
+        if self._filter is None:
+            return None if self.parameters is None else list(self.parameters)
+        return [*(self.parameters or ()), self._filter[1]]
+
     def _execute(self, cursor: Any, sql: str) -> None:
-        """Run a statement around the user's query: with the user's parameters, or with none at all
-        (an empty tuple would make a ``%s``-style driver read a ``%`` in the query, ``LIKE 'a%'``, as a
-        placeholder)."""
-        if self.parameters is None:
+        """Run a statement around the user's query (:meth:`_from`): with the user's (and the change
+        filter's) parameters, or with none at all (an empty tuple would make a ``%s``-style driver read a
+        ``%`` in the query, ``LIKE 'a%'``, as a placeholder)."""
+        params = self._read_params()
+        if params is None:
             cursor.execute(sql)
         else:
-            cursor.execute(sql, self.parameters)
+            cursor.execute(sql, params)
+
+    def _from(self, dialect: SourceDialect, alias: str, *, parameters: bool = False) -> str:
+        """The rows this run reads, as a derived table: the user's query, or with a change column only
+        its rows at or above the filter's value and those where the column is NULL.
+
+        :param parameters: the statement passes parameters of its own after :meth:`_read_params`.
+        """
+        if self._filter is None:
+            return dialect.subquery(self.sql, alias, parameters=parameters)
+        quoted, _ = self._filter
+        # the filter's value is a parameter: a % of a query without parameters of its own is doubled
+        inner = dialect.subquery(self.sql, "here_batch_changed", parameters=self.parameters is None)
+        return f"(SELECT * FROM {inner} WHERE {quoted} IS NULL OR {quoted} >= {dialect.placeholder}) {alias}"
+
+    def _change_name(self, names: list[str]) -> str | None:
+        """The query's name of the change column (case ignored, as PostgreSQL folds unquoted names).
+
+        :raises MappingError: when the query does not return it.
+        """
+        if self.change_column is None:
+            return None
+        if self.change_column in names:
+            return self.change_column
+        lowered = {n.lower(): n for n in names}
+        if self.change_column.lower() in lowered:
+            return lowered[self.change_column.lower()]
+        raise MappingError(
+            f"the query returns no change column {self.change_column!r} (it returns {names}): add it to "
+            "the SELECT or fix change_column",
+            column=self.change_column,
+        )
 
     def _extract(
         self,
@@ -376,7 +527,10 @@ class TableExtract:
         prefilter: bool,
         base: SendReason,
         rejects_path: ObjectStoragePath,
-    ) -> tuple[dict[str, int], SendCounts, str | None]:
+        since: Any = None,
+    ) -> tuple[dict[str, int], SendCounts, str | None, Any]:
+        """Read the rows, write the files; the counts, the reasons, the rejects file and the highest
+        change-column value read (``None`` without a change column)."""
         from airflow_here_batch.api.inputs import (
             CheckedLine,
             InputChecker,
@@ -390,8 +544,10 @@ class TableExtract:
 
         mapping = self.mapping
         dialect = source_dialect(get_db_hook(self.conn_id))
-        source = dialect.subquery(self.sql, "here_batch_source")
+        self._filter = None
+        source = self._from(dialect, "here_batch_source")
         skip = self.on_bad_record == "skip"
+        highest: Any = None
         conn = dialect.hook.get_conn()
         counts = {"records_total": 0, "records_sent": 0, "records_reused": 0, "records_rejected": 0}
         reasons = SendCounts()
@@ -408,9 +564,18 @@ class TableExtract:
             quoted_key = dialect.quote(key)
             positions = {column: names.index(actual) for column, actual in resolved.items()}
             key_index = positions[mapping.key_column]
+            change = self._change_name(names)
+            change_index = names.index(change) if change is not None else -1
+            if change is not None and since is not None:
+                self._filter = (dialect.quote(change), since)
+                source = self._from(dialect, "here_batch_source")
+            track = False  # the highest change value is tracked while reading (not by the pre-filter)
             if prefilter:  # the database leaves rows out: the keys are checked over every row first
                 assert isinstance(dialect, TableDialect)
-                total = self._check_keys(conn, dialect, key, finder, nulls=not skip)
+                quoted_change = dialect.quote(change) if change is not None else None
+                total, highest = self._check_keys(
+                    conn, dialect, key, finder, nulls=not skip, change=quoted_change
+                )
                 query, params = self._prefilter_query(dialect, resolved, quoted_key)
                 cursor = dialect.stream_cursor(conn)
                 dialect.read_whole(conn)  # the pre-filter reads its result to the end
@@ -419,6 +584,7 @@ class TableExtract:
             else:
                 cursor = dialect.stream_cursor(conn)
                 self._execute(cursor, f"SELECT * FROM {source} ORDER BY {quoted_key}")
+                track = change_index >= 0
             legacy = stored is not None and stored.legacy
             scope = mapping.scope
             resend_outputs, resend_version = self.resend_outputs, self.resend_version
@@ -462,6 +628,8 @@ class TableExtract:
                 values: Sequence[Any], request: Mapping[str, str], fingerprint: str
             ) -> SendReason | None:
                 """Why a row the pre-filter returned is sent, from the stored fingerprint beside it."""
+                if not values[present_index]:
+                    return SendReason.NEW  # (no stored row: its force flags say nothing)
                 force = values[force_index] or 0
                 if force & 1:
                     return SendReason.EXPIRED
@@ -470,8 +638,6 @@ class TableExtract:
                 stored_fp = values[stored_index]
                 if stored_fp == fingerprint:
                     return None  # raw values re-spelt, same request
-                if not values[present_index]:
-                    return SendReason.NEW
                 if not stored_fp:
                     return SendReason.CHANGED
                 state = scope_state(stored_fp, scope)
@@ -513,10 +679,15 @@ class TableExtract:
                 rules follow on the line (``checker`` below)."""
                 from airflow_here_batch.api.inputs import InputProblem
 
+                nonlocal highest
                 number = 0
                 while batch := cursor.fetchmany(self.fetch_size):
                     for values in batch:
                         number += 1
+                        if track:
+                            changed = values[change_index]
+                            if changed is not None and (highest is None or changed > highest):
+                                highest = changed
                         key_value = values[key_index]
                         current[0], current[1], current[2], current[3] = number, key_value, None, None
                         counts["records_total"] += 1
@@ -619,7 +790,7 @@ class TableExtract:
             raise
         finally:
             conn.close()
-        return counts, reasons, rejects_uri
+        return counts, reasons, rejects_uri, highest
 
     # --- the keys: never NULL (fail mode), never one recId for two rows --------------------------
 
@@ -628,7 +799,7 @@ class TableExtract:
         numbers the extract gives its rows)."""
         quoted = dialect.quote(key)
         cursor = dialect.stream_cursor(conn)
-        source = dialect.subquery(self.sql, "here_batch_source")
+        source = self._from(dialect, "here_batch_source")
         self._execute(cursor, f"SELECT {quoted} FROM {source} ORDER BY {quoted}")
         number = 0
         while batch := cursor.fetchmany(self.fetch_size):
@@ -638,9 +809,18 @@ class TableExtract:
         cursor.close()
 
     def _check_keys(
-        self, conn: Any, dialect: TableDialect, key: str, finder: UniqueRecIds, *, nulls: bool
-    ) -> int:
-        """Row count of the query, keys checked over every row (the pre-filter never sees every row).
+        self,
+        conn: Any,
+        dialect: TableDialect,
+        key: str,
+        finder: UniqueRecIds,
+        *,
+        nulls: bool,
+        change: str | None = None,
+    ) -> tuple[int, Any]:
+        """Row count of the rows read and their highest change-column value (``change``: the quoted
+        column, or ``None``: no value), keys checked over every row read (the pre-filter never sees
+        every row).
 
         The database counts first (``COUNT(*)``, ``COUNT(key)``, ``COUNT(DISTINCT CAST(key AS TEXT))``:
         0.24 s for 1,000,000 rows, P8); only when a NULL or a repeated text shows are the keys read, to
@@ -650,15 +830,18 @@ class TableExtract:
         :raises MappingError: naming the first NULL key's row, or the first recId two rows share.
         """
         quoted = dialect.quote(key)
-        source = dialect.subquery(self.sql, "here_batch_source")
+        source = self._from(dialect, "here_batch_source")
         cursor = conn.cursor()
-        cursor.execute(
-            f"SELECT COUNT(*), COUNT({quoted}), COUNT(DISTINCT {dialect.text(quoted)}) FROM {source}"
+        self._execute(
+            cursor,
+            f"SELECT COUNT(*), COUNT({quoted}), COUNT(DISTINCT {dialect.text(quoted)}), "
+            f"MAX({change or quoted}) FROM {source}",
         )
-        total, keyed, distinct = cursor.fetchone()
+        total, keyed, distinct, top = cursor.fetchone()
         cursor.close()
+        highest = top if change is not None else None
         if keyed == total and distinct == keyed:
-            return int(total)
+            return int(total), highest
         total = 0
         for number, value in self._key_rows(conn, dialect, key):
             total = number
@@ -673,7 +856,7 @@ class TableExtract:
             finder.add(_rec_id(value), number)
         if finder.finish():
             self._confirm_duplicates(conn, dialect, key, finder)
-        return total
+        return total, highest
 
     def _confirm_duplicates(self, conn: Any, dialect: SourceDialect, key: str, finder: UniqueRecIds) -> None:
         """The second pass of :class:`~airflow_here_batch.api.recids.UniqueRecIds` (a hash repeated):
@@ -698,29 +881,37 @@ class TableExtract:
     def _prefilter_query(
         self, dialect: TableDialect, resolved: Mapping[str, str], quoted_key: str
     ) -> tuple[str, list[Any]]:
-        """The source rows that may have changed: new, raw values differing from ``request_text``, no
-        fingerprint yet, forced (``resend_failed``, ``max_age``), or stored under another scope (output
-        columns, fingerprint version: classified in Python); with the stored fingerprint, the force
-        flags (1: expired, 2: failed) and whether the key is stored appended to each row."""
+        """The rows read that may have changed: new, raw values differing from ``request_text``, not
+        reusable (:func:`reuse_condition`), or stored under another scope (output columns, fingerprint
+        version: classified in Python); with the stored fingerprint, the force flags (1: expired, 2:
+        failed, the parts of :func:`reuse_terms`) and whether the key is stored appended to each row.
+        Without raw columns (templates, ``at``) every row read comes back, with them. The parameters
+        returned are all of the statement's, in order (the flags', :meth:`_read_params`, the filter's)."""
         mapping = self.mapping
-        assert self.target_table and mapping.raw_columns is not None
-        raw = dialect.raw_text_sql("s", [resolved[c] for c in mapping.raw_columns])
-        terms = self._force_terms(dialect, "t.")
+        assert self.target_table
+        terms = self._force_terms(dialect, "t")
         bits = {StoredRecords.EXPIRED: 1, StoredRecords.FAILED: 2}
         flags = " + ".join(f"CASE WHEN {sql} THEN {bits[flag]} ELSE 0 END" for sql, flag, _ in terms) or "0"
-        forced = " OR ".join(sql for sql, _, _ in terms) or "1 = 0"
-        params = [param for _, _, param in terms]
+        flag_params = [p for _, _, params in terms for p in params]
+        where, where_params = "", []
+        if mapping.raw_columns is not None:
+            raw = dialect.raw_text_sql("s", [resolved[c] for c in mapping.raw_columns])
+            reusable, params = reuse_condition(
+                dialect, "t", resend_failed=self.resend_failed, cutoff=self._cutoff(dialect)
+            )
+            where = (
+                f"WHERE t.request_text IS NULL OR t.request_text <> {raw} OR NOT ({reusable}) "
+                f"OR SUBSTR(t.request_fingerprint, {REQUEST_PART + 1}) <> {dialect.placeholder} "
+            )
+            where_params = [*params, mapping.scope]
         query = (
             f"SELECT s.*, t.request_fingerprint, {flags}, CASE WHEN t.rec_id IS NULL THEN 0 ELSE 1 END "
-            f"FROM {dialect.subquery(self.sql, 's', parameters=True)} "
+            f"FROM {self._from(dialect, 's', parameters=True)} "
             f"LEFT JOIN {dialect.quote_name(self.target_table)} t "
             f"ON t.rec_id = {dialect.text(f's.{quoted_key}')} "
-            f"WHERE t.rec_id IS NULL OR t.request_fingerprint IS NULL OR t.request_text IS NULL "
-            f"OR t.request_text <> {raw} OR {forced} "
-            f"OR SUBSTR(t.request_fingerprint, {REQUEST_PART + 1}) <> {dialect.placeholder} "
-            f"ORDER BY s.{quoted_key}"
+            f"{where}ORDER BY s.{quoted_key}"
         )
-        return query, [*params, *params, mapping.scope]
+        return query, [*flag_params, *(self._read_params() or ()), *where_params]
 
 
 class BlockWriter:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Asset
 
 #: Geocoded addresses: "geocoded addresses updated" is an event of this asset. Emitted by the nightly
-#: pipeline's table sink (``here_batch_nightly_geocode.write_results``) and the TaskFlow example's
+#: pipeline's table sink (``here_batch_nightly_geocode``'s ``geocode.write``) and the TaskFlow example's
 #: download; ``here_batch_geocoded_consumer`` is scheduled on it.
 GEOCODED_ADDRESSES = "here_batch_geocoded_addresses"
 #: Addresses found for positions (reverse geocoding example).

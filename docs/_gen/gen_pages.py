@@ -238,6 +238,7 @@ def write_copies() -> None:
 NAV: list[tuple[str, str]] = [
     ("Home", "index.md"),
     ("Getting started", "getting-started.md"),
+    ("Geocode a table", "table.md"),
     ("Geocoding a database table", "sql.md"),
     ("Inputs of any size", "split.md"),
     ("The connection", "connection.md"),

@@ -85,6 +85,8 @@ def test_every_deferrable_task_has_retries(dagbag: Any) -> None:
 
 @needs_operators
 def test_nightly_dag_schedule(dagbag: Any) -> None:
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+
     dag = dagbag.get_dag("here_batch_nightly_geocode")
     assert type(dag.timetable).__name__ == "CronTriggerTimetable"
     assert dag.timetable.expression == "0 2 * * *"
@@ -93,11 +95,13 @@ def test_nightly_dag_schedule(dagbag: Any) -> None:
     run = dag.get_task("geocode.run")  # the any-size path: one deferrable HERE job per part
     assert run.task_type == "RunSplitPartOperator" and run.partial_kwargs["deferrable"] is True
     assert run.partial_kwargs["retries"] >= 1 and run.max_active_tis_per_dagrun == 3
-    extract = dag.get_task("extract_changed")
+    extract = dag.get_task("geocode.extract")  # one geocode_table call
     assert type(extract).__name__ == "SqlToBatchInputOperator" and extract.incremental is True
-    write = dag.get_task("write_results")
-    assert type(write).__name__ == "BatchResultsToSqlOperator"
+    write = dag.get_task("geocode.write")
+    assert isinstance(write, BatchResultsToSqlOperator)
     assert "geocode.merge" in write.downstream_task_ids  # the parts are removed only once written
+    summary = dag.get_task("geocode.summary")
+    assert summary.upstream_task_ids == {"geocode.extract", "geocode.write", "geocode.merge"}
 
 
 @needs_operators
@@ -105,7 +109,7 @@ def test_the_consumer_is_scheduled_on_what_the_nightly_sink_emits(dagbag: Any) -
     """One naming: the nightly sink's outlet is the Asset the consumer DAG is scheduled on."""
     from airflow_here_batch.utils.assets import GEOCODED_ADDRESSES
 
-    write = dagbag.get_dag("here_batch_nightly_geocode").get_task("write_results")
+    write = dagbag.get_dag("here_batch_nightly_geocode").get_task("geocode.write")
     consumer = dagbag.get_dag("here_batch_geocoded_consumer")
     emitted = {(a.name, a.uri.rstrip("/")) for a in write.outlets}  # URIs as Airflow normalises them
     assert emitted == {(GEOCODED_ADDRESSES, "here-batch://geocoded_addresses")}
@@ -150,33 +154,34 @@ def test_nightly_geocode_end_to_end(run_dag: RunDag) -> None:
     result = run_dag("here_batch_nightly_geocode", logical_date=_at("2025-06-01"))
     assert result.task_states == {
         "seed_addresses": "success",
-        "extract_changed": "success",
-        "anything_to_send": "success",
+        "geocode.extract": "success",
         "geocode.plan": "success",
         "geocode.run[0]": "success",  # 322 records: one part, one job
-        "collect_parts": "success",
-        "write_results": "success",
+        "geocode.write": "success",
         "geocode.merge": "success",
+        "geocode.summary": "success",
     }
     total = len(_data_rows(SAMPLE))
     assert result.xcom("seed_addresses") == total
-    extracted = result.xcom("extract_changed")
+    extracted = result.xcom("geocode.extract")
     assert extracted["input"].startswith("file://")  # a location, never a worker-local path
     empty = 4  # the sample's empty or blank addresses: not sent, written as 'skipped'
     assert extracted["records_sent"] == total - empty
 
-    summary = result.xcom("write_results")
+    summary = result.xcom("geocode.summary")  # the night's summary: the last task's XCom
     part = result.xcom("geocode.run", map_index=0)
-    assert summary["job_id"] == [part["job_id"]]
+    assert summary["job_ids"] == [part["job_id"]]
     assert (summary["records_total"], summary["records_sent"], summary["records_reused"]) == (
         total,
         total - empty,
         0,
     )
     assert (summary["records_skipped"], summary["records_written"]) == (empty, total)
+    assert summary["records_sent_by_reason"] == {"new": total - empty} and summary["dry_run"] is False
 
     merged = result.xcom("geocode.merge")  # the night's files, after the table was written
     assert merged["results"] == f"file://{TEST_OUTPUT_DIR}/2025-06-01/results.csv"
+    assert summary["results"] == merged["results"]
     rows = _data_rows(TEST_OUTPUT_DIR / "2025-06-01" / "results.csv")
     assert {"recId", "positionLat", "positionLng", "addressLabel"} <= set(rows[0])
     assert not Path(part["results"].removeprefix("file://")).exists()  # the parts' files are removed
@@ -218,11 +223,11 @@ def test_a_nightly_run_queues_the_consumer_dag(run_dag: RunDag) -> None:
                 .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
                 .where(AssetModel.name == GEOCODED_ADDRESSES, AssetEvent.source_run_id == result.run_id)
             ).one()
-            assert (event.source_dag_id, event.source_task_id) == (result.dag_id, "write_results")
-            summary = result.xcom("write_results")
+            assert (event.source_dag_id, event.source_task_id) == (result.dag_id, "geocode.write")
+            summary = result.xcom("geocode.summary")
             assert event.extra == {
                 "table": "addresses_geocoded",
-                "job_id": summary["job_id"],
+                "job_id": summary["job_ids"],
                 "records_sent": summary["records_sent"],
                 "records_sent_by_reason": summary["records_sent_by_reason"],
                 "records_skipped": summary["records_skipped"],

@@ -89,14 +89,22 @@ def test_summary_lines_of_both_runs() -> None:
         "records_total": 322,
         "records_reused": 0,
         "records_failed": 4,
-        "job_id": ["J1"],
+        "records_written": 322,
+        "job_ids": ["J1"],
     }
-    second = {**first, "records_sent": 3, "records_reused": 319, "records_failed": 0, "job_id": ["J2"]}
+    second = {
+        **first,
+        "records_sent": 3,
+        "records_reused": 319,
+        "records_failed": 0,
+        "records_written": 3,
+        "job_ids": ["J2"],
+    }
     lines, ok = summary_lines({"first": first, "second": second})
     assert ok
     assert lines[1:] == [
-        "  first  run: records_sent=322 of records_total=322 (reused 0, failed 4, job ['J1'])",
-        "  second run: records_sent=3 of records_total=322 (reused 319, failed 0, job ['J2'])",
+        "  first  run: records_sent=322 of records_total=322 (reused 0, failed 4, written 322, jobs ['J1'])",
+        "  second run: records_sent=3 of records_total=322 (reused 319, failed 0, written 3, jobs ['J2'])",
     ]
     lines, ok = summary_lines({"first": first, "second": {**second, "records_sent": 4}})
     assert not ok and lines[-1] == "  expected the second run to send exactly 3 records"

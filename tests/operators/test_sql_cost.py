@@ -1,5 +1,5 @@
-"""Cost under control, as a new user meets it: the nightly example DAG inside real Airflow (``dag.test()``),
-against the emulator and real databases (SQLite and PostgreSQL).
+"""Cost under control, as a new user meets it: the nightly example DAG (one ``geocode_table`` call)
+inside real Airflow (``dag.test()``), against the emulator and real databases (SQLite and PostgreSQL).
 
 A dry run of the first night counts what would be sent and creates no HERE job; a bound below that count
 fails the run before any upload, with the breakdown; an added output column re-sends nothing unless
@@ -53,12 +53,12 @@ def test_a_dry_run_of_the_first_night_counts_every_record_and_creates_no_job(
 ) -> None:
     result = run_dag(DAG_ID, logical_date=_at("2025-10-01"), run_conf={"dry_run": True})
     states = result.task_states
-    assert states["extract_changed"] == states["geocode.plan"] == "success", result.describe()
-    assert states["write_results"] == "skipped"  # no asset event for a table that did not change
+    assert states["geocode.extract"] == states["geocode.plan"] == "success", result.describe()
+    assert states["geocode.write"] == "skipped"  # no asset event for a table that did not change
     assert states["geocode.merge"] == "skipped"
     assert all(s == "skipped" for k, s in states.items() if k.startswith("geocode.run")), result.describe()
 
-    extracted = result.xcom("extract_changed")
+    extracted = result.xcom("geocode.extract")
     assert extracted["dry_run"] is True
     assert extracted["records_total"] == SAMPLE_ROWS
     assert extracted["records_sent"] == SENT
@@ -70,15 +70,19 @@ def test_a_dry_run_of_the_first_night_counts_every_record_and_creates_no_job(
     plan = result.xcom("geocode.plan", key="plan")
     assert plan["dry_run"] is True and plan["records"] == SENT
     assert [p["records"] for p in plan["parts"]] == [SENT]  # one HERE job would carry them
-    summary = result.xcom("write_results")
+    summary = result.xcom("geocode.write")
     assert (summary["dry_run"], summary["records_sent"], summary["records_written"]) == (True, SENT, 0)
+    night = result.xcom("geocode.summary")  # geocode_table's summary says what a real run would send
+    assert states["geocode.summary"] == "success"
+    assert (night["dry_run"], night["records_sent"], night["records_written"]) == (True, SENT, 0)
+    assert night["records_sent_by_reason"] == {"new": SENT} and night["job_ids"] == []
 
     assert _job_creations(emu) == []
     assert not _table_exists(nightly), "a dry run writes nothing to the target table"
 
     real = run_dag(DAG_ID, logical_date=_at("2025-10-02"))
     assert set(real.task_states.values()) == {"success"}, real.describe()
-    assert real.xcom("extract_changed")["records_sent"] == SENT  # exactly what the dry run said
+    assert real.xcom("geocode.extract")["records_sent"] == SENT  # exactly what the dry run said
     assert len(_job_creations(emu)) == 1
 
 
@@ -88,10 +92,10 @@ def test_a_bound_below_the_count_fails_before_any_upload_with_the_breakdown(
     result = run_dag(
         DAG_ID, logical_date=_at("2025-10-05"), run_conf={"max_records_to_send": 100}, expect="failed"
     )
-    assert result.task_states["extract_changed"] == "failed", result.describe()
+    assert result.task_states["geocode.extract"] == "failed", result.describe()
     assert result.task_states["geocode.plan"] in ("upstream_failed", "skipped")
     assert _job_creations(emu) == []
-    text = result.tasks["extract_changed"].log_text + capfd.readouterr().out
+    text = result.tasks["geocode.extract"].log_text + capfd.readouterr().out
     assert f"this run would send {SENT:,} records to HERE, above the bound of 100" in text
     assert f"by reason: {SENT:,} new" in text
     assert '"max_records_to_send": 318' in text  # how to go on: the param, with the count
@@ -107,7 +111,7 @@ def test_the_deployment_bound_applies_and_a_param_raises_it_for_one_run(
     """``[here_batch] max_records_to_send`` (env) bounds every task; the DAG param raises it for a run."""
     monkeypatch.setenv("AIRFLOW__HERE_BATCH__MAX_RECORDS_TO_SEND", "50")
     refused = run_dag(DAG_ID, logical_date=_at("2025-10-07"), expect="failed")
-    assert refused.task_states["extract_changed"] == "failed", refused.describe()
+    assert refused.task_states["geocode.extract"] == "failed", refused.describe()
     assert _job_creations(emu) == []
     passed = run_dag(DAG_ID, logical_date=_at("2025-10-08"), run_conf={"max_records_to_send": 1000})
     assert set(passed.task_states.values()) == {"success"}, passed.describe()
@@ -120,7 +124,7 @@ def test_empty_addresses_cost_nothing_and_are_in_the_table_and_the_summary(
     assert set(first.task_states.values()) == {"success"}, first.describe()
     (part,) = [v for (t, _, k), v in first.xcoms.items() if t == "geocode.run" and k == "return_value"]
     assert part["records"]["total"] == SENT  # HERE never saw the empty ones
-    summary = first.xcom("write_results")
+    summary = first.xcom("geocode.summary")
     assert summary["records_skipped"] == len(EMPTY)
     assert summary["records_skipped_by_reason"] == {"empty_query": len(EMPTY)}
     assert summary["records_written"] == SAMPLE_ROWS
@@ -138,7 +142,7 @@ def test_empty_addresses_cost_nothing_and_are_in_the_table_and_the_summary(
         ("Invalidenstr. 116, Berlin", "A0024"),
     )
     second = run_dag(DAG_ID, logical_date=_at("2025-10-11"))
-    summary = second.xcom("write_results")
+    summary = second.xcom("geocode.summary")
     assert summary["records_sent_by_reason"] == {"changed": 1}
     assert summary["records_skipped_by_reason"] == {"empty_query": 1}
     statuses = dict(
@@ -162,7 +166,7 @@ def test_an_added_output_column_resends_nothing_unless_asked(
 
     kept = run_dag(DAG_ID, logical_date=_at("2025-10-21"))
     assert set(kept.task_states.values()) <= {"success", "skipped"}, kept.describe()
-    extracted = kept.xcom("extract_changed")
+    extracted = kept.xcom("geocode.extract")
     assert extracted["records_sent"] == 0
     assert extracted["records_would_resend"] == {"output_columns_changed": SENT}  # not the empty ones
     assert f"re-sending them would send {SENT} more records" in capfd.readouterr().out
@@ -172,12 +176,12 @@ def test_an_added_output_column_resends_nothing_unless_asked(
         DAG_ID, logical_date=_at("2025-10-22"), run_conf={"on_output_columns_change": "resend"}
     )
     assert set(resent.task_states.values()) == {"success"}, resent.describe()
-    extracted = resent.xcom("extract_changed")
+    extracted = resent.xcom("geocode.extract")
     # the skipped rows (no result to complete) are not re-sent either: their query is still empty
     assert extracted["records_sent_by_reason"] == {"output_columns_changed": SENT}
     assert extracted["records_skipped"] == len(EMPTY)
     scores = nightly.query("SELECT COUNT(*) FROM addresses_geocoded WHERE scoring_query_score IS NOT NULL")
     assert scores[0][0] > 0
     after = run_dag(DAG_ID, logical_date=_at("2025-10-23"))
-    extracted = after.xcom("extract_changed")
+    extracted = after.xcom("geocode.extract")
     assert (extracted["records_sent"], extracted["records_would_resend"]) == (0, {})

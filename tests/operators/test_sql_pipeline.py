@@ -36,7 +36,8 @@ def nightly(any_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:  # n
 
 
 def _summary(result: Any) -> dict[str, Any]:
-    return result.xcom("write_results")
+    """The run's summary: the XCom of geocode_table's last task."""
+    return result.xcom("geocode.summary")
 
 
 def _parts(result: Any) -> list[dict[str, Any]]:
@@ -60,7 +61,7 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     assert summary["records_written"] == SAMPLE_ROWS
     (part,) = _parts(first)  # under HERE's per-job limit: one part, one job
     job_1 = part["job_id"]
-    assert summary["job_id"] == [job_1]
+    assert summary["job_ids"] == [job_1]
 
     rows = nightly.query("SELECT rec_id, status, lat, lng, job_id, error_code FROM addresses_geocoded")
     assert len(rows) == SAMPLE_ROWS == len({r[0] for r in rows})
@@ -92,17 +93,19 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     assert len(rows) == SAMPLE_ROWS
     assert sorted(r[0] for r in rows if r[1] == job_2) == changed
 
-    third = run_dag(DAG_ID, logical_date=_at("2025-07-03"))
-    assert third.task_states["anything_to_send"] == "success"
-    for task_id in ("geocode.plan", "geocode.run", "collect_parts", "geocode.merge"):
+    third = run_dag(DAG_ID, logical_date=_at("2025-07-03"))  # nothing changed: a clean success
+    assert third.task_states["geocode.extract"] == "success"
+    for task_id in ("geocode.plan", "geocode.run", "geocode.merge"):
         assert third.task_states[task_id] == "skipped", third.describe()
-    assert third.task_states["write_results"] == "success"
+    assert third.task_states["geocode.write"] == "success"
+    assert third.task_states["geocode.summary"] == "success"
     summary = _summary(third)
     assert (summary["records_sent"], summary["records_reused"], summary["records_written"]) == (
         0,
         SAMPLE_ROWS,
         0,
     )
+    assert (summary["job_ids"], summary["results"]) == ([], None)
 
     forced = run_dag(DAG_ID, logical_date=_at("2025-07-04"), run_conf={"full_refresh": True})
     assert _summary(forced)["records_sent"] == SENT_ROWS
@@ -140,7 +143,7 @@ def test_a_large_first_load_is_split_into_several_jobs_and_every_row_lands_once(
     job_ids = [p["job_id"] for p in parts]
     assert len(set(job_ids)) == 4
     summary = _summary(first)
-    assert summary["job_id"] == job_ids
+    assert summary["job_ids"] == job_ids
     assert (summary["records_sent"], summary["records_written"]) == (SENT_ROWS, SAMPLE_ROWS)
     tags = [str(j.get("tag") or "") for j in small_jobs.admin.jobs()]
     assert sum(t.startswith("nightly-geocode-2025-09-01") for t in tags) == 4, "one HERE job per part"
@@ -208,7 +211,7 @@ def test_a_run_failed_mid_write_leaves_whole_batches_and_its_rerun_completes(
     monkeypatch.setenv("HERE_BATCH_WRITE_BATCH_SIZE", str(batch))
     _poison(nightly, "A0150")
     failed = run_dag(DAG_ID, logical_date=_at("2025-08-01"), expect="failed")
-    assert failed.task_states["write_results"] == "failed", failed.describe()
+    assert failed.task_states["geocode.write"] == "failed", failed.describe()
     assert failed.task_states["geocode.run[0]"] == "success"
     assert failed.task_states["geocode.merge"] == "upstream_failed"  # the parts' files are kept
 
