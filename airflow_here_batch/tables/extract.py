@@ -140,7 +140,7 @@ class TableExtract:
         assert self.target_table
         index = FingerprintIndex()
         dialect = table_dialect(get_db_hook(self.target_conn_id))
-        conn = dialect.hook.get_conn()
+        conn = dialect.connect()
         try:
             if dialect.table_columns(conn, self.target_table) is None:
                 self.log.info("HERE Batch: %s does not exist yet: every record is new", self.target_table)
@@ -183,7 +183,7 @@ class TableExtract:
         dialect = source_dialect(get_db_hook(self.conn_id))
         if not isinstance(dialect, TableDialect):
             return False
-        conn = dialect.hook.get_conn()
+        conn = dialect.connect()
         try:
             columns = dialect.table_columns(conn, self.target_table)
         finally:
@@ -208,7 +208,7 @@ class TableExtract:
         mapping = self.mapping
         dialect = source_dialect(get_db_hook(self.conn_id))
         sql = self.sql
-        conn = dialect.hook.get_conn()
+        conn = dialect.connect()
         counts = {"records_total": 0, "records_sent": 0, "records_reused": 0}
         try:
             probe = conn.cursor()
@@ -220,18 +220,24 @@ class TableExtract:
             quoted_key = dialect.quote(key)
             positions = {column: names.index(actual) for column, actual in resolved.items()}
             key_index = positions[mapping.key_column]
+            # The key's text (recId) as the database spells it, where its SQL is known (dialect.py).
+            key_sql = dialect.key_text_sql(f"here_batch_source.{quoted_key}")
+            text_index: int | None = None
             cursor = dialect.stream_cursor(conn)
             if prefilter:
                 assert isinstance(dialect, TableDialect)
-                total = self._check_keys(conn, key, quoted_key)
+                total = self._check_keys(conn, key, dialect.key_text_sql(quoted_key) or quoted_key)
                 query, params = self._prefilter_query(dialect, resolved, quoted_key)
                 dialect.read_whole(conn)  # the pre-filter reads its result to the end
                 cursor.execute(query, params)
-                stored_index, force_index = len(names), len(names) + 1
+                stored_index, force_index, text_index = len(names), len(names) + 1, len(names) + 2
             else:
+                text = f", {key_sql}" if key_sql else ""
                 cursor.execute(
-                    f"SELECT * FROM ({sql}) here_batch_source ORDER BY {quoted_key}", self._params()
+                    f"SELECT here_batch_source.*{text} FROM ({sql}) here_batch_source ORDER BY {quoted_key}",
+                    self._params(),
                 )
+                text_index = len(names) if key_sql else None
 
             def requests(fp_writer: Any) -> Iterator[dict[str, str]]:
                 previous: str | None = None
@@ -247,7 +253,9 @@ class TableExtract:
                                 f"(WHERE {key} IS NOT NULL) or fix the rows",
                                 column=key,
                             )
-                        rec_id = key_value if key_value.__class__ is str else str(key_value)
+                        rec_id = dialect.key_text(
+                            key_value, values[text_index] if text_index is not None else None, column=key
+                        )
                         if rec_id == previous:
                             raise _duplicate_key(key, rec_id)
                         previous = rec_id
@@ -287,6 +295,7 @@ class TableExtract:
 
     def _check_keys(self, conn: Any, key: str, quoted_key: str) -> int:
         """Row count of the query; NULL or repeated keys refused (the pre-filter never sees every row).
+        ``quoted_key``: the key's text (``key_text_sql``), so two values of one text are a repeat.
 
         :raises MappingError: naming the key column, or the first repeated key.
         """
@@ -335,10 +344,11 @@ class TableExtract:
             force.append(f"t.geocoded_at < {ph}")
             params.append(cutoff)
         forced = " OR ".join(force) or "1 = 0"
+        key_text = dialect.key_text_sql(f"s.{quoted_key}")
         query = (
-            f"SELECT s.*, t.request_fingerprint, CASE WHEN {forced} THEN 1 ELSE 0 END "
+            f"SELECT s.*, t.request_fingerprint, CASE WHEN {forced} THEN 1 ELSE 0 END, {key_text} "
             f"FROM ({self.sql}) s LEFT JOIN {dialect.quote_name(self.target_table)} t "
-            f"ON t.rec_id = {dialect.text(f's.{quoted_key}')} "
+            f"ON t.rec_id = {key_text} "
             f"WHERE t.rec_id IS NULL OR t.request_fingerprint IS NULL OR t.request_text IS NULL "
             f"OR t.request_text <> {raw} OR {forced} "
             f"ORDER BY s.{quoted_key}"

@@ -1,6 +1,6 @@
 """The nightly table pipeline end to end inside real Airflow (``dag.test()``), against the emulator and
-real databases (SQLite and PostgreSQL): first run, incremental run, nothing-changed run, a failure in
-the middle of the write and its rerun."""
+real databases (SQLite, PostgreSQL and MariaDB/MySQL): first run, incremental run, nothing-changed run, a
+failure in the middle of the write and its rerun."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from airflow_here_batch.tables.connections import get_db_hook
 from airflow_here_batch.tables.dialect import table_dialect
 from airflow_here_batch.tables.records import target_columns
 from tests.airflow.support import RunDag
-from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+from tests.tables.databases import Database, any_db, mysql_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
 DAG_ID = "here_batch_nightly_geocode"
 SAMPLE_ROWS = 322
@@ -70,8 +70,9 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     assert all(r[5] and r[2] is None for r in failed)
 
     changed = ["A0002", "A0100", "A0200"]
+    nord = nightly.concat("address", "' Nord'")
     nightly.execute(
-        f"UPDATE addresses SET address = address || ' Nord' WHERE id IN ({', '.join([nightly.ph] * 3)})",
+        f"UPDATE addresses SET address = {nord} WHERE id IN ({', '.join([nightly.ph] * 3)})",
         tuple(changed),
     )
     second = run_dag(DAG_ID, logical_date=_at("2025-07-02"))
@@ -170,7 +171,8 @@ def _poison(db: Database, rec_id: str) -> None:
     """A real fault inside the database while the sink writes the batch holding ``rec_id``.
 
     PostgreSQL: the server terminates the writing session (the database goes away mid-transaction).
-    SQLite: the statement aborts with an I/O-like error.
+    SQLite: the statement aborts with an I/O-like error. MariaDB/MySQL: the trigger raises an error
+    (SIGNAL), which aborts the statement.
     """
     dialect = table_dialect(get_db_hook(db.conn_id))
     for statement in dialect.create_table_sql("addresses_geocoded", target_columns(OUTPUT_COLUMNS)):
@@ -179,6 +181,12 @@ def _poison(db: Database, rec_id: str) -> None:
         db.execute(
             "CREATE TRIGGER poison BEFORE INSERT ON addresses_geocoded "
             f"WHEN NEW.rec_id = '{rec_id}' BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END"
+        )
+    elif db.dialect == "mysql":
+        db.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON addresses_geocoded FOR EACH ROW "
+            f"BEGIN IF NEW.rec_id = '{rec_id}' THEN "
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk I/O error (injected)'; END IF; END"
         )
     else:
         db.execute(
@@ -193,7 +201,7 @@ def _poison(db: Database, rec_id: str) -> None:
 
 def _cure(db: Database) -> None:
     db.execute(
-        "DROP TRIGGER poison" if db.dialect == "sqlite" else "DROP TRIGGER poison ON addresses_geocoded"
+        "DROP TRIGGER poison ON addresses_geocoded" if db.dialect == "postgresql" else "DROP TRIGGER poison"
     )
 
 
