@@ -228,3 +228,42 @@ def test_a_run_failed_mid_write_leaves_whole_batches_and_its_rerun_completes(
     assert summary["records_reused"] == len(written)
     rows = nightly.query("SELECT rec_id FROM addresses_geocoded")
     assert len(rows) == SAMPLE_ROWS == len({r[0] for r in rows})
+
+
+def test_an_unchanged_char_keyed_table_is_not_sent_again(
+    run_dag: RunDag, nightly: Database, emu: Any
+) -> None:
+    """Issue 19 §1: a ``CHAR(8)`` key, 30 rows, run twice with nothing changed: the second run sent 30 of
+    30 and created a new HERE job (the pre-filter compared the database's unpadded text with the padded
+    text Python had stored). Now 0, no job; the recIds sent and stored are unpadded."""
+    import csv
+
+    from airflow_here_batch.example_dags.here_batch_nightly_geocode import SAMPLE
+
+    with SAMPLE.open(encoding="utf-8", newline="") as fh:
+        rows = [(r["recId"], r["q"], r["in"]) for r in csv.DictReader(fh, delimiter="|")][:30]
+    nightly.execute("CREATE TABLE addresses (id CHAR(8) PRIMARY KEY, address TEXT, country_filter TEXT)")
+    conn = nightly.connect()
+    cursor = conn.cursor()
+    cursor.executemany(f"INSERT INTO addresses VALUES ({nightly.ph}, {nightly.ph}, {nightly.ph})", rows)
+    conn.commit()
+    conn.close()
+    keys = sorted(r[0] for r in rows)
+    assert all(len(k) < 8 for k in keys)  # so PostgreSQL pads them
+
+    first = run_dag(DAG_ID, logical_date=_at("2025-10-01"))
+    assert set(first.task_states.values()) == {"success"}, first.describe()
+    assert _summary(first)["records_sent"] == 30
+    stored = sorted(r[0] for r in nightly.query("SELECT rec_id FROM addresses_geocoded"))
+    assert stored == keys
+    merged = first.xcom("geocode.merge")["results"].removeprefix("file://")
+    with open(merged, encoding="utf-8") as fh:
+        sent = {line.split("|")[0] for line in list(fh)[1:]}
+    assert sent <= set(keys) and sent, "recIds sent to HERE are unpadded"
+
+    second = run_dag(DAG_ID, logical_date=_at("2025-10-02"))
+    summary = _summary(second)
+    assert (summary["records_total"], summary["records_sent"], summary["records_reused"]) == (30, 0, 30)
+    assert second.task_states["geocode.run"] == "skipped", second.describe()
+    tags = [str(j.get("tag") or "") for j in emu.admin.jobs()]
+    assert not [t for t in tags if t.startswith("nightly-geocode-2025-10-02")], "no new HERE job"
