@@ -86,9 +86,12 @@ class TableExtract:
             "records_total", "records_sent", "records_reused"}``.
         :raises MappingError: for a missing column, a NULL or repeated key, a bad position; nothing is
             left in ``folder`` then.
-        :raises UnsupportedDialectError: for an incremental run whose target database is not supported.
+        :raises UnsupportedDialectError: when ``target_table`` is given and its database is not one the
+            sink writes to (before the query is read).
         """
         started = time.monotonic()
+        if self.target_table:  # a target the sink cannot write is refused before anything is uploaded
+            table_dialect(get_db_hook(self.target_conn_id))
         prefilter = incremental and self.can_prefilter()
         if prefilter:
             known = FingerprintIndex()  # not needed: the database returns the stored fingerprint per row

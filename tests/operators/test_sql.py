@@ -326,3 +326,37 @@ def test_a_key_in_two_results_files_is_upserted_once(any_db: Database, tmp_path:
         ("5", 5.0, "JOB-1"),
         ("6", 6.0, "JOB-2"),
     ]
+
+
+def test_an_unsupported_target_is_refused_before_anything_is_uploaded(
+    sqlite_db: Database,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The source may be any DbApiHook; a target table on a database the sink cannot write (here SQL
+    Server) fails the extract, before the query is read and any HERE job exists (incremental or not)."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_here_batch.tables import extract as extract_module
+    from airflow_here_batch.tables.dialect import UnsupportedDialectError
+
+    class SqlServerHook(DbApiHook):
+        conn_name_attr = "mssql_conn_id"
+        default_conn_name = "here_t_mssql_target"
+
+    monkeypatch.setenv("AIRFLOW_CONN_HERE_T_MSSQL_TARGET", "mssql://user:pw@db.example:1433/geo")
+    real = extract_module.get_db_hook
+    monkeypatch.setattr(
+        extract_module,
+        "get_db_hook",
+        lambda conn_id: SqlServerHook() if conn_id == "here_t_mssql_target" else real(conn_id),
+    )
+    _seed(sqlite_db, [(1, "a", "x")])
+    out = tmp_path / "out"
+    for incremental in (False, True):
+        op = _extract(
+            sqlite_db, out, incremental=incremental, target_table="geo", target_conn_id="here_t_mssql_target"
+        )
+        with pytest.raises(UnsupportedDialectError, match="'mssql' is not supported for the geocoded table"):
+            op.execute({"run_id": "r1"})
+    assert not out.exists()
