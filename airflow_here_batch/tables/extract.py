@@ -176,7 +176,7 @@ class TableExtract:
 
     def can_prefilter(self) -> bool:
         """Whether the database can leave out unchanged rows itself: a column mapping (no templates, no
-        ``at``), the target table on the source's connection (PostgreSQL or SQLite) and already holding
+        ``at``), the target table on the source's connection (PostgreSQL, SQLite, MySQL) and already holding
         ``request_text``. Only with ``parameters=None`` (the query is embedded in a larger one with its
         own parameters)."""
         if self.mapping.raw_columns is None or self.parameters is not None:
