@@ -150,7 +150,7 @@ def test_an_existing_table_without_the_columns_is_refused(any_db: Database, tmp_
     from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
     from airflow_here_batch.version_compat import AirflowException
 
-    any_db.execute("CREATE TABLE geo (rec_id TEXT PRIMARY KEY, status TEXT)")
+    any_db.execute("CREATE TABLE geo (rec_id VARCHAR(64) PRIMARY KEY, status TEXT)")
     sink = BatchResultsToSqlOperator(task_id="write", conn_id=any_db.conn_id, table="geo", output_columns=OUT)
     with pytest.raises(AirflowException, match=r"lacks the columns \['lat', 'lng'"):
         sink.execute({"run_id": "r1"})

@@ -102,7 +102,7 @@ def test_rows_the_merge_misses_load_the_fingerprints_once(any_db: Database, tmp_
 
 
 def test_an_existing_table_lacking_columns_is_refused(any_db: Database) -> None:  # noqa: F811
-    any_db.execute("CREATE TABLE geo (rec_id TEXT PRIMARY KEY, status TEXT)")
+    any_db.execute("CREATE TABLE geo (rec_id VARCHAR(64) PRIMARY KEY, status TEXT)")
     sink = ResultSink(get_db_hook(any_db.conn_id), "geo", OUT)
     with pytest.raises(TargetTableError, match=r"lacks the columns \['lat', 'lng'"):
         sink.write([], open_lines(None))
