@@ -30,11 +30,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import csv
+import errno
 import io
 import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timezone
@@ -445,7 +447,7 @@ class MySqlTableDialect(TableDialect):
     fingerprint_type: ClassVar[str] = "VARCHAR(64)"
     table_options: ClassVar[str] = " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
     #: MySQL error numbers that mean ``LOAD DATA LOCAL`` is not allowed (client or server side).
-    no_local_infile: ClassVar[frozenset[int]] = frozenset({1148, 2068, 3948, 3950})
+    no_local_infile: ClassVar[frozenset[int]] = frozenset({1148, 2068, 3948, 3950, 4166})
 
     def __init__(self, hook: DbApiHook, **kwargs: Any) -> None:
         super().__init__(hook, **kwargs)
@@ -573,26 +575,27 @@ class MySqlTableDialect(TableDialect):
 
     @contextlib.contextmanager
     def open_copy(self, cursor: Any, table: str, columns: Sequence[str]) -> Iterator[Any]:
-        """A file to ``.write()`` ``COPY`` text into, loaded into ``table`` on ``cursor`` when the block
-        ends (no commit): ``LOAD DATA LOCAL INFILE ... REPLACE``, or multi-row ``INSERT`` statements
-        without ``LOAD DATA LOCAL`` (then a key already there fails: :meth:`unique_violation`)."""
+        """A stream to ``.write()`` ``COPY`` text into, loaded into ``table`` on ``cursor`` (no commit):
+        ``LOAD DATA LOCAL INFILE ... REPLACE`` reading a named pipe in the private folder while the rows
+        are written (the server loads one block while the caller builds the next, as PostgreSQL's
+        ``COPY``); the statement's error, if any, is raised when the block ends. Without ``LOAD DATA
+        LOCAL`` (refused by the server, another client): multi-row ``INSERT`` statements of the rows
+        (then a key already there fails: :meth:`unique_violation`)."""
+        if self.local_infile and hasattr(os, "mkfifo"):
+            started = self._start_load(cursor, table, columns)
+            if started is not None:
+                stream, finish = started
+                try:
+                    yield stream
+                except BaseException:
+                    finish(failed=True)
+                    raise
+                finish(failed=False)
+                return
         fd, path = tempfile.mkstemp(suffix=".tsv", dir=_load_folder())
         try:
             with open(fd, "w", encoding="utf-8", newline="") as stream:
                 yield stream
-            if self.local_infile:
-                names = ", ".join(self.quote_name(c) for c in columns)
-                sql = (
-                    f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} CHARACTER SET utf8mb4 "
-                    f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names})"
-                )
-                try:
-                    cursor.execute(sql, (path,))
-                    return
-                except Exception as exc:
-                    if getattr(exc, "errno", None) not in self.no_local_infile:
-                        raise
-                    self.local_infile = False  # the server refuses it: rows from now on
             insert = self.insert_sql(table, columns)
             with open(path, encoding="utf-8", newline="") as stream:
                 lines = _lines_of(stream)
@@ -601,6 +604,68 @@ class MySqlTableDialect(TableDialect):
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+    def load_data_sql(self, table: str, columns: Sequence[str]) -> str:
+        """``LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE table ... (columns)`` of ``COPY`` text (tab,
+        backslash escapes, ``\\N``: MySQL's defaults, spelt out)."""
+        names = ", ".join(self.quote_name(c) for c in columns)
+        return (
+            f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} CHARACTER SET utf8mb4 "
+            f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names})"
+        )
+
+    def _start_load(self, cursor: Any, table: str, columns: Sequence[str]) -> tuple[Any, Any] | None:
+        """``LOAD DATA`` of a new named pipe, run by a thread on ``cursor``: the pipe's writing end and
+        ``finish(failed=...)`` (closes it, waits for the statement, raises its error), or ``None`` when the
+        server refuses ``LOAD DATA LOCAL`` (then :attr:`local_infile` is off)."""
+        path = os.path.join(_load_folder(), f"{uuid.uuid4().hex}.pipe")
+        os.mkfifo(path, 0o600)
+        outcome: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                cursor.execute(self.load_data_sql(table, columns), (path,))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=load, name="here-batch-load-data", daemon=True)
+        thread.start()
+        try:
+            fd = None
+            while fd is None:  # until the driver opens the pipe, or the statement fails first
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                        raise
+                    thread.join(0.001)
+                    if not thread.is_alive():
+                        break
+        finally:
+            os.unlink(path)
+        if fd is None:
+            thread.join()
+            error = outcome[0] if outcome else RuntimeError("LOAD DATA ended without reading its data")
+            if getattr(error, "errno", None) in self.no_local_infile:
+                self.local_infile = False
+                return None
+            raise error
+        os.set_blocking(fd, True)
+        stream = open(fd, "w", encoding="utf-8", newline="", buffering=1 << 20)  # noqa: SIM115 - finish closes
+
+        def finish(*, failed: bool) -> None:
+            try:
+                stream.close()  # end of data: the server finishes the statement
+            except OSError:
+                if not failed and not outcome:
+                    thread.join()
+                    if not outcome:
+                        raise
+            thread.join()
+            if outcome and not failed:
+                raise outcome[0]
+
+        return stream, finish
 
     def unique_violation(self, exc: BaseException) -> bool:
         return getattr(exc, "errno", None) == 1062  # ER_DUP_ENTRY

@@ -248,3 +248,22 @@ def test_a_key_type_without_a_stable_text_is_refused(value: object, kind: str) -
     with pytest.raises(MappingError, match=f"key column 'id' holds {kind}") as caught:
         dialect.key_text(value, "1.5", column="id")
     assert caught.value.column == "id"
+
+
+def test_mysql_loads_through_a_pipe_or_inserts_when_load_data_is_refused(mysql_db: Database) -> None:  # noqa: F811
+    """The pipeline's connection loads with LOAD DATA LOCAL INFILE (a named pipe in the private folder);
+    a connection that may not (the hook's own, as with mysqlclient, or a server with local_infile off)
+    is refused by the server, and the rows are inserted instead: the same rows either way."""
+    dialect = table_dialect(get_db_hook(mysql_db.conn_id))
+    assert isinstance(dialect, MySqlTableDialect)
+    rows = [("1", "tab\there", 1.5), ("2", None, None), ("3", "back\\slash", -0.25)]
+    for name, conn in (("piped", dialect.connect()), ("inserted", dialect.hook.get_conn())):
+        loads = name == "piped"
+        dialect.local_infile = True  # the hook's connection: tried, refused by the server
+        cursor = conn.cursor()
+        cursor.execute(f"CREATE TABLE {name} (rec_id VARCHAR(8) PRIMARY KEY, label TEXT, lat DOUBLE)")
+        dialect.insert_rows(conn, name, ["rec_id", "label", "lat"], rows, 2)
+        assert dialect.local_infile is loads
+        conn.commit()
+        conn.close()
+        assert mysql_db.query(f"SELECT rec_id, label, lat FROM {name} ORDER BY rec_id") == rows
