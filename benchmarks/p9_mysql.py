@@ -10,8 +10,9 @@ One child process (Airflow imported, as in a task), a throwaway database on the 
   transaction each, as in a DAG run; then (information row) the same files again into that table, which
   now holds every key: each batch staged and upserted (``ON DUPLICATE KEY UPDATE``: a rerun);
 * **baseline**: the very rows the sink wrote (read back from its table into the server's tab-separated
-  text beforehand, not timed), loaded from the same process by one ``LOAD DATA LOCAL INFILE`` into an
-  empty table of the same shape (same primary key and index), one commit: the server's own bulk path.
+  text beforehand, not timed, in the order the sink got them: the results file's), loaded from the same
+  process by one ``LOAD DATA LOCAL INFILE`` into an empty table of the same shape (same primary key and
+  index), one commit: the server's own bulk path.
 
 Figure: sink rows/s / ``LOAD DATA`` rows/s (>= 0.5x). Best of 2 runs each (the machine is shared).
 Server: ``HERE_BATCH_BENCH_MYSQL_URI`` (default ``mysql://root@127.0.0.1:3306/test``, a user allowed to
@@ -138,11 +139,12 @@ def _child(payload: dict[str, Any]) -> dict[str, Any]:
         upsert_s.append(time.perf_counter() - t0)
         assert summary["records_written"] == records, summary
 
-        # The same rows as the server's tab-separated text, prepared untimed.
+        # The same rows as the server's tab-separated text, prepared untimed, in the order the sink got
+        # them (the results file's: recIds 0, 1, 2, ...; InnoDB inserts rows in key order faster).
         text = folder / "rows.tsv"
         conn = _connect(uri)
         cursor = conn.cursor(buffered=False)
-        cursor.execute(f"SELECT {names} FROM `{table}`")
+        cursor.execute(f"SELECT {names} FROM `{table}` ORDER BY CAST(`rec_id` AS UNSIGNED)")
         with text.open("w", encoding="utf-8", newline="") as out:
             while batch := cursor.fetchmany(20_000):
                 out.write("".join(copy_line(row) for row in batch))
