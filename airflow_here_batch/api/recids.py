@@ -107,6 +107,11 @@ class UniqueRecIds:
         elif self._pass == 2 and h in self._suspects:  # type: ignore[operator]
             self._found.setdefault(rec_id, []).append(line)
 
+    def wanted(self, rec_id: str) -> bool:
+        """In the second pass: whether ``rec_id`` is one being confirmed (its hash repeated), so a caller
+        can keep more about its records (a source key) than :meth:`add` does."""
+        return self._pass == 2 and hash(rec_id) in self._suspects  # type: ignore[operator]
+
     def finish(self) -> bool:
         """End the current pass. After the first: ``True`` when a hash repeats, so the same records must
         be added once more (the second pass) to confirm on the text; after the second: ``False``."""
