@@ -369,6 +369,16 @@ class TableDialect(SourceDialect):
         """Whether ``exc`` is the database refusing a key that is there already."""
         return False
 
+    def rows_loaded(self, cursor: Any) -> int | None:
+        """Rows the last :meth:`open_copy` load on ``cursor`` wrote, as the database confirms them
+        (``None``: unknown)."""
+        return cursor.rowcount
+
+    def rows_upserted(self, cursor: Any, staged: int) -> int | None:
+        """Rows the upsert just run on ``cursor`` wrote (``staged``: the rows it read), as the database
+        confirms them (``None``: unknown)."""
+        return cursor.rowcount
+
 
 class PostgresTableDialect(TableDialect):
     """PostgreSQL: server-side cursors, ``COPY`` loading (psycopg 3 streaming, psycopg2 ``copy_expert``),
@@ -533,6 +543,8 @@ class MySqlTableDialect(TableDialect):
         super().__init__(hook, **kwargs)
         #: Whether the connections of :meth:`connect` may ``LOAD DATA LOCAL INFILE`` (found out on first use).
         self.local_infile = False
+        #: Rows the last :meth:`open_copy` load wrote (:meth:`rows_loaded`).
+        self.last_loaded: int | None = None
 
     # --- connections ------------------------------------------------------------------------------
 
@@ -678,26 +690,31 @@ class MySqlTableDialect(TableDialect):
         ``COPY``); the statement's error, if any, is raised when the block ends. Without ``LOAD DATA
         LOCAL`` (refused by the server, another client): multi-row ``INSERT`` statements of the rows
         (then a key already there fails: :meth:`unique_violation`)."""
+        self.last_loaded = None
         if self.local_infile and hasattr(os, "mkfifo"):
             started = self._start_load(cursor, table, columns)
             if started is not None:
                 stream, finish = started
+                counted = _LineCounter(stream)
                 try:
-                    yield stream
+                    yield counted
                 except BaseException:
                     finish(failed=True)
                     raise
                 finish(failed=False)
+                self.last_loaded = counted.lines
                 return
         fd, path = tempfile.mkstemp(suffix=".tsv", dir=_load_folder())
         try:
             with open(fd, "w", encoding="utf-8", newline="") as stream:
-                yield stream
+                counted = _LineCounter(stream)
+                yield counted
             insert = self.insert_sql(table, columns)
             with open(path, encoding="utf-8", newline="") as stream:
                 lines = _lines_of(stream)
                 while block := [copy_fields(line) for _, line in zip(range(10_000), lines, strict=False)]:
                     cursor.executemany(insert, block)
+            self.last_loaded = counted.lines
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -766,6 +783,16 @@ class MySqlTableDialect(TableDialect):
 
     def unique_violation(self, exc: BaseException) -> bool:
         return getattr(exc, "errno", None) == 1062  # ER_DUP_ENTRY
+
+    def rows_loaded(self, cursor: Any) -> int | None:
+        # MySQL's affected rows count a replaced row twice (deleted, inserted): the lines the statement
+        # took without an error instead.
+        return self.last_loaded
+
+    def rows_upserted(self, cursor: Any, staged: int) -> int | None:
+        # ON DUPLICATE KEY UPDATE's affected rows count an updated row twice and an unchanged one not at
+        # all: the statement succeeded, so every staged row was inserted or updated.
+        return staged
 
 
 def _write_blocks(copy: Any, lines: Iterable[str], size: int) -> None:
@@ -860,6 +887,18 @@ def copy_fields(line: str) -> tuple[str | None, ...]:
 
 _UNESCAPE = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
 _UNESCAPE_RE = re.compile(r"\\(\\|t|n|r)")
+
+
+class _LineCounter:
+    """A text stream's ``write``, counting the ``\\n`` written (one per ``COPY`` text line)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.lines = 0
+
+    def write(self, text: str) -> int:
+        self.lines += text.count("\n")
+        return self.stream.write(text)
 
 
 def _lines_of(stream: Any) -> Iterator[str]:

@@ -408,7 +408,7 @@ class ResultSink:
                 if not taken:
                     conn.rollback()
                     return 0
-                copied = cursor.rowcount  # rows COPY loaded, as the database counts them
+                copied = self.dialect.rows_loaded(cursor)  # rows loaded, as the database counts them
                 confirmed = copied if copied is not None and copied >= 0 else len(taken) - len(missed)
                 if missed:
                     confirmed += self._stage_batch(conn, missed, missed=lookup, commit=False)
@@ -449,7 +449,7 @@ class ResultSink:
             dialect.insert_rows(conn, _STAGE, self.names, batch, len(batch), text=dialect.copy)
             cursor = conn.cursor()
             cursor.execute(self.upsert)
-            confirmed = cursor.rowcount  # rows inserted or updated, as the database counts them
+            confirmed = dialect.rows_upserted(cursor, len(batch))  # as the database counts them
             if not dialect.temporary_clears_on_commit:
                 cursor.execute(f"DELETE FROM {_STAGE}")
             cursor.close()

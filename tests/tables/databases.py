@@ -15,6 +15,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,9 +159,8 @@ def postgres_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
         conn.close()
 
 
-@pytest.fixture
-def mysql_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """A throwaway database on the MariaDB/MySQL server (``MySqlHook``, client mysql-connector-python)."""
+@contextmanager
+def _mysql_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     try:
         import mysql.connector
     except ImportError as exc:  # pragma: no cover - the driver comes with the test extra
@@ -197,10 +197,23 @@ def mysql_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
         conn.close()
 
 
+@pytest.fixture
+def mysql_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """A throwaway database on the MariaDB/MySQL server (``MySqlHook``, client mysql-connector-python)."""
+    with _mysql_database(monkeypatch) as db:
+        yield db
+
+
 _FIXTURES = {"sqlite": "sqlite_db", "postgresql": "postgres_db", "mysql": "mysql_db"}
 
 
 @pytest.fixture(params=DIALECTS)
 def any_db(request: pytest.FixtureRequest) -> Database:
-    """Each test runs against SQLite, PostgreSQL and MariaDB/MySQL."""
+    """Each test runs against SQLite, PostgreSQL and MariaDB/MySQL (a test module need not import
+    ``mysql_db``)."""
+    if request.param == "mysql":
+        database = _mysql_database(request.getfixturevalue("monkeypatch"))
+        db = database.__enter__()
+        request.addfinalizer(lambda: database.__exit__(None, None, None))
+        return db
     return request.getfixturevalue(_FIXTURES[request.param])
