@@ -29,6 +29,7 @@ FIGURES: dict[str, str] = {
     "P1-PEER": "benchmarks.p1_peer",
     "P8": "benchmarks.p8_incremental",
     "P9": "benchmarks.p9_sink",
+    "P9-MYSQL": "benchmarks.p9_mysql",
 }
 COLUMNS = ("id", "what", "measured", "baseline", "ratio", "target", "pass/miss")
 

@@ -3,8 +3,8 @@
 The DAG is a schedule, a seed task and one :func:`~airflow_here_batch.operators.geocode_table.geocode_table`
 call (``docs/table.md``). Every night at 02:00 (UTC):
 
-1. ``seed_addresses`` creates the ``addresses`` table (``id``, ``address``, ``country_filter``) from the
-   shipped sample (322 addresses in 20+ countries, a few deliberately bad) if it does not exist yet. In a
+1. ``seed_addresses`` creates the ``addresses`` table (``id``, ``address``, ``country_filter``) and fills
+   it from the shipped sample (322 addresses in 20+ countries, a few bad on purpose) while it is empty. In a
    real deployment the table is yours: drop this task.
 2. ``geocode.extract`` reads ``addresses`` and writes the records whose geocoding input is new or changed
    since their last geocoding (the fingerprint of the normalised request, stored in
@@ -79,16 +79,12 @@ with DAG(
         from airflow_here_batch.operators.sql import get_db_hook
 
         hook = get_db_hook(DB_CONN_ID)
-        count = hook.get_first(
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'addresses'"
-            if hook.dialect_name == "postgresql"
-            else "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'addresses'"
-        )[0]
-        if not count:
-            hook.run(
-                f"CREATE TABLE IF NOT EXISTS {SOURCE_TABLE} "
-                "(id TEXT PRIMARY KEY, address TEXT, country_filter TEXT)"
-            )
+        # VARCHAR: a MySQL/MariaDB key cannot be a whole TEXT column.
+        hook.run(
+            f"CREATE TABLE IF NOT EXISTS {SOURCE_TABLE} "
+            "(id VARCHAR(64) PRIMARY KEY, address TEXT, country_filter TEXT)"
+        )
+        if not hook.get_first(f"SELECT COUNT(*) FROM {SOURCE_TABLE}")[0]:
             with SAMPLE.open(encoding="utf-8", newline="") as fh:
                 rows = [(r["recId"], r["q"], r["in"]) for r in csv.DictReader(fh, delimiter="|")]
             hook.insert_rows(SOURCE_TABLE, rows, target_fields=["id", "address", "country_filter"])

@@ -14,8 +14,8 @@ Two operators, around the usual submit / wait / download tasks, thin adapters ov
 
 Between the tasks only object-storage locations (under
 :func:`airflow_here_batch.files.locations.base_location`), the job id and counters travel through
-XCom. Supported target dialects: PostgreSQL and SQLite (:mod:`airflow_here_batch.tables.dialect`). The
-source can be any ``DbApiHook`` connection.
+XCom. Supported target dialects: PostgreSQL, SQLite and MySQL/MariaDB
+(:mod:`airflow_here_batch.tables.dialect`). The source can be any ``DbApiHook`` connection.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class BatchResultsToSqlOperator(BaseOperator):
     (:func:`~airflow_here_batch.tables.watermark.save_watermark`), so a run that fails before reads the
     same rows again.
 
-    :param conn_id: Airflow connection of the target database (PostgreSQL or SQLite).
+    :param conn_id: Airflow connection of the target database (PostgreSQL, SQLite or MySQL/MariaDB).
     :param table: target table (``name`` or ``schema.name``). (templated)
     :param output_columns: the job's output columns (the table's field columns follow them).
     :param job_id: the HERE job id written into each row; a list (one per ``results`` item) when the

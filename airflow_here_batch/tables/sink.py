@@ -87,7 +87,7 @@ class ResultSink:
     One sink writes one run: it holds the run's state (whether batches go into the table by plain
     ``COPY``, the fingerprints file and whether it is loaded for the lookup).
 
-    :param hook: the target database's hook (PostgreSQL or SQLite).
+    :param hook: the target database's hook (PostgreSQL, SQLite or MySQL/MariaDB).
     :param table: target table (``name`` or ``schema.name``).
     :param output_columns: the jobs' output columns (the table's columns follow them,
         :func:`~airflow_here_batch.tables.records.target_columns`).
@@ -95,7 +95,7 @@ class ResultSink:
     :param geocoded_at: the ``geocoded_at`` of every row written (default: now, UTC).
     :param merge_window: fingerprint entries kept while matching (default :data:`MERGE_WINDOW`).
     :param logger: where progress is logged (default: this module's logger).
-    :raises UnsupportedDialectError: for a database other than PostgreSQL and SQLite.
+    :raises UnsupportedDialectError: for a database other than PostgreSQL, SQLite and MySQL/MariaDB.
     :raises ValueError: for a table or column name that is not plain.
     """
 
@@ -145,7 +145,7 @@ class ResultSink:
         :raises ValueError: when ``fingerprints`` is not the extract's fingerprints file.
         """
         dialect = self.dialect
-        conn = dialect.hook.get_conn()
+        conn = dialect.connect()
         counts = {"results": 0, "errors": 0}
         try:
             self._prepare(conn)
@@ -196,9 +196,10 @@ class ResultSink:
         every batch)."""
         quote = self.dialect.quote_name
         data = [c for c in self.names if c not in ("request_text", "request_fingerprint")]
+        both = self.dialect.concat(["f.fingerprint", "COALESCE(f.request_text, '')"])
         info = (
-            f"CASE WHEN s.request_fingerprint IS NULL THEN (SELECT f.fingerprint || "
-            f"COALESCE(f.request_text, '') FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id) END"
+            f"CASE WHEN s.request_fingerprint IS NULL THEN (SELECT {both} "
+            f"FROM {_FINGERPRINTS} f WHERE f.rec_id = s.rec_id) END"
         )
         select = (
             "SELECT "
@@ -407,7 +408,7 @@ class ResultSink:
                 if not taken:
                     conn.rollback()
                     return 0
-                copied = cursor.rowcount  # rows COPY loaded, as the database counts them
+                copied = self.dialect.rows_loaded(cursor)  # rows loaded, as the database counts them
                 confirmed = copied if copied is not None and copied >= 0 else len(taken) - len(missed)
                 if missed:
                     confirmed += self._stage_batch(conn, missed, missed=lookup, commit=False)
@@ -448,7 +449,7 @@ class ResultSink:
             dialect.insert_rows(conn, _STAGE, self.names, batch, len(batch), text=dialect.copy)
             cursor = conn.cursor()
             cursor.execute(self.upsert)
-            confirmed = cursor.rowcount  # rows inserted or updated, as the database counts them
+            confirmed = dialect.rows_upserted(cursor, len(batch))  # as the database counts them
             if not dialect.temporary_clears_on_commit:
                 cursor.execute(f"DELETE FROM {_STAGE}")
             cursor.close()

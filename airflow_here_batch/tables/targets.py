@@ -18,6 +18,9 @@ float       double precision, real, numeric                 any but TEXT (a coor
 timestamp   timestamp with / without time zone              any (written as ISO 8601 text)
 ==========  ==============================================  ================================================
 
+MySQL/MariaDB (``information_schema.columns.data_type``): text fits ``varchar``, ``char``, ``text`` (tiny,
+medium, long); float ``double``, ``float``, ``decimal``; timestamp ``datetime``, ``timestamp``.
+
 A missing ``request_text`` is not a misfit: the sink adds it (bookkeeping added after tables existed).
 """
 
@@ -59,6 +62,12 @@ def _sqlite_affinity(declared: str) -> str:
     return "numeric"
 
 
+_MYSQL: Mapping[str, frozenset[str]] = {
+    "text": frozenset({"varchar", "char", "text", "tinytext", "mediumtext", "longtext"}),
+    "float": frozenset({"double", "float", "decimal"}),
+    "timestamp": frozenset({"datetime", "timestamp"}),
+}
+
 _POSTGRES: Mapping[str, frozenset[str]] = {
     "text": frozenset({"text", "character varying", "character", "citext"}),
     "float": frozenset({"double precision", "real", "numeric"}),
@@ -69,6 +78,7 @@ _POSTGRES: Mapping[str, frozenset[str]] = {
 #: is checked for names only.
 _FITS: Mapping[str, Callable[[str, str], bool]] = {
     "postgresql": lambda kind, declared: declared in _POSTGRES.get(kind, frozenset({declared})),
+    "mysql": lambda kind, declared: declared in _MYSQL.get(kind, frozenset({declared})),
     "sqlite": lambda kind, declared: {
         "text": _sqlite_affinity(declared) in ("text", "blob"),
         "float": _sqlite_affinity(declared) != "text",
@@ -118,7 +128,7 @@ def check_target_table(
     """
     dialect = table_dialect(hook)
     own = conn is None
-    conn = dialect.hook.get_conn() if own else conn
+    conn = dialect.connect() if own else conn
     try:
         existing = dialect.column_types(conn, table)
     finally:
