@@ -391,7 +391,7 @@ class BatchResultsToSqlOperator(BaseOperator):
 
         mark = Watermark.from_xcom(dict(data))
         dialect = table_dialect(hook)
-        conn = dialect.hook.get_conn()
+        conn = dialect.connect()
         try:
             save_watermark(dialect, conn, mark)
         finally:

@@ -310,7 +310,7 @@ class TableExtract:
         assert self.target_table and self.change_column
         mark = Watermark(self.target_table, source_digest(self.sql, self.change_column), self.change_column)
         dialect = table_dialect(get_db_hook(self.target_conn_id))
-        conn = dialect.hook.get_conn()
+        conn = dialect.connect()
         try:
             return load_watermark(dialect, conn, mark)
         finally:
@@ -629,7 +629,7 @@ class TableExtract:
         self._execute(
             cursor,
             f"SELECT COUNT(*), COUNT({quoted}), COUNT(DISTINCT {dialect.key_text_sql(quoted)}), "
-            f"MAX({change or quoted}) FROM {source}",
+            f"{f'MAX({change})' if change else 'NULL'} FROM {source}",  # no MAX(uuid) in PostgreSQL
         )
         total, keyed, distinct, top = cursor.fetchone()
         cursor.close()
