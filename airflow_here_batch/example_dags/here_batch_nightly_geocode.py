@@ -21,7 +21,11 @@ Every night at 02:00 (UTC) this DAG:
    ``rec_id``, ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and
    message for failed records, the fingerprint, the id of the job that carried the record, the time
    geocoded), one transaction per batch, and returns ``records_total``, ``records_sent``,
-   ``records_reused``, ``records_failed``. Its outlet is the Asset ``here_batch_geocoded_addresses``
+   ``records_reused``, ``records_failed``. Each row carries its quality verdict (``match_quality``,
+   ``accepted``, ``query_score``, ``candidates``; ``docs/quality.md``); the records not accepted are in
+   ``addresses_geocoded_review`` with their top candidates (each record asks for up to 3). Below
+   ``HERE_BATCH_MIN_ACCEPTED_SHARE`` (default 0.8) accepted, the task warns, or fails with
+   ``HERE_BATCH_ON_LOW_MATCH_RATE=fail``, giving the counts by verdict. Its outlet is the Asset ``here_batch_geocoded_addresses``
    (:mod:`airflow_here_batch.utils.assets`): the DAG ``here_batch_geocoded_consumer`` runs after it.
 7. ``geocode.merge`` then writes the night's ``results.csv`` and ``errors.txt`` (input order) to
    ``$HERE_BATCH_OUTPUT_DIR/<date>/`` and removes the parts' files.
@@ -74,6 +78,10 @@ MAX_AGE_DAYS = os.environ.get("HERE_BATCH_MAX_AGE_DAYS")
 RETRIES = int(os.environ.get("HERE_BATCH_RETRIES", "2"))
 WRITE_BATCH_SIZE = int(os.environ.get("HERE_BATCH_WRITE_BATCH_SIZE", "10000"))
 OUTPUT_COLUMNS = ["positionLat", "positionLng", "addressLabel", "addressCountryCode", "resultType"]
+# The match-rate gate: the share of accepted records below which the sink fails ("fail") or warns
+# ("warn"). A quiet night sends a handful of changed records, so the example warns by default.
+MIN_ACCEPTED_SHARE = float(os.environ.get("HERE_BATCH_MIN_ACCEPTED_SHARE", "0.8"))
+ON_LOW_MATCH_RATE = os.environ.get("HERE_BATCH_ON_LOW_MATCH_RATE", "warn")
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 with DAG(
@@ -118,6 +126,7 @@ with DAG(
         key_column="id",
         service="geocode",
         columns={"q": "address", "in": "country_filter"},
+        constants={"limit": "3"},  # up to 3 candidates per record: ambiguous names show as such
         output_columns=OUTPUT_COLUMNS,
         incremental=True,
         target_table=TARGET_TABLE,
@@ -170,6 +179,9 @@ with DAG(
         errors=parts["errors"],
         extract=extract.output,
         batch_size=WRITE_BATCH_SIZE,
+        review_table=f"{TARGET_TABLE}_review",  # the records not accepted, with their top candidates
+        min_accepted_share=MIN_ACCEPTED_SHARE,
+        on_low_match_rate=ON_LOW_MATCH_RATE,
         outlets=[here_asset(GEOCODED_ADDRESSES)],
         trigger_rule="none_failed",  # runs (and reports) when nothing had to be sent
     )
