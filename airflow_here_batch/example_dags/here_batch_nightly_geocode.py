@@ -25,8 +25,9 @@ Every night at 02:00 (UTC) this DAG:
    ``accepted``, ``query_score``, ``candidates``; ``docs/quality.md``); the records not accepted are in
    ``addresses_geocoded_review`` with their top candidates (each record asks for up to 3). Below
    ``HERE_BATCH_MIN_ACCEPTED_SHARE`` (default 0.8) accepted, the task warns, or fails with
-   ``HERE_BATCH_ON_LOW_MATCH_RATE=fail``, giving the counts by verdict. Its outlet is the Asset ``here_batch_geocoded_addresses``
-   (:mod:`airflow_here_batch.utils.assets`): the DAG ``here_batch_geocoded_consumer`` runs after it.
+   ``HERE_BATCH_ON_LOW_MATCH_RATE=fail``, giving the counts by verdict. Its outlet is the Asset
+   ``here_batch_geocoded_addresses`` (:mod:`airflow_here_batch.utils.assets`): the DAG
+   ``here_batch_geocoded_consumer`` runs after it.
 7. ``geocode.merge`` then writes the night's ``results.csv`` and ``errors.txt`` (input order) to
    ``$HERE_BATCH_OUTPUT_DIR/<date>/`` and removes the parts' files.
 
