@@ -367,9 +367,11 @@ def _place(
     if lean:
         return {"title": title, **quality, "address": address, "position": {"lat": lat, "lng": lng}}
     d = 0.0005
+    # A locality's id carries no street (lookup then answers the locality again).
+    here_id = _encode_id(city_idx, seed, *(("", "") if result_type == "locality" else (street, house)))
     return {
         "title": title,
-        "id": _encode_id(city_idx, seed, street, house),
+        "id": here_id,
         **quality,
         "address": address,
         "position": {"lat": lat, "lng": lng},
@@ -632,7 +634,8 @@ def lookup(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
     decoded = _decode_id(value)
     if decoded is not None:
         city_idx, seed, street, house = decoded
-        return [_place(city_idx, seed, street, house, "houseNumber")]
+        kind = "houseNumber" if house else "street" if street else "locality"
+        return [_place(city_idx, seed, street, house, kind)]
     if not value.startswith("here:"):
         raise BackendError(404, "Not found", f"No place with id '{value}'", "Check the id")
     seed = _crc(value)

@@ -235,20 +235,18 @@ class ResultSink:
             self.direct = dialect.copy
         else:
             have = {c.lower() for c in existing}
-            if "request_text" not in have:  # bookkeeping added after the table was made
-                cursor.execute(f"ALTER TABLE {self.quoted_table} ADD COLUMN request_text TEXT")
-                have.add("request_text")
-            for column in QUALITY_COLUMNS:  # the verdict, added after the table was made (NULL before)
-                if column.name not in have:
-                    sql = dialect.column_sql(column, key=False)
-                    cursor.execute(f"ALTER TABLE {self.quoted_table} ADD COLUMN {sql}")
-                    have.add(column.name)
-            missing = [c.name for c in self.columns if c.name not in have]
+            # Columns added after such tables were made: added here (NULL in the rows already there).
+            added = [TargetColumn("request_text"), *QUALITY_COLUMNS]
+            missing = [c.name for c in self.columns if c.name not in have and c not in added]
             if missing:
                 raise TargetTableError(
                     f"table {self.table} lacks the columns {missing} for these output columns: add them "
                     "(ALTER TABLE ... ADD COLUMN, text) or write to a new table"
                 )
+            for column in added:
+                if column.name not in have:
+                    sql = dialect.column_sql(column, key=False)
+                    cursor.execute(f"ALTER TABLE {self.quoted_table} ADD COLUMN {sql}")
             # An empty table takes plain COPYs (no key can conflict); a batch that does conflict after
             # all (a concurrent writer, a key twice) is rolled back and upserted instead.
             cursor.execute(f"SELECT 1 FROM {self.quoted_table} LIMIT 1")
