@@ -132,6 +132,20 @@ def test_the_sink_upserts_results_and_errors_and_a_rerun_leaves_one_row_per_key(
             "records_failed": 1,
             "records_written": 4,
             "records_missing": 0,
+            # The verdicts (the file has no scores: nothing is accepted without a queryScore; record 1's
+            # two candidates, 13 km apart, unscored, are ambiguous).
+            "records_accepted": 0,
+            "records_review": 4,
+            "verdicts": {
+                "exact": 0,
+                "interpolated": 0,
+                "street": 1,
+                "area": 0,
+                "ambiguous": 1,
+                "no_match": 1,
+                "failed": 1,
+            },
+            "review_table": "geo_review",
         }
     rows = any_db.query(
         "SELECT rec_id, status, lat, lng, match_level, address_label, error_code, error_message, "
