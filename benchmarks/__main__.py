@@ -29,6 +29,7 @@ FIGURES: dict[str, str] = {
     "P1-PEER": "benchmarks.p1_peer",
     "P8": "benchmarks.p8_incremental",
     "P9": "benchmarks.p9_sink",
+    "P10": "benchmarks.p10_quality",
 }
 COLUMNS = ("id", "what", "measured", "baseline", "ratio", "target", "pass/miss")
 

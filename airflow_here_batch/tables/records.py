@@ -427,7 +427,7 @@ QUALITY_COLUMNS: tuple[TargetColumn, ...] = (
 )
 
 
-def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
+def target_columns(output_columns: Sequence[str], *, quality: bool = True) -> list[TargetColumn]:
     """The target table's columns for a job with these output columns, in table order.
 
     ``rec_id`` (primary key), ``status`` (``ok``, ``no_match`` or ``failed``), ``lat``/``lng`` (floats),
@@ -436,6 +436,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
     ``match_quality`` text, ``accepted`` boolean, ``query_score`` float, ``candidates`` integer; see
     :mod:`airflow_here_batch.api.quality`), ``error_code``/``error_message`` (from the errors report),
     ``request_text`` (the raw source values of a column mapping, for the database-side pre-filter),
+    (``quality=False``: no quality columns)
     ``request_fingerprint``, ``job_id``, ``geocoded_at``.
     """
     columns = [
@@ -463,7 +464,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
         reserved.add(column)
         columns.append(TargetColumn(column))
     columns += [
-        *QUALITY_COLUMNS,
+        *(QUALITY_COLUMNS if quality else ()),
         TargetColumn("error_code"),
         TargetColumn("error_message"),
         TargetColumn("request_text"),

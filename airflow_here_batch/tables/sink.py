@@ -113,6 +113,8 @@ class ResultSink:
         default :data:`~airflow_here_batch.api.quality.DEFAULT_POLICY`).
     :param review_table: the review table (:data:`REVIEW_COLUMNS`; created if missing) that holds exactly
         the records not accepted; ``None``: no review table.
+    :param verdict: ``False`` writes no quality columns and judges nothing (no review table either): the
+        sink as it was before the verdict (benchmark P10's baseline).
     :raises UnsupportedDialectError: for a database other than PostgreSQL and SQLite.
     :raises ValueError: for a table or column name that is not plain.
     """
@@ -129,14 +131,16 @@ class ResultSink:
         logger: logging.Logger | None = None,
         policy: AcceptancePolicy | None = None,
         review_table: str | None = None,
+        verdict: bool = True,
     ) -> None:
         self.dialect = table_dialect(hook)
         self.policy = policy or DEFAULT_POLICY
-        self.review_table = review_table
+        self.verdict = verdict
+        self.review_table = review_table if verdict else None
         self.quoted_review = self.dialect.quote_name(review_table) if review_table else None
         self.table = table
         self.quoted_table = self.dialect.quote_name(table)
-        self.columns = target_columns(output_columns)
+        self.columns = target_columns(output_columns, quality=verdict)
         self.names = [c.name for c in self.columns]
         self.batch_size = int(batch_size)
         self.merge_window = merge_window or MERGE_WINDOW
@@ -236,7 +240,7 @@ class ResultSink:
         else:
             have = {c.lower() for c in existing}
             # Columns added after such tables were made: added here (NULL in the rows already there).
-            added = [TargetColumn("request_text"), *QUALITY_COLUMNS]
+            added = [TargetColumn("request_text"), *(QUALITY_COLUMNS if self.verdict else ())]
             missing = [c.name for c in self.columns if c.name not in have and c not in added]
             if missing:
                 raise TargetTableError(
@@ -313,6 +317,8 @@ class ResultSink:
         line needs COPY escaping)``. A record's items follow each other (``seqNumber`` 1..``seqLength``);
         an item whose record's first item was not seen is skipped (only the first is written)."""
         seq_i, len_i, width = layout.seq, layout.seq_length, layout.width
+        if not self.verdict:  # each line on its own (only a record's first item is written)
+            len_i = None
         pending: list[list[str]] | None = None
         pending_special = False
         wanted = 0
@@ -396,6 +402,9 @@ class ResultSink:
             if values is None:
                 continue
             request_text, fingerprint = take(values[0])
+            if not self.verdict:
+                yield (*values, None, None, request_text, fingerprint)
+                continue
             q = self._judged(classifier, rows, values[0], values[2] is not None, request_text)
             yield (*values, q.verdict.value, q.accepted, q.query_score, q.candidates, None, None,
                    request_text, fingerprint)
@@ -412,6 +421,7 @@ class ResultSink:
         errors = "\t\\N\t\\N\t"  # error_code, error_message
         join = "\t".join
         judged = self._judged
+        verdict = self.verdict
         texts: dict[tuple[str, bool, float | None, int], str] = {}
         for rows, special in self._records(lines, layout, delimiter):
             if special:
@@ -419,6 +429,10 @@ class ResultSink:
                 if values is None:
                     continue
                 request_text, fingerprint = take(values[0])
+                if not verdict:
+                    row = (*values, None, None, request_text, fingerprint)
+                    yield "\t".join([copy_value(v) for v in row]) + tail, fingerprint is None
+                    continue
                 q = judged(classifier, rows, values[0], values[2] is not None, request_text)
                 row = (*values, q.verdict.value, q.accepted, q.query_score, q.candidates, None, None,
                        request_text, fingerprint)
@@ -428,8 +442,11 @@ class ResultSink:
             if cells is None:
                 continue
             request_text, fingerprint = take(cells[0])
-            q = judged(classifier, rows, cells[0], cells[2] != "\\N", request_text)
-            quality = texts.get(q)  # type: ignore[call-overload]
+            if not verdict:
+                quality = ""
+            else:
+                q = judged(classifier, rows, cells[0], cells[2] != "\\N", request_text)
+                quality = texts.get(q)  # type: ignore[call-overload]
             if quality is None:
                 score = repr(q.query_score) if q.query_score is not None else "\\N"
                 quality = f"\t{q.verdict.value}\t{'t' if q.accepted else 'f'}\t{score}\t{q.candidates}"
@@ -443,13 +460,17 @@ class ResultSink:
             yield f"{join(cells)}{quality}{errors}{request_text}\t{fingerprint}{tail}", False
 
     def _error_rows(self, lines: Iterator[str], take: Any) -> Iterator[tuple[Any, ...]]:
-        fields = [None] * (len(self.columns) - 5 - len(QUALITY_COLUMNS) - 6)
+        fields = [None] * (len(self.columns) - 5 - (len(QUALITY_COLUMNS) if self.verdict else 0) - 6)
         for line in lines:
             parsed = parse_error_line(line)
             if parsed is None:
                 continue
             rec_id, code, message = parsed
             request_text, fingerprint = take(rec_id)
+            if not self.verdict:
+                yield (rec_id, STATUS_FAILED, None, None, None, *fields, code or None, message or None,
+                       request_text, fingerprint)
+                continue
             self.quality.add(Verdict.FAILED, False)
             if self.review_table:
                 self._note_review(rec_id, request_text, Verdict.FAILED, [], None)
