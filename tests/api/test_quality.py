@@ -272,3 +272,15 @@ def test_the_verdicts_columns_are_asked_for_without_changing_fingerprints() -> N
     mine = request_fingerprint("geocode", request, named)
     assert mine == request_fingerprint("geocode", request, named[::-1])
     assert mine != request_fingerprint("geocode", request, sent)
+
+
+def test_the_documented_example_item() -> None:
+    """Shared doc §17's item, as public clients show it: a point address scored 0.95."""
+    item = {
+        "resultType": "houseNumber",
+        "houseNumberType": "PA",
+        "position": {"lat": 52.53086, "lng": 13.38469},
+        "address": {"city": "Berlin", "street": "Invalidenstraße", "houseNumber": "116"},
+        "scoring": {"queryScore": 0.95, "fieldScore": {"city": 1.0, "streets": [0.9], "houseNumber": 1.0}},
+    }
+    assert judge(_jsonl(item), request_text="Invalidenstraße 116, Berlin") == (Verdict.EXACT, True, 0.95, 1)
