@@ -32,6 +32,7 @@ __all__ = [
     "AMBIGUITY",
     "DEFAULT_POLICY",
     "FIELD_SCORES",
+    "POSITION_POLICY",
     "HOUSE_NUMBER_TYPE_VERDICT",
     "QUALITY_OUTPUT_COLUMNS",
     "RESULT_TYPE_VERDICT",
@@ -47,6 +48,7 @@ __all__ = [
     "accept",
     "candidate_from_row",
     "classify",
+    "default_policy",
     "input_names_house_number",
     "judge",
     "quality_output_columns",
@@ -406,6 +408,15 @@ class AcceptancePolicy:
 
 
 DEFAULT_POLICY = AcceptancePolicy()
+#: The default for reverse geocoding and lookup: HERE's answers to a position or an id carry no
+#: ``queryScore`` and the input names no address, so no score minimum and no input precision apply.
+POSITION_POLICY = AcceptancePolicy(min_scores={}, match_input_precision=False)
+
+
+def default_policy(service: str | None) -> AcceptancePolicy:
+    """The default policy of a service: :data:`DEFAULT_POLICY` for geocode (and unknown), else
+    :data:`POSITION_POLICY`."""
+    return POSITION_POLICY if service in ("revgeocode", "lookup") else DEFAULT_POLICY
 
 
 def accept(

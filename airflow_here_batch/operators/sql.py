@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_here_batch.api.quality import AcceptancePolicy
+from airflow_here_batch.api.quality import AcceptancePolicy, default_policy
 from airflow_here_batch.files.locations import base_location, storage_path
 from airflow_here_batch.tables.connections import (
     EMBEDDED_CONN_ID,
@@ -260,7 +260,8 @@ class BatchResultsToSqlOperator(BaseOperator):
     :param policy: which records are accepted: an
         :class:`~airflow_here_batch.api.quality.AcceptancePolicy` or a dict of its arguments (default:
         ``exact`` and ``interpolated``; ``street``/``area`` only as precise as the input asked;
-        ``queryScore`` >= 0.8; never ``ambiguous``).
+        ``queryScore`` >= 0.8; never ``ambiguous``; for reverse geocoding and lookup, as the extract
+        says, no score minimum and no input precision: HERE gives no ``queryScore`` for them).
     :param review_table: the review table (default ``<table>_review``; ``None`` or ``""``: none).
         (templated)
     :param min_accepted_share: the match-rate gate's bound, 0..1 (``None``: no gate).
@@ -302,8 +303,8 @@ class BatchResultsToSqlOperator(BaseOperator):
         self.extract = extract
         self.storage_conn_id = storage_conn_id
         self.batch_size = int(batch_size)
-        # Checked when the DAG is parsed.
-        self.policy = AcceptancePolicy.of(policy)
+        # Checked when the DAG is parsed. None: the service's default, known from the extract at run time.
+        self.policy = None if policy is None else AcceptancePolicy.of(policy)
         if on_low_match_rate not in ("fail", "warn"):
             raise ValueError(f"on_low_match_rate={on_low_match_rate!r}: use 'fail' or 'warn'")
         if min_accepted_share is not None and not 0.0 <= float(min_accepted_share) <= 1.0:
@@ -337,7 +338,7 @@ class BatchResultsToSqlOperator(BaseOperator):
             self.output_columns,
             batch_size=self.batch_size,
             logger=self.log,
-            policy=self.policy,
+            policy=self.policy or default_policy(extract.get("service")),
             review_table=self.review_table or None,
         )
         store = self.storage_conn_id
