@@ -32,21 +32,21 @@ __all__ = [
     "AMBIGUITY",
     "DEFAULT_POLICY",
     "FIELD_SCORES",
-    "POSITION_POLICY",
     "HOUSE_NUMBER_TYPE_VERDICT",
+    "POSITION_POLICY",
     "QUALITY_OUTPUT_COLUMNS",
     "RESULT_TYPE_VERDICT",
     "RULES",
     "VERDICT_LEVEL",
     "AcceptancePolicy",
     "Candidate",
-    "LowMatchRateError",
     "QualityCounts",
     "RecordQuality",
     "RowClassifier",
     "Verdict",
     "accept",
     "candidate_from_row",
+    "candidates_json",
     "classify",
     "default_policy",
     "input_names_house_number",
@@ -558,10 +558,6 @@ def _query_score(cells: Sequence[str], index: int | None) -> float | None:
 
 
 # --- a run's counts and the gate -------------------------------------------------------------------------
-
-
-class LowMatchRateError(ValueError):
-    """The share of accepted records is below the run's bound; the message gives the counts by verdict."""
 
 
 @dataclass
