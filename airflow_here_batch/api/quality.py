@@ -166,11 +166,25 @@ QUALITY_OUTPUT_COLUMNS: tuple[str, ...] = (
 _HOUSE_NUMBER = re.compile(r"(?<![\w-])\d{1,4}[a-zA-Z]?(?![\w-])")
 
 
+# A postal code before its town at the start of a later comma-separated part: "…, 8004 Zürich".
+_POSTAL_TOWN = re.compile(r"^\s*\d{4,5}(?=\s+[^\W\d_])")
+
+
 def input_names_house_number(text: str | None) -> bool | None:
-    """Whether a request's text names a house number (``None`` when the text is unknown)."""
+    """Whether a request's text names a house number (``None`` when the text is unknown).
+
+    ``text`` is the request's raw values (``\x1f``-joined). A 1-4 digit token counts, except a postal
+    code starting a later comma-separated part before its town (``Helvetiaplatz, 8004 Zürich``).
+    """
     if text is None or text == "":
         return None
-    return _HOUSE_NUMBER.search(text) is not None
+    for value in text.split("\x1f"):
+        for i, part in enumerate(value.split(",")):
+            if i:
+                part = _POSTAL_TOWN.sub("", part)
+            if _HOUSE_NUMBER.search(part):
+                return True
+    return False
 
 
 def quality_output_columns(output_columns: Sequence[str] | str | None, delimiter: str = "|") -> list[str]:
