@@ -69,7 +69,15 @@ REVIEW_COLUMNS: tuple[TargetColumn, ...] = (
     TargetColumn("job_id"),
     TargetColumn("flagged_at", "timestamp"),
 )
-_REVIEW_STAGED = ("rec_id", "address", "match_quality", "candidates")
+_REVIEW_STAGED = (
+    "rec_id",
+    "address",
+    "match_quality",
+    "candidates",
+    "request_fingerprint",
+    "job_id",
+    "flagged_at",
+)
 _REVIEW_KEPT = ("chosen_candidate", "reviewed_at")
 
 #: A file to read: called, it gives a context manager of the file's lines (``None``: no file).
@@ -159,7 +167,8 @@ class ResultSink:
         #: Rows of the review table after the run (``None`` without one).
         self.review_rows: int | None = None
         # Review rows of the records generated but not yet committed (flushed with their batch).
-        self._review: list[tuple[str, str, str, str]] = []
+        self._review: list[tuple[Any, ...]] = []
+        self._job_id: str | None = None  # the job whose files are being written
 
     def write(self, jobs: Sequence[tuple[str | None, Lines, Lines]], fingerprints: Lines) -> dict[str, int]:
         """Write each job's results and errors: ``jobs`` holds ``(job id, results, errors)``.
@@ -264,7 +273,7 @@ class ResultSink:
         if self.review_table:
             cursor.execute(dialect.create_table_sql(self.review_table, REVIEW_COLUMNS)[0])
             cursor.execute(dialect.drop_temporary_sql(_REVIEW_STAGE))
-            staged = [TargetColumn(name) for name in _REVIEW_STAGED]
+            staged = [c for c in REVIEW_COLUMNS if c.name in _REVIEW_STAGED]
             stage = dialect.create_temporary_sql(_REVIEW_STAGE, staged, key=False, per_transaction=True)
             cursor.execute(stage)
         cursor.close()
@@ -364,18 +373,20 @@ class ResultSink:
         rec_id: str,
         positioned: bool,
         request_text: str | None,
+        fingerprint: str | None,
     ) -> RecordQuality:
         """The record's quality, counted for the run, and its review row noted when not accepted."""
         quality = classifier.judge(rows, positioned, request_text or None)
         self.quality.add(quality)
         if not quality.accepted and self.review_table:
-            self._note_review(rec_id, request_text, quality.verdict, rows, classifier)
+            self._note_review(rec_id, request_text, fingerprint, quality.verdict, rows, classifier)
         return quality
 
     def _note_review(
         self,
         rec_id: str,
         request_text: str | None,
+        fingerprint: str | None,
         verdict: Verdict,
         rows: list[list[str]],
         classifier: RowClassifier | None,
@@ -387,7 +398,8 @@ class ResultSink:
             for cells in rows[:REVIEW_CANDIDATES]
         ]
         address = (request_text or "").replace("\x1f", " | ")
-        self._review.append((rec_id, address, verdict.value, candidates_json(candidates, REVIEW_CANDIDATES)))
+        listed = candidates_json(candidates, REVIEW_CANDIDATES)
+        self._review.append((rec_id, address, verdict.value, listed, fingerprint, self._job_id, self.stamp))
 
     def _result_rows(self, lines: Iterator[str], take: Any) -> Iterator[tuple[Any, ...]]:
         """``(rec_id, status, lat, lng, match_level, *fields, match_quality, accepted, query_score,
@@ -405,7 +417,7 @@ class ResultSink:
             if not self.verdict:
                 yield (*values, None, None, request_text, fingerprint)
                 continue
-            q = self._judged(classifier, rows, values[0], values[2] is not None, request_text)
+            q = self._judged(classifier, rows, values[0], values[2] is not None, request_text, fingerprint)
             yield (*values, q.verdict.value, q.accepted, q.query_score, q.candidates, None, None,
                    request_text, fingerprint)
 
@@ -433,7 +445,7 @@ class ResultSink:
                     row = (*values, None, None, request_text, fingerprint)
                     yield "\t".join([copy_value(v) for v in row]) + tail, fingerprint is None
                     continue
-                q = judged(classifier, rows, values[0], values[2] is not None, request_text)
+                q = judged(classifier, rows, values[0], values[2] is not None, request_text, fingerprint)
                 row = (*values, q.verdict.value, q.accepted, q.query_score, q.candidates, None, None,
                        request_text, fingerprint)
                 yield "\t".join([copy_value(v) for v in row]) + tail, fingerprint is None
@@ -445,7 +457,7 @@ class ResultSink:
             if not verdict:
                 quality = ""
             else:
-                q = judged(classifier, rows, cells[0], cells[2] != "\\N", request_text)
+                q = judged(classifier, rows, cells[0], cells[2] != "\\N", request_text, fingerprint)
                 quality = texts.get(q)  # type: ignore[call-overload]
             if quality is None:
                 score = repr(q.query_score) if q.query_score is not None else "\\N"
@@ -473,7 +485,7 @@ class ResultSink:
                 continue
             self.quality.add(Verdict.FAILED, False)
             if self.review_table:
-                self._note_review(rec_id, request_text, Verdict.FAILED, [], None)
+                self._note_review(rec_id, request_text, fingerprint, Verdict.FAILED, [], None)
             yield (rec_id, STATUS_FAILED, None, None, None, *fields, Verdict.FAILED.value, False, None, 0,
                    code or None, message or None, request_text, fingerprint)
 
@@ -490,6 +502,7 @@ class ResultSink:
         """Rows completed with their bookkeeping, in batches of ``batch_size``, one transaction each
         (``lines``: the results file itself, for the ``COPY`` fast path instead of ``rows``)."""
         take = merge.take if merge is not None else _no_fingerprint
+        self._job_id = job_id
         total = 0
         if self.dialect.copy:
             tail = "\t" + copy_value(job_id) + "\t" + copy_value(self.stamp) + "\n"
@@ -609,13 +622,17 @@ class ResultSink:
         pending, self._review = self._review, []
         dialect.insert_rows(conn, _REVIEW_STAGE, _REVIEW_STAGED, pending, len(pending))
         quote = dialect.quote_name
-        columns = [*_REVIEW_STAGED, "request_fingerprint", "job_id", "flagged_at"]
+        # The fingerprint comes with the row; a row the merge missed takes it from the target row just
+        # written, by one primary-key lookup (COALESCE evaluates the subquery only for such rows).
+        fingerprint = (
+            f"COALESCE(s.{quote('request_fingerprint')}, (SELECT t.{quote('request_fingerprint')} "
+            f"FROM {self.quoted_table} t WHERE t.{quote('rec_id')} = s.{quote('rec_id')}))"
+        )
+        columns = list(_REVIEW_STAGED)
         select = (
             "SELECT "
-            + ", ".join(f"s.{quote(c)}" for c in _REVIEW_STAGED)
-            + f", t.{quote('request_fingerprint')}, t.{quote('job_id')}, t.{quote('geocoded_at')} "
-            f"FROM {_REVIEW_STAGE} s JOIN {self.quoted_table} t ON t.{quote('rec_id')} = s.{quote('rec_id')} "
-            "WHERE true"
+            + ", ".join(fingerprint if c == "request_fingerprint" else f"s.{quote(c)}" for c in columns)
+            + f" FROM {_REVIEW_STAGE} s WHERE true"
         )
         sql = dialect.keep_upsert_sql(
             self.review_table, columns, select, kept=_REVIEW_KEPT, unless_changed="request_fingerprint"
