@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -501,9 +502,9 @@ def judge(
 class RowClassifier:
     """Judges records from HERE's column output by column position, for the table sink.
 
-    The verdict of a one-candidate record depends only on a few cells, so it is memoised on them (a
-    million records cost one tuple and one dict lookup each); records with several candidates are judged
-    in full.
+    The verdict of a one-candidate record depends only on a few cells, so it is memoised on them: a
+    million records cost one C-level tuple and one dict lookup each (:meth:`fixed`). Records with several
+    candidates are judged in full, from the cells by position.
 
     :param header: the results header (names matched ignoring case).
     :param policy: the acceptance policy.
@@ -528,41 +529,83 @@ class RowClassifier:
                 *(c.lower() for _, c in FIELD_SCORES),
             )
         )
-        self._positions = [i for i in self._cells if i is not None]
-        # cells -> (verdict, best candidate, accepted when it does not depend on the input, else None)
-        self._memo: dict[tuple[str, ...], tuple[Verdict, Candidate, bool | None]] = {}
+        positions = [i for i in self._cells if i is not None]
+        #: The memo key of a row's cells (a C-level getter; a tuple, or one cell).
+        self.key: Callable[[Sequence[str]], Any] = (
+            itemgetter(*positions) if positions else (lambda cells: ())  # type: ignore[assignment]
+        )
+        self._scores = [(name, low[c.lower()]) for name, c in FIELD_SCORES if c.lower() in low]
+        self._lat, self._lng = low.get("positionlat"), low.get("positionlng")
+        self._city = low.get("addresscity")
+        # key -> (verdict, best candidate, the record's quality when it does not depend on the input)
+        self._memo: dict[Any, tuple[Verdict, Candidate, RecordQuality | None]] = {}
 
     def candidate(self, cells: Sequence[str]) -> Candidate:
-        """A :class:`Candidate` of one results row's cells."""
-        return candidate_from_row(dict(zip(self.header, cells, strict=False)))
+        """A :class:`Candidate` of one results row's cells (padded to the header's width)."""
+        if self._lat is None or self._lng is None:
+            return candidate_from_row(dict(zip(self.header, cells, strict=False)))
+        c = self._cells
+        scores = {}
+        for name, i in self._scores:
+            value = cells[i]
+            if value:
+                try:
+                    scores[name] = float(value)
+                except ValueError:
+                    found = _float(value)
+                    if found is not None:
+                        scores[name] = found
+        try:
+            lat: float | None = float(cells[self._lat])
+            lng: float | None = float(cells[self._lng])
+        except ValueError:
+            lat = lng = None
+        return Candidate(
+            cells[c[0]] if c[0] is not None else "",
+            cells[c[1]] if c[1] is not None else "",
+            _float(cells[c[2]]) if c[2] is not None else None,
+            scores,
+            lat,
+            lng,
+            cells[self._city] if self._city is not None else "",
+            cells[c[3]] if c[3] is not None else "",
+            cells[c[4]] if c[4] is not None else "",
+        )
+
+    def fixed(self, key: Any) -> RecordQuality | None:
+        """The memoised quality of a one-candidate, positioned record with these key cells, when it does
+        not depend on the input's wording (else ``None``: call :meth:`judge`)."""
+        found = self._memo.get(key)
+        return found[2] if found is not None else None
 
     def judge(
         self, rows: Sequence[Sequence[str]], positioned: bool, request_text: str | None
     ) -> RecordQuality:
-        """The quality of one record: ``rows`` its results rows (best first), ``positioned`` whether the
-        best has a position (the sink has read it already)."""
+        """The quality of one record: ``rows`` its results rows (best first, padded to the header's
+        width), ``positioned`` whether the best has a position (the sink has read it already)."""
         if not positioned:
             return RecordQuality(Verdict.NO_MATCH, False, _query_score(rows[0], self._cells[2]), len(rows))
         if len(rows) != 1:
             candidates = [self.candidate(r) for r in rows]
             return judge(candidates, self.policy, request_text=request_text)
-        first = rows[0]
-        key = tuple([first[i] if i < len(first) else "" for i in self._positions])
+        key = self.key(rows[0])
         found = self._memo.get(key)
         if found is None:
-            best = self.candidate(first)
+            best = self.candidate(rows[0])
             verdict = classify([best])
-            fixed: bool | None = None
+            fixed: RecordQuality | None = None
             if verdict in (_E, _I) or (verdict is Verdict.AMBIGUOUS and not self.policy.allow_ambiguous):
-                fixed = accept(verdict, best, self.policy)  # the input's wording cannot change it
+                # The input's wording cannot change it.
+                fixed = RecordQuality(verdict, accept(verdict, best, self.policy), best.query_score, 1)
             found = (verdict, best, fixed)
             if len(self._memo) >= self._CACHE:
                 self._memo.clear()
             self._memo[key] = found
-        verdict, best, fixed = found
-        if fixed is None:
-            fixed = accept(verdict, best, self.policy, names_house=input_names_house_number(request_text))
-        return RecordQuality(verdict, fixed, best.query_score, 1)
+        verdict, best, quality = found
+        if quality is not None:
+            return quality
+        accepted = accept(verdict, best, self.policy, names_house=input_names_house_number(request_text))
+        return RecordQuality(verdict, accepted, best.query_score, 1)
 
 
 def _query_score(cells: Sequence[str], index: int | None) -> float | None:
@@ -582,10 +625,17 @@ class QualityCounts:
     accepted: int = 0
 
     def add(self, quality: RecordQuality | Verdict, accepted: bool | None = None) -> None:
-        verdict = quality.verdict if isinstance(quality, RecordQuality) else quality
-        ok = quality.accepted if isinstance(quality, RecordQuality) else bool(accepted)
-        self.by_verdict[verdict.value] += 1
-        self.accepted += ok
+        """Count one record: its quality, or a verdict and whether it was accepted."""
+        if isinstance(quality, RecordQuality):
+            self.add_many(quality, 1)
+        else:
+            self.by_verdict[quality.value] += 1
+            self.accepted += bool(accepted)
+
+    def add_many(self, quality: RecordQuality, count: int) -> None:
+        """Count ``count`` records of this quality."""
+        self.by_verdict[quality.verdict.value] += count
+        self.accepted += count if quality.accepted else 0
 
     @property
     def total(self) -> int:

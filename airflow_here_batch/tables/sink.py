@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import itertools
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -25,7 +26,6 @@ from airflow_here_batch.api.quality import (
     RecordQuality,
     RowClassifier,
     Verdict,
-    candidates_json,
 )
 from airflow_here_batch.files.locations import storage_path
 from airflow_here_batch.tables.dialect import copy_value, table_dialect
@@ -169,6 +169,7 @@ class ResultSink:
         # Review rows of the records generated but not yet committed (flushed with their batch).
         self._review: list[tuple[Any, ...]] = []
         self._job_id: str | None = None  # the job whose files are being written
+        self._kept: dict[int, list[tuple[str, int]]] = {}  # header -> the cells a review row keeps
 
     def write(self, jobs: Sequence[tuple[str | None, Lines, Lines]], fingerprints: Lines) -> dict[str, int]:
         """Write each job's results and errors: ``jobs`` holds ``(job id, results, errors)``.
@@ -392,13 +393,13 @@ class ResultSink:
         classifier: RowClassifier | None,
     ) -> None:
         header = classifier.header if classifier is not None else []
-        skip = {"recid", "seqlength"}
-        candidates = [
-            {name: value for name, value in zip(header, cells, strict=False) if name.lower() not in skip}
-            for cells in rows[:REVIEW_CANDIDATES]
-        ]
+        kept = self._kept.get(id(header)) if header else ()
+        if kept is None:
+            kept = [(name, i) for i, name in enumerate(header) if name.lower() not in ("recid", "seqlength")]
+            self._kept = {id(header): kept}
+        candidates = [{name: cells[i] for name, i in kept if cells[i]} for cells in rows[:REVIEW_CANDIDATES]]
         address = (request_text or "").replace("\x1f", " | ")
-        listed = candidates_json(candidates, REVIEW_CANDIDATES)
+        listed = _JSON(candidates)
         self._review.append((rec_id, address, verdict.value, listed, fingerprint, self._job_id, self.stamp))
 
     def _result_rows(self, lines: Iterator[str], take: Any) -> Iterator[tuple[Any, ...]]:
@@ -434,7 +435,13 @@ class ResultSink:
         join = "\t".join
         judged = self._judged
         verdict = self.verdict
-        texts: dict[tuple[str, bool, float | None, int], str] = {}
+        review = bool(self.review_table)
+        texts: dict[RecordQuality, str] = {}
+        # The common record (one candidate, a position, a verdict the input's wording cannot change):
+        # key cells -> (quality, its COPY text), and how often each was met (added up at the end).
+        key_of, fixed = classifier.key, classifier.fixed
+        fast: dict[Any, tuple[RecordQuality, str]] = {}
+        hits: dict[Any, int] = {}
         for rows, special in self._records(lines, layout, delimiter):
             if special:
                 values = layout.values(rows[0])
@@ -450,26 +457,41 @@ class ResultSink:
                        request_text, fingerprint)
                 yield "\t".join([copy_value(v) for v in row]) + tail, fingerprint is None
                 continue
-            cells = layout.copy_cells(rows[0])
+            first = rows[0]
+            cells = layout.copy_cells(first)
             if cells is None:
                 continue
             request_text, fingerprint = take(cells[0])
             if not verdict:
                 quality = ""
             else:
-                q = judged(classifier, rows, cells[0], cells[2] != "\\N", request_text, fingerprint)
-                quality = texts.get(q)  # type: ignore[call-overload]
-            if quality is None:
-                score = repr(q.query_score) if q.query_score is not None else "\\N"
-                quality = f"\t{q.verdict.value}\t{'t' if q.accepted else 'f'}\t{score}\t{q.candidates}"
-                if len(texts) < 10_000:
-                    texts[q] = quality  # type: ignore[index]
+                key = key_of(first) if len(rows) == 1 and cells[2] != "\\N" else None
+                hit = fast.get(key) if key is not None else None
+                if hit is not None:
+                    q, quality = hit
+                    hits[key] += 1
+                    if review and not q.accepted:
+                        self._note_review(cells[0], request_text, fingerprint, q.verdict, rows, classifier)
+                else:
+                    q = judged(classifier, rows, cells[0], cells[2] != "\\N", request_text, fingerprint)
+                    quality = texts.get(q)  # type: ignore[assignment]
+                    if quality is None:
+                        score = repr(q.query_score) if q.query_score is not None else "\\N"
+                        flag = "t" if q.accepted else "f"
+                        quality = f"\t{q.verdict.value}\t{flag}\t{score}\t{q.candidates}"
+                        if len(texts) < 10_000:
+                            texts[q] = quality
+                    if key is not None and len(fast) < 10_000 and fixed(key) is q:
+                        fast[key] = (q, quality)
+                        hits[key] = 0
             if fingerprint is None:
                 yield f"{join(cells)}{quality}{errors}\\N\t\\N{tail}", True
                 continue
             if "\\" in request_text or "\t" in request_text or "\n" in request_text or "\r" in request_text:
                 request_text = copy_value(request_text)
             yield f"{join(cells)}{quality}{errors}{request_text}\t{fingerprint}{tail}", False
+        for key, count in hits.items():
+            self.quality.add_many(fast[key][0], count)
 
     def _error_rows(self, lines: Iterator[str], take: Any) -> Iterator[tuple[Any, ...]]:
         fields = [None] * (len(self.columns) - 5 - (len(QUALITY_COLUMNS) if self.verdict else 0) - 6)
@@ -659,6 +681,10 @@ class ResultSink:
         self.review_rows = int(cursor.fetchone()[0])
         cursor.close()
         conn.commit()
+
+
+#: Compact JSON, as :func:`~airflow_here_batch.api.quality.candidates_json` writes it.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _no_fingerprint(rec_id: str) -> tuple[None, None]:
