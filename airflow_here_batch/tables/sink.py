@@ -162,6 +162,8 @@ class ResultSink:
         self.fingerprints: Lines | None = None
         #: Whether that file is in the temporary lookup table (in the current transaction).
         self.fingerprints_loaded = False
+        #: Review rows go into the review table by plain ``COPY`` (see :attr:`direct`).
+        self.review_direct = False
         #: The run's records counted by verdict (:class:`~airflow_here_batch.api.quality.QualityCounts`).
         self.quality = QualityCounts()
         #: Rows of the review table after the run (``None`` without one).
@@ -277,6 +279,10 @@ class ResultSink:
             staged = [c for c in REVIEW_COLUMNS if c.name in _REVIEW_STAGED]
             stage = dialect.create_temporary_sql(_REVIEW_STAGE, staged, key=False, per_transaction=True)
             cursor.execute(stage)
+            # As the target: a review table that held no rows, beside a target taking plain COPYs, takes
+            # its rows by plain COPY too (a conflict turns both back to upserts).
+            cursor.execute(f"SELECT 1 FROM {self.quoted_review} LIMIT 1")
+            self.review_direct = self.direct and cursor.fetchone() is None
         cursor.close()
         self.fingerprints_loaded = False
 
@@ -590,6 +596,7 @@ class ResultSink:
                 if not self.dialect.unique_violation(exc):  # a key is there already: upsert instead
                     raise
                 self.direct = False
+                self.review_direct = False
                 for line, miss in batch:  # the rest of the batch, if the COPY stopped early
                     taken.append(line)
                     if miss and lookup:
@@ -631,7 +638,6 @@ class ResultSink:
             raise
         return len(batch)
 
-
     # --- the review table ---------------------------------------------------------------------------
 
     def _flush_review(self, conn: Any) -> None:
@@ -642,6 +648,21 @@ class ResultSink:
             return
         dialect = self.dialect
         pending, self._review = self._review, []
+        batch = pending
+        try:
+            if self.review_direct:  # rows with their fingerprint straight in; the others upserted
+                direct = [r for r in pending if r[4] is not None]
+                dialect.insert_rows(conn, self.quoted_review, _REVIEW_STAGED, direct, len(direct))
+                pending = [r for r in pending if r[4] is None]
+                if not pending:
+                    return
+            self._upsert_review(conn, pending)
+        except BaseException:
+            self._review = batch + self._review  # the batch is retried as upserts, or the run fails
+            raise
+
+    def _upsert_review(self, conn: Any, pending: list[tuple[Any, ...]]) -> None:
+        dialect = self.dialect
         dialect.insert_rows(conn, _REVIEW_STAGE, _REVIEW_STAGED, pending, len(pending))
         quote = dialect.quote_name
         # The fingerprint comes with the row; a row the merge missed takes it from the target row just
@@ -672,11 +693,14 @@ class ResultSink:
             return
         quote = self.dialect.quote_name
         cursor = conn.cursor()
-        cursor.execute(
-            f"DELETE FROM {self.quoted_review} WHERE NOT EXISTS (SELECT 1 FROM {self.quoted_table} t "
-            f"WHERE t.{quote('rec_id')} = {self.quoted_review}.{quote('rec_id')} "
-            f"AND t.{quote('accepted')} = false)"
-        )
+        # Still direct: the review table was empty and no key was written twice, so each of its rows is
+        # a record this run did not accept; nothing to drop.
+        if not self.review_direct:
+            cursor.execute(
+                f"DELETE FROM {self.quoted_review} WHERE NOT EXISTS (SELECT 1 FROM {self.quoted_table} t "
+                f"WHERE t.{quote('rec_id')} = {self.quoted_review}.{quote('rec_id')} "
+                f"AND t.{quote('accepted')} = false)"
+            )
         cursor.execute(f"SELECT COUNT(*) FROM {self.quoted_review}")
         self.review_rows = int(cursor.fetchone()[0])
         cursor.close()
