@@ -108,6 +108,8 @@ def test_every_argument_of_the_submit_operator_is_documented(site: Path) -> None
 def test_site_pages(site: Path) -> None:
     for page in (
         "getting-started",
+        "sql",
+        "split",
         "connection",
         "operators",
         "notifications",
@@ -125,3 +127,26 @@ def test_site_pages(site: Path) -> None:
         assert "dag_id" in html and path.stem in html  # the DAG file itself is shown
     changelog = (site / "changelog" / "index.html").read_text("utf-8")
     assert airflow_here_batch.__version__ in changelog
+
+
+def test_the_argument_tables_and_pictures_are_built(site: Path) -> None:
+    """docs/operators.md's markers became tables (docs/_gen/arguments.py); the pictures are drawn."""
+    operators = (site / "operators" / "index.html").read_text("utf-8")
+    assert "<!-- arguments:" not in operators
+    assert operators.count("<th>default</th>") >= 12  # one table per operator, sensor and trigger
+    for argument in ("here_conn_id", "on_bad_record", "key_column", "max_records_per_job", "deadline_reason"):
+        assert f"<code>{argument}</code>" in operators, argument
+    for picture, page in (("pipeline.svg", "index.html"), ("architecture.svg", "architecture/index.html")):
+        assert (site / picture).is_file() and picture in (site / page).read_text("utf-8"), picture
+    svg = (site / "pipeline.svg").read_text("utf-8")
+    for step in ("source table", "extract changed rows", "split into HERE jobs", "wait (triggerer)",
+                 "download results", "upsert target table", "merged files"):
+        assert step in svg, step
+
+
+def test_the_table_job_is_near_the_top_of_the_sidebar(site: Path) -> None:
+    html = (site / "index.html").read_text("utf-8")
+    nav = html[html.index("md-nav--primary") :]
+    titles = ("Getting started", "Geocoding a database table", "The connection")
+    order = [nav.index(title) for title in titles]
+    assert order == sorted(order), "the table job comes right after Getting started in the sidebar"

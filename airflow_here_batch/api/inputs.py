@@ -763,6 +763,7 @@ class InputChecker:
         follows a validation pass, such as the upload's).
     :param allow_empty: an input with no record (empty, or a header alone) is not refused: ``check``
         ends with ``report.records == 0`` (a split has then nothing to send; a single job still refuses).
+        An input of blank lines only is refused all the same (it has no header).
     """
 
     def __init__(
@@ -1384,12 +1385,20 @@ class InputChecker:
 
     def _finish(self, number: int) -> None:
         rep = self.report
-        if rep.records or rep.rejected or self.allow_empty:
+        if rep.records or rep.rejected:
+            return
+        if self._blank_first:  # no header either: a broken export, refused even where empty is allowed
+            hint = "; nothing to send is an empty file or a header alone" if self.allow_empty else ""
+            self._fatal(
+                f"the input holds only blank lines: it holds no records and no header{hint}",
+                None,
+                "records",
+                "empty",
+            )
+        if self.allow_empty:
             return
         if number == 0:
             self._fatal("the input is empty: it holds no records", None, "records", "empty")
-        if self._blank_first:
-            self._fatal("the input holds only blank lines: it holds no records", None, "records", "empty")
         detail = " (only a header)" if rep.has_header else ""
         self._fatal(f"the input holds no records{detail}: nothing to process", None, "records", "empty")
 

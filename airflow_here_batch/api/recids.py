@@ -7,11 +7,12 @@ records and the id. This module finds them; it is pure (no I/O) and used by
 :class:`~airflow_here_batch.api.inputs.InputChecker` (files, inline text, bytes, XCom rows) and meant
 for any other source of records (the SQL source's key column).
 
-**How.** A first pass keeps one 64-bit hash per recId (Python's ``hash`` of the text, in
-``array('q')`` buckets: 8 bytes a record, plus the arrays' ~6 % slack). At the end the hashes are
-compared bucket by bucket (a temporary set of 1/256 of them at a time). When no hash repeats, no recId
-repeats: that is certain, and the usual case costs one pass. When a hash repeats (a real repeat, or
-two different recIds with one hash: about 1 chance in 10\\ :sup:`7` for a million records), a second
+**How.** A first pass keeps 48 bits of a hash per recId (Python's ``hash`` of the text): 8 bits pick
+one of 256 buckets, the next 40 are kept in the bucket as an ``array('I')`` and an ``array('B')``, 5 bytes
+a record plus the arrays' ~6 % slack. At the end the hashes are compared bucket by bucket (a temporary
+set of 1/256 of them at a time). When no hash repeats, no recId repeats: that is certain, and the usual
+case costs one pass. When a hash repeats (a real repeat, or two different recIds with one hash: about
+1 chance in 560 for a million records, 1 in 60 for three million), a second
 pass over the same records collects the texts and lines of those recIds only, so every refusal is
 confirmed on the real text and names the lines exactly. The result does not depend on the records'
 order. Both passes must run in one process (Python's string hash is salted per process).
@@ -42,6 +43,7 @@ __all__ = ["RECID_RULE", "DuplicateRecId", "UniqueRecIds", "find_duplicate_recid
 RECID_RULE = "recIds must be unique within a job (HERE returns results by recId)"
 
 _BUCKETS = 256  # hashes are kept in 256 arrays, compared one array at a time (bounded extra memory)
+_KEPT = (1 << 48) - 1  # the hash bits kept: 8 choose the bucket, 40 are stored
 _SHOWN = 80  # characters of a recId shown in a message
 
 
@@ -87,13 +89,14 @@ class DuplicateRecId:
 class UniqueRecIds:
     """Finds repeated recIds in one or two passes over the records (see the module docstring).
 
-    Memory: 8 bytes per record added in the first pass (measured: 8.5 bytes a record with 1,000,000
-    records, see ``benchmarks/README.md``), freed by :meth:`finish`; the second pass keeps only the
-    recIds whose hash repeated.
+    Memory: 5 bytes per record added in the first pass (see ``benchmarks/README.md``, "Duplicate
+    recIds"), freed by :meth:`finish`; the second pass keeps only the recIds whose hash repeated.
+    (8 bytes a record until 2026-12: a 3,000,000-record split plan then peaked above P7's 150 MB.)
     """
 
     def __init__(self) -> None:
-        self._buckets: list[array[int]] | None = [array("q") for _ in range(_BUCKETS)]
+        self._low: list[array[int]] | None = [array("I") for _ in range(_BUCKETS)]  # hash bits 8-39
+        self._high: list[array[int]] | None = [array("B") for _ in range(_BUCKETS)]  # hash bits 40-47
         self._suspects: set[int] | None = None  # hashes seen more than once (second pass)
         self._found: dict[str, list[int]] = {}
         self._pass = 1
@@ -103,24 +106,32 @@ class UniqueRecIds:
         """A record's recId and its line (or row) number; in the second pass the same records again."""
         h = hash(rec_id)
         if self._pass == 1:
-            self._buckets[h & 0xFF].append(h)  # type: ignore[index]
-        elif self._pass == 2 and h in self._suspects:  # type: ignore[operator]
+            bucket = h & 0xFF
+            self._low[bucket].append((h >> 8) & 0xFFFFFFFF)  # type: ignore[index]
+            self._high[bucket].append((h >> 40) & 0xFF)  # type: ignore[index]
+        elif self._pass == 2 and h & _KEPT in self._suspects:  # type: ignore[operator]
             self._found.setdefault(rec_id, []).append(line)
+
+    def wanted(self, rec_id: str) -> bool:
+        """In the second pass: whether ``rec_id`` is one being confirmed (its hash repeated), so a caller
+        can keep more about its records (a source key) than :meth:`add` does."""
+        return self._pass == 2 and hash(rec_id) & _KEPT in self._suspects  # type: ignore[operator]
 
     def finish(self) -> bool:
         """End the current pass. After the first: ``True`` when a hash repeats, so the same records must
         be added once more (the second pass) to confirm on the text; after the second: ``False``."""
         if self._pass == 1:
-            self.added = sum(map(len, self._buckets))  # type: ignore[arg-type]
+            self.added = sum(map(len, self._low))  # type: ignore[arg-type]
             suspects: set[int] = set()
-            for bucket in self._buckets:  # type: ignore[union-attr]
-                if len(set(bucket)) != len(bucket):
+            for index, (low, high) in enumerate(zip(self._low, self._high, strict=True)):  # type: ignore[arg-type]
+                kept = [(hi << 40) | (lo << 8) | index for lo, hi in zip(low, high, strict=True)]
+                if len(set(kept)) != len(kept):
                     seen: set[int] = set()
-                    for h in bucket:
+                    for h in kept:
                         if h in seen:
                             suspects.add(h)
                         seen.add(h)
-            self._buckets = None
+            self._low = self._high = None
             if suspects:
                 self._suspects, self._pass = suspects, 2
                 return True

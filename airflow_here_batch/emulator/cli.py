@@ -47,47 +47,92 @@ def build_parser() -> argparse.ArgumentParser:
         prog="here-batch-emulator",
         description="Local emulator of the HERE Batch API v7 (geocode, revgeocode, lookup).",
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
-    p.add_argument("--port", type=int, default=8765, help="port (0 = pick a free one; default 8765)")
+    # Every option says what it does and its default (tests/emulator/test_cli_help.py).
     p.add_argument(
-        "--data-dir", type=Path, help="keep jobs here across restarts (default: temp dir, removed)"
+        "--host", default="127.0.0.1", help="interface to bind (default: %(default)s, loopback only)"
     )
-    p.add_argument("--api-key", help="accept only this apiKey (default: any non-empty key)")
+    p.add_argument(
+        "--port", type=int, default=8765, help="port; 0 picks a free one (default: %(default)s)"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder where jobs are kept and survive a restart (default: a temporary folder, removed "
+        "on exit)",
+    )
+    p.add_argument(
+        "--api-key", help="accept only this apiKey (default: none, any non-empty key is accepted)"
+    )
     p.add_argument(
         "--records-per-second",
         type=_rate,
         default=d.records_per_second,
-        help=f"records per second per job; 0 = hold, inf = unlimited (default {d.records_per_second:g})",
+        help="records per second per job; 0 holds jobs in inProgress, inf = unlimited (default: %(default)g)",
     )
     p.add_argument(
         "--queue-delay",
         type=float,
         default=d.queue_delay,
-        help=f"seconds a started job stays queued (default {d.queue_delay:g})",
+        help="seconds a started job stays queued, then half as long pending (default: %(default)g)",
     )
-    p.add_argument("--max-running-jobs", type=int, default=d.max_running_jobs)
-    p.add_argument("--max-startable-jobs", type=int, default=d.max_startable_jobs)
-    p.add_argument("--max-records", type=int, default=d.max_records)
-    p.add_argument("--max-input-bytes", type=int, default=d.max_input_bytes)
+    p.add_argument(
+        "--max-running-jobs",
+        type=int,
+        default=d.max_running_jobs,
+        help="pending + inProgress jobs at once; more wait in queued, a start answers 429 "
+        "(default: %(default)s; HERE does not publish its value)",
+    )
+    p.add_argument(
+        "--max-startable-jobs",
+        type=int,
+        default=d.max_startable_jobs,
+        help="submitted + queued + failure jobs; more are refused with 429 (default: %(default)s, HERE's)",
+    )
+    p.add_argument(
+        "--max-records",
+        type=int,
+        default=d.max_records,
+        help="records per job; more are refused with 413 (default: %(default)s, HERE's)",
+    )
+    p.add_argument(
+        "--max-input-bytes",
+        type=int,
+        default=d.max_input_bytes,
+        help="uncompressed input bytes per job; more are refused with 413 (default: %(default)s, "
+        "HERE's 500 MB)",
+    )
     key_id, secret = next(iter(DEFAULT_OAUTH_CREDENTIALS.items()))
-    p.add_argument("--access-key-id", default=key_id, help="OAuth access key id accepted by /oauth2/token")
-    p.add_argument("--access-key-secret", default=secret, help="its secret")
-    p.add_argument("--token-ttl", type=float, default=d.token_ttl, help="OAuth token lifetime in seconds")
+    p.add_argument(
+        "--access-key-id",
+        default=key_id,
+        help="OAuth access key id the token endpoint accepts (default: %(default)s)",
+    )
+    p.add_argument(
+        "--access-key-secret",
+        default=secret,
+        help="the secret of --access-key-id (default: %(default)s)",
+    )
+    p.add_argument(
+        "--token-ttl",
+        type=float,
+        default=d.token_ttl,
+        help="lifetime of issued OAuth tokens, seconds (default: %(default)g)",
+    )
     workers = min(2, os.cpu_count() or 1)
     p.add_argument(
         "--workers",
         type=_positive,
         default=workers,
-        help=f"processes sharing a large unpaced job (>= --parallel-min-records records); 1 = none "
-        f"(default {workers})",
+        help="processes sharing a large unpaced job (of at least --parallel-min-records records); 1 = "
+        "all work in the emulator's process (default: %(default)s, 1 on a one-core machine)",
     )
     p.add_argument(
         "--parallel-min-records",
         type=_positive,
         default=d.parallel_min_records,
-        help=f"records a job needs to be shared among --workers (default {d.parallel_min_records})",
+        help="records a job needs to be shared among --workers (default: %(default)s)",
     )
-    p.add_argument("--quiet", action="store_true", help="no access log")
+    p.add_argument("--quiet", action="store_true", help="no access log on stderr (default: logged)")
     return p
 
 

@@ -89,6 +89,13 @@ def default_destination(dag_id: str, run_id: str, task_id: str, map_index: int =
     return base_location_uri() + "/output/" + "/".join(parts) + "/"
 
 
+def rejects_location(dag_id: str, run_id: str, task_id: str, map_index: int | None = -1) -> ObjectStoragePath:
+    """Where a task's ``on_bad_record="skip"`` writes the records it leaves out:
+    ``<base location>/<dag_id>/<run_id>/<task_id>[-<map_index>]/rejects.jsonl`` (``docs/operators.md``)."""
+    task = task_id if map_index in (None, -1) else f"{task_id}-{map_index}"
+    return base_location(dag_id, run_id, task, "rejects.jsonl")
+
+
 def storage_path(
     location: str | os.PathLike[str] | ObjectStoragePath, conn_id: str | None = None
 ) -> ObjectStoragePath:

@@ -14,7 +14,8 @@ import contextlib
 import io
 import itertools
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_here_batch.api.inputs import InputValidationError, iter_input_lines, validate_lines
@@ -108,6 +109,13 @@ class _PartsWriter:
             return
         first = head[0][len(_BOM) :] if head[0].startswith(_BOM) else head[0]
         yield first
+        if self.columns is None and not first.strip():
+            # No header where HERE reads it: the validation refuses the input (blank lines before the
+            # header, or only blank lines); nothing is written, and no layout is guessed from a blank.
+            yield from head[1:]
+            for batch in batches:
+                yield from batch
+            return
         layout = detect_layout(first.decode("utf-8"), input_columns=self.columns, delimiter=self.delimiter)
         planner = PartPlanner(self.limits, len(layout.header))
         rest = head[1:] if layout.input_has_header else [first, *head[1:]]
@@ -180,8 +188,12 @@ def write_parts(
     service: str | None = None,
     input_columns: str | Sequence[str] | None = None,
     delimiter: str = "|",
+    reread: Callable[[], AbstractContextManager[Iterable[bytes]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Validate ``lines`` and write them as parts ``<folder>/part-NNNNN/input.txt``, in one streamed pass.
+
+    An input without records (empty, or a header alone) makes no part: ``[]`` (nothing to send). An
+    input of blank lines only is refused (it has no header: a broken export, not an empty one).
 
     :param lines: the input's lines as UTF-8 bytes (a binary file object will do).
     :param folder: where the parts go (object storage; nothing is kept in memory but one line and a
@@ -190,11 +202,15 @@ def write_parts(
     :param service: enables the service's key-column check of the validation.
     :param input_columns: the column descriptor when the input has no header.
     :param delimiter: the input delimiter.
+    :param reread: opens the same input again (e.g. ``functools.partial(binary_lines, source)``): read
+        only when two recIds' hashes are equal, to confirm the repeat on the text and name both lines.
+        Without it such an input is still refused, without the lines.
     :returns: one dict per part, in input order: ``{"index", "input", "conn_id", "records", "bytes",
         "first_record"}`` (``input`` is the part file's URI; ``first_record`` the 1-based ordinal of its
         first record in the whole input).
     :raises airflow_here_batch.api.inputs.InputValidationError: on the first bad line (line number,
-        field and fix); the parts written so far are removed.
+        field and fix), or a recId on more than one record (both lines and the recId); the parts written
+        so far are removed.
     :raises UnicodeDecodeError: when the first line is not UTF-8.
     :raises airflow_here_batch.files.atomic.MissingBucketError: when ``folder``'s bucket does not exist.
     """
@@ -210,6 +226,8 @@ def write_parts(
             delimiter=delimiter,
             max_records=sys.maxsize,
             max_bytes=sys.maxsize,
+            reread=reread,
+            allow_empty=True,
         )
         writer.commit()
     except BaseException:

@@ -552,6 +552,7 @@ class SubmitBatchJobOperator(BaseBatchJobOperator):
         from airflow_here_batch.api.outcome import is_finished
 
         self._limit_requests(context)
+        _check_destinations(self, context)
         job = self._keep(context, self._submit(context, self._input(context)))
         if not self.wait_for_completion:
             result = _job_result(job)
@@ -577,14 +578,22 @@ class SubmitBatchJobOperator(BaseBatchJobOperator):
         return submit_lineage(self)
 
 
+def _check_destinations(task: BaseOperator, context: Context) -> None:
+    """Every place the tasks downstream of ``task`` write to, checked before a job is created."""
+    from airflow_here_batch.utils.destinations import DestinationCheckError, check_destinations
+
+    try:
+        check_destinations(task, context)
+    except DestinationCheckError as exc:
+        raise AirflowException(str(exc)) from None
+
+
 def _rejects_location(context: Context) -> Any:
     """Where ``on_bad_record="skip"`` writes the rejects: ``<base location>/<dag>/<run>/<task>/``."""
-    from airflow_here_batch.files.locations import base_location
+    from airflow_here_batch.files.locations import rejects_location
 
     ti = context["ti"]
-    map_index = getattr(ti, "map_index", -1)
-    task = ti.task_id if map_index in (None, -1) else f"{ti.task_id}-{map_index}"
-    return base_location(ti.dag_id, ti.run_id, task, "rejects.jsonl")
+    return rejects_location(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1))
 
 
 class DownloadBatchResultsOperator(BaseOperator):
@@ -681,6 +690,24 @@ class DownloadBatchResultsOperator(BaseOperator):
         self._lineage_result = result
         self._annotate_outlets(context, result)
         return result
+
+    def here_batch_destinations(self, context: Context) -> list[Any]:
+        """Where this task will write (the folder of its files), for the check made before the job is
+        created (:func:`~airflow_here_batch.utils.destinations.check_destinations`)."""
+        from airflow_here_batch.files.locations import default_destination
+        from airflow_here_batch.utils.destinations import Destination, known
+
+        if self.destination is None:
+            if self.output_format == "records" and self.what == "results":
+                return []  # rows into XCom, no file
+            ti = context["ti"]
+            folder = default_destination(ti.dag_id, ti.run_id, self.task_id)
+            return [Destination("folder", folder, None, self.task_id)]
+        rendered = known(self.render_template(self.destination, context))
+        if rendered is None:
+            return []
+        folder = rendered if self.what == "both" or rendered.endswith("/") else rendered.rsplit("/", 1)[0]
+        return [Destination("folder", folder or ".", self.destination_conn_id, self.task_id)]
 
     def _default_destination(self, context: Context) -> str:
         from airflow_here_batch.files.locations import default_destination

@@ -21,6 +21,7 @@ The shape is Airflow's own dynamic task mapping (see ``docs/split.md`` for why):
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import tempfile
@@ -81,6 +82,17 @@ class PlanSplitOperator(BaseOperator):
     "first_record"}`` (``input``: the part file's object-storage URI). Map
     :class:`RunSplitPartOperator` over it.
 
+    Nothing to send (an empty input, a header alone, or no input at all: ``None``, ``""`` or ``"None"``,
+    what a SQL extract that found no row to send renders to) is not an error: the plan returns ``[]``,
+    so no HERE job is created, the mapped parts are skipped, and so is the merge. An input of blank
+    lines only is refused (it has no header). A recId on two records is refused, naming both lines.
+
+    Before the input is read, every place the tasks downstream write to (the merge's folder, a SQL
+    sink's table, a download's folder) is checked
+    (:func:`~airflow_here_batch.utils.destinations.check_destinations`: a bucket that exists, a marker
+    written and removed, a table whose columns fit), so a destination that cannot take the results fails
+    here, before any job is billed.
+
     :param input: a local path (``.gz`` read decompressed), an object-storage URI or
         :class:`~airflow.sdk.ObjectStoragePath` (e.g. a file an upstream task exported), a list of
         dicts (rows), or inline text. (templated)
@@ -129,7 +141,12 @@ class PlanSplitOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_here_batch.api.inputs import InputValidationError
+        from airflow_here_batch.operators.batch_job import _check_destinations
 
+        _check_destinations(self, context)
+        if self.input is None or (isinstance(self.input, str) and self.input in ("", "None")):
+            self.log.info("HERE Batch: no input (nothing to send): no part, no HERE job")
+            return []
         folder = _work_folder(context, self.split_id)
         if folder.exists():  # an earlier try: start clean (a part file is complete only when this returns)
             folder.rmdir(recursive=True)
@@ -149,12 +166,16 @@ class PlanSplitOperator(BaseOperator):
                     service=self.service,
                     input_columns=columns,
                     delimiter=self.input_delimiter,
+                    reread=functools.partial(binary_lines, source, self.input_conn_id),
                 )
         except InputValidationError as exc:
             raise AirflowException(f"the input was not uploaded: {exc}") from None
         except UnicodeDecodeError as exc:
             raise AirflowException(f"the input was not uploaded: it is not UTF-8 ({exc})") from None
         records = sum(p["records"] for p in parts)
+        if not parts:
+            self.log.info("HERE Batch: the input holds no records (nothing to send): no part, no HERE job")
+            return []
         self.log.info(
             "HERE Batch: %d records in %d parts of at most %d records / %d bytes, written to %s in %.1f s",
             records,
@@ -416,6 +437,18 @@ class MergeSplitResultsOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.split_id = split_id
         self.cleanup_parts = cleanup_parts
+
+    def here_batch_destinations(self, context: Context) -> list[Any]:
+        """The merge's folder, for the check the plan makes before any part's job is created
+        (:func:`~airflow_here_batch.utils.destinations.check_destinations`)."""
+        from airflow_here_batch.utils.destinations import Destination, known
+
+        if not self.destination:  # under the base location, with its connection
+            merged = _work_folder(context, self.split_id) / "merged"
+            return [Destination("folder", merged, None, self.task_id)]
+        folder = known(self.render_template(self.destination, context))
+        conn_id = self.destination_conn_id
+        return [] if folder is None else [Destination("folder", folder, conn_id, self.task_id)]
 
     def execute(self, context: Context) -> dict[str, Any]:
         work = _work_folder(context, self.split_id)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_here_batch.api.quality import AcceptancePolicy, default_policy
-from airflow_here_batch.files.locations import base_location, storage_path
+from airflow_here_batch.files.locations import base_location, rejects_location, storage_path
 from airflow_here_batch.tables.connections import (
     EMBEDDED_CONN_ID,
     embedded_database_path,
@@ -38,7 +38,7 @@ from airflow_here_batch.tables.connections import (
 )
 from airflow_here_batch.tables.extract import TableExtract
 from airflow_here_batch.tables.records import MappingError, RecordMapping, plain_name, target_columns
-from airflow_here_batch.tables.sink import ResultSink, TargetTableError, open_lines
+from airflow_here_batch.tables.sink import ResultSink, TargetTableError, WriteCountError, open_lines
 from airflow_here_batch.version_compat import AirflowException
 
 if TYPE_CHECKING:
@@ -59,9 +59,11 @@ class SqlToBatchInputOperator(BaseOperator):
 
     The query runs as ``SELECT * FROM (<sql>) ORDER BY <key_column>`` through the connection's
     ``DbApiHook`` (a server-side cursor on PostgreSQL, ``fetchmany(fetch_size)`` elsewhere), so the
-    table is never held in memory. Before the first row is read the result columns are checked against
-    the mapping; while reading, a NULL or repeated key fails the task. Both happen before anything is
-    uploaded, and the error names the column or the key.
+    table is never held in memory; any query the database runs works (trailing ``-- comment``, ``/* */``
+    or ``;`` included). Before the first row is read the result columns are checked against the
+    mapping; while reading, each record is checked against HERE's input rules, and two rows whose keys
+    become one recId fail the task (whatever their order; 8 bytes a row). All of this happens before
+    anything is uploaded, and the error names the row, its key and the column.
 
     **Incremental runs** (``incremental=True``; caching is opt-in, see HERE's terms on storing results):
     each record's fingerprint (:meth:`~airflow_here_batch.tables.records.RecordMapping.fingerprint`:
@@ -78,11 +80,12 @@ class SqlToBatchInputOperator(BaseOperator):
     of each record sent), each written under a temporary name and renamed when complete.
 
     Returns (XCom) ``{"input": URI or None, "fingerprints": URI or None, "records_total",
-    "records_sent", "records_reused", "service", "input_columns"}``; ``input`` is ``None`` when nothing
-    is to be sent.
+    "records_sent", "records_reused", "records_rejected", "rejects": URI or None, "service",
+    "input_columns"}``; ``input`` is ``None`` when nothing is to be sent.
 
     :param conn_id: Airflow connection of the source database (any common.sql ``DbApiHook``).
-    :param sql: one ``SELECT`` (no trailing ``;``) returning the key and the mapped columns. (templated)
+    :param sql: one query returning the key and the mapped columns, as you would run it in the
+        database (a ``.sql`` file's trailing comments and ``;`` are fine). (templated)
     :param key_column: the column that becomes ``recId`` (unique, never NULL).
     :param service: ``geocode``, ``revgeocode`` or ``lookup``.
     :param columns: HERE column -> source column, e.g. ``{"q": "address", "in": "country"}``.
@@ -102,6 +105,12 @@ class SqlToBatchInputOperator(BaseOperator):
     :param delimiter: the input delimiter of the file (``|``).
     :param full_refresh: send every record this run even when ``incremental`` (a bool, or a templated
         ``"true"``/``"false"``, e.g. ``"{{ params.full_refresh }}"``). (templated)
+    :param on_bad_record: ``"fail"`` (default): a record HERE would refuse (e.g. a line break in an
+        address, a NULL key) fails the task, naming its row and key; ``"skip"``: such records are left
+        out (not sent, not stored: the next run tries them again) and written with their reasons to
+        ``rejects.jsonl`` where the submit operator writes its rejects
+        (``<base location>/<dag_id>/<run_id>/<task_id>/rejects.jsonl``); XCom ``records_rejected``
+        and ``rejects`` say so. A recId two rows share fails in either mode.
     The work is :class:`airflow_here_batch.tables.extract.TableExtract`'s.
 
     :raises MappingError: (as the task's error) for a missing column, a NULL or duplicate key.
@@ -135,9 +144,13 @@ class SqlToBatchInputOperator(BaseOperator):
         fetch_size: int = 10_000,
         delimiter: str = "|",
         full_refresh: bool | str = False,
+        on_bad_record: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if on_bad_record not in ("fail", "skip"):
+            raise ValueError(f"on_bad_record must be 'fail' or 'skip', got {on_bad_record!r}")
+        self.on_bad_record = on_bad_record
         self.full_refresh = full_refresh
         self.conn_id = conn_id
         self.sql = sql
@@ -187,15 +200,25 @@ class SqlToBatchInputOperator(BaseOperator):
             resend_failed=self.resend_failed,
             fetch_size=self.fetch_size,
             delimiter=self.delimiter,
+            on_bad_record=self.on_bad_record,
             logger=self.log,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_here_batch.operators.batch_job import _check_destinations
+
+        _check_destinations(self, context)  # the sink's table, the merge's folder: before anything is sent
         full_refresh = str(self.full_refresh).strip().lower() in ("1", "true", "yes", "on")
         try:
             incremental = self.incremental and not full_refresh
-            return self._extraction().run(self._folder(context), incremental=incremental)
-        except MappingError as exc:
+            ti = context.get("ti") if self.on_bad_record == "skip" else None
+            rejects = (  # where every task's skipped records go (the extract's folder without a task)
+                rejects_location(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1))
+                if ti is not None
+                else None
+            )
+            return self._extraction().run(self._folder(context), incremental=incremental, rejects=rejects)
+        except (MappingError, TargetTableError) as exc:
             raise AirflowException(f"nothing was uploaded: {exc}") from None
 
     def _folder(self, context: Context) -> ObjectStoragePath:
@@ -318,6 +341,16 @@ class BatchResultsToSqlOperator(BaseOperator):
         if self.review_table and "{{" not in self.review_table:
             plain_name(self.review_table)
 
+    def here_batch_destinations(self, context: Context) -> list[Any]:
+        """The target table, for the check made before any HERE job is created
+        (:func:`~airflow_here_batch.utils.destinations.check_destinations`)."""
+        from airflow_here_batch.utils.destinations import Destination, known
+
+        table = known(self.render_template(self.table, context))
+        if table is None:
+            return []
+        return [Destination("table", table, self.conn_id, self.task_id, self.output_columns)]
+
     def execute(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()
         extract = self.extract if isinstance(self.extract, Mapping) else {}
@@ -345,7 +378,7 @@ class BatchResultsToSqlOperator(BaseOperator):
         jobs = [(job, open_lines(res, store), open_lines(err, store)) for job, res, err in self._jobs()]
         try:
             written = sink.write(jobs, open_lines(extract.get("fingerprints"), store))
-        except TargetTableError as exc:
+        except (TargetTableError, WriteCountError) as exc:
             raise AirflowException(str(exc)) from None
         summary["records_written"] = written["results"] + written["errors"]
         summary["records_failed"] = written["errors"]

@@ -42,12 +42,44 @@ __all__ = [
     "copy_line",
     "copy_value",
     "source_dialect",
+    "source_query",
     "table_dialect",
 ]
 
 
 class UnsupportedDialectError(ValueError):
     """The target table's database is not one the pipeline writes to (PostgreSQL, SQLite)."""
+
+
+def _is_code(token: Any) -> bool:
+    """A token that is neither blank, a comment nor the ``;`` ending a statement."""
+    import sqlparse.tokens as T
+
+    return not (token.is_whitespace or token.ttype in T.Comment or token.match(T.Punctuation, ";"))
+
+
+def source_query(sql: str) -> str:
+    """A user's query as the body of a subquery: what the user can run in the database, less the
+    comments, blanks and ``;`` after its last token (``... -- note``, ``...;``, ``... /* x */``), which
+    would otherwise swallow or break the closing parenthesis. Strings, quoted names and comments inside
+    the query are kept as they are (sqlparse's tokenizer, a dependency of common.sql).
+
+    :raises ValueError: for an empty query, or one holding more than one statement.
+    """
+    import sqlparse
+
+    statements = [s for s in sqlparse.parse(str(sql)) if any(map(_is_code, s.flatten()))]
+    if not statements:
+        raise ValueError("the source query is empty: give one SELECT")
+    if len(statements) > 1:
+        raise ValueError(
+            f"the source query holds {len(statements)} statements: give one SELECT (it becomes a "
+            "subquery: SELECT * FROM (<sql>) ...)"
+        )
+    tokens = list(statements[0].flatten())
+    while tokens and not _is_code(tokens[-1]):
+        tokens.pop()
+    return "".join(t.value for t in tokens).strip()
 
 
 class SourceDialect(Dialect):
@@ -90,6 +122,19 @@ class SourceDialect(Dialect):
 
     # --- reading ----------------------------------------------------------------------------------
 
+    def subquery(self, sql: str, alias: str, *, parameters: bool = False) -> str:
+        """``sql`` (cleaned by :func:`source_query`) as a derived table: ``(\\n<sql>\\n) alias``.
+        The line breaks keep a ``--`` comment inside the query from reaching the parenthesis.
+
+        :param parameters: the statement around it passes parameters of its own (the user's query has
+            none): with a ``%s``-style driver a ``%`` of the query is doubled, as the driver reads ``%``
+            as the start of a placeholder whenever parameters are passed (``LIKE 'a%'``).
+        """
+        body = source_query(sql)
+        if parameters and "%" in self.placeholder:
+            body = body.replace("%", "%%")
+        return f"(\n{body}\n) {alias}"
+
     def stream_cursor(self, conn: Any) -> Any:
         """A cursor whose ``fetchmany`` reads rows as they come (here: a plain cursor)."""
         return conn.cursor()
@@ -130,6 +175,12 @@ class TableDialect(SourceDialect):
     #: Whether a temporary table made ``per_transaction`` empties itself at each commit (else the caller
     #: deletes its rows).
     temporary_clears_on_commit: ClassVar[bool] = False
+
+    def column_types(self, conn: Any, table: str) -> dict[str, str] | None:
+        """The table's columns as ``{lower-case name: declared type, lower case}``, or ``None`` when it
+        does not exist (here: names only, types ``""``; subclasses ask the catalogue)."""
+        names = self.table_columns(conn, table)
+        return None if names is None else {n.lower(): "" for n in names}
 
     def column_sql(self, column: TargetColumn, *, key: bool = True) -> str:
         """``"name" TYPE`` of one column (``rec_id`` the primary key, with ``key``)."""
@@ -280,6 +331,24 @@ class PostgresTableDialect(TableDialect):
     copy = True
     temporary_clears_on_commit = True
 
+    def column_types(self, conn: Any, table: str) -> dict[str, str] | None:
+        # information_schema: data_type is 'text', 'character varying', 'double precision',
+        # 'timestamp with time zone' ... (a domain shows its base type).
+        if self.table_columns(conn, table) is None:
+            return None
+        schema, _, name = table.rpartition(".")
+        cursor = conn.cursor()
+        ph = self.placeholder
+        cursor.execute(
+            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {ph} AND "
+            f"table_schema = {ph if schema else 'current_schema()'}",
+            (name, schema) if schema else (name,),
+        )
+        found = {str(n).lower(): str(t).lower() for n, t in cursor.fetchall()}
+        cursor.close()
+        conn.rollback()
+        return found
+
     def stream_cursor(self, conn: Any) -> Any:
         """A server-side (named) cursor: rows arrive as fetched."""
         return conn.cursor(name=f"here_batch_{uuid.uuid4().hex[:12]}")
@@ -366,6 +435,17 @@ class SqliteTableDialect(TableDialect):
 
     def temporary(self, name: str) -> str:
         return f"temp.{name}"
+
+    def column_types(self, conn: Any, table: str) -> dict[str, str] | None:
+        if self.table_columns(conn, table) is None:
+            return None
+        schema, _, name = table.rpartition(".")
+        cursor = conn.cursor()
+        pragma = f"{self.quote(schema)}.table_info" if schema else "table_info"
+        cursor.execute(f"PRAGMA {pragma}({self.quote(name)})")
+        found = {str(row[1]).lower(): str(row[2] or "").lower() for row in cursor.fetchall()}
+        cursor.close()
+        return found
 
 
 def _write_blocks(copy: Any, lines: Iterable[str], size: int) -> None:

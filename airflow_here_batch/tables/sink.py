@@ -39,11 +39,20 @@ from airflow_here_batch.tables.records import (
     parse_error_line,
     target_columns,
 )
+from airflow_here_batch.tables.targets import TargetTableError, check_target_table
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-__all__ = ["MERGE_WINDOW", "REVIEW_COLUMNS", "Lines", "ResultSink", "TargetTableError", "open_lines"]
+__all__ = [
+    "MERGE_WINDOW",
+    "REVIEW_COLUMNS",
+    "Lines",
+    "ResultSink",
+    "TargetTableError",
+    "WriteCountError",
+    "open_lines",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +93,23 @@ _REVIEW_KEPT = ("chosen_candidate", "reviewed_at")
 Lines = Callable[[], AbstractContextManager[Iterator[str] | None]]
 
 
-class TargetTableError(ValueError):
-    """An existing target table lacks columns the results need."""
+class WriteCountError(RuntimeError):
+    """The rows the database confirmed writing differ from the rows of the run the table holds after
+    the last commit (a recId written twice, or another writer replacing rows of the run).
+
+    :ivar confirmed: row writes the database confirmed (rowcounts of the upserts and ``COPY``).
+    :ivar held: rows of this run (its ``geocoded_at``) in the table.
+    """
+
+    def __init__(self, table: str, confirmed: int, held: int) -> None:
+        super().__init__(
+            f"table {table}: the database confirmed {confirmed:,} row writes but holds {held:,} rows of this "
+            "run: a recId was written twice (the same record in two results files, or in the results and "
+            "the errors report) or another writer replaced rows of this run meanwhile; the written rows "
+            "stay, but the run is not reported as complete: check the files given to the sink"
+        )
+        self.confirmed = confirmed
+        self.held = held
 
 
 def open_lines(location: Any, conn_id: str | None = None) -> Lines:
@@ -181,8 +205,12 @@ class ResultSink:
         the order they were sent); a row the merge misses (HERE does not promise the input order, shared
         doc §12 #8) is looked up in SQL, from the file loaded into a temporary table only then.
 
-        :returns: ``{"results": records written from the results, "errors": failed records written}``.
-        :raises TargetTableError: when an existing table lacks columns (nothing written).
+        :returns: ``{"results": records written from the results, "errors": failed records written}``,
+            as the database confirmed them (rowcounts), and checked after the last commit against the
+            rows of this run (its ``geocoded_at``) the table holds.
+        :raises TargetTableError: when an existing table lacks columns or has one of a wrong type
+            (:func:`~airflow_here_batch.tables.targets.check_target_table`; nothing written).
+        :raises WriteCountError: when the table holds fewer (or more) rows of this run than were confirmed.
         :raises ValueError: when ``fingerprints`` is not the extract's fingerprints file.
         """
         dialect = self.dialect
@@ -206,6 +234,9 @@ class ResultSink:
                             rows = self._error_rows(lines, take)
                             counts["errors"] += self._write_rows(conn, rows, job_id, merge)
             self._settle_review(conn)
+            held = self._held(conn)
+            if held != counts["results"] + counts["errors"]:
+                raise WriteCountError(self.table, counts["results"] + counts["errors"], held)
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -214,6 +245,18 @@ class ResultSink:
             with contextlib.suppress(Exception):
                 conn.close()
         return counts
+
+    def _held(self, conn: Any) -> int:
+        """Rows of this run in the table (its ``geocoded_at``), after the last commit."""
+        cursor = conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {self.quoted_table} WHERE geocoded_at = {self.dialect.placeholder}",
+            (self.stamp,),
+        )
+        (held,) = cursor.fetchone()
+        cursor.close()
+        conn.rollback()
+        return int(held)
 
     # --- the tables ---------------------------------------------------------------------------------
 
@@ -242,24 +285,18 @@ class ResultSink:
     def _prepare(self, conn: Any) -> None:
         """Create the table (or check its columns), decide :attr:`direct`, make the temporary tables."""
         dialect = self.dialect
-        existing = dialect.table_columns(conn, self.table)
+        exists = check_target_table(dialect.hook, self.table, self.columns, conn=conn)
         cursor = conn.cursor()
-        if existing is None:
+        if not exists:
             for statement in dialect.create_table_sql(self.table, self.columns):
                 cursor.execute(statement)
             self.log.info("HERE Batch: created table %s", self.table)
             self.direct = dialect.copy
         else:
-            have = {c.lower() for c in existing}
-            # Columns added after such tables were made: added here (NULL in the rows already there).
-            added = [TargetColumn("request_text"), *(QUALITY_COLUMNS if self.verdict else ())]
-            missing = [c.name for c in self.columns if c.name not in have and c not in added]
-            if missing:
-                raise TargetTableError(
-                    f"table {self.table} lacks the columns {missing} for these output columns: add them "
-                    "(ALTER TABLE ... ADD COLUMN, text) or write to a new table"
-                )
-            for column in added:
+            have = {c.lower() for c in dialect.table_columns(conn, self.table) or ()}
+            # Columns added after such tables were made (check_target_table lets them be missing): added
+            # here, NULL in the rows already there.
+            for column in (TargetColumn("request_text"), *(QUALITY_COLUMNS if self.verdict else ())):
                 if column.name not in have:
                     sql = dialect.column_sql(column, key=False)
                     cursor.execute(f"ALTER TABLE {self.quoted_table} ADD COLUMN {sql}")
@@ -584,11 +621,13 @@ class ResultSink:
                 if not taken:
                     conn.rollback()
                     return 0
+                copied = cursor.rowcount  # rows COPY loaded, as the database counts them
+                confirmed = copied if copied is not None and copied >= 0 else len(taken) - len(missed)
                 if missed:
-                    self._stage_batch(conn, missed, missed=lookup, commit=False)
+                    confirmed += self._stage_batch(conn, missed, missed=lookup, commit=False)
                 self._flush_review(conn)
                 conn.commit()
-                return len(taken)
+                return int(confirmed)
             except Exception as exc:
                 self.fingerprints_loaded = loaded
                 with contextlib.suppress(Exception):
@@ -612,7 +651,8 @@ class ResultSink:
         return self._stage_batch(conn, taken, missed=bool(missed) and lookup)
 
     def _stage_batch(self, conn: Any, batch: list[Any], *, missed: bool, commit: bool = True) -> int:
-        """Stage one batch and upsert it, in one transaction (committed, or rolled back on any error).
+        """Stage one batch and upsert it, in one transaction (committed, or rolled back on any error);
+        the rows the database says the upsert wrote.
         ``missed``: some row lacks its fingerprint (the merge missed it), so the fingerprints file is
         loaded for the lookup first. ``batch``: rows, or ``COPY`` text lines where the dialect copies."""
         dialect = self.dialect
@@ -624,6 +664,7 @@ class ResultSink:
             dialect.insert_rows(conn, _STAGE, self.names, batch, len(batch), text=dialect.copy)
             cursor = conn.cursor()
             cursor.execute(self.upsert)
+            confirmed = cursor.rowcount  # rows inserted or updated, as the database counts them
             if not dialect.temporary_clears_on_commit:
                 cursor.execute(f"DELETE FROM {_STAGE}")
             cursor.close()
@@ -636,7 +677,7 @@ class ResultSink:
             with contextlib.suppress(Exception):
                 conn.rollback()
             raise
-        return len(batch)
+        return int(confirmed) if confirmed is not None and confirmed >= 0 else len(batch)
 
     # --- the review table ---------------------------------------------------------------------------
 

@@ -13,12 +13,18 @@ Run by ``mkdocs build`` (see ``mkdocs.yml``); nothing here is written to ``docs/
   to repository files pointed at the source repository.
 - ``SUMMARY.md``: the site's navigation (literate-nav): the pages of :data:`NAV`, then every other
   ``docs/*.md`` page, then :data:`NAV_END`.
+- ``architecture.svg`` and ``pipeline.svg``: the pictures of the floors (``docs/_gen/floors.py``) and of
+  the table job (``docs/_gen/pipeline.py``), drawn offline.
+- The argument tables: a ``docs/*.md`` page holding ``<!-- arguments: operators.sql.X -->`` lines is
+  published with each replaced by the table of X's arguments, drawn from the code
+  (``docs/_gen/arguments.py``).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,9 +179,9 @@ def write_examples() -> None:
     index = [
         "# Example DAGs",
         "",
-        "The example DAGs ship inside the package: `import airflow_here_batch.example_dags` works after",
-        "`pip install airflow-here-batch` and loads no DAG. Airflow runs them only when you point a DAG",
-        "folder or a DAG bundle at their directory:",
+        "The example DAGs ship inside the package: once it is installed,",
+        "`import airflow_here_batch.example_dags` works and loads no DAG. Airflow runs them only when you",
+        "point a DAG folder or a DAG bundle at their directory:",
         "",
         "```bash",
         "export AIRFLOW__CORE__DAGS_FOLDER=\"$(python -c 'import airflow_here_batch.example_dags as m; "
@@ -232,8 +238,10 @@ def write_copies() -> None:
 NAV: list[tuple[str, str]] = [
     ("Home", "index.md"),
     ("Getting started", "getting-started.md"),
+    ("Geocoding a database table", "sql.md"),
+    ("Inputs of any size", "split.md"),
     ("The connection", "connection.md"),
-    ("Operators, sensor and trigger", "operators.md"),
+    ("Operators reference", "operators.md"),
     ("Notifications (webhooks)", "notifications.md"),
     ("Cleaning up old jobs", "cleanup.md"),
     ("Example DAGs", "examples/"),
@@ -268,19 +276,37 @@ def write_nav() -> None:
         fh.writelines(lines)
 
 
-def write_architecture_picture() -> None:
-    """``architecture.svg``, drawn from the layers contract in pyproject.toml (docs/_gen/floors.py)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
+def write_pictures() -> None:
+    """``architecture.svg``, drawn from the layers contract in pyproject.toml (docs/_gen/floors.py), and
+    ``pipeline.svg``, the table job (docs/_gen/pipeline.py)."""
     from floors import svg
+    from pipeline import svg as pipeline_svg
 
     with mkdocs_gen_files.open("architecture.svg", "w") as fh:
         fh.write(svg(ROOT / "pyproject.toml"))
+    with mkdocs_gen_files.open("pipeline.svg", "w") as fh:
+        fh.write(pipeline_svg())
 
 
+def write_argument_tables() -> None:
+    """Each ``docs/*.md`` page with ``<!-- arguments: ... -->`` lines, published with its tables."""
+    import arguments
+
+    package = None
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        text = path.read_text("utf-8")
+        if not arguments.markers(text):
+            continue
+        package = package or arguments.load(ROOT)
+        with mkdocs_gen_files.open(path.name, "w") as fh:
+            fh.write(arguments.expand(package, text))
+        mkdocs_gen_files.set_edit_path(path.name, path.relative_to(ROOT))
+
+
+sys.path.insert(0, str(Path(__file__).parent))  # floors, pipeline, arguments
 write_reference(public_modules(), mkdocs_gen_files.Nav())
-write_architecture_picture()
+write_pictures()
+write_argument_tables()
 write_examples()
 write_copies()
 write_nav()

@@ -66,6 +66,24 @@ def test_s3_input_and_outputs(run_dag: RunDag, here_conn: str, moto_url: str, mo
     assert keys == {"out/results.csv", "out/errors.txt"}, keys  # no temporary object left behind
 
 
+def test_a_download_bucket_that_does_not_exist_fails_before_any_job(
+    run_dag: RunDag, emu: Any, moto_url: str, monkeypatch: Any, capfd: Any
+) -> None:
+    """Issue 19 §3: the download's destination is checked by the submit task before the job is created
+    (a missing bucket used to fail only after HERE billed the job); no bucket is created."""
+    s3 = s3_client(moto_url)
+    s3.put_object(Bucket=BUCKET, Key="in/few.csv", Body=b"recId|q\n1|Berlin\n")
+    monkeypatch.setenv("HERE_BATCH_S3_INPUT", f"s3://{BUCKET}/in/few.csv")
+    monkeypatch.setenv("HERE_BATCH_S3_OUTPUT", "s3://no-such-bucket-19/out/")
+    emu.admin.reset_stats()
+    result = run_dag("test_s3_roundtrip", expect="failed")
+    assert result.tasks["submit"].state == "failed"
+    log = result.describe() + capfd.readouterr().out
+    assert "destination of task 'download' s3://no-such-bucket-19/out/: bucket 'no-such-bucket-19'" in log
+    assert emu.admin.stats()["requests"].get("create_job") is None
+    assert "no-such-bucket-19" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
 def test_200_mb_result_streams_to_s3_with_flat_memory(
     here_emulator_session: Any, here_conn: str, moto_url: str, tmp_path: Path
 ) -> None:

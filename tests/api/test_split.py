@@ -107,7 +107,7 @@ def test_merge_and_path_helpers() -> None:
 # -- issue 19: an empty split input is nothing to send, not a failed plan ------------------------------
 
 
-@pytest.mark.parametrize("lines", [[], ["recId|q\n"], ["\n", "\n"]], ids=["empty", "header", "blank"])
+@pytest.mark.parametrize("lines", [[], ["recId|q\n"]], ids=["empty", "header"])
 def test_an_input_without_records_plans_no_part(lines: list[str]) -> None:
     # A single job refuses it (HERE would run a job of nothing) ...
     with pytest.raises(InputValidationError) as info:
@@ -123,3 +123,17 @@ def test_an_input_without_records_still_needs_a_good_header() -> None:
         validate_lines(["searchText\n"], service="geocode", allow_empty=True)
     with pytest.raises(InputValidationError, match="is blank"):
         validate_lines(["\n", "recId|q\n"], service="geocode", allow_empty=True)
+
+
+
+@pytest.mark.parametrize("lines", [["\n"], ["\n", "  \n", "\t\n"]])
+@pytest.mark.parametrize("allow_empty", [False, True])
+def test_blank_lines_only_are_refused_even_where_empty_is_allowed(
+    lines: list[str], allow_empty: bool
+) -> None:
+    """Issue 19 §4: blank lines alone have no header (a broken export, not an empty one): a clear error,
+    for a single job and a split alike, never a clean skip that would send nothing without a word."""
+    with pytest.raises(InputValidationError) as info:
+        validate_lines(lines, service="geocode", allow_empty=allow_empty)
+    assert str(info.value).startswith("the input holds only blank lines: it holds no records and no header")
+    assert info.value.counts == {"empty": 1}

@@ -56,6 +56,66 @@ def test_write_parts_leaves_nothing_behind_on_a_bad_line(tmp_path: Path) -> None
     assert not (tmp_path / "parts").exists()
 
 
+@pytest.mark.parametrize(
+    ("text", "parts", "message"),
+    [
+        (b"", 0, None),
+        (b"recId|q\n", 0, None),
+        (b"\xef\xbb\xbfrecId|q\r\n", 0, None),
+        (b"\n\n  \n", None, "the input holds only blank lines: it holds no records and no header"),
+        (b"\n\nrecId|q\n1|Berlin\n", None, "input line 1: is blank: HERE reads the first line as the column"),
+    ],
+)
+def test_an_input_without_records_makes_no_part_and_blank_lines_a_clear_error(
+    tmp_path: Path, text: bytes, parts: int | None, message: str | None
+) -> None:
+    """Issue 19 §4: nothing to send (empty, a header alone) is no part; blank lines where the header
+    belongs are an input error naming the problem (never a bare ValueError), and nothing is written."""
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.api.inputs import InputValidationError
+    from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.files.parts import binary_lines, write_parts
+
+    folder = ObjectStoragePath(f"file://{tmp_path}/parts")
+    with binary_lines(text) as lines:
+        if message is None:
+            assert write_parts(lines, folder, limits=SplitLimits(), service="geocode") == []
+        else:
+            with pytest.raises(InputValidationError) as info:
+                write_parts(lines, folder, limits=SplitLimits(), service="geocode")
+            assert message in str(info.value)
+    assert not (tmp_path / "parts").exists()
+
+
+def test_a_repeated_recid_is_refused_naming_both_lines_from_a_second_read(tmp_path: Path) -> None:
+    """Issue 19 §2: the plan's validation reads the input once; a repeated recId makes it read the input
+    again to confirm the repeat on the text and name both lines. Nothing is written."""
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_here_batch.api.inputs import InputValidationError
+    from airflow_here_batch.api.split import SplitLimits
+    from airflow_here_batch.files.parts import binary_lines, write_parts
+
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"recId|q\n" + b"".join(b"c-%d|Berlin\n" % n for n in range(1, 3001)) + b"c-17|Rome\n")
+    folder = ObjectStoragePath(f"file://{tmp_path}/parts")
+    reads: list[int] = []
+
+    def reread() -> Any:
+        reads.append(1)
+        return binary_lines(str(source))
+
+    with binary_lines(str(source)) as lines, pytest.raises(InputValidationError) as info:
+        write_parts(lines, folder, limits=SplitLimits(max_records=1000), service="geocode", reread=reread)
+    message = str(info.value)
+    assert "line 18 and line 3002: both have recId 'c-17'; recIds must be unique within a job" in message
+    assert reads == [1] and not (tmp_path / "parts").exists()
+    # read once only (no reread given): still refused, without the lines
+    with binary_lines(str(source)) as lines, pytest.raises(InputValidationError, match="1 recId is given to"):
+        write_parts(lines, folder, limits=SplitLimits(max_records=1000), service="geocode")
+
+
 def test_merge_keeps_one_header_and_never_drops_a_line(tmp_path: Path) -> None:
     from airflow.sdk import ObjectStoragePath
 

@@ -168,6 +168,57 @@ def test_bad_input_fails_the_plan_before_any_upload(run_dag: RunDag, split_emu: 
     assert split_emu.admin.stats()["requests"].get("create_job") is None
 
 
+@pytest.mark.parametrize("dag_id", ["test_split_header_only", "test_split_no_input"])
+def test_nothing_to_send_skips_the_here_part_cleanly(
+    run_dag: RunDag, split_emu: Any, tmp_path: Path, dag_id: str
+) -> None:
+    """Issue 19: a header alone, or no input (a SQL source with no row to send), is not a failed plan:
+    no part, no HERE job, the parts and the merge skipped as when nothing had to be sent."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "header_only.csv").write_text("recId|q\n", encoding="utf-8")
+    result = run_dag(dag_id)
+    assert result.xcom("geo.plan") == []
+    assert result.tasks["geo.plan"].state == "success"
+    assert {k: v for k, v in result.task_states.items() if k != "geo.plan"} == {
+        k: "skipped" for k in result.task_states if k != "geo.plan"
+    }
+    assert split_emu.admin.stats()["requests"].get("create_job") is None
+
+
+def _plan_log(result: Any, capfd: pytest.CaptureFixture[str]) -> str:
+    captured = capfd.readouterr()  # dag.test() without an executor logs to stdout
+    return "\n".join([result.describe(), captured.out, captured.err])
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "message"),
+    [
+        ("test_split_blank_lines", "the input holds only blank lines: it holds no records and no header"),
+        (
+            "test_split_repeated_recid",
+            "line 3 and line 12: both have recId 'cust-002'; recIds must be unique within a job",
+        ),
+        ("test_split_destination_is_a_file", "a-file is a file, not a folder"),
+    ],
+)
+def test_a_bad_input_or_destination_fails_the_plan_before_any_upload(
+    run_dag: RunDag,
+    split_emu: Any,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    dag_id: str,
+    message: str,
+) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a-file").write_text("not a folder")
+    result = run_dag(dag_id, expect="failed")
+    assert result.tasks["geo.plan"].state == "failed"
+    log = _plan_log(result, capfd)
+    assert message in log, log
+    assert "ValueError:" not in log
+    assert split_emu.admin.stats()["requests"].get("create_job") is None
+
+
 def test_initial_load_example_dag_splits_the_sample_into_four_jobs(
     run_dag: RunDag, emu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,8 +60,13 @@ def test_rows_are_streamed_in_key_order_into_here_lines(any_db: Database, tmp_pa
 @pytest.mark.parametrize(
     ("rows", "kwargs", "message"),
     [
-        ([(1, "a", "x"), (None, "b", "x")], {}, "NULL key column 'id'"),
-        ([(1, "a", "x"), (2, "b", "x"), (2, "c", "x")], {}, "key '2' appears more than once in column 'id'"),
+        ([(1, "a", "x"), (None, "b", "x")], {}, r"row \d of the query \(ordered by id\), key NULL: the key"),
+        (
+            [(1, "a", "x"), (2, "b", "x"), (2, "c", "x")],
+            {},
+            "rows 2 and 3 of the query \\(ordered by id\\) have the key values 2 and 2, which both become "
+            "recId '2'",
+        ),
         ([(1, "a", "x")], {"columns": {"q": "address", "in": "county"}}, "no column 'county'"),
     ],
 )
@@ -170,6 +175,76 @@ def test_an_existing_table_without_the_columns_is_refused(any_db: Database, tmp_
         sink.execute({"run_id": "r1"})
 
 
+@pytest.mark.parametrize(
+    ("column", "declared", "kind"),
+    [("lat", "TEXT", "float"), ("rec_id", "INTEGER", "text"), ("address_label", "NUMERIC", "text")],
+)
+def test_a_table_whose_columns_no_longer_fit_is_refused_before_the_extract_writes(
+    any_db: Database,  # noqa: F811
+    tmp_path: Path,
+    column: str,
+    declared: str,
+    kind: str,
+) -> None:
+    """Issue 19 §3: a target table whose column cannot hold what the sink writes (a coordinate as text,
+    a recId '007' as the number 7) fails the extract, before any HERE job exists; the sink refuses it
+    by the same rule."""
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+    from airflow_here_batch.tables.records import target_columns
+    from airflow_here_batch.version_compat import AirflowException
+
+    types = {"float": "DOUBLE PRECISION", "text": "TEXT", "timestamp": "TIMESTAMP WITH TIME ZONE"}
+    if any_db.dialect == "sqlite":
+        types = {"float": "REAL", "text": "TEXT", "timestamp": "TEXT"}
+    body = ", ".join(
+        f"{c.name} {declared if c.name == column else types[c.kind]}" for c in target_columns(OUT)
+    )
+    any_db.execute(f"CREATE TABLE geo ({body})")
+    _seed(any_db, [(1, "a", "x")])
+    out = tmp_path / "out"
+    with pytest.raises(AirflowException, match=f"has column '{column}' of type {declared}"):
+        _extract(any_db, out, target_table="geo").execute({"run_id": "r1"})
+    assert not out.exists() or list(out.iterdir()) == []
+    sink = BatchResultsToSqlOperator(task_id="w", conn_id=any_db.conn_id, table="geo", output_columns=OUT)
+    with pytest.raises(AirflowException, match=f"which cannot hold its values \\({kind}"):
+        sink.execute({"run_id": "r1"})
+
+
+def test_records_written_is_what_the_table_holds_and_a_key_written_twice_fails_the_run(
+    any_db: Database,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issue 19 §2: the sink reports the rows the database confirmed, checked against the rows of the
+    run the table holds after the last commit; a key written twice (two results files) is 7 writes
+    for 6 rows: the run fails instead of reporting 7."""
+    from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
+    from airflow_here_batch.version_compat import AirflowException
+
+    header = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
+    first, second = tmp_path / "r1.csv", tmp_path / "r2.csv"
+    first.write_text(header + "".join(f"{i}|1|1|{i}.0|2.0|a|street\n" for i in range(1, 6)), encoding="utf-8")
+    second.write_text(header + "6|1|1|6.0|6.0|b|street\n", encoding="utf-8")
+
+    def sink(results: list[str]) -> Any:
+        return BatchResultsToSqlOperator(
+            task_id="write",
+            conn_id=any_db.conn_id,
+            table="geo",
+            output_columns=OUT,
+            job_id=[f"JOB-{n}" for n in range(1, len(results) + 1)],
+            results=results,
+            extract={"records_sent": 6},
+            batch_size=2,
+        )
+
+    summary = sink([f"file://{first}", f"file://{second}"]).execute({"run_id": "r1"})
+    assert summary["records_written"] == 6 == any_db.query("SELECT COUNT(*) FROM geo")[0][0]
+    again = tmp_path / "again.csv"
+    again.write_text(header + "2|1|1|9.0|9.0|again|street\n", encoding="utf-8")
+    with pytest.raises(AirflowException, match="confirmed 7 row writes but holds 6 rows of this run"):
+        sink([f"file://{first}", f"file://{second}", f"file://{again}"]).execute({"run_id": "r2"})
+
+
 def test_the_embedded_default_is_a_sqlite_file_under_airflow_home() -> None:
     from airflow.configuration import AIRFLOW_HOME
 
@@ -261,10 +336,12 @@ def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, t
     any_db.execute("INSERT INTO addr VALUES (3, 'again', 'x')")
     from airflow_here_batch.version_compat import AirflowException
 
-    with pytest.raises(AirflowException, match="key '3' appears more than once in column 'id'"):
+    with pytest.raises(
+        AirflowException, match=r"rows 3 and 4 of the query \(ordered by id\) have the key values 3 and 3"
+    ):
         sent()
     any_db.execute("INSERT INTO addr VALUES (NULL, 'nobody', 'x')")
-    with pytest.raises(AirflowException, match="1 rows of the query have a NULL key column 'id'"):
+    with pytest.raises(AirflowException, match=r"row \d of the query \(ordered by id\), key NULL: the key"):
         sent()
 
 
@@ -309,7 +386,8 @@ def test_results_out_of_order_get_their_fingerprints_by_lookup(
 
 def test_a_key_in_two_results_files_is_upserted_once(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
     """Into a new table the sink COPYs straight into the table; a key already there (here: in two
-    results files) makes that COPY fail: the batch is rolled back and upserted, one row per key."""
+    results files) makes that COPY fail: the batch is rolled back and upserted, one row per key; the run
+    then fails, as 7 writes left 6 rows."""
     from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
 
     header = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
@@ -326,7 +404,10 @@ def test_a_key_in_two_results_files_is_upserted_once(any_db: Database, tmp_path:
         extract={"records_sent": 6},
         batch_size=2,
     )
-    assert sink.execute({"run_id": "r1"})["records_written"] == 7
+    from airflow_here_batch.version_compat import AirflowException
+
+    with pytest.raises(AirflowException, match="confirmed 7 row writes but holds 6 rows of this run"):
+        sink.execute({"run_id": "r1"})  # issue 19: never more rows reported than the table holds
     rows = any_db.query("SELECT rec_id, lat, job_id FROM geo ORDER BY rec_id")
     assert rows == [
         ("1", 1.0, "JOB-1"),
@@ -336,3 +417,23 @@ def test_a_key_in_two_results_files_is_upserted_once(any_db: Database, tmp_path:
         ("5", 5.0, "JOB-1"),
         ("6", 6.0, "JOB-2"),
     ]
+
+
+def test_skipped_rows_go_where_every_tasks_rejects_go(sqlite_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 19 §4: a line break in one address does not block the night; the row is written to
+    ``<base location>/<dag_id>/<run_id>/<task_id>/rejects.jsonl``, as the submit operator's rejects."""
+    import json
+    from types import SimpleNamespace
+
+    from airflow_here_batch.files.locations import base_location
+
+    _seed(sqlite_db, [(1, "Berlin", "x"), (2, "Invalidenstr. 116\nBerlin", "x"), (3, "Rome", "x")])
+    ti = SimpleNamespace(dag_id="nightly", run_id="scheduled__2026-12-06", task_id="extract", map_index=-1)
+    result = _extract(sqlite_db, tmp_path / "out", on_bad_record="skip").execute({"run_id": "r1", "ti": ti})
+    expected = base_location("nightly", "scheduled__2026-12-06", "extract", "rejects.jsonl")
+    assert result["rejects"] == str(expected)
+    assert (result["records_sent"], result["records_rejected"]) == (2, 1)
+    (entry,) = [json.loads(line) for line in expected.read_text().splitlines()]
+    assert entry["where"] == "row 2 of the query (ordered by id), key 2"
+    assert entry["problems"][0]["field"] == "q"
+    expected.unlink()

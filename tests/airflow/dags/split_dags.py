@@ -92,6 +92,22 @@ with DAG(dag_id="test_split_too_many_jobs", schedule=None, start_date=START, cat
 with DAG(dag_id="test_split_bad_input", schedule=None, start_date=START, catchup=False):
     split_batch_job(group_id="geo", input=NO_IDS + "\n" + NO_IDS.split("\n", 1)[1], max_records_per_job=4)
 
+# Issue 19: nothing to send is a clean skip of the HERE part; blank lines only, a repeated recId and a
+# destination that cannot take the results fail the plan before any upload.
+for _dag_id, _input in (
+    ("test_split_header_only", OUT + "/header_only.csv"),  # written by the test: "recId|q\n"
+    ("test_split_no_input", "{{ None }}"),  # what an extract that found nothing to send renders to
+    ("test_split_blank_lines", "\n\n  \n"),
+    ("test_split_repeated_recid", USER_IDS + "cust-002|2 Main Street, Bonn\n"),
+):
+    with DAG(dag_id=_dag_id, schedule=None, start_date=START, catchup=False):
+        split_batch_job(group_id="geo", input=_input, max_records_per_job=4, destination=DEST, **QUICK)
+
+with DAG(dag_id="test_split_destination_is_a_file", schedule=None, start_date=START, catchup=False):
+    split_batch_job(
+        group_id="geo", input=USER_IDS, max_records_per_job=4, destination=OUT + "/a-file/sub/", **QUICK
+    )
+
 # Run by a real scheduler and triggerer (tests/operators/test_split.py, HERE_BATCH_REAL_AIRFLOW=1): 6 parts
 # of 20 records, at most 2 jobs at once.
 MANY = "q\n" + "".join(f"{n} Main Street, {CITIES[n % len(CITIES)]}\n" for n in range(1, 121))
