@@ -193,9 +193,15 @@ def test_a_table_whose_columns_no_longer_fit_is_refused_before_the_extract_write
     from airflow_here_batch.tables.records import target_columns
     from airflow_here_batch.version_compat import AirflowException
 
-    types = {"float": "DOUBLE PRECISION", "text": "TEXT", "timestamp": "TIMESTAMP WITH TIME ZONE"}
+    types = {
+        "float": "DOUBLE PRECISION",
+        "text": "TEXT",
+        "timestamp": "TIMESTAMP WITH TIME ZONE",
+        "bool": "BOOLEAN",
+        "int": "BIGINT",
+    }
     if any_db.dialect == "sqlite":
-        types = {"float": "REAL", "text": "TEXT", "timestamp": "TEXT"}
+        types = {"float": "REAL", "text": "TEXT", "timestamp": "TEXT", "bool": "INTEGER", "int": "INTEGER"}
     body = ", ".join(
         f"{c.name} {declared if c.name == column else types[c.kind]}" for c in target_columns(OUT)
     )
