@@ -30,6 +30,7 @@ FIGURES: dict[str, str] = {
     "P8": "benchmarks.p8_incremental",
     "P9": "benchmarks.p9_sink",
     "P9-MYSQL": "benchmarks.p9_mysql",
+    "P10": "benchmarks.p10_quality",
 }
 COLUMNS = ("id", "what", "measured", "baseline", "ratio", "target", "pass/miss")
 

@@ -15,9 +15,13 @@ call (``docs/table.md``). Every night at 02:00 (UTC):
    triggerer. Skipped when nothing changed.
 4. ``geocode.write`` upserts the results into ``addresses_geocoded`` (created if missing; ``rec_id``,
    ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and message for
-   failed records, the fingerprint, the job id, the time geocoded), one transaction per batch. Its outlet
-   is the Asset ``here_batch_geocoded_addresses`` (:mod:`airflow_here_batch.utils.assets`): the DAG
-   ``here_batch_geocoded_consumer`` runs after it.
+   failed records, the fingerprint, the job id, the time geocoded), one transaction per batch. Each row
+   carries its quality verdict (``match_quality``, ``accepted``, ``query_score``, ``candidates``;
+   ``docs/quality.md``); the records not accepted are in ``addresses_geocoded_review`` with their top
+   candidates (each record asks for up to 3). Below ``HERE_BATCH_MIN_ACCEPTED_SHARE`` (default 0.8)
+   accepted, the task warns, or fails with ``HERE_BATCH_ON_LOW_MATCH_RATE=fail``, giving the counts by
+   verdict. Its outlet is the Asset ``here_batch_geocoded_addresses``
+   (:mod:`airflow_here_batch.utils.assets`): the DAG ``here_batch_geocoded_consumer`` runs after it.
 5. ``geocode.merge`` writes the night's ``results.csv`` and ``errors.txt`` (input order) to
    ``$HERE_BATCH_OUTPUT_DIR/<date>/`` and removes the parts' files.
 6. ``geocode.summary`` returns the night's summary: ``records_total``, ``records_sent``,
@@ -59,6 +63,10 @@ SAMPLE = Path(__file__).parent / "data" / "addresses_default.csv"
 DB_CONN_ID = os.environ.get("HERE_BATCH_DB_CONN_ID") or EMBEDDED_CONN_ID
 SOURCE_TABLE = "addresses"
 MAX_AGE_DAYS = os.environ.get("HERE_BATCH_MAX_AGE_DAYS")
+# The match-rate gate: the share of accepted records below which the write fails ("fail") or warns
+# ("warn"). A quiet night sends a handful of changed records, so the example warns by default.
+MIN_ACCEPTED_SHARE = float(os.environ.get("HERE_BATCH_MIN_ACCEPTED_SHARE", "0.8"))
+ON_LOW_MATCH_RATE = os.environ.get("HERE_BATCH_ON_LOW_MATCH_RATE", "warn")
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 with DAG(
@@ -96,11 +104,15 @@ with DAG(
         source=SOURCE_TABLE,
         key_column="id",
         columns={"q": "address", "in": "country_filter"},
+        constants={"limit": "3"},  # up to 3 candidates per record: ambiguous names show as such
         output_columns=["positionLat", "positionLng", "addressLabel", "addressCountryCode", "resultType"],
         target_table="addresses_geocoded",
         full_refresh="{{ params.full_refresh }}",
         max_age=timedelta(days=float(MAX_AGE_DAYS)) if MAX_AGE_DAYS else None,
         destination=f"{output_uri()}/{RUN_DATE}/",
+        review_table="addresses_geocoded_review",  # the records not accepted, with their top candidates
+        min_accepted_share=MIN_ACCEPTED_SHARE,
+        on_low_match_rate=ON_LOW_MATCH_RATE,
         outlets=[here_asset(GEOCODED_ADDRESSES)],
         tag=f"nightly-geocode-{RUN_DATE}",
         max_records_per_job=int(os.environ.get("HERE_BATCH_MAX_RECORDS_PER_JOB", "1000000")),

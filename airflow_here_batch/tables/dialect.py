@@ -280,6 +280,25 @@ class TableDialect(SourceDialect):
             f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
         )
 
+    def keep_upsert_sql(
+        self, table: str, columns: Sequence[str], select: str, *, kept: Sequence[str], unless_changed: str
+    ) -> str:
+        """:meth:`upsert_sql` that keeps the ``kept`` columns of an existing row while its
+        ``unless_changed`` column is unchanged (else sets them NULL): the review list keeps a person's
+        choice for a record whose request is the same. ``kept`` columns are not in ``columns``.
+        """
+        names = [self.quote_name(c) for c in columns]
+        key = self.quote_name("rec_id")
+        same = self.quote_name(unless_changed)
+        updates = [f"{n} = excluded.{n}" for n in names if n != key]
+        for column in kept:
+            k = self.quote_name(column)
+            updates.append(f"{k} = CASE WHEN r.{same} = excluded.{same} THEN r.{k} END")
+        return (
+            f"INSERT INTO {self.quote_name(table)} AS r ({', '.join(names)}) {select} "
+            f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}"
+        )
+
     def text(self, expression: str) -> str:
         """``expression`` cast to text."""
         return f"CAST({expression} AS TEXT)"
@@ -387,7 +406,13 @@ class PostgresTableDialect(TableDialect):
     names = ("postgresql", "postgres")
     hook_classes = ("PostgresHook",)
     name = "postgresql"
-    types = {"text": "TEXT", "float": "DOUBLE PRECISION", "timestamp": "TIMESTAMP WITH TIME ZONE"}
+    types = {
+        "text": "TEXT",
+        "float": "DOUBLE PRECISION",
+        "timestamp": "TIMESTAMP WITH TIME ZONE",
+        "bool": "BOOLEAN",
+        "int": "BIGINT",
+    }
     copy = True
     temporary_clears_on_commit = True
 
@@ -491,7 +516,7 @@ class SqliteTableDialect(TableDialect):
     names = ("sqlite",)
     hook_classes = ("SqliteHook",)
     name = "sqlite"
-    types = {"text": "TEXT", "float": "REAL", "timestamp": "TEXT"}
+    types = {"text": "TEXT", "float": "REAL", "timestamp": "TEXT", "bool": "INTEGER", "int": "INTEGER"}
 
     def temporary(self, name: str) -> str:
         return f"temp.{name}"
@@ -530,7 +555,9 @@ class MySqlTableDialect(TableDialect):
     names = ("mysql", "mariadb")
     hook_classes = ("MySqlHook",)
     name = "mysql"
-    types = {"text": "TEXT", "float": "DOUBLE", "timestamp": "DATETIME(6)"}
+    types = {
+        "text": "TEXT", "float": "DOUBLE", "timestamp": "DATETIME(6)", "bool": "BOOLEAN", "int": "BIGINT"
+    }
     copy = True
     #: ``rec_id`` (and ``request_fingerprint``, indexed) as bounded text; see the class docstring.
     key_type: ClassVar[str] = "VARCHAR(512)"
@@ -641,6 +668,24 @@ class MySqlTableDialect(TableDialect):
         return (
             f"INSERT INTO {self.quote_name(table)} ({', '.join(names)}) {select} "
             f"ON DUPLICATE KEY UPDATE {updates}"
+        )
+
+    def keep_upsert_sql(
+        self, table: str, columns: Sequence[str], select: str, *, kept: Sequence[str], unless_changed: str
+    ) -> str:
+        """:meth:`TableDialect.keep_upsert_sql` with ``ON DUPLICATE KEY UPDATE``: the ``kept`` columns are
+        set first, as MySQL applies the assignments left to right (a later one sees the earlier ones)."""
+        names = [self.quote_name(c) for c in columns]
+        key = self.quote_name("rec_id")
+        same = self.quote_name(unless_changed)
+        updates = [
+            f"{self.quote_name(c)} = CASE WHEN {same} = VALUES({same}) THEN {self.quote_name(c)} END"
+            for c in kept
+        ]
+        updates += [f"{n} = VALUES({n})" for n in names if n != key]
+        return (
+            f"INSERT INTO {self.quote_name(table)} ({', '.join(names)}) {select} "
+            f"ON DUPLICATE KEY UPDATE {', '.join(updates)}"
         )
 
     def drop_temporary_sql(self, name: str) -> str:

@@ -19,9 +19,11 @@ timestamp   timestamp with / without time zone              any (written as ISO 
 ==========  ==============================================  ================================================
 
 MySQL/MariaDB (``information_schema.columns.data_type``): text fits ``varchar``, ``char``, ``text`` (tiny,
-medium, long); float ``double``, ``float``, ``decimal``; timestamp ``datetime``, ``timestamp``.
+medium, long); float ``double``, ``float``, ``decimal``; timestamp ``datetime``, ``timestamp``; bool
+``tinyint`` (``BOOLEAN``); int the integer types and ``decimal``.
 
-A missing ``request_text`` is not a misfit: the sink adds it (bookkeeping added after tables existed).
+A missing ``request_text`` or quality column (``match_quality``, ``accepted``, ``query_score``,
+``candidates``) is not a misfit: the sink adds it (columns added after tables existed).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class TargetTableError(ValueError):
 
 
 #: Columns the sink adds itself to an existing table that lacks them.
-ADDED_BY_SINK = frozenset({"request_text"})
+ADDED_BY_SINK = frozenset({"request_text", "match_quality", "accepted", "query_score", "candidates"})
 
 
 def _sqlite_affinity(declared: str) -> str:
@@ -66,12 +68,16 @@ _MYSQL: Mapping[str, frozenset[str]] = {
     "text": frozenset({"varchar", "char", "text", "tinytext", "mediumtext", "longtext"}),
     "float": frozenset({"double", "float", "decimal"}),
     "timestamp": frozenset({"datetime", "timestamp"}),
+    "bool": frozenset({"tinyint", "boolean", "bit"}),  # BOOLEAN is TINYINT(1) in the catalogue
+    "int": frozenset({"bigint", "int", "integer", "mediumint", "smallint", "tinyint", "decimal"}),
 }
 
 _POSTGRES: Mapping[str, frozenset[str]] = {
     "text": frozenset({"text", "character varying", "character", "citext"}),
     "float": frozenset({"double precision", "real", "numeric"}),
     "timestamp": frozenset({"timestamp with time zone", "timestamp without time zone"}),
+    "bool": frozenset({"boolean"}),
+    "int": frozenset({"bigint", "integer", "smallint", "numeric"}),
 }
 
 #: Database -> (column kind, declared type) -> fits. A database whose catalogue gives no types ("")
@@ -82,10 +88,18 @@ _FITS: Mapping[str, Callable[[str, str], bool]] = {
     "sqlite": lambda kind, declared: {
         "text": _sqlite_affinity(declared) in ("text", "blob"),
         "float": _sqlite_affinity(declared) != "text",
+        "bool": _sqlite_affinity(declared) != "text",
+        "int": _sqlite_affinity(declared) != "text",
     }.get(kind, True),
 }
 
-_SHOWN = {"text": "TEXT", "float": "DOUBLE PRECISION (REAL on SQLite)", "timestamp": "TIMESTAMP"}
+_SHOWN = {
+    "text": "TEXT",
+    "float": "DOUBLE PRECISION (REAL on SQLite)",
+    "timestamp": "TIMESTAMP",
+    "bool": "BOOLEAN (INTEGER on SQLite)",
+    "int": "BIGINT (INTEGER on SQLite)",
+}
 
 
 def column_fits(dialect_name: str, kind: str, declared: str) -> bool:

@@ -137,6 +137,20 @@ def test_the_sink_upserts_results_and_errors_and_a_rerun_leaves_one_row_per_key(
             "records_failed": 1,
             "records_written": 4,
             "records_missing": 0,
+            # The verdicts (the file has no scores: nothing is accepted without a queryScore; record 1's
+            # two candidates, 13 km apart, unscored, are ambiguous).
+            "records_accepted": 0,
+            "records_review": 4,
+            "verdicts": {
+                "exact": 0,
+                "interpolated": 0,
+                "street": 1,
+                "area": 0,
+                "ambiguous": 1,
+                "no_match": 1,
+                "failed": 1,
+            },
+            "review_table": "geo_review",
         }
     rows = any_db.query(
         "SELECT rec_id, status, lat, lng, match_level, address_label, error_code, error_message, "
@@ -179,12 +193,20 @@ def test_a_table_whose_columns_no_longer_fit_is_refused_before_the_extract_write
     from airflow_here_batch.tables.records import target_columns
     from airflow_here_batch.version_compat import AirflowException
 
-    types = {"float": "DOUBLE PRECISION", "text": "TEXT", "timestamp": "TIMESTAMP WITH TIME ZONE"}
+    types = {
+        "float": "DOUBLE PRECISION",
+        "text": "TEXT",
+        "timestamp": "TIMESTAMP WITH TIME ZONE",
+        "bool": "BOOLEAN",
+        "int": "BIGINT",
+    }
     shown = declared
     if any_db.dialect == "sqlite":
-        types = {"float": "REAL", "text": "TEXT", "timestamp": "TEXT"}
+        types = {"float": "REAL", "text": "TEXT", "timestamp": "TEXT", "bool": "INTEGER", "int": "INTEGER"}
     elif any_db.dialect == "mysql":  # its catalogue names INTEGER int, NUMERIC decimal
-        types = {"float": "DOUBLE", "text": "TEXT", "timestamp": "DATETIME(6)"}
+        types = {
+            "float": "DOUBLE", "text": "TEXT", "timestamp": "DATETIME(6)", "bool": "BOOLEAN", "int": "BIGINT"
+        }
         shown = {"INTEGER": "INT", "NUMERIC": "DECIMAL"}.get(declared, declared)
     body = ", ".join(
         f"{c.name} {declared if c.name == column else types[c.kind]}" for c in target_columns(OUT)

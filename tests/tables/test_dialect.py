@@ -68,6 +68,7 @@ def test_postgresql_shapes(postgres_db: Database) -> None:  # noqa: F811
     create, index = dialect.create_table_sql("geo", target_columns(OUT))
     assert create.startswith('CREATE TABLE IF NOT EXISTS "geo" ("rec_id" TEXT PRIMARY KEY, "status" TEXT, ')
     assert '"lat" DOUBLE PRECISION' in create and '"geocoded_at" TIMESTAMP WITH TIME ZONE' in create
+    assert '"accepted" BOOLEAN' in create and '"candidates" BIGINT' in create
     assert index == 'CREATE INDEX IF NOT EXISTS "geo_fingerprint_idx" ON "geo" (request_fingerprint)'
     columns = [TargetColumn("rec_id"), TargetColumn("lat", "float")]
     assert dialect.create_temporary_sql("stage", columns, key=False, per_transaction=True) == (
@@ -87,6 +88,7 @@ def test_sqlite_shapes(sqlite_db: Database) -> None:  # noqa: F811
     dialect = table_dialect(get_db_hook(sqlite_db.conn_id))
     create, _ = dialect.create_table_sql("geo", target_columns(OUT))
     assert '"lat" REAL' in create and '"geocoded_at" TEXT' in create
+    assert '"accepted" INTEGER' in create and '"candidates" INTEGER' in create
     columns = [TargetColumn("rec_id"), TargetColumn("lat", "float")]
     assert dialect.create_temporary_sql("stage", columns, key=False, per_transaction=True) == (
         'CREATE TEMPORARY TABLE stage ("rec_id" TEXT, "lat" REAL)'
@@ -99,6 +101,13 @@ def test_sqlite_shapes(sqlite_db: Database) -> None:  # noqa: F811
     assert dialect.upsert_sql("geo", ["rec_id", "lat"], "SELECT rec_id, lat FROM s WHERE true") == (
         'INSERT INTO "geo" ("rec_id", "lat") SELECT rec_id, lat FROM s WHERE true '
         'ON CONFLICT ("rec_id") DO UPDATE SET "lat" = excluded."lat"'
+    )
+    kept = dialect.keep_upsert_sql(
+        "r", ["rec_id", "fp"], "SELECT rec_id, fp FROM s WHERE true", kept=["choice"], unless_changed="fp"
+    )
+    assert kept == (
+        'INSERT INTO "r" AS r ("rec_id", "fp") SELECT rec_id, fp FROM s WHERE true ON CONFLICT ("rec_id") '
+        'DO UPDATE SET "fp" = excluded."fp", "choice" = CASE WHEN r."fp" = excluded."fp" THEN r."choice" END'
     )
 
 
