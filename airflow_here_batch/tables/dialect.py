@@ -677,9 +677,11 @@ class MySqlTableDialect(TableDialect):
         set first, as MySQL applies the assignments left to right (a later one sees the earlier ones)."""
         names = [self.quote_name(c) for c in columns]
         key = self.quote_name("rec_id")
+        target = self.quote_name(table)  # the row's own columns, named with the table (the SELECT has them)
         same = self.quote_name(unless_changed)
         updates = [
-            f"{self.quote_name(c)} = CASE WHEN {same} = VALUES({same}) THEN {self.quote_name(c)} END"
+            f"{self.quote_name(c)} = CASE WHEN {target}.{same} = VALUES({same}) "
+            f"THEN {target}.{self.quote_name(c)} END"
             for c in kept
         ]
         updates += [f"{n} = VALUES({n})" for n in names if n != key]
@@ -897,6 +899,8 @@ def copy_value(value: Any) -> str:
     """One value in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes)."""
     if value is None:
         return "\\N"
+    if value is True or value is False:  # what every target reads as a boolean (MySQL: no 't'/'f')
+        return "1" if value else "0"
     text = (
         value
         if value.__class__ is str

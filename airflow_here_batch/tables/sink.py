@@ -521,7 +521,7 @@ class ResultSink:
                     quality = texts.get(q)  # type: ignore[assignment]
                     if quality is None:
                         score = repr(q.query_score) if q.query_score is not None else "\\N"
-                        flag = "t" if q.accepted else "f"
+                        flag = "1" if q.accepted else "0"  # as copy_value spells a boolean
                         quality = f"\t{q.verdict.value}\t{flag}\t{score}\t{q.candidates}"
                         if len(texts) < 10_000:
                             texts[q] = quality

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -109,10 +110,14 @@ def test_every_verdict_is_written_and_the_review_table_holds_the_rest(
 def test_a_persons_choice_is_kept_while_the_address_is_unchanged(any_db: Database, tmp_path: Path) -> None:  # noqa: F811
     _write(any_db, tmp_path / "1", REQUESTS)
     ph = any_db.ph
+    from airflow_here_batch.tables.dialect import table_dialect
+
+    # a person's timestamp, as this database takes it (MySQL's DATETIME: no zone)
+    when = table_dialect(get_db_hook(any_db.conn_id)).timestamp(datetime(2025, 7, 1, 10, tzinfo=timezone.utc))
     for key in ("ambig", "town"):
         any_db.execute(
             f"UPDATE geo_review SET chosen_candidate = {ph}, reviewed_at = {ph} WHERE rec_id = {ph}",
-            ("2", "2025-07-01T10:00:00+00:00", key),
+            ("2", when, key),
         )
     # The next run sends both again (a full refresh): "ambig" unchanged, "town" with a fixed address
     # (another fingerprint) that HERE now matches exactly.
