@@ -114,7 +114,7 @@ def test_the_nightly_example_flags_every_row_and_lists_the_rest_for_review(
     run_dag: RunDag, nightly: Database
 ) -> None:
     result = run_dag("here_batch_nightly_geocode")
-    summary = result.xcom("write_results")
+    summary = result.xcom("geocode.write")
     verdicts = dict(
         nightly.query("SELECT match_quality, COUNT(*) FROM addresses_geocoded GROUP BY match_quality")
     )
@@ -126,3 +126,5 @@ def test_the_nightly_example_flags_every_row_and_lists_the_rest_for_review(
     review = nightly.query("SELECT rec_id FROM addresses_geocoded_review ORDER BY rec_id")
     assert review == not_accepted and summary["records_review"] == len(review)
     assert summary["records_accepted"] + len(review) == summary["records_written"]
+    run_summary = result.xcom("geocode.summary")  # the task group's summary says the same
+    assert run_summary["records_review"] == len(review) and run_summary["verdicts"] == summary["verdicts"]

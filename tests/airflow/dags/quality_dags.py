@@ -45,7 +45,7 @@ with DAG(dag_id="test_quality_gate", schedule=None, start_date=pendulum.datetime
 
         hook = get_db_hook(CONN)
         hook.run("DROP TABLE IF EXISTS places")
-        hook.run("CREATE TABLE places (id TEXT PRIMARY KEY, address TEXT, country TEXT)")
+        hook.run("CREATE TABLE places (id VARCHAR(64) PRIMARY KEY, address TEXT, country TEXT)")
         rows = [(key, address, country) for key, (address, country) in ADDRESSES.items()]
         hook.insert_rows("places", rows, target_fields=["id", "address", "country"])
         return len(rows)
