@@ -33,7 +33,6 @@ from airflow_here_batch.api.models import (
     OutputType,
     ServiceType,
 )
-from airflow_here_batch.api.quality import quality_output_columns
 
 USER_AGENT = f"airflow-here-batch/{__version__}"
 LIST_PAGE_LIMIT = 100
@@ -211,6 +210,9 @@ class JobOptions:
         if self.output_columns:
             columns = self.output_columns
             if self.quality_columns and service is ServiceType.GEOCODE:
+                # imported here: the verdict's rules are not needed to parse a DAG file (P5)
+                from airflow_here_batch.api.quality import quality_output_columns
+
                 columns = quality_output_columns(columns, joiner_out)
             query["outputColumns"] = _joined(columns, joiner_out, "output_columns")
         if self.output_filter:
