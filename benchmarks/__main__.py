@@ -29,7 +29,9 @@ FIGURES: dict[str, str] = {
     "P1-PEER": "benchmarks.p1_peer",
     "P8": "benchmarks.p8_incremental",
     "P9": "benchmarks.p9_sink",
-    "P10": "benchmarks.p10_dry_run",
+    "P9-MYSQL": "benchmarks.p9_mysql",
+    "P10": "benchmarks.p10_quality",
+    "P11": "benchmarks.p11_dry_run",
 }
 COLUMNS = ("id", "what", "measured", "baseline", "ratio", "target", "pass/miss")
 

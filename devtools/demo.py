@@ -169,11 +169,22 @@ def summary_lines(summaries: Mapping[str, dict[str, Any] | None]) -> tuple[list[
             f"(reused {s['records_reused']}, failed {s['records_failed']}, written {s['records_written']}, "
             f"jobs {s['job_ids']})"
         )
+        if s.get("verdicts"):  # the quality verdicts of the records written (docs/quality.md)
+            lines.append(verdict_line(s))
     second = summaries.get("second") or {}
     ok = bool(summaries.get("first")) and second.get("records_sent") == len(CHANGED)
     if not ok:
         lines.append(f"  expected the second run to send exactly {len(CHANGED)} records")
     return lines, ok
+
+
+def verdict_line(summary: Mapping[str, Any]) -> str:
+    """One run's records by quality verdict, accepted, and the review table's rows."""
+    counts = " ".join(f"{k}={v}" for k, v in summary["verdicts"].items() if v)
+    return (
+        f"             by verdict: {counts}; accepted {summary.get('records_accepted')}, "
+        f"review table {summary.get('records_review')} rows"
+    )
 
 
 def change_addresses(database: Path) -> list[str]:

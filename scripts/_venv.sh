@@ -71,9 +71,12 @@ sys.exit(0 if s and s.origin and s.origin.startswith(sys.argv[1]) else 1)' "$roo
         fi
         if [[ -n "$uv_bin" ]]; then
             echo "venv: installing the project with $("$uv_bin" --version) into $venv ..." >&2
-            "$uv_bin" pip install --quiet --python "$venv/bin/python" --compile-bytecode \
-                -c "$lock" -e "$root[test]" >&2
+            # In the checkout: uv reads pyproject.toml's [tool.uv] (no mysqlclient, which needs C headers).
+            (cd "$root" && "$uv_bin" pip install --quiet --python "$venv/bin/python" --compile-bytecode \
+                -c "$lock" -e "$root[test]" >&2)
         else
+            # pip builds mysqlclient (apache-airflow-providers-mysql requires it): it needs pkg-config and
+            # the MySQL/MariaDB client headers (libmariadb-dev); uv leaves it out ([tool.uv]).
             echo "venv: installing the project with pip into $venv ..." >&2
             _hb_pip install -c "$lock" -e "$root[test]"
         fi

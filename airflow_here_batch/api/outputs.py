@@ -12,6 +12,10 @@ Positions come in several shapes, all understood by :func:`row_position`:
 * a JSONL ``position`` object: ``{"lat": 52.53, "lng": 13.38}`` (also inside ``items[0]``).
 
 Everything streams: rows are yielded one at a time, GeoJSON is written feature by feature.
+
+**Quality.** :func:`with_quality` adds each record's verdict (:mod:`airflow_here_batch.api.quality`) to
+its rows: ``matchQuality``, ``accepted`` and ``candidates`` (the record's item count), so ``records``,
+GeoJSON properties and :func:`write_review` (the review file of the records not accepted) carry it.
 """
 
 from __future__ import annotations
@@ -20,19 +24,30 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
-from airflow_here_batch.api.records import split_record
+from airflow_here_batch.api.records import format_record, split_record
 
 __all__ = [
+    "QUALITY_FIELDS",
+    "REVIEW_HEADER",
     "OutputFormatError",
     "detect_delimiter",
     "feature_collection",
     "iter_csv_rows",
     "iter_jsonl_rows",
+    "iter_records",
     "iter_rows",
     "row_position",
     "row_to_feature",
+    "with_quality",
     "write_geojson",
+    "write_review",
 ]
+
+#: The keys :func:`with_quality` adds to each row.
+QUALITY_FIELDS = ("matchQuality", "accepted", "candidates")
+#: The review file's header (``|``-delimited, HERE's quoting): the key, the verdict, the top candidates
+#: as JSON, and two columns for a person (the candidate chosen, when).
+REVIEW_HEADER = ("recId", "matchQuality", "candidates", "chosenCandidate", "reviewedAt")
 
 _POSITION_PAIRS = (
     ("positionlat", "positionlng"),
@@ -221,3 +236,72 @@ def write_geojson(rows: Iterable[Mapping[str, Any]], stream: IO[str]) -> tuple[i
         written += 1
     stream.write("\n]}\n")
     return written, skipped
+
+
+def iter_records(rows: Iterable[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
+    """Rows grouped by record: consecutive rows with the same ``recId`` (HERE writes a record's items,
+    ``seqNumber`` 1..``seqLength``, one after the other; a JSONL line is one record already)."""
+    group: list[Mapping[str, Any]] = []
+    key: Any = None
+    for row in rows:
+        rec_id = row.get("recId")
+        if group and rec_id != key:
+            yield group
+            group = []
+        group.append(row)
+        key = rec_id
+    if group:
+        yield group
+
+
+def _candidate_rows(record: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A record's candidates, best first: its CSV rows, or the ``items`` of its JSONL line."""
+    if len(record) == 1 and isinstance(record[0].get("items"), list):
+        return [i for i in record[0]["items"] if isinstance(i, Mapping)]
+    return record
+
+
+def with_quality(
+    rows: Iterable[Mapping[str, Any]], policy: Any = None, *, counts: Any = None, review: Any = None
+) -> Iterator[dict[str, Any]]:
+    """Each row with its record's ``matchQuality``, ``accepted`` and ``candidates`` added.
+
+    :param policy: an :class:`~airflow_here_batch.api.quality.AcceptancePolicy` (or a dict of its
+        arguments; default the default policy). The request's text is not in the results, so a coarse
+        match is judged as for an input naming a house number (safest).
+    :param counts: a :class:`~airflow_here_batch.api.quality.QualityCounts` to add each record to.
+    :param review: a list receiving ``(recId, verdict, candidate rows)`` of each record not accepted.
+    """
+    from airflow_here_batch.api.quality import AcceptancePolicy, candidate_from_row, judge
+
+    chosen = AcceptancePolicy.of(policy)
+    for record in iter_records(rows):
+        items = _candidate_rows(record)
+        quality = judge([candidate_from_row(i) for i in items], chosen)
+        if counts is not None:
+            counts.add(quality)
+        if review is not None and not quality.accepted:
+            review.append((record[0].get("recId"), quality.verdict.value, items))
+        extra = {
+            "matchQuality": quality.verdict.value,
+            "accepted": quality.accepted,
+            "candidates": len(items),
+        }
+        for row in record:
+            yield {**row, **extra}
+
+
+def write_review(review: Iterable[tuple[Any, str, list[Mapping[str, Any]]]], stream: IO[str]) -> int:
+    """Write the review file (:data:`REVIEW_HEADER`, ``|``-delimited) of the records not accepted, as
+    collected by :func:`with_quality`; the top 5 candidates as JSON. Returns the records written."""
+    from airflow_here_batch.api.quality import candidates_json
+
+    stream.write(format_record(list(REVIEW_HEADER), "|") + "\n")
+    written = 0
+    skip = ("recId", "seqLength", *QUALITY_FIELDS)
+    for rec_id, verdict, items in review:
+        kept = [{k: v for k, v in i.items() if k not in skip} for i in items]
+        key = "" if rec_id is None else str(rec_id)
+        stream.write(format_record([key, verdict, candidates_json(kept, 5), "", ""], "|") + "\n")
+        written += 1
+    return written

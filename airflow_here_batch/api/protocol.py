@@ -164,6 +164,11 @@ class JobOptions:
     :param billing_tags: up to 6 billing tags.
     :param start_job: False leaves the job ``submitted`` until started.
     :param notification_ids: up to 5 notification ids (BETA at HERE).
+    :param quality_columns: for a geocode job with named ``output_columns``, also ask for the columns
+        the quality verdict reads (:data:`airflow_here_batch.api.quality.QUALITY_OUTPUT_COLUMNS`:
+        ``resultType``, ``houseNumberType``, ``scoringQueryScore``, ``scoringFieldScore*``, position,
+        ``addressCity``) when missing. HERE's default columns (no ``output_columns``) are left as they
+        are. Not part of a record's fingerprint (that covers the columns the user named).
     """
 
     service: ServiceType | str = ServiceType.GEOCODE
@@ -177,6 +182,7 @@ class JobOptions:
     billing_tags: str | Iterable[str] | None = None
     start_job: bool = True
     notification_ids: Iterable[str] | None = None
+    quality_columns: bool = True
 
     def to_query(self) -> dict[str, str]:
         service = ServiceType.from_name(self.service)
@@ -202,7 +208,13 @@ class JobOptions:
         if self.input_columns:
             query["inputColumns"] = _joined(self.input_columns, joiner_in, "input_columns")
         if self.output_columns:
-            query["outputColumns"] = _joined(self.output_columns, joiner_out, "output_columns")
+            columns = self.output_columns
+            if self.quality_columns and service is ServiceType.GEOCODE:
+                # imported here: the verdict's rules are not needed to parse a DAG file (P5)
+                from airflow_here_batch.api.quality import quality_output_columns
+
+                columns = quality_output_columns(columns, joiner_out)
+            query["outputColumns"] = _joined(columns, joiner_out, "output_columns")
         if self.output_filter:
             if output_type is not OutputType.JSONL:
                 raise InvalidJobOptionsError(

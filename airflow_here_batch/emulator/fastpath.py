@@ -64,7 +64,7 @@ class _Shape:
         varying: list[tuple[int, tuple[str, ...]]],
         template: str | None,
     ) -> None:
-        c = g.CITIES[city]
+        c = g.PLACES[city]
         self.city = c
         self.street = street  # "" = chosen by seed
         self.cells = cells
@@ -171,13 +171,17 @@ class GeocodeFastPath:
             return None
         country = g._country_filter({"in": in_value})
         house_re = _MASKED_HOUSE_RE if house_token else _HOUSE_RE
-        city, matched, house, street = g._analyse(masked, country, house_re)
+        analysis = g._analyse(masked, country, house_re)
+        city, house, street = analysis.city, analysis.house, analysis.street
         if city is None:
             return None  # city chosen by seed
         # The masked house number is the query's first candidate: the slow path takes it exactly when
         # it lies before the city name, and finds no house number otherwise - as _analyse did here.
-        result_type = "houseNumber" if street or matched or house else "locality"
-        probe = g._place(city, 0, street or _S_STREET, _S_HOUSE if house else "", result_type, lean=True)
+        # The plan (kind and scores) depends on the shape only, as in the slow path.
+        plan = g._plan(analysis, city, country)
+        probe = g._place(
+            city, 0, street or _S_STREET, _S_HOUSE if house else "", plan.result_type, lean=True, plan=plan
+        )
         probe["position"] = {"lat": _S_LAT, "lng": _S_LNG}
         if "district" in probe["address"]:
             probe["address"]["district"] = _S_DIST
@@ -185,7 +189,7 @@ class GeocodeFastPath:
         cells = (["1", "1"] if fmt._seq else []) + [get(probe) for get in fmt._getters]
         varying = [(i, tuple(x for x in _SENTINELS if x in cell)) for i, cell in enumerate(cells)]
         varying = [(i, found) for i, found in varying if found]
-        c = g.CITIES[city]
+        c = g.PLACES[city]
         template = self._template(cells, c, () if street else c.streets)
         return _Shape(city, street, cells, varying, template)
 

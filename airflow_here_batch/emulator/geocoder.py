@@ -20,7 +20,7 @@ import math
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["CITIES", "COUNTRIES", "BackendError", "call_backend", "geocode", "lookup", "revgeocode"]
 
@@ -208,6 +208,26 @@ CITIES: tuple[City, ...] = (
     City("Lagos", "NGA", "Lagos", 6.5244, 3.3792, "100001", ("Broad Street", "Marina Road")),
 )
 
+#: Places known to the geocoder besides :data:`CITIES` (kept apart so that the seed's choice of a city,
+#: ``seed % len(CITIES)``, stays as it was): they carry the names that exist in several towns.
+EXTRA_PLACES: tuple[City, ...] = (
+    City("Bern", "CHE", "Bern", 46.94809, 7.44744, "3005", ("Helvetiaplatz", "Bundesplatz", "Kramgasse")),
+    City("Basel", "CHE", "Basel-Stadt", 47.55814, 7.58769, "4051", ("Helvetiaplatz", "Freie Strasse")),
+)
+#: Every place: :data:`CITIES` first (ids and indexes are positions in this tuple).
+PLACES: tuple[City, ...] = CITIES + EXTRA_PLACES
+#: Streets a gazetteer city has besides its ``streets`` (not chosen by seed, found by name only).
+_MORE_STREETS: dict[str, tuple[str, ...]] = {"Zurich": ("Helvetiaplatz",)}
+
+#: Street name (lower case) -> the places having it, in gazetteer order: a street named without a town
+#: and found in several places is the classic ambiguous query (HERE answers every town, equally scored).
+_STREET_PLACES: dict[str, tuple[int, ...]] = {}
+for _i, _c in enumerate(PLACES):
+    for _s in (*_c.streets, *_MORE_STREETS.get(_c.name, ())):
+        _known = _STREET_PLACES.get(_s.lower(), ())
+        if _i not in _known:
+            _STREET_PLACES[_s.lower()] = (*_known, _i)
+
 #: Capital (or main city) used when only a country matches.
 _COUNTRY_CITY: dict[str, int] = {}
 for _i, _c in enumerate(CITIES):
@@ -230,7 +250,7 @@ def _names_regex(names: dict[str, int]) -> re.Pattern[str]:
 
 
 _CITY_NAMES: dict[str, int] = {}
-for _i, _c in enumerate(CITIES):
+for _i, _c in enumerate(PLACES):
     for _n in (_c.name, *_c.aliases):
         _CITY_NAMES[_n.lower()] = _i
 _CITY_RE = _names_regex(_CITY_NAMES)
@@ -287,7 +307,7 @@ def _decode_id(value: str) -> tuple[int, int, str, str] | None:
         city, seed = int(city_s), int(seed_s)
     except (ValueError, TypeError):
         return None
-    if not 0 <= city < len(CITIES):
+    if not 0 <= city < len(PLACES):
         return None
     return city, seed, street, house
 
@@ -300,12 +320,15 @@ def _place(
     result_type: str,
     position: tuple[float, float] | None = None,
     lean: bool = False,
+    plan: _Plan | None = None,
 ) -> dict[str, Any]:
     """Build one HERE-shaped item for an address in a gazetteer city.
 
     ``lean`` leaves out ``id``, ``access`` and ``mapView`` (costly, and not needed by most column sets).
+    ``plan`` gives the quality fields (``resultType``, ``houseNumberType``, ``scoring``; in lean items
+    too); without it the item has ``resultType`` only.
     """
-    city = CITIES[city_idx]
+    city = PLACES[city_idx]
     if position is None:
         dlat, dlng = _offset(seed, 0.04)
         position = (city.lat + dlat, city.lng + dlng)
@@ -340,18 +363,16 @@ def _place(
         if house:
             address["houseNumber"] = house
         title = label
+    quality = plan.fields() if plan is not None else {"resultType": result_type}
     if lean:
-        return {
-            "title": title,
-            "resultType": result_type,
-            "address": address,
-            "position": {"lat": lat, "lng": lng},
-        }
+        return {"title": title, **quality, "address": address, "position": {"lat": lat, "lng": lng}}
     d = 0.0005
+    # A locality's id carries no street (lookup then answers the locality again).
+    here_id = _encode_id(city_idx, seed, *(("", "") if result_type == "locality" else (street, house)))
     return {
         "title": title,
-        "id": _encode_id(city_idx, seed, street, house),
-        "resultType": result_type,
+        "id": here_id,
+        **quality,
         "address": address,
         "position": {"lat": lat, "lng": lng},
         "access": [{"lat": round(lat + 0.0001, 5), "lng": round(lng - 0.0001, 5)}],
@@ -395,41 +416,139 @@ def _country_filter(params: dict[str, str]) -> str | None:
     return code if code in COUNTRIES else None
 
 
-def _analyse(query: str, country: str | None, house_re: re.Pattern[str]) -> tuple[int | None, bool, str, str]:
-    """The seed-independent part of geocoding ``query``: (city index or ``None`` = chosen by seed,
-    whether a city name matched, house-number token as written, street or "" = chosen by seed).
+class _Analysis(NamedTuple):
+    """The seed-independent reading of a query (shared by the normal and the fast path)."""
+
+    city: int | None  # index into PLACES, or None = chosen by seed
+    matched: bool  # a town's name was in the query
+    house: str  # the house-number token as written, or ""
+    street: str  # the street as written, or "" (then chosen by seed)
+    country_named: bool  # a country's name was in the query
+
+
+def _analyse(query: str, country: str | None, house_re: re.Pattern[str]) -> _Analysis:
+    """The seed-independent part of geocoding ``query``.
+
+    A street named without a town that exists in several places (``Helvetiaplatz``) is placed in the
+    first of them (within the country filter): the ambiguous query of :func:`_plan`.
 
     The fast path (:mod:`airflow_here_batch.emulator.fastpath`) runs this on the query with its house
     number masked, so both paths share one definition of the fake geocoder.
     """
     low = query.lower().replace(";", " ").replace("=", " ")
     m = _CITY_RE.search(low)
-    city_idx: int | None
-    if m:
-        city_idx = _CITY_NAMES[m.group(1)]
-        if country and CITIES[city_idx].country != country:
-            city_idx = _COUNTRY_CITY[country]
-        before = query[: m.start()]
-    else:
-        cm = _COUNTRY_RE.search(low)
-        if cm:
-            city_idx = _COUNTRY_CITY[_COUNTRY_NAMES[cm.group(1)]]
-        elif country:
-            city_idx = _COUNTRY_CITY[country]
-        else:
-            city_idx = None
-        before = query
+    before = query[: m.start()] if m else query
     hn = house_re.search(before)
     house = hn.group(1) if hn else ""
     street = before[: hn.start()] if hn else before
     street = " ".join(street.replace(",", " ").split())
     if street and not _ALPHA_RE.search(street):
         street = ""
-    return city_idx, m is not None, house, street
+    cm = _COUNTRY_RE.search(low)
+    city_idx: int | None
+    if m:
+        city_idx = _CITY_NAMES[m.group(1)]
+        if country and PLACES[city_idx].country != country:
+            city_idx = _COUNTRY_CITY[country]
+    else:
+        named = _COUNTRY_NAMES[cm.group(1)] if cm else None
+        shared = _shared_places(street, country or named)
+        if shared:
+            city_idx = shared[0]
+        elif named:
+            city_idx = _COUNTRY_CITY[named]
+        elif country:
+            city_idx = _COUNTRY_CITY[country]
+        else:
+            city_idx = None
+    return _Analysis(city_idx, m is not None, house, street, cm is not None)
+
+
+def _shared_places(street: str, country: str | None) -> tuple[int, ...]:
+    """The places having a street of this name (within ``country`` when given)."""
+    places = _STREET_PLACES.get(street.lower(), ()) if street else ()
+    return tuple(i for i in places if country is None or PLACES[i].country == country)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the best item of a query is: decided by the query's shape, never by its seed, so the fast
+    path builds the very same answer. GS7 fields: ``resultType``, ``houseNumberType``, ``localityType``,
+    ``scoring.queryScore``, ``scoring.fieldScore`` (shared doc §17)."""
+
+    result_type: str
+    house_number_type: str = ""
+    locality_type: str = ""
+    query_score: float = 1.0
+    field_scores: tuple[tuple[str, Any], ...] = ()
+    places: tuple[int, ...] = ()  # an ambiguous street's towns, best first (else empty)
+
+    def fields(self) -> dict[str, Any]:
+        """The item's quality fields, as GS7 names them."""
+        out: dict[str, Any] = {"resultType": self.result_type}
+        if self.house_number_type:
+            out["houseNumberType"] = self.house_number_type
+        if self.locality_type:
+            out["localityType"] = self.locality_type
+        out["scoring"] = {"queryScore": self.query_score, "fieldScore": dict(self.field_scores)}
+        return out
+
+
+def _bucket(street: str, city: int) -> int:
+    """A deterministic 0..19 per street and town (letters only: the fast path masks numbers)."""
+    return _crc("".join(_ALPHA_RE.findall(street.lower())) + f"|{city}") % 20
+
+
+def _plan(analysis: _Analysis, city: int, country: str | None) -> _Plan:
+    """The best item's kind and scores (the emulator's choices, in HERE's shapes):
+
+    * a town alone -> ``locality`` (``localityType`` city), queryScore 1;
+    * a street without a town that several places have -> the first place, with no locality in
+      ``fieldScore`` and queryScore 1 (HERE scores identical names equally); ``limit`` > 1 lists the
+      others with the same score (no per-street variation below);
+    * a town not recognised (placed by the country) -> ``fieldScore.city`` 0.6, queryScore 0.72;
+    * per street and town (:func:`_bucket`): 1 in 20 is not found (``locality`` with queryScore 0.62),
+      3 in 20 have no point addresses (``houseNumberType`` interpolated), 2 in 20 match a spelling
+      variant (``fieldScore.streets`` 0.87, queryScore 0.91);
+    * nothing recognised at all -> a ``locality`` chosen by seed with queryScore 0.3.
+    """
+    _, matched, house, street, country_named = analysis
+    scores: dict[str, Any] = {}
+    if country_named:
+        scores["country"] = 1.0
+    places: tuple[int, ...] = ()
+    query_score = 1.0
+    if matched:
+        scores["city"] = 1.0
+    else:
+        shared = () if matched else _shared_places(street, country)
+        if len(shared) > 1:
+            places = shared
+        elif street or house:
+            scores["city"] = 0.6
+            query_score = 0.72
+    if not street and not house:
+        if not matched:
+            return _Plan("locality", "", "city", 0.3 if not country_named else 0.5, tuple(scores.items()))
+        return _Plan("locality", "", "city", 1.0, tuple(scores.items()))
+    bucket = _bucket(street, city) if street and not places else -1
+    if bucket == 0:
+        return _Plan("locality", "", "city", min(query_score, 0.62), tuple(scores.items()))
+    if street:
+        variant = bucket in (4, 5)
+        scores["streets"] = [0.87 if variant else 1.0]
+        if variant:
+            query_score = min(query_score, 0.91)
+    if not house:
+        return _Plan("street", "", "", query_score, tuple(scores.items()), places)
+    scores["houseNumber"] = 1.0
+    number_type = "interpolated" if bucket in (1, 2, 3) else "PA"
+    return _Plan("houseNumber", number_type, "", query_score, tuple(scores.items()), places)
 
 
 def geocode(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
-    """Fake ``/geocode``: ``q`` (or ``qq``) -> up to ``min(limit, 3)`` items, best first."""
+    """Fake ``/geocode``: ``q`` (or ``qq``) -> up to ``min(limit, 3)`` items, best first (the kinds and
+    scores of :func:`_plan`)."""
     query = (params.get("q") or params.get("qq") or "").strip()
     if not query:
         raise BackendError(
@@ -437,29 +556,27 @@ def geocode(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
         )
     limit = _limit(params)
     seed = _crc(query)
-    city_idx, matched, house, street = _analyse(query, _country_filter(params), _HOUSE_NUMBER_RE)
-    if city_idx is None:
-        city_idx = seed % len(CITIES)
-    result_type = "houseNumber"
-    if not street:
-        if not matched and not house:
-            result_type = "locality"
-        street = CITIES[city_idx].streets[seed % len(CITIES[city_idx].streets)]
-    items = []
-    for rank in range(min(limit, MAX_RESULTS)):
-        s = seed if rank == 0 else _crc(f"{query}#{rank}")
-        item_street = street if rank == 0 else CITIES[city_idx].streets[s % len(CITIES[city_idx].streets)]
-        item = _place(
-            city_idx,
-            s,
-            item_street,
-            house if rank == 0 else str(s % 200 + 1),
-            result_type if rank == 0 else "houseNumber",
-            lean=lean,
-        )
-        if not lean:
-            item["scoring"] = {"queryScore": round(1.0 - 0.15 * rank, 2)}
-        items.append(item)
+    country = _country_filter(params)
+    analysis = _analyse(query, country, _HOUSE_NUMBER_RE)
+    city_idx = analysis.city if analysis.city is not None else seed % len(CITIES)
+    plan = _plan(analysis, city_idx, country)
+    house = analysis.house
+    street = analysis.street or PLACES[city_idx].streets[seed % len(PLACES[city_idx].streets)]
+    items = [_place(city_idx, seed, street, house, plan.result_type, lean=lean, plan=plan)]
+    count = min(limit, MAX_RESULTS)
+    if plan.places:  # the same street in other towns, equally scored
+        for place in plan.places[1:count]:
+            s = _crc(f"{query}#{place}")
+            items.append(_place(place, s, street, house, plan.result_type, lean=lean, plan=plan))
+        return items
+    city = PLACES[city_idx]
+    for rank in range(1, count):
+        s = _crc(f"{query}#{rank}")
+        kept = tuple((k, v) for k, v in plan.field_scores if k in ("country", "city"))
+        score = round(plan.query_score - 0.15 * rank, 2)
+        other = _Plan("houseNumber", "PA", "", score, (*kept, ("streets", [0.6]), ("houseNumber", 1.0)))
+        street_r = city.streets[s % len(city.streets)]
+        items.append(_place(city_idx, s, street_r, str(s % 200 + 1), "houseNumber", lean=lean, plan=other))
     return items
 
 
@@ -517,7 +634,8 @@ def lookup(params: dict[str, str], lean: bool = False) -> list[dict[str, Any]]:
     decoded = _decode_id(value)
     if decoded is not None:
         city_idx, seed, street, house = decoded
-        return [_place(city_idx, seed, street, house, "houseNumber")]
+        kind = "houseNumber" if house else "street" if street else "locality"
+        return [_place(city_idx, seed, street, house, kind)]
     if not value.startswith("here:"):
         raise BackendError(404, "Not found", f"No place with id '{value}'", "Check the id")
     seed = _crc(value)

@@ -61,6 +61,25 @@ _DEFAULTS = {
     "lookup": ("displayCoordinateLat", "displayCoordinateLng", *_ADDRESS_LEAVES),
 }
 
+# GS7's scoring.fieldScore fields (shared doc §17): flattened to scoringFieldScoreCity, ... (§9's rule).
+_FIELD_SCORES = (
+    "country",
+    "state",
+    "county",
+    "city",
+    "district",
+    "subdistrict",
+    "streets",
+    "block",
+    "subblock",
+    "houseNumber",
+    "postalCode",
+    "building",
+    "unit",
+    "placeName",
+    "ontologyName",
+)
+
 # Column name -> how to get its value from an item. Keys are canonical camelCase names.
 _COORD_OBJECTS = {"position": "position", "displayCoordinate": "position", "access": "access"}
 _LEAVES: dict[str, tuple[str, ...]] = {
@@ -78,18 +97,23 @@ _LEAVES: dict[str, tuple[str, ...]] = {
     "mapViewSouth": ("mapView", "south"),
     "mapViewEast": ("mapView", "east"),
     "mapViewNorth": ("mapView", "north"),
+    "houseNumberType": ("houseNumberType",),
+    "localityType": ("localityType",),
+    "administrativeAreaType": ("administrativeAreaType",),
     "scoringQueryScore": ("scoring", "queryScore"),
+    **{f"scoringFieldScore{f[0].upper()}{f[1:]}": ("scoring", "fieldScore", f) for f in _FIELD_SCORES},
     **{leaf: ("address", key) for leaf, key in zip(_ADDRESS_LEAVES, _ADDRESS_KEYS, strict=True)},
 }
 _EXPAND = {
     "address": _ADDRESS_LEAVES,
     "mapView": ("mapViewWest", "mapViewSouth", "mapViewEast", "mapViewNorth"),
-    "scoring": ("scoringQueryScore",),
+    "scoring": ("scoringQueryScore", *(f"scoringFieldScore{f[0].upper()}{f[1:]}" for f in _FIELD_SCORES)),
 }
+_SCORING = {"scoring", *(c for c in _LEAVES if c.startswith("scoring"))}
 _SERVICE_EXCLUDES = {
     "geocode": {"distance"},
-    "revgeocode": {"scoringQueryScore", "scoring"},
-    "lookup": {"distance", "scoringQueryScore", "scoring"},
+    "revgeocode": _SCORING,
+    "lookup": {"distance", *_SCORING},
 }
 
 
@@ -141,7 +165,8 @@ def _coord(obj: Any) -> str:
     return ""
 
 
-_HEAVY = {"id", "access", "mapView", "scoring"}
+# The costly parts of an item (lean items leave them out; quality fields and scoring are in lean items).
+_HEAVY = {"id", "access", "mapView"}
 
 
 def _top_key(column: str) -> str:
@@ -154,6 +179,18 @@ def _getter(column: str) -> Callable[[dict[str, Any]], str]:
         key = _COORD_OBJECTS[column]
         return lambda item: _coord(item.get(key))
     path = _LEAVES[column]
+    if len(path) == 3:  # scoring.fieldScore.<field>: a number, or a list (streets) joined with "+"
+        a, b, c = path
+
+        def deep(item: dict[str, Any]) -> str:
+            outer = item.get(a)
+            inner = outer.get(b) if isinstance(outer, dict) else None
+            value = inner.get(c) if isinstance(inner, dict) else None
+            if isinstance(value, list):
+                return "+".join(_fmt(v) for v in value)
+            return _fmt(value)
+
+        return deep
     if len(path) == 1:
         k = path[0]
         return lambda item: _fmt(item.get(k))
@@ -183,7 +220,7 @@ class CsvFormatter:
         self._data_columns = [c for c in self.columns if c not in ("recId", "seqNumber", "seqLength")]
         self._seq = service != "lookup"
         self._getters = [_getter(col) for col in self._data_columns]
-        #: True when no column needs the costly parts of an item (id, access, mapView, scoring).
+        #: True when no column needs the costly parts of an item (id, access, mapView).
         self.lean = not any(_top_key(col) in _HEAVY for col in self._data_columns)
 
     def header(self) -> str:

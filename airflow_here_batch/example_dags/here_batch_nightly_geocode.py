@@ -3,8 +3,8 @@
 The DAG is a schedule, a seed task and one :func:`~airflow_here_batch.operators.geocode_table.geocode_table`
 call (``docs/table.md``). Every night at 02:00 (UTC):
 
-1. ``seed_addresses`` creates the ``addresses`` table (``id``, ``address``, ``country_filter``) from the
-   shipped sample (322 addresses in 20+ countries, a few deliberately bad) if it does not exist yet. In a
+1. ``seed_addresses`` creates the ``addresses`` table (``id``, ``address``, ``country_filter``) and fills
+   it from the shipped sample (322 addresses in 20+ countries, a few bad on purpose) while it is empty. In a
    real deployment the table is yours: drop this task.
 2. ``geocode.extract`` reads ``addresses`` and writes the records whose geocoding input is new or changed
    since their last geocoding (the fingerprint of the normalised request, stored in
@@ -15,9 +15,13 @@ call (``docs/table.md``). Every night at 02:00 (UTC):
    triggerer. Skipped when nothing changed.
 4. ``geocode.write`` upserts the results into ``addresses_geocoded`` (created if missing; ``rec_id``,
    ``status``, ``lat``/``lng``, ``match_level``, the output columns, HERE's error code and message for
-   failed records, the fingerprint, the job id, the time geocoded), one transaction per batch. Its outlet
-   is the Asset ``here_batch_geocoded_addresses`` (:mod:`airflow_here_batch.utils.assets`): the DAG
-   ``here_batch_geocoded_consumer`` runs after it.
+   failed records, the fingerprint, the job id, the time geocoded), one transaction per batch. Each row
+   carries its quality verdict (``match_quality``, ``accepted``, ``query_score``, ``candidates``;
+   ``docs/quality.md``); the records not accepted are in ``addresses_geocoded_review`` with their top
+   candidates (each record asks for up to 3). Below ``HERE_BATCH_MIN_ACCEPTED_SHARE`` (default 0.8)
+   accepted, the task warns, or fails with ``HERE_BATCH_ON_LOW_MATCH_RATE=fail``, giving the counts by
+   verdict. Its outlet is the Asset ``here_batch_geocoded_addresses``
+   (:mod:`airflow_here_batch.utils.assets`): the DAG ``here_batch_geocoded_consumer`` runs after it.
 5. ``geocode.merge`` writes the night's ``results.csv`` and ``errors.txt`` (input order) to
    ``$HERE_BATCH_OUTPUT_DIR/<date>/`` and removes the parts' files.
 6. ``geocode.summary`` returns the night's summary: ``records_total``, ``records_sent``,
@@ -77,6 +81,10 @@ OUTPUT_COLUMNS = [
     ).split(",")
     if c.strip()
 ]
+# The match-rate gate: the share of accepted records below which the write fails ("fail") or warns
+# ("warn"). A quiet night sends a handful of changed records, so the example warns by default.
+MIN_ACCEPTED_SHARE = float(os.environ.get("HERE_BATCH_MIN_ACCEPTED_SHARE", "0.8"))
+ON_LOW_MATCH_RATE = os.environ.get("HERE_BATCH_ON_LOW_MATCH_RATE", "warn")
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 with DAG(
@@ -115,16 +123,12 @@ with DAG(
         from airflow_here_batch.operators.sql import get_db_hook
 
         hook = get_db_hook(DB_CONN_ID)
-        count = hook.get_first(
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'addresses'"
-            if hook.dialect_name == "postgresql"
-            else "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'addresses'"
-        )[0]
-        if not count:
-            hook.run(
-                f"CREATE TABLE IF NOT EXISTS {SOURCE_TABLE} "
-                "(id TEXT PRIMARY KEY, address TEXT, country_filter TEXT)"
-            )
+        # VARCHAR: a MySQL/MariaDB key cannot be a whole TEXT column.
+        hook.run(
+            f"CREATE TABLE IF NOT EXISTS {SOURCE_TABLE} "
+            "(id VARCHAR(64) PRIMARY KEY, address TEXT, country_filter TEXT)"
+        )
+        if not hook.get_first(f"SELECT COUNT(*) FROM {SOURCE_TABLE}")[0]:
             with SAMPLE.open(encoding="utf-8", newline="") as fh:
                 rows = [(r["recId"], r["q"], r["in"]) for r in csv.DictReader(fh, delimiter="|")]
             hook.insert_rows(SOURCE_TABLE, rows, target_fields=["id", "address", "country_filter"])
@@ -136,6 +140,7 @@ with DAG(
         source=SOURCE_TABLE,
         key_column="id",
         columns={"q": "address", "in": "country_filter"},
+        constants={"limit": "3"},  # up to 3 candidates per record: ambiguous names show as such
         output_columns=OUTPUT_COLUMNS,
         target_table="addresses_geocoded",
         full_refresh="{{ params.full_refresh }}",
@@ -144,6 +149,9 @@ with DAG(
         on_output_columns_change="{{ params.on_output_columns_change }}",
         max_age=timedelta(days=float(MAX_AGE_DAYS)) if MAX_AGE_DAYS else None,
         destination=f"{output_uri()}/{RUN_DATE}/",
+        review_table="addresses_geocoded_review",  # the records not accepted, with their top candidates
+        min_accepted_share=MIN_ACCEPTED_SHARE,
+        on_low_match_rate=ON_LOW_MATCH_RATE,
         outlets=[here_asset(GEOCODED_ADDRESSES)],
         tag=f"nightly-geocode-{RUN_DATE}",
         max_records_per_job=int(os.environ.get("HERE_BATCH_MAX_RECORDS_PER_JOB", "1000000")),

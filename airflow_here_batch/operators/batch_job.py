@@ -772,9 +772,21 @@ class DownloadBatchResultsOperator(BaseOperator):
     :param destination_conn_id: connection for an object-storage destination.
     :param max_records_rows: most rows ``records`` may return to XCom.
     :param create_empty: on 204, write an empty file (an empty FeatureCollection for geojson).
+    :param policy: the quality policy (:class:`~airflow_here_batch.api.quality.AcceptancePolicy` or a
+        dict of its arguments; default the default policy). With ``records`` and ``geojson`` every row
+        carries its record's ``matchQuality``, ``accepted`` and ``candidates``
+        (:func:`airflow_here_batch.api.outputs.with_quality`), and the result has ``quality``:
+        ``{"records_accepted", "records_not_accepted", "verdicts"}``.
+    :param review_destination: where to write the review file of the records not accepted (results
+        only; ``|``-delimited ``recId|matchQuality|candidates|chosenCandidate|reviewedAt``, the top 5
+        candidates as JSON; written for any ``output_format``). The result then has ``review`` (its
+        location) and ``records_review``. (templated)
+
+    Results files only tell the verdict what HERE answered, not what the input asked for: a street or
+    area match counts as not precise enough (the table path knows the request and decides better).
     """
 
-    template_fields: Sequence[str] = ("job_id", "destination")
+    template_fields: Sequence[str] = ("job_id", "destination", "review_destination")
     ui_color = "#8fd3ff"
 
     def __init__(
@@ -788,9 +800,15 @@ class DownloadBatchResultsOperator(BaseOperator):
         destination_conn_id: str | None = None,
         max_records_rows: int = 10_000,
         create_empty: bool = False,
+        policy: Any = None,
+        review_destination: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_here_batch.api.quality import AcceptancePolicy
+
+        self.policy = AcceptancePolicy.of(policy)
+        self.review_destination = review_destination
         if what not in ("results", "errors", "both"):
             raise ValueError(f"what={what!r}: use 'results', 'errors' or 'both'")
         if output_format not in ("raw", "geojson", "records"):
@@ -890,7 +908,8 @@ class DownloadBatchResultsOperator(BaseOperator):
             raise AirflowException(str(exc)) from None
 
     def _one(self, job: BatchJob, kind: str, destination: Any) -> dict[str, Any]:
-        from airflow_here_batch.api.outputs import iter_rows, write_geojson
+        from airflow_here_batch.api.outputs import iter_rows, with_quality, write_geojson
+        from airflow_here_batch.api.quality import QualityCounts
 
         fmt = self.output_format if kind == "results" else "raw"
         download = self.hook.download_results if kind == "results" else self.hook.download_errors
@@ -913,31 +932,58 @@ class DownloadBatchResultsOperator(BaseOperator):
             if written is None:
                 self.log.info("HERE Batch: job %s has no %s (HERE answered 204)", job.id, kind)
                 return self._empty(fmt, destination)
+            counts = QualityCounts()
+            review: list[Any] | None = [] if kind == "results" and self.review_destination else None
             if fmt == "records":
-                rows = self._records(raw)
+                rows = self._records(raw, counts, review)
                 path = self._place(raw, destination) if destination is not None else None
-                return {"path": path, "bytes": written, "rows": rows, "count": len(rows), "empty": False}
+                result = {"path": path, "bytes": written, "rows": rows, "count": len(rows), "empty": False}
+                return self._with_quality(result, counts, review, tmp)
             if fmt == "geojson":
                 staged = Path(tmp) / "staged.geojson"
                 with raw.open("rb") as source, staged.open("w", encoding="utf-8") as out:
-                    features, skipped = write_geojson(iter_rows(source), out)
+                    rows_q = with_quality(iter_rows(source), self.policy, counts=counts, review=review)
+                    features, skipped = write_geojson(rows_q, out)
                 if skipped:
                     self.log.info("HERE Batch: %d result rows have no position and were left out", skipped)
                 path = self._place(staged, destination)
-                return {"path": path, "bytes": staged.stat().st_size, "rows": features, "empty": False}
+                result = {"path": path, "bytes": staged.stat().st_size, "rows": features, "empty": False}
+                return self._with_quality(result, counts, review, tmp)
+            if review is not None:  # raw: the file as it is, read once more for the review file
+                with raw.open("rb") as source:
+                    for _ in with_quality(iter_rows(source), self.policy, counts=counts, review=review):
+                        pass
             rows_count = _count_rows(raw)
             path = self._place(raw, destination)
             self.log.info(
                 "HERE Batch: %s of job %s: %d bytes, %d rows -> %s", kind, job.id, written, rows_count, path
             )
-            return {"path": path, "bytes": written, "rows": rows_count, "empty": False}
+            result = {"path": path, "bytes": written, "rows": rows_count, "empty": False}
+            return self._with_quality(result, counts, review, tmp) if review is not None else result
 
-    def _records(self, raw: Path) -> list[dict[str, Any]]:
-        from airflow_here_batch.api.outputs import iter_rows
+    def _with_quality(
+        self, result: dict[str, Any], counts: Any, review: list[Any] | None, tmp: str
+    ) -> dict[str, Any]:
+        """``result`` with the run's ``quality`` counts, and the review file written when asked for."""
+        from airflow_here_batch.api.outputs import write_review
+
+        result["quality"] = counts.summary()
+        self.log.info("HERE Batch: quality: %s", counts.describe())
+        if review is not None:
+            staged = Path(tmp) / "review.csv"
+            with staged.open("w", encoding="utf-8") as out:
+                result["records_review"] = write_review(review, out)
+            result["review"] = self._place(staged, self.review_destination)
+        return result
+
+    def _records(
+        self, raw: Path, counts: Any = None, review: list[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        from airflow_here_batch.api.outputs import iter_rows, with_quality
 
         rows: list[dict[str, Any]] = []
         with raw.open("rb") as source:
-            for row in iter_rows(source):
+            for row in with_quality(iter_rows(source), self.policy, counts=counts, review=review):
                 if len(rows) >= self.max_records_rows:
                     raise AirflowException(
                         f"the results have more than {self.max_records_rows} rows, too many for XCom: use "

@@ -69,6 +69,9 @@ SUMMARY_KEYS = (
     "records_would_resend",
     "estimated_cost",
     "dry_run",
+    "records_accepted",
+    "records_review",
+    "verdicts",
     "job_ids",
     "results",
     "errors",
@@ -129,7 +132,8 @@ class GeocodeTableSummaryOperator(BaseOperator):
     Returns (XCom) ``{"table", "records_total", "records_sent", "records_reused", "records_failed",
     "records_written", "records_missing", "records_rejected", "records_skipped",
     "records_sent_by_reason", "records_skipped_by_reason", "records_would_resend", "estimated_cost",
-    "dry_run", "job_ids", "results", "errors"}`` (:data:`SUMMARY_KEYS`):
+    "dry_run", "records_accepted", "records_review", "verdicts", "job_ids", "results", "errors"}``
+    (:data:`SUMMARY_KEYS`):
     ``records_total`` the rows read (with a change column, those changed since the mark and the window),
     ``records_sent`` the records sent to HERE, ``records_reused`` the unchanged ones, ``records_failed``
     those HERE could not geocode (their rows hold HERE's error), ``records_written`` the rows upserted,
@@ -169,6 +173,10 @@ class GeocodeTableSummaryOperator(BaseOperator):
             **{k: dict(written.get(k) or {}) for k in SUMMARY_KEYS if k.endswith(("_reason", "_resend"))},
             "estimated_cost": written.get("estimated_cost"),
             "dry_run": bool(written.get("dry_run")),
+            # the match quality (docs/quality.md): accepted, to review (None without a review table)
+            "records_accepted": int(written.get("records_accepted") or 0),
+            "records_review": written.get("records_review"),
+            "verdicts": dict(written.get("verdicts") or {}),
             "job_ids": [jobs] if isinstance(jobs, str) else list(jobs),
             "results": merged.get("results"),
             "errors": merged.get("errors"),
@@ -233,6 +241,10 @@ def geocode_table(
     poll_interval: float = 30.0,
     retries: int = 2,
     retry_delay: timedelta = timedelta(minutes=1),
+    policy: Any = None,
+    review_table: str | None = "",
+    min_accepted_share: float | None = None,
+    on_low_match_rate: str = "fail",
     **submit_kwargs: Any,
 ) -> TaskGroup:
     """A task group that geocodes (or reverse geocodes, or looks up) a database table into another, night
@@ -293,6 +305,12 @@ def geocode_table(
     :param write_batch_size: rows per transaction.
     :param outlets: the write task's outlets (default: the table's Asset,
         :func:`~airflow_here_batch.tables.connections.table_asset`).
+    :param policy: which records are accepted (an :class:`~airflow_here_batch.api.quality.AcceptancePolicy`
+        or a dict of its arguments; default: the sink's, ``docs/quality.md``).
+    :param review_table: the table of the records not accepted, with their top candidates (default
+        ``""``: ``<target_table>_review``; ``None``: none). (templated)
+    :param min_accepted_share: the match-rate gate's bound, 0..1 (``None``: no gate).
+    :param on_low_match_rate: below that bound, ``"fail"`` the write task (after writing) or ``"warn"``.
 
     The HERE jobs (:func:`~airflow_here_batch.operators.split.split_batch_job`):
 
@@ -392,6 +410,10 @@ def geocode_table(
             parts=run.output,
             extract=extract.output,
             batch_size=write_batch_size,
+            policy=policy,
+            review_table=review_table,
+            min_accepted_share=min_accepted_share,
+            on_low_match_rate=on_low_match_rate,
             trigger_rule="none_failed",  # runs (and reports) when nothing had to be sent
             **({"outlets": list(outlets)} if outlets is not None else {}),
             **common,

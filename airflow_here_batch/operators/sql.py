@@ -14,8 +14,8 @@ Two operators, around the usual submit / wait / download tasks, thin adapters ov
 
 Between the tasks only object-storage locations (under
 :func:`airflow_here_batch.files.locations.base_location`), the job id and counters travel through
-XCom. Supported target dialects: PostgreSQL and SQLite (:mod:`airflow_here_batch.tables.dialect`). The
-source can be any ``DbApiHook`` connection.
+XCom. Supported target dialects: PostgreSQL, SQLite and MySQL/MariaDB
+(:mod:`airflow_here_batch.tables.dialect`). The source can be any ``DbApiHook`` connection.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_here_batch.api.quality import AcceptancePolicy, default_policy
 from airflow_here_batch.files.locations import base_location, rejects_location, storage_path
 from airflow_here_batch.tables.connections import (
     EMBEDDED_CONN_ID,
@@ -351,7 +352,8 @@ class BatchResultsToSqlOperator(BaseOperator):
     "dry_run"}`` (``records_missing``: sent but in neither file; ``records_written`` includes the
     skipped records' rows). The counts of the extract task are
     taken from ``extract`` (its XCom dict); its skipped records (an empty query) are written as
-    ``status = 'skipped'``. When the extract was a dry run, nothing is written (not even the table
+    ``status = 'skipped'`` (never judged: ``match_quality`` NULL, not accepted, not counted by the
+    match-rate gate). When the extract was a dry run, nothing is written (not even the table
     created), the summary (what a real run would have sent) is pushed and the task ends *skipped*, so no
     asset event announces an unchanged table (nor is a change-column mark kept). An output column added
     since the table was made gets its column (text, NULL in the rows written before). When the extract
@@ -359,7 +361,25 @@ class BatchResultsToSqlOperator(BaseOperator):
     (:func:`~airflow_here_batch.tables.watermark.save_watermark`), so a run that fails before reads the
     same rows again.
 
-    :param conn_id: Airflow connection of the target database (PostgreSQL or SQLite).
+    Each record written gets a quality verdict (:mod:`airflow_here_batch.api.quality`): the columns
+    ``match_quality`` (``exact``, ``interpolated``, ``street``, ``area``, ``ambiguous``, ``no_match``,
+    ``failed``), ``accepted`` (under ``policy``), ``query_score`` and ``candidates``. The records not
+    accepted are also in ``review_table`` with their top candidates (a person fixes the address in the
+    source, which re-sends it, or fills ``chosen_candidate``/``reviewed_at``, kept while the address is
+    unchanged). **Match-rate gate:** when the share of accepted records among those written falls below
+    ``min_accepted_share``, the task fails (``on_low_match_rate="fail"``) or warns (``"warn"``), with the
+    counts by verdict; the rows are written and flagged either way.
+
+    Returns (XCom) ``{"table", "job_id", "records_total", "records_sent", "records_reused",
+    "records_failed", "records_written", "records_missing", "records_accepted", "records_review",
+    "verdicts", "review_table"}`` (``records_missing``: sent but in neither file; ``records_accepted``:
+    records written and accepted this run; ``verdicts``: this run's records by verdict;
+    ``records_review``: rows of the review table after the run, ``None`` without one). The counts of the
+    extract task are taken from ``extract`` (its XCom dict). When the extract read a change column, its new
+    mark is kept once every row is written (:func:`~airflow_here_batch.tables.watermark.save_watermark`),
+    so a run that fails before reads the same rows again.
+
+    :param conn_id: Airflow connection of the target database (PostgreSQL, SQLite or MySQL/MariaDB).
     :param table: target table (``name`` or ``schema.name``). (templated)
     :param output_columns: the job's output columns (the table's field columns follow them).
     :param job_id: the HERE job id written into each row; a list (one per ``results`` item) when the
@@ -371,11 +391,20 @@ class BatchResultsToSqlOperator(BaseOperator):
     :param extract: the extract task's XCom dict (fingerprints location and counts). (templated)
     :param storage_conn_id: connection for the object storage of these files.
     :param batch_size: rows per transaction.
+    :param policy: which records are accepted: an
+        :class:`~airflow_here_batch.api.quality.AcceptancePolicy` or a dict of its arguments (default:
+        ``exact`` and ``interpolated``; ``street``/``area`` only as precise as the input asked;
+        ``queryScore`` >= 0.8; never ``ambiguous``; for reverse geocoding and lookup, as the extract
+        says, no score minimum and no input precision: HERE gives no ``queryScore`` for them).
+    :param review_table: the review table (default ``""``: ``<table>_review``; ``None``: none).
+        (templated)
+    :param min_accepted_share: the match-rate gate's bound, 0..1 (``None``: no gate).
+    :param on_low_match_rate: ``"fail"`` (the task fails after writing) or ``"warn"``.
 
     The work is :class:`airflow_here_batch.tables.sink.ResultSink`'s.
     """
 
-    template_fields: Sequence[str] = ("table", "job_id", "results", "errors", "extract")
+    template_fields: Sequence[str] = ("table", "job_id", "results", "errors", "extract", "review_table")
     ui_color = "#cfe8ff"
 
     def __init__(
@@ -390,6 +419,10 @@ class BatchResultsToSqlOperator(BaseOperator):
         extract: Any = None,
         storage_conn_id: str | None = None,
         batch_size: int = 10_000,
+        policy: AcceptancePolicy | Mapping[str, Any] | None = None,
+        review_table: str | None = "",
+        min_accepted_share: float | None = None,
+        on_low_match_rate: str = "fail",
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and "{{" not in table:
@@ -404,9 +437,20 @@ class BatchResultsToSqlOperator(BaseOperator):
         self.extract = extract
         self.storage_conn_id = storage_conn_id
         self.batch_size = int(batch_size)
-        # Checked when the DAG is parsed.
+        # Checked when the DAG is parsed. None: the service's default, known from the extract at run time.
+        self.policy = None if policy is None else AcceptancePolicy.of(policy)
+        if on_low_match_rate not in ("fail", "warn"):
+            raise ValueError(f"on_low_match_rate={on_low_match_rate!r}: use 'fail' or 'warn'")
+        if min_accepted_share is not None and not 0.0 <= float(min_accepted_share) <= 1.0:
+            raise ValueError(f"min_accepted_share={min_accepted_share!r}: give a share between 0 and 1")
+        self.min_accepted_share = None if min_accepted_share is None else float(min_accepted_share)
+        self.on_low_match_rate = on_low_match_rate
+        # "" (the default): <table>_review; None: no review table.
+        self.review_table = f"{table}_review" if review_table == "" else review_table
         target_columns(self.output_columns)
         plain_name(table)
+        if self.review_table and "{{" not in self.review_table:
+            plain_name(self.review_table)
 
     def here_batch_destinations(self, context: Context) -> list[Any]:
         """The target table, for the check made before any HERE job is created
@@ -450,7 +494,15 @@ class BatchResultsToSqlOperator(BaseOperator):
             context["ti"].xcom_push(key="return_value", value=summary)
             raise AirflowSkipException("dry run: nothing written")
         hook = get_db_hook(self.conn_id)
-        sink = ResultSink(hook, self.table, self.output_columns, batch_size=self.batch_size, logger=self.log)
+        sink = ResultSink(
+            hook,
+            self.table,
+            self.output_columns,
+            batch_size=self.batch_size,
+            logger=self.log,
+            policy=self.policy or default_policy(extract.get("service")),
+            review_table=self.review_table or None,
+        )
         store = self.storage_conn_id
         jobs = [(job, open_lines(res, store), open_lines(err, store)) for job, res, err in self._jobs()]
         try:
@@ -466,6 +518,11 @@ class BatchResultsToSqlOperator(BaseOperator):
         if extract.get("watermark"):
             self._keep_watermark(hook, extract["watermark"])
         summary["records_missing"] = max(0, summary["records_sent"] - written["results"] - written["errors"])
+        quality = sink.quality.summary()
+        summary["records_accepted"] = quality["records_accepted"]
+        summary["records_review"] = sink.review_rows
+        summary["verdicts"] = quality["verdicts"]
+        summary["review_table"] = self.review_table or None
         if summary["records_missing"]:
             self.log.warning(
                 "HERE Batch: %d records sent are in neither the results nor the errors report; their rows "
@@ -485,6 +542,17 @@ class BatchResultsToSqlOperator(BaseOperator):
             self.table,
             time.monotonic() - started,
         )
+        self.log.info(
+            "HERE Batch: quality: %s; review table %s: %s rows",
+            sink.quality.describe(),
+            self.review_table or "(none)",
+            summary["records_review"],
+        )
+        message = sink.quality.gate(self.min_accepted_share)
+        if message is not None:
+            if self.on_low_match_rate == "fail":
+                raise AirflowException(f"{message} (table {self.table})")
+            self.log.warning("HERE Batch: %s (table %s)", message, self.table)
         self._annotate_outlets(context, summary)
         return summary
 
@@ -495,7 +563,7 @@ class BatchResultsToSqlOperator(BaseOperator):
 
         mark = Watermark.from_xcom(dict(data))
         dialect = table_dialect(hook)
-        conn = dialect.hook.get_conn()
+        conn = dialect.connect()
         try:
             save_watermark(dialect, conn, mark)
         finally:

@@ -2,12 +2,24 @@
 
 One object per database connection says how to write SQL for it: identifiers quoted (one quoter, the
 hook's ``escape_word_format``), the hook's ``placeholder``, the column types, the target table's
-``CREATE TABLE`` and its upsert (``INSERT ... SELECT ... ON CONFLICT (rec_id) DO UPDATE``), temporary
-tables, streaming cursors, and bulk loading (``COPY`` on PostgreSQL, ``executemany`` elsewhere).
+``CREATE TABLE`` and its upsert (``INSERT ... SELECT ... ON CONFLICT (rec_id) DO UPDATE``; MySQL/MariaDB
+``ON DUPLICATE KEY UPDATE``), temporary tables, streaming cursors, bulk loading (``COPY`` on PostgreSQL,
+``LOAD DATA LOCAL INFILE`` on MySQL/MariaDB, ``executemany`` elsewhere), and the one text form of a key
+(:meth:`SourceDialect.key_text`, :meth:`SourceDialect.key_text_sql`).
 
-* :func:`table_dialect` (a target table: PostgreSQL or SQLite) raises :class:`UnsupportedDialectError` for
-  any other database; :func:`source_dialect` (a query's source) falls back to :class:`SourceDialect` for
-  any ``DbApiHook``.
+* :func:`table_dialect` (a target table: PostgreSQL, SQLite, MySQL/MariaDB) raises
+  :class:`UnsupportedDialectError` for any other database; :func:`source_dialect` (a query's source)
+  falls back to :class:`SourceDialect` for any ``DbApiHook``.
+
+The key text rule (issue 19 §1), in one place: a key column's value becomes its ``recId`` as the
+database spells it as text, blanks trimmed (``TRIM(CAST(key AS TEXT))``; MySQL/MariaDB ``CONVERT(key USING
+utf8mb4)``), computed in the query itself on the databases the pipeline writes to, so the pre-filter's
+join, the ``recId`` sent to HERE, the sink's ``rec_id`` and the fingerprint lookup are the same text for
+every type (a ``CHAR(8)`` key is sent and stored unpadded). Elsewhere (a source-only database) the value
+is read in Python (:meth:`SourceDialect.key_text`). Keys that have no stable text are refused before
+anything is written: approximate numbers (``REAL``, ``FLOAT``, ``DOUBLE``) and binary values (``BYTEA``,
+``BLOB``, ``BINARY``). A ``TIMESTAMP WITH TIME ZONE`` key is spelt in the connection's time zone: keep
+it fixed, or cast the key in the query.
 * Another target database is one more :class:`TableDialect` subclass in :data:`TABLE_DIALECTS` (its
   types, its upsert shape and temporary tables where they differ; the hook brings quoting and
   placeholders).
@@ -15,17 +27,25 @@ tables, streaming cursors, and bulk loading (``COPY`` on PostgreSQL, ``executema
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import csv
+import errno
 import io
+import os
+import re
+import shutil
+import tempfile
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.sql.dialects.dialect import Dialect
 
-from airflow_here_batch.tables.records import plain_name
+from airflow_here_batch.tables.records import MappingError, plain_name
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -34,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TABLE_DIALECTS",
+    "MySqlTableDialect",
     "PostgresTableDialect",
     "SourceDialect",
     "SqliteTableDialect",
@@ -48,7 +69,7 @@ __all__ = [
 
 
 class UnsupportedDialectError(ValueError):
-    """The target table's database is not one the pipeline writes to (PostgreSQL, SQLite)."""
+    """The target table's database is not one the pipeline writes to (PostgreSQL, SQLite, MySQL/MariaDB)."""
 
 
 def _is_code(token: Any) -> bool:
@@ -120,7 +141,53 @@ class SourceDialect(Dialect):
         """
         return ".".join(self.quote(part) for part in plain_name(name).split("."))
 
+    def concat(self, parts: Sequence[str]) -> str:
+        """SQL joining the text ``parts`` (``a || b``; MySQL/MariaDB ``CONCAT(a, b)``)."""
+        return " || ".join(parts)
+
+    # --- the key's text: one rule (module docstring) ----------------------------------------------
+
+    def key_text_sql(self, expression: str) -> str | None:
+        """SQL of the text of a key ``expression`` (a quoted column), or ``None`` when the database's SQL
+        is not known (then :meth:`key_text` spells the value in Python; no pre-filter joins on it)."""
+        return None
+
+    def key_text(self, value: Any, text: Any = None, *, column: str = "key") -> str:
+        """The ``recId`` of one row: ``text`` (the :meth:`key_text_sql` column) or, without it, the raw
+        ``value`` spelt as the database would (``Decimal`` with its scale, ``date``/``datetime`` in ISO
+        form with a space, ``bool`` as ``true``/``false``), blanks trimmed.
+
+        :param value: the key column's raw value as the driver returns it (never ``None``: the caller
+            refuses NULL keys).
+        :raises MappingError: for a value of a type that cannot be a key (approximate numbers, binary),
+            naming ``column`` and the fix.
+        """
+        if isinstance(value, float):
+            raise MappingError(
+                f"key column {column!r} holds approximate numbers ({value!r}): a REAL/FLOAT/DOUBLE value has "
+                "no stable text for recId; cast the key in the query (CAST(... AS DECIMAL(p, s)) or AS "
+                "a text type) or choose another key column",
+                column=column,
+            )
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raise MappingError(
+                f"key column {column!r} holds binary values: a BYTEA/BLOB/BINARY value cannot be a recId; "
+                "give the query a text key (e.g. encode(key, 'hex') on PostgreSQL, HEX(key) on MySQL) or "
+                "choose another key column",
+                column=column,
+            )
+        if text is None:
+            text = _python_key_text(value)
+        elif text.__class__ is not str:
+            text = text.decode() if isinstance(text, (bytes, bytearray)) else str(text)
+        return text.strip(" ")
+
     # --- reading ----------------------------------------------------------------------------------
+
+    def connect(self) -> Any:
+        """A new DB-API connection of the hook (``hook.get_conn()``; MySQL/MariaDB adds what the
+        pipeline needs, :meth:`MySqlTableDialect.connect`)."""
+        return self.hook.get_conn()
 
     def subquery(self, sql: str, alias: str, *, parameters: bool = False) -> str:
         """``sql`` (cleaned by :func:`source_query`) as a derived table: ``(\\n<sql>\\n) alias``.
@@ -213,9 +280,31 @@ class TableDialect(SourceDialect):
             f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
         )
 
+    def keep_upsert_sql(
+        self, table: str, columns: Sequence[str], select: str, *, kept: Sequence[str], unless_changed: str
+    ) -> str:
+        """:meth:`upsert_sql` that keeps the ``kept`` columns of an existing row while its
+        ``unless_changed`` column is unchanged (else sets them NULL): the review list keeps a person's
+        choice for a record whose request is the same. ``kept`` columns are not in ``columns``.
+        """
+        names = [self.quote_name(c) for c in columns]
+        key = self.quote_name("rec_id")
+        same = self.quote_name(unless_changed)
+        updates = [f"{n} = excluded.{n}" for n in names if n != key]
+        for column in kept:
+            k = self.quote_name(column)
+            updates.append(f"{k} = CASE WHEN r.{same} = excluded.{same} THEN r.{k} END")
+        return (
+            f"INSERT INTO {self.quote_name(table)} AS r ({', '.join(names)}) {select} "
+            f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}"
+        )
+
     def text(self, expression: str) -> str:
         """``expression`` cast to text."""
         return f"CAST({expression} AS TEXT)"
+
+    def key_text_sql(self, expression: str) -> str | None:
+        return f"TRIM({self.text(expression)})"
 
     def raw_text_sql(self, alias: str, columns: Sequence[str]) -> str:
         """SQL for :meth:`~airflow_here_batch.tables.records.RecordMapping.raw_text` over ``alias``'s
@@ -225,7 +314,12 @@ class TableDialect(SourceDialect):
         row is only read back and fingerprinted, never wrongly skipped.
         """
         parts = [f"COALESCE({self.text(f'{alias}.{self.quote(c)}')}, '')" for c in columns]
-        return " || '\x1f' || ".join(parts) if parts else "''"
+        if not parts:
+            return "''"
+        joined: list[str] = []
+        for part in parts:
+            joined += [part, "'\x1f'"]
+        return self.concat(joined[:-1])
 
     # --- temporary tables ---------------------------------------------------------------------------
 
@@ -294,6 +388,16 @@ class TableDialect(SourceDialect):
         """Whether ``exc`` is the database refusing a key that is there already."""
         return False
 
+    def rows_loaded(self, cursor: Any) -> int | None:
+        """Rows the last :meth:`open_copy` load on ``cursor`` wrote, as the database confirms them
+        (``None``: unknown)."""
+        return cursor.rowcount
+
+    def rows_upserted(self, cursor: Any, staged: int) -> int | None:
+        """Rows the upsert just run on ``cursor`` wrote (``staged``: the rows it read), as the database
+        confirms them (``None``: unknown)."""
+        return cursor.rowcount
+
 
 class PostgresTableDialect(TableDialect):
     """PostgreSQL: server-side cursors, ``COPY`` loading (psycopg 3 streaming, psycopg2 ``copy_expert``),
@@ -302,7 +406,13 @@ class PostgresTableDialect(TableDialect):
     names = ("postgresql", "postgres")
     hook_classes = ("PostgresHook",)
     name = "postgresql"
-    types = {"text": "TEXT", "float": "DOUBLE PRECISION", "timestamp": "TIMESTAMP WITH TIME ZONE"}
+    types = {
+        "text": "TEXT",
+        "float": "DOUBLE PRECISION",
+        "timestamp": "TIMESTAMP WITH TIME ZONE",
+        "bool": "BOOLEAN",
+        "int": "BIGINT",
+    }
     copy = True
     temporary_clears_on_commit = True
 
@@ -406,7 +516,7 @@ class SqliteTableDialect(TableDialect):
     names = ("sqlite",)
     hook_classes = ("SqliteHook",)
     name = "sqlite"
-    types = {"text": "TEXT", "float": "REAL", "timestamp": "TEXT"}
+    types = {"text": "TEXT", "float": "REAL", "timestamp": "TEXT", "bool": "INTEGER", "int": "INTEGER"}
 
     def temporary(self, name: str) -> str:
         return f"temp.{name}"
@@ -423,6 +533,315 @@ class SqliteTableDialect(TableDialect):
         return found
 
 
+class MySqlTableDialect(TableDialect):
+    """MySQL and MariaDB (``MySqlHook`` of ``apache-airflow-providers-mysql``): ``ON DUPLICATE KEY UPDATE``,
+    backquoted names (the hook's ``escape_word_format``), ``CONCAT``, ``LOAD DATA LOCAL INFILE`` loading.
+
+    Types: ``rec_id`` is ``VARCHAR(512)`` (an InnoDB key cannot be a whole ``TEXT``; 512 characters is
+    HERE's recId limit and 2,048 bytes in utf8mb4, under InnoDB's 3,072-byte key limit), text columns
+    ``TEXT``, floats ``DOUBLE``, ``geocoded_at`` ``DATETIME(6)`` in UTC (not ``TIMESTAMP``: no session
+    time zone, no 2038 limit). Tables are utf8mb4 with the binary collation ``utf8mb4_bin``: keys that
+    differ only in case or accents are two keys, and a changed letter case is a change (the server's
+    default collation is case-insensitive).
+
+    Loading (the sink's batches, a first load straight into the table): ``LOAD DATA LOCAL INFILE`` of
+    tab-separated text (the same escapes as PostgreSQL's ``COPY``) written to a private folder, the only
+    one the connection may send (``allow_local_infile_in_path`` of mysql-connector-python, chosen with the
+    connection extra ``{"client": "mysql-connector-python"}``). With ``mysqlclient`` (no such
+    restriction: a server could ask for any local file), or a server with ``local_infile`` off, rows go
+    as multi-row ``INSERT`` statements (``executemany``).
+    """
+
+    names = ("mysql", "mariadb")
+    hook_classes = ("MySqlHook",)
+    name = "mysql"
+    types = {
+        "text": "TEXT", "float": "DOUBLE", "timestamp": "DATETIME(6)", "bool": "BOOLEAN", "int": "BIGINT"
+    }
+    copy = True
+    #: ``rec_id`` (and ``request_fingerprint``, indexed) as bounded text; see the class docstring.
+    key_type: ClassVar[str] = "VARCHAR(512)"
+    fingerprint_type: ClassVar[str] = "VARCHAR(64)"
+    table_options: ClassVar[str] = " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+    #: MySQL error numbers that mean ``LOAD DATA LOCAL`` is not allowed (client or server side).
+    no_local_infile: ClassVar[frozenset[int]] = frozenset({1148, 2068, 3948, 3950, 4166})
+
+    def __init__(self, hook: DbApiHook, **kwargs: Any) -> None:
+        super().__init__(hook, **kwargs)
+        #: Whether the connections of :meth:`connect` may ``LOAD DATA LOCAL INFILE`` (found out on first use).
+        self.local_infile = False
+        #: Rows the last :meth:`open_copy` load wrote (:meth:`rows_loaded`).
+        self.last_loaded: int | None = None
+
+    # --- connections ------------------------------------------------------------------------------
+
+    def connect(self) -> Any:
+        """A connection whose cursors are buffered (the pipeline runs a statement while an earlier
+        result is unread) and, with mysql-connector-python, allowed to send files from the private load
+        folder only. Other clients: ``hook.get_conn()``, rows inserted."""
+        hook: Any = self.hook
+        airflow_conn = hook.connection or hook.get_connection(hook.get_conn_id())
+        client = airflow_conn.extra_dejson.get("client", "mysqlclient")
+        builder = getattr(hook, "_get_conn_config_mysql_connector_python", None)
+        if client != "mysql-connector-python" or builder is None:
+            self.local_infile = False
+            return hook.get_conn()
+        import mysql.connector
+
+        config = dict(builder(airflow_conn))
+        config.pop("allow_local_infile", None)
+        config.update(buffered=True, allow_local_infile_in_path=_load_folder(), charset="utf8mb4")
+        self.local_infile = True
+        return mysql.connector.connect(**config)
+
+    def column_types(self, conn: Any, table: str) -> dict[str, str] | None:
+        # information_schema.columns.data_type: 'varchar', 'text', 'double', 'datetime', ...
+        if self.table_columns(conn, table) is None:
+            return None
+        schema, _, name = table.rpartition(".")
+        ph = self.placeholder
+        cursor = conn.cursor()
+        cursor.execute(
+            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {ph} AND "
+            f"table_schema = {ph if schema else 'DATABASE()'}",
+            (name, schema) if schema else (name,),
+        )
+        found = {str(n).lower(): str(t).lower() for n, t in cursor.fetchall()}
+        cursor.close()
+        conn.rollback()
+        return found
+
+    def stream_cursor(self, conn: Any) -> Any:
+        """An unbuffered cursor (rows read as fetched): mysql-connector-python's ``buffered=False``,
+        mysqlclient's ``SSCursor``."""
+        module = type(conn).__module__
+        if module.startswith("mysql.connector"):
+            return conn.cursor(buffered=False)
+        if module.startswith("MySQLdb"):
+            import MySQLdb.cursors
+
+            return conn.cursor(MySQLdb.cursors.SSCursor)
+        return conn.cursor()
+
+    # --- SQL ----------------------------------------------------------------------------------------
+
+    def concat(self, parts: Sequence[str]) -> str:
+        # ``||`` is OR in MySQL's default SQL mode.
+        return f"CONCAT({', '.join(parts)})"
+
+    def text(self, expression: str) -> str:
+        # utf8mb4 with the binary collation: compared byte for byte with the table's columns, whatever
+        # the source column's character set and collation.
+        return f"CONVERT({expression} USING utf8mb4) COLLATE utf8mb4_bin"
+
+    def timestamp(self, value: datetime) -> Any:
+        """UTC, without a zone (``DATETIME``)."""
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def column_sql(self, column: TargetColumn, *, key: bool = True) -> str:
+        if column.name == "rec_id":
+            sql = f"{self.quote_name(column.name)} {self.key_type}"
+            return sql + (" PRIMARY KEY" if key else "")
+        if column.name in ("request_fingerprint", "fingerprint"):
+            return f"{self.quote_name(column.name)} {self.fingerprint_type}"
+        return super().column_sql(column, key=key)
+
+    def create_table_sql(self, table: str, columns: Sequence[TargetColumn]) -> list[str]:
+        """One ``CREATE TABLE IF NOT EXISTS`` with the fingerprint index inside it (MySQL has no ``CREATE
+        INDEX IF NOT EXISTS``)."""
+        body = ", ".join(self.column_sql(c) for c in columns)
+        bare = table.split(".")[-1]
+        index = self.quote_name(f"{bare}_fingerprint_idx"[:63])
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.quote_name(table)} ({body}, "
+            f"INDEX {index} ({self.quote_name('request_fingerprint')})){self.table_options}"
+        ]
+
+    def upsert_sql(self, table: str, columns: Sequence[str], select: str) -> str:
+        """``INSERT INTO table (columns) <select> ON DUPLICATE KEY UPDATE c = VALUES(c), ...`` (``VALUES()``
+        works on MariaDB and MySQL; MySQL 8's row alias does not exist on MariaDB)."""
+        names = [self.quote_name(c) for c in columns]
+        key = self.quote_name("rec_id")
+        updates = ", ".join(f"{n} = VALUES({n})" for n in names if n != key)
+        return (
+            f"INSERT INTO {self.quote_name(table)} ({', '.join(names)}) {select} "
+            f"ON DUPLICATE KEY UPDATE {updates}"
+        )
+
+    def keep_upsert_sql(
+        self, table: str, columns: Sequence[str], select: str, *, kept: Sequence[str], unless_changed: str
+    ) -> str:
+        """:meth:`TableDialect.keep_upsert_sql` with ``ON DUPLICATE KEY UPDATE``: the ``kept`` columns are
+        set first, as MySQL applies the assignments left to right (a later one sees the earlier ones)."""
+        names = [self.quote_name(c) for c in columns]
+        key = self.quote_name("rec_id")
+        target = self.quote_name(table)  # the row's own columns, named with the table (the SELECT has them)
+        same = self.quote_name(unless_changed)
+        updates = [
+            f"{self.quote_name(c)} = CASE WHEN {target}.{same} = VALUES({same}) "
+            f"THEN {target}.{self.quote_name(c)} END"
+            for c in kept
+        ]
+        updates += [f"{n} = VALUES({n})" for n in names if n != key]
+        return (
+            f"INSERT INTO {self.quote_name(table)} ({', '.join(names)}) {select} "
+            f"ON DUPLICATE KEY UPDATE {', '.join(updates)}"
+        )
+
+    def drop_temporary_sql(self, name: str) -> str:
+        # TEMPORARY: never a real table of the same name.
+        return f"DROP TEMPORARY TABLE IF EXISTS {self.temporary(name)}"
+
+    def create_temporary_sql(
+        self, name: str, columns: Sequence[TargetColumn], *, key: bool = True, per_transaction: bool = False
+    ) -> str:
+        return super().create_temporary_sql(name, columns, key=key) + self.table_options
+
+    # --- loading ----------------------------------------------------------------------------------
+
+    def insert_rows(
+        self,
+        conn: Any,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Any],
+        chunk: int,
+        *,
+        text: bool = False,
+    ) -> None:
+        """``LOAD DATA LOCAL INFILE`` of the rows (a key already in ``table`` is replaced: the row carries
+        every column, as the upsert would write it), else multi-row ``INSERT``.
+
+        :param text: the rows are ``COPY`` text lines already (built by the sink).
+        """
+        lines = rows if text else (copy_line(row) for row in rows)
+        cursor = conn.cursor()
+        try:
+            with self.open_copy(cursor, table, columns) as load:
+                _write_blocks(load, lines, 2_000)
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+
+    def load_csv(self, conn: Any, table: str, columns: Sequence[str], lines: Iterator[str]) -> None:
+        rows = csv.reader(lines, delimiter="|")
+        self.insert_rows(conn, table, columns, (copy_line(r) for r in rows), 10_000, text=True)
+
+    @contextlib.contextmanager
+    def open_copy(self, cursor: Any, table: str, columns: Sequence[str]) -> Iterator[Any]:
+        """A stream to ``.write()`` ``COPY`` text into, loaded into ``table`` on ``cursor`` (no commit):
+        ``LOAD DATA LOCAL INFILE ... REPLACE`` reading a named pipe in the private folder while the rows
+        are written (the server loads one block while the caller builds the next, as PostgreSQL's
+        ``COPY``); the statement's error, if any, is raised when the block ends. Without ``LOAD DATA
+        LOCAL`` (refused by the server, another client): multi-row ``INSERT`` statements of the rows
+        (then a key already there fails: :meth:`unique_violation`)."""
+        self.last_loaded = None
+        if self.local_infile and hasattr(os, "mkfifo"):
+            started = self._start_load(cursor, table, columns)
+            if started is not None:
+                stream, finish = started
+                counted = _LineCounter(stream)
+                try:
+                    yield counted
+                except BaseException:
+                    finish(failed=True)
+                    raise
+                finish(failed=False)
+                self.last_loaded = counted.lines
+                return
+        fd, path = tempfile.mkstemp(suffix=".tsv", dir=_load_folder())
+        try:
+            with open(fd, "w", encoding="utf-8", newline="") as stream:
+                counted = _LineCounter(stream)
+                yield counted
+            insert = self.insert_sql(table, columns)
+            with open(path, encoding="utf-8", newline="") as stream:
+                lines = _lines_of(stream)
+                while block := [copy_fields(line) for _, line in zip(range(10_000), lines, strict=False)]:
+                    cursor.executemany(insert, block)
+            self.last_loaded = counted.lines
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def load_data_sql(self, table: str, columns: Sequence[str]) -> str:
+        """``LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE table ... (columns)`` of ``COPY`` text (tab,
+        backslash escapes, ``\\N``: MySQL's defaults, spelt out)."""
+        names = ", ".join(self.quote_name(c) for c in columns)
+        return (
+            f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} CHARACTER SET utf8mb4 "
+            f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names})"
+        )
+
+    def _start_load(self, cursor: Any, table: str, columns: Sequence[str]) -> tuple[Any, Any] | None:
+        """``LOAD DATA`` of a new named pipe, run by a thread on ``cursor``: the pipe's writing end and
+        ``finish(failed=...)`` (closes it, waits for the statement, raises its error), or ``None`` when the
+        server refuses ``LOAD DATA LOCAL`` (then :attr:`local_infile` is off)."""
+        path = os.path.join(_load_folder(), f"{uuid.uuid4().hex}.pipe")
+        os.mkfifo(path, 0o600)
+        outcome: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                cursor.execute(self.load_data_sql(table, columns), (path,))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=load, name="here-batch-load-data", daemon=True)
+        thread.start()
+        try:
+            fd = None
+            while fd is None:  # until the driver opens the pipe, or the statement fails first
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                        raise
+                    thread.join(0.001)
+                    if not thread.is_alive():
+                        break
+        finally:
+            os.unlink(path)
+        if fd is None:
+            thread.join()
+            error = outcome[0] if outcome else RuntimeError("LOAD DATA ended without reading its data")
+            if getattr(error, "errno", None) in self.no_local_infile:
+                self.local_infile = False
+                return None
+            raise error
+        os.set_blocking(fd, True)
+        stream = open(fd, "w", encoding="utf-8", newline="", buffering=1 << 20)  # noqa: SIM115 - finish closes
+
+        def finish(*, failed: bool) -> None:
+            try:
+                stream.close()  # end of data: the server finishes the statement
+            except OSError:
+                if not failed and not outcome:
+                    thread.join()
+                    if not outcome:
+                        raise
+            thread.join()
+            if outcome and not failed:
+                raise outcome[0]
+
+        return stream, finish
+
+    def unique_violation(self, exc: BaseException) -> bool:
+        return getattr(exc, "errno", None) == 1062  # ER_DUP_ENTRY
+
+    def rows_loaded(self, cursor: Any) -> int | None:
+        # MySQL's affected rows count a replaced row twice (deleted, inserted): the lines the statement
+        # took without an error instead.
+        return self.last_loaded
+
+    def rows_upserted(self, cursor: Any, staged: int) -> int | None:
+        # ON DUPLICATE KEY UPDATE's affected rows count an updated row twice and an unchanged one not at
+        # all: the statement succeeded, so every staged row was inserted or updated.
+        return staged
+
+
 def _write_blocks(copy: Any, lines: Iterable[str], size: int) -> None:
     """``lines`` into a ``COPY`` stream, ``size`` lines per write (one wrapper call each)."""
     block: list[str] = []
@@ -435,7 +854,7 @@ def _write_blocks(copy: Any, lines: Iterable[str], size: int) -> None:
 
 
 #: The databases a target table can live in, in lookup order.
-TABLE_DIALECTS: tuple[type[TableDialect], ...] = (PostgresTableDialect, SqliteTableDialect)
+TABLE_DIALECTS: tuple[type[TableDialect], ...] = (PostgresTableDialect, SqliteTableDialect, MySqlTableDialect)
 
 
 def _find(hook: DbApiHook) -> type[TableDialect] | None:
@@ -453,7 +872,8 @@ def _find(hook: DbApiHook) -> type[TableDialect] | None:
 def table_dialect(hook: DbApiHook) -> TableDialect:
     """The dialect of the database holding a target table.
 
-    :raises UnsupportedDialectError: for a database other than PostgreSQL and SQLite, naming it.
+    :raises UnsupportedDialectError: for a database other than PostgreSQL, SQLite and MySQL/MariaDB,
+        naming it (a source query still works on any ``DbApiHook``: :func:`source_dialect`).
     :raises TypeError: when ``hook`` is not a ``DbApiHook``.
     """
     cls = _find(hook)
@@ -462,7 +882,8 @@ def table_dialect(hook: DbApiHook) -> TableDialect:
         supported = ", ".join(c.name for c in TABLE_DIALECTS)
         raise UnsupportedDialectError(
             f"database dialect {name!r} is not supported for the geocoded table: use one of {supported} "
-            "(the table is upserted with INSERT ... ON CONFLICT DO UPDATE)"
+            "(the geocoded table is written with each one's upsert; any common.sql database works as the "
+            "source of the query)"
         )
     return cls(hook)
 
@@ -478,6 +899,8 @@ def copy_value(value: Any) -> str:
     """One value in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes)."""
     if value is None:
         return "\\N"
+    if value is True or value is False:  # what every target reads as a boolean (MySQL: no 't'/'f')
+        return "1" if value else "0"
     text = (
         value
         if value.__class__ is str
@@ -495,3 +918,74 @@ def copy_value(value: Any) -> str:
 def copy_line(row: Sequence[Any]) -> str:
     """One row in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes), with its ``\\n``."""
     return "\t".join([copy_value(v) for v in row]) + "\n"
+
+
+def copy_fields(line: str) -> tuple[str | None, ...]:
+    """One ``COPY`` text line back into its values (``\\N`` -> ``None``, escapes undone): the inverse of
+    :func:`copy_line`, for databases that insert rows."""
+    fields: list[str | None] = []
+    for cell in line.rstrip("\n").split("\t"):
+        if cell == "\\N":
+            fields.append(None)
+        elif "\\" in cell:
+            fields.append(_UNESCAPE_RE.sub(lambda m: _UNESCAPE[m.group(1)], cell))
+        else:
+            fields.append(cell)
+    return tuple(fields)
+
+
+_UNESCAPE = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+_UNESCAPE_RE = re.compile(r"\\(\\|t|n|r)")
+
+
+class _LineCounter:
+    """A text stream's ``write``, counting the ``\\n`` written (one per ``COPY`` text line)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.lines = 0
+
+    def write(self, text: str) -> int:
+        self.lines += text.count("\n")
+        return self.stream.write(text)
+
+
+def _lines_of(stream: Any) -> Iterator[str]:
+    """A text file's lines, only ``\\n`` ending one."""
+    carry = ""
+    while block := stream.read(1 << 20):
+        parts = (carry + block).split("\n")
+        carry = parts.pop()
+        for part in parts:
+            yield part + "\n"
+    if carry:
+        yield carry
+
+
+def _python_key_text(value: Any) -> str:
+    """A key value as text in Python, spelt as PostgreSQL's ``CAST(... AS TEXT)`` would (the rule of the
+    databases whose SQL is not known)."""
+    if value.__class__ is str:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    return str(value)
+
+
+_LOAD_FOLDER: list[str] = []
+
+
+def _load_folder() -> str:
+    """This process's private folder (mode 0700) of files for ``LOAD DATA LOCAL INFILE``, removed at exit:
+    the only folder a MySQL connection of the pipeline may send files from."""
+    if not _LOAD_FOLDER:
+        folder = tempfile.mkdtemp(prefix="here_batch_load_")
+        atexit.register(shutil.rmtree, folder, True)
+        _LOAD_FOLDER.append(folder)
+    return _LOAD_FOLDER[0]

@@ -41,6 +41,7 @@ from airflow_here_batch.api.records import split_record
 __all__ = [
     "FINGERPRINT_LENGTH",
     "FINGERPRINT_VERSION",
+    "QUALITY_COLUMNS",
     "REQUEST_PART",
     "SCOPE_CURRENT",
     "SCOPE_LEGACY",
@@ -552,13 +553,25 @@ class TargetColumn:
     kind: str = "text"
 
 
-def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
+#: The quality verdict's columns (:mod:`airflow_here_batch.api.quality`), after the output columns' ones.
+QUALITY_COLUMNS: tuple[TargetColumn, ...] = (
+    TargetColumn("match_quality"),
+    TargetColumn("accepted", "bool"),
+    TargetColumn("query_score", "float"),
+    TargetColumn("candidates", "int"),
+)
+
+
+def target_columns(output_columns: Sequence[str], *, quality: bool = True) -> list[TargetColumn]:
     """The target table's columns for a job with these output columns, in table order.
 
     ``rec_id`` (primary key), ``status`` (``ok``, ``no_match`` or ``failed``), ``lat``/``lng`` (floats),
     ``match_level`` (HERE's ``resultType``), one text column per other output column (snake_case, e.g.
-    ``addressLabel`` -> ``address_label``), ``error_code``/``error_message`` (from the errors report),
+    ``addressLabel`` -> ``address_label``), the quality verdict (:data:`QUALITY_COLUMNS`:
+    ``match_quality`` text, ``accepted`` boolean, ``query_score`` float, ``candidates`` integer; see
+    :mod:`airflow_here_batch.api.quality`), ``error_code``/``error_message`` (from the errors report),
     ``request_text`` (the raw source values of a column mapping, for the database-side pre-filter),
+    (``quality=False``: no quality columns)
     ``request_fingerprint``, ``job_id``, ``geocoded_at``.
     """
     columns = [
@@ -568,7 +581,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
         TargetColumn("lng", "float"),
         TargetColumn("match_level"),
     ]
-    reserved = {c.name for c in columns} | {
+    reserved = {c.name for c in columns} | {c.name for c in QUALITY_COLUMNS} | {
         "error_code",
         "error_message",
         "request_text",
@@ -586,6 +599,7 @@ def target_columns(output_columns: Sequence[str]) -> list[TargetColumn]:
         reserved.add(column)
         columns.append(TargetColumn(column))
     columns += [
+        *(QUALITY_COLUMNS if quality else ()),
         TargetColumn("error_code"),
         TargetColumn("error_message"),
         TargetColumn("request_text"),
@@ -620,11 +634,14 @@ class ResultLayout:
         self.lat = lowered.get("positionlat")
         self.lng = lowered.get("positionlng")
         self.match_level = lowered.get(_MATCH_LEVEL_COLUMN)
+        self.seq_length = lowered.get("seqlength")
         by_column = {snake_case(name): i for i, name in enumerate(self.header)}
         self.fields = [
             (c.name, by_column.get(c.name))
             for c in columns
-            if c.name not in ("rec_id", "status", "lat", "lng", "match_level") and c.name not in BOOKKEEPING
+            if c.name not in ("rec_id", "status", "lat", "lng", "match_level")
+            and c.name not in BOOKKEEPING
+            and c not in QUALITY_COLUMNS
         ]
         self._field_positions = [i for _, i in self.fields]
         self._needs_row_position = self.lat is None or self.lng is None

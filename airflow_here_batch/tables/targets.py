@@ -18,9 +18,14 @@ float       double precision, real, numeric                 any but TEXT (a coor
 timestamp   timestamp with / without time zone              any (written as ISO 8601 text)
 ==========  ==============================================  ================================================
 
-A missing column the sink adds itself (:func:`added_by_sink`) is not a misfit: ``request_text``
-(bookkeeping added after tables existed) and the column of an output column added since the table was
-made (text, NULL in the rows written before; ``on_output_columns_change="resend"`` fills it).
+MySQL/MariaDB (``information_schema.columns.data_type``): text fits ``varchar``, ``char``, ``text`` (tiny,
+medium, long); float ``double``, ``float``, ``decimal``; timestamp ``datetime``, ``timestamp``; bool
+``tinyint`` (``BOOLEAN``); int the integer types and ``decimal``.
+
+A missing column the sink adds itself (:func:`added_by_sink`) is not a misfit: ``request_text`` and the
+quality columns (``match_quality``, ``accepted``, ``query_score``, ``candidates``: columns added after
+tables existed), and the column of an output column added since the table was made (text, NULL in the
+rows written before; ``on_output_columns_change="resend"`` fills it).
 """
 
 from __future__ import annotations
@@ -50,8 +55,8 @@ class TargetTableError(ValueError):
     them."""
 
 
-#: Bookkeeping columns the sink adds itself to an existing table that lacks them.
-ADDED_BY_SINK = frozenset({"request_text"})
+#: Columns the sink adds itself to an existing table that lacks them (added after tables existed).
+ADDED_BY_SINK = frozenset({"request_text", "match_quality", "accepted", "query_score", "candidates"})
 
 
 def added_by_sink(columns: Sequence[TargetColumn]) -> list[TargetColumn]:
@@ -78,23 +83,42 @@ def _sqlite_affinity(declared: str) -> str:
     return "numeric"
 
 
+_MYSQL: Mapping[str, frozenset[str]] = {
+    "text": frozenset({"varchar", "char", "text", "tinytext", "mediumtext", "longtext"}),
+    "float": frozenset({"double", "float", "decimal"}),
+    "timestamp": frozenset({"datetime", "timestamp"}),
+    "bool": frozenset({"tinyint", "boolean", "bit"}),  # BOOLEAN is TINYINT(1) in the catalogue
+    "int": frozenset({"bigint", "int", "integer", "mediumint", "smallint", "tinyint", "decimal"}),
+}
+
 _POSTGRES: Mapping[str, frozenset[str]] = {
     "text": frozenset({"text", "character varying", "character", "citext"}),
     "float": frozenset({"double precision", "real", "numeric"}),
     "timestamp": frozenset({"timestamp with time zone", "timestamp without time zone"}),
+    "bool": frozenset({"boolean"}),
+    "int": frozenset({"bigint", "integer", "smallint", "numeric"}),
 }
 
 #: Database -> (column kind, declared type) -> fits. A database whose catalogue gives no types ("")
 #: is checked for names only.
 _FITS: Mapping[str, Callable[[str, str], bool]] = {
     "postgresql": lambda kind, declared: declared in _POSTGRES.get(kind, frozenset({declared})),
+    "mysql": lambda kind, declared: declared in _MYSQL.get(kind, frozenset({declared})),
     "sqlite": lambda kind, declared: {
         "text": _sqlite_affinity(declared) in ("text", "blob"),
         "float": _sqlite_affinity(declared) != "text",
+        "bool": _sqlite_affinity(declared) != "text",
+        "int": _sqlite_affinity(declared) != "text",
     }.get(kind, True),
 }
 
-_SHOWN = {"text": "TEXT", "float": "DOUBLE PRECISION (REAL on SQLite)", "timestamp": "TIMESTAMP"}
+_SHOWN = {
+    "text": "TEXT",
+    "float": "DOUBLE PRECISION (REAL on SQLite)",
+    "timestamp": "TIMESTAMP",
+    "bool": "BOOLEAN (INTEGER on SQLite)",
+    "int": "BIGINT (INTEGER on SQLite)",
+}
 
 
 def column_fits(dialect_name: str, kind: str, declared: str) -> bool:
@@ -137,7 +161,7 @@ def check_target_table(
     """
     dialect = table_dialect(hook)
     own = conn is None
-    conn = dialect.hook.get_conn() if own else conn
+    conn = dialect.connect() if own else conn
     try:
         existing = dialect.column_types(conn, table)
     finally:

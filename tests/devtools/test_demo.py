@@ -23,6 +23,7 @@ from devtools.demo import (
     readable,
     state_line,
     summary_lines,
+    verdict_line,
 )
 from devtools.local_airflow import alive
 from tests.devtools.test_local_airflow import orphan_sleeper
@@ -110,6 +111,26 @@ def test_summary_lines_of_both_runs() -> None:
     assert not ok and lines[-1] == "  expected the second run to send exactly 3 records"
     lines, ok = summary_lines({"first": first, "second": None})
     assert not ok and "  second run: no summary" in lines
+
+
+def test_summary_lines_give_the_counts_by_verdict() -> None:
+    first = {
+        "records_sent": 322,
+        "records_total": 322,
+        "records_reused": 0,
+        "records_failed": 4,
+        "records_written": 322,
+        "job_ids": ["J1"],
+        "records_accepted": 286,
+        "records_review": 36,
+        "verdicts": {"exact": 280, "interpolated": 12, "street": 10, "area": 13, "ambiguous": 3,
+                     "no_match": 0, "failed": 4},
+    }
+    lines, _ = summary_lines({"first": first, "second": None})
+    assert lines[2] == verdict_line(first) == (
+        "             by verdict: exact=280 interpolated=12 street=10 area=13 ambiguous=3 failed=4; "
+        "accepted 286, review table 36 rows"
+    )
 
 
 def test_api_key_found_in_airflow_logs_only(tmp_path: Path) -> None:

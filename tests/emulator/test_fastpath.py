@@ -88,6 +88,8 @@ def odd_queries() -> list[dict[str, str]]:
         (" ", None),  # streets and districts with spaces need quotes: no template for them
         ("a", None),  # a letter can occur in any value: no template at all
         ("{", ["title", "addressHouseNumber"]),
+        # the quality verdict's columns (scoring is in lean items)
+        ("|", ["positionLat", "resultType", "houseNumberType", "localityType", "scoring", "addressCity"]),
     ],
 )
 def test_fast_path_matches_normal_path(delimiter: str, columns: list[str] | None) -> None:

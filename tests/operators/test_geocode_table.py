@@ -11,6 +11,7 @@ from typing import Any
 import pendulum
 import pytest
 
+from airflow_here_batch.api.quality import AcceptancePolicy, Verdict
 from tests.airflow.support import RunDag
 from tests.operators.test_arguments import SAMPLES as SUBMIT_SAMPLES
 from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
@@ -197,6 +198,10 @@ SAMPLES: dict[str, Any] = {
     "poll_interval": 4.5,
     "retries": 5,
     "retry_delay": timedelta(seconds=9),
+    "policy": AcceptancePolicy(accepted=frozenset({Verdict.EXACT}), min_scores={"queryScore": 0.9}),
+    "review_table": "geo_to_check",
+    "min_accepted_share": 0.75,
+    "on_low_match_rate": "warn",
 }
 BASE = {"conn_id": "db", "source": "t", "key_column": "id", "columns": {"q": "a"}, "target_table": "geo"}
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_here_batch.api.quality import QUALITY_OUTPUT_COLUMNS
 from tests.airflow.dags.split_dags import NO_IDS
 from tests.airflow.support import RunDag
 
@@ -87,6 +88,7 @@ def test_user_recids_kept_and_the_concurrency_limit_holds(run_dag: RunDag, split
     result = run_dag("test_split_user_ids")
     summary = result.xcom("geo.merge")
     merged = rows(summary["results"])
+    # The named columns, then the ones the quality verdict reads (asked for automatically).
     assert list(merged[0]) == [
         "recId",
         "seqNumber",
@@ -94,6 +96,7 @@ def test_user_recids_kept_and_the_concurrency_limit_holds(run_dag: RunDag, split
         "positionLat",
         "positionLng",
         "addressLabel",
+        *(c for c in QUALITY_OUTPUT_COLUMNS if c not in ("positionLat", "positionLng")),
     ]
     assert [r["recId"] for r in merged] == [f"cust-{n:03d}" for n in range(1, 11)]
     runs = mapped(result, "geo.run")

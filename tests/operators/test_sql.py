@@ -1,5 +1,5 @@
-"""The SQL source and sink operators against real SQLite and PostgreSQL databases: bad rows refused
-before anything is written, streaming, the sink's upsert and its table checks."""
+"""The SQL source and sink operators against real SQLite, PostgreSQL and MariaDB/MySQL databases: bad rows
+refused before anything is written, streaming, the sink's upsert and its table checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+from tests.tables.databases import Database, any_db, mysql_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
 OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
 
@@ -143,6 +143,20 @@ def test_the_sink_upserts_results_and_errors_and_a_rerun_leaves_one_row_per_key(
             "records_would_resend": {},
             "estimated_cost": None,
             "dry_run": False,
+            # The verdicts (the file has no scores: nothing is accepted without a queryScore; record 1's
+            # two candidates, 13 km apart, unscored, are ambiguous).
+            "records_accepted": 0,
+            "records_review": 4,
+            "verdicts": {
+                "exact": 0,
+                "interpolated": 0,
+                "street": 1,
+                "area": 0,
+                "ambiguous": 1,
+                "no_match": 1,
+                "failed": 1,
+            },
+            "review_table": "geo_review",
         }
     rows = any_db.query(
         "SELECT rec_id, status, lat, lng, match_level, address_label, error_code, error_message, "
@@ -161,7 +175,7 @@ def test_an_existing_table_without_the_columns_is_refused(any_db: Database, tmp_
     from airflow_here_batch.operators.sql import BatchResultsToSqlOperator
     from airflow_here_batch.version_compat import AirflowException
 
-    any_db.execute("CREATE TABLE geo (rec_id TEXT PRIMARY KEY, status TEXT)")
+    any_db.execute("CREATE TABLE geo (rec_id VARCHAR(64) PRIMARY KEY, status TEXT)")
     sink = BatchResultsToSqlOperator(task_id="write", conn_id=any_db.conn_id, table="geo", output_columns=OUT)
     with pytest.raises(AirflowException, match=r"lacks the columns \['lat', 'lng'"):
         sink.execute({"run_id": "r1"})
@@ -185,16 +199,28 @@ def test_a_table_whose_columns_no_longer_fit_is_refused_before_the_extract_write
     from airflow_here_batch.tables.records import target_columns
     from airflow_here_batch.version_compat import AirflowException
 
-    types = {"float": "DOUBLE PRECISION", "text": "TEXT", "timestamp": "TIMESTAMP WITH TIME ZONE"}
+    types = {
+        "float": "DOUBLE PRECISION",
+        "text": "TEXT",
+        "timestamp": "TIMESTAMP WITH TIME ZONE",
+        "bool": "BOOLEAN",
+        "int": "BIGINT",
+    }
+    shown = declared
     if any_db.dialect == "sqlite":
-        types = {"float": "REAL", "text": "TEXT", "timestamp": "TEXT"}
+        types = {"float": "REAL", "text": "TEXT", "timestamp": "TEXT", "bool": "INTEGER", "int": "INTEGER"}
+    elif any_db.dialect == "mysql":  # its catalogue names INTEGER int, NUMERIC decimal
+        types = {
+            "float": "DOUBLE", "text": "TEXT", "timestamp": "DATETIME(6)", "bool": "BOOLEAN", "int": "BIGINT"
+        }
+        shown = {"INTEGER": "INT", "NUMERIC": "DECIMAL"}.get(declared, declared)
     body = ", ".join(
         f"{c.name} {declared if c.name == column else types[c.kind]}" for c in target_columns(OUT)
     )
     any_db.execute(f"CREATE TABLE geo ({body})")
     _seed(any_db, [(1, "a", "x")])
     out = tmp_path / "out"
-    with pytest.raises(AirflowException, match=f"has column '{column}' of type {declared}"):
+    with pytest.raises(AirflowException, match=f"has column '{column}' of type {shown}"):
         _extract(any_db, out, target_table="geo").execute({"run_id": "r1"})
     assert not out.exists() or list(out.iterdir()) == []
     sink = BatchResultsToSqlOperator(task_id="w", conn_id=any_db.conn_id, table="geo", output_columns=OUT)
@@ -313,7 +339,11 @@ def test_max_age_and_resend_failed_choose_what_is_sent_again(any_db: Database, t
     assert sent() == 0  # unchanged, and the failed record would fail again
     assert sent(resend_failed=True) == 1
     assert sent(full_refresh="true") == 3
-    old = "2000-01-01T00:00:00+00:00"
+    old: Any = "2000-01-01T00:00:00+00:00"
+    if any_db.dialect == "mysql":  # DATETIME in UTC, no zone
+        from datetime import datetime
+
+        old = datetime(2000, 1, 1)
     any_db.execute(f"UPDATE geo SET geocoded_at = {any_db.ph} WHERE rec_id = '3'", (old,))
     assert sent(max_age=timedelta(days=30)) == 1
     assert sent() == 0
@@ -409,6 +439,40 @@ def test_a_key_in_two_results_files_is_upserted_once(any_db: Database, tmp_path:
         ("5", 5.0, "JOB-1"),
         ("6", 6.0, "JOB-2"),
     ]
+
+
+def test_an_unsupported_target_is_refused_before_anything_is_uploaded(
+    sqlite_db: Database,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The source may be any DbApiHook; a target table on a database the sink cannot write (here SQL
+    Server) fails the extract, before the query is read and any HERE job exists (incremental or not)."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_here_batch.tables import extract as extract_module
+    from airflow_here_batch.tables.dialect import UnsupportedDialectError
+
+    class SqlServerHook(DbApiHook):
+        conn_name_attr = "mssql_conn_id"
+        default_conn_name = "here_t_mssql_target"
+
+    monkeypatch.setenv("AIRFLOW_CONN_HERE_T_MSSQL_TARGET", "mssql://user:pw@db.example:1433/geo")
+    real = extract_module.get_db_hook
+    monkeypatch.setattr(
+        extract_module,
+        "get_db_hook",
+        lambda conn_id: SqlServerHook() if conn_id == "here_t_mssql_target" else real(conn_id),
+    )
+    _seed(sqlite_db, [(1, "a", "x")])
+    out = tmp_path / "out"
+    for incremental in (False, True):
+        op = _extract(
+            sqlite_db, out, incremental=incremental, target_table="geo", target_conn_id="here_t_mssql_target"
+        )
+        with pytest.raises(UnsupportedDialectError, match="'mssql' is not supported for the geocoded table"):
+            op.execute({"run_id": "r1"})
+    assert not out.exists()
 
 
 def test_skipped_rows_go_where_every_tasks_rejects_go(sqlite_db: Database, tmp_path: Path) -> None:  # noqa: F811

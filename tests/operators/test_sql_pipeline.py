@@ -1,6 +1,6 @@
 """The nightly table pipeline end to end inside real Airflow (``dag.test()``), against the emulator and
-real databases (SQLite and PostgreSQL): first run, incremental run, nothing-changed run, a failure in
-the middle of the write and its rerun."""
+real databases (SQLite, PostgreSQL and MariaDB/MySQL): first run, incremental run, nothing-changed run, a
+failure in the middle of the write and its rerun."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from airflow_here_batch.tables.connections import get_db_hook
 from airflow_here_batch.tables.dialect import table_dialect
 from airflow_here_batch.tables.records import target_columns
 from tests.airflow.support import RunDag
-from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+from tests.tables.databases import Database, any_db, mysql_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
 DAG_ID = "here_batch_nightly_geocode"
 SAMPLE_ROWS = 322
@@ -74,8 +74,9 @@ def test_first_run_writes_every_row_then_only_changed_rows_are_sent(
     assert all(r[5] and r[2] is None for r in failed)
 
     changed = ["A0002", "A0100", "A0200"]
+    nord = nightly.concat("address", "' Nord'")
     nightly.execute(
-        f"UPDATE addresses SET address = address || ' Nord' WHERE id IN ({', '.join([nightly.ph] * 3)})",
+        f"UPDATE addresses SET address = {nord} WHERE id IN ({', '.join([nightly.ph] * 3)})",
         tuple(changed),
     )
     second = run_dag(DAG_ID, logical_date=_at("2025-07-02"))
@@ -177,7 +178,8 @@ def _poison(db: Database, rec_id: str) -> None:
     """A real fault inside the database while the sink writes the batch holding ``rec_id``.
 
     PostgreSQL: the server terminates the writing session (the database goes away mid-transaction).
-    SQLite: the statement aborts with an I/O-like error.
+    SQLite: the statement aborts with an I/O-like error. MariaDB/MySQL: the trigger raises an error
+    (SIGNAL), which aborts the statement.
     """
     dialect = table_dialect(get_db_hook(db.conn_id))
     for statement in dialect.create_table_sql("addresses_geocoded", target_columns(OUTPUT_COLUMNS)):
@@ -186,6 +188,12 @@ def _poison(db: Database, rec_id: str) -> None:
         db.execute(
             "CREATE TRIGGER poison BEFORE INSERT ON addresses_geocoded "
             f"WHEN NEW.rec_id = '{rec_id}' BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END"
+        )
+    elif db.dialect == "mysql":
+        db.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON addresses_geocoded FOR EACH ROW "
+            f"BEGIN IF NEW.rec_id = '{rec_id}' THEN "
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk I/O error (injected)'; END IF; END"
         )
     else:
         db.execute(
@@ -200,7 +208,7 @@ def _poison(db: Database, rec_id: str) -> None:
 
 def _cure(db: Database) -> None:
     db.execute(
-        "DROP TRIGGER poison" if db.dialect == "sqlite" else "DROP TRIGGER poison ON addresses_geocoded"
+        "DROP TRIGGER poison ON addresses_geocoded" if db.dialect == "postgresql" else "DROP TRIGGER poison"
     )
 
 
@@ -228,3 +236,43 @@ def test_a_run_failed_mid_write_leaves_whole_batches_and_its_rerun_completes(
     assert summary["records_reused"] == len(written)
     rows = nightly.query("SELECT rec_id FROM addresses_geocoded")
     assert len(rows) == SAMPLE_ROWS == len({r[0] for r in rows})
+
+
+def test_an_unchanged_char_keyed_table_is_not_sent_again(
+    run_dag: RunDag, nightly: Database, emu: Any
+) -> None:
+    """Issue 19 §1: a ``CHAR(8)`` key, 30 rows, run twice with nothing changed: the second run sent 30 of
+    30 and created a new HERE job (the pre-filter compared the database's unpadded text with the padded
+    text Python had stored). Now 0, no job; the recIds sent and stored are unpadded."""
+    import csv
+
+    from airflow_here_batch.example_dags.here_batch_nightly_geocode import SAMPLE
+
+    with SAMPLE.open(encoding="utf-8", newline="") as fh:
+        rows = [(r["recId"], r["q"], r["in"]) for r in csv.DictReader(fh, delimiter="|")][:30]
+    nightly.execute("CREATE TABLE addresses (id CHAR(8) PRIMARY KEY, address TEXT, country_filter TEXT)")
+    conn = nightly.connect()
+    cursor = conn.cursor()
+    cursor.executemany(f"INSERT INTO addresses VALUES ({nightly.ph}, {nightly.ph}, {nightly.ph})", rows)
+    conn.commit()
+    conn.close()
+    keys = sorted(r[0] for r in rows)
+    assert all(len(k) < 8 for k in keys)  # so PostgreSQL pads them
+
+    first = run_dag(DAG_ID, logical_date=_at("2025-10-01"))
+    assert set(first.task_states.values()) == {"success"}, first.describe()
+    # (A0024, the sample's first empty address, is among them: skipped, not sent, stored all the same)
+    assert (_summary(first)["records_sent"], _summary(first)["records_skipped"]) == (29, 1)
+    stored = sorted(r[0] for r in nightly.query("SELECT rec_id FROM addresses_geocoded"))
+    assert stored == keys
+    merged = first.xcom("geocode.merge")["results"].removeprefix("file://")
+    with open(merged, encoding="utf-8") as fh:
+        sent = {line.split("|")[0] for line in list(fh)[1:]}
+    assert sent <= set(keys) and sent, "recIds sent to HERE are unpadded"
+
+    second = run_dag(DAG_ID, logical_date=_at("2025-10-02"))
+    summary = _summary(second)
+    assert (summary["records_total"], summary["records_sent"], summary["records_reused"]) == (30, 0, 30)
+    assert second.task_states["geocode.run"] == "skipped", second.describe()
+    tags = [str(j.get("tag") or "") for j in emu.admin.jobs()]
+    assert not [t for t in tags if t.startswith("nightly-geocode-2025-10-02")], "no new HERE job"

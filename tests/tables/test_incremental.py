@@ -94,7 +94,11 @@ def test_one_reuse_rule_a_null_proves_nothing(
         any_db.execute(f"INSERT INTO addr VALUES ({any_db.ph}, {any_db.ph})", (i, f"Street {i}"))
     _write(any_db, _run(any_db, tmp_path, incremental=False), tmp_path)
     ph = any_db.ph
-    recent = datetime.now(timezone.utc).isoformat()
+    from airflow_here_batch.tables.connections import get_db_hook
+    from airflow_here_batch.tables.dialect import table_dialect
+
+    # the sink's own spelling of a timestamp for this database (MySQL's DATETIME takes no zone)
+    recent = table_dialect(get_db_hook(any_db.conn_id)).timestamp(datetime.now(timezone.utc))
     any_db.execute(f"UPDATE geo SET geocoded_at = {ph}", (recent,))
     any_db.execute("UPDATE geo SET status = NULL WHERE rec_id = '2'")
     any_db.execute("UPDATE geo SET geocoded_at = NULL WHERE rec_id = '3'")

@@ -226,6 +226,10 @@ def test_target_columns_are_typed_and_named_after_the_output_columns() -> None:
         "match_level",
         "address_label",
         "address_country_code",
+        "match_quality",
+        "accepted",
+        "query_score",
+        "candidates",
         "error_code",
         "error_message",
         "request_text",
@@ -235,6 +239,7 @@ def test_target_columns_are_typed_and_named_after_the_output_columns() -> None:
     ]
     kinds = {c.name: c.kind for c in columns}
     assert kinds["lat"] == kinds["lng"] == "float" and kinds["geocoded_at"] == "timestamp"
+    assert (kinds["accepted"], kinds["query_score"], kinds["candidates"]) == ("bool", "float", "int")
 
 
 def test_result_rows_keep_the_best_match_and_type_the_position() -> None:

