@@ -51,7 +51,7 @@ def _table_exists(db: Database, table: str = "addresses_geocoded") -> bool:
 def test_a_dry_run_of_the_first_night_counts_every_record_and_creates_no_job(
     run_dag: RunDag, nightly: Database, emu: Any
 ) -> None:
-    result = run_dag(DAG_ID, logical_date=_at("2025-10-01"), run_conf={"dry_run": True})
+    result = run_dag(DAG_ID, logical_date=_at("2025-11-01"), run_conf={"dry_run": True})
     states = result.task_states
     assert states["geocode.extract"] == states["geocode.plan"] == "success", result.describe()
     assert states["geocode.write"] == "skipped"  # no asset event for a table that did not change
@@ -80,7 +80,7 @@ def test_a_dry_run_of_the_first_night_counts_every_record_and_creates_no_job(
     assert _job_creations(emu) == []
     assert not _table_exists(nightly), "a dry run writes nothing to the target table"
 
-    real = run_dag(DAG_ID, logical_date=_at("2025-10-02"))
+    real = run_dag(DAG_ID, logical_date=_at("2025-11-02"))
     assert set(real.task_states.values()) == {"success"}, real.describe()
     assert real.xcom("geocode.extract")["records_sent"] == SENT  # exactly what the dry run said
     assert len(_job_creations(emu)) == 1
@@ -90,7 +90,7 @@ def test_a_bound_below_the_count_fails_before_any_upload_with_the_breakdown(
     run_dag: RunDag, nightly: Database, emu: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     result = run_dag(
-        DAG_ID, logical_date=_at("2025-10-05"), run_conf={"max_records_to_send": 100}, expect="failed"
+        DAG_ID, logical_date=_at("2025-11-05"), run_conf={"max_records_to_send": 100}, expect="failed"
     )
     assert result.task_states["geocode.extract"] == "failed", result.describe()
     assert result.task_states["geocode.plan"] in ("upstream_failed", "skipped")
@@ -101,7 +101,7 @@ def test_a_bound_below_the_count_fails_before_any_upload_with_the_breakdown(
     assert '"max_records_to_send": 318' in text  # how to go on: the param, with the count
     assert "fix the source" in text
 
-    allowed = run_dag(DAG_ID, logical_date=_at("2025-10-06"), run_conf={"max_records_to_send": SENT})
+    allowed = run_dag(DAG_ID, logical_date=_at("2025-11-06"), run_conf={"max_records_to_send": SENT})
     assert set(allowed.task_states.values()) == {"success"}, allowed.describe()
 
 
@@ -110,17 +110,17 @@ def test_the_deployment_bound_applies_and_a_param_raises_it_for_one_run(
 ) -> None:
     """``[here_batch] max_records_to_send`` (env) bounds every task; the DAG param raises it for a run."""
     monkeypatch.setenv("AIRFLOW__HERE_BATCH__MAX_RECORDS_TO_SEND", "50")
-    refused = run_dag(DAG_ID, logical_date=_at("2025-10-07"), expect="failed")
+    refused = run_dag(DAG_ID, logical_date=_at("2025-11-07"), expect="failed")
     assert refused.task_states["geocode.extract"] == "failed", refused.describe()
     assert _job_creations(emu) == []
-    passed = run_dag(DAG_ID, logical_date=_at("2025-10-08"), run_conf={"max_records_to_send": 1000})
+    passed = run_dag(DAG_ID, logical_date=_at("2025-11-08"), run_conf={"max_records_to_send": 1000})
     assert set(passed.task_states.values()) == {"success"}, passed.describe()
 
 
 def test_empty_addresses_cost_nothing_and_are_in_the_table_and_the_summary(
     run_dag: RunDag, nightly: Database, emu: Any
 ) -> None:
-    first = run_dag(DAG_ID, logical_date=_at("2025-10-10"))
+    first = run_dag(DAG_ID, logical_date=_at("2025-11-10"))
     assert set(first.task_states.values()) == {"success"}, first.describe()
     (part,) = [v for (t, _, k), v in first.xcoms.items() if t == "geocode.run" and k == "return_value"]
     assert part["records"]["total"] == SENT  # HERE never saw the empty ones
@@ -141,7 +141,7 @@ def test_empty_addresses_cost_nothing_and_are_in_the_table_and_the_summary(
         f"UPDATE addresses SET address = {nightly.ph} WHERE id = {nightly.ph}",
         ("Invalidenstr. 116, Berlin", "A0024"),
     )
-    second = run_dag(DAG_ID, logical_date=_at("2025-10-11"))
+    second = run_dag(DAG_ID, logical_date=_at("2025-11-11"))
     summary = second.xcom("geocode.summary")
     assert summary["records_sent_by_reason"] == {"changed": 1}
     assert summary["records_skipped_by_reason"] == {"empty_query": 1}
@@ -158,13 +158,13 @@ def test_an_added_output_column_resends_nothing_unless_asked(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    first = run_dag(DAG_ID, logical_date=_at("2025-10-20"))
+    first = run_dag(DAG_ID, logical_date=_at("2025-11-20"))
     assert set(first.task_states.values()) == {"success"}, first.describe()
     outputs = "positionLat,positionLng,addressLabel,addressCountryCode,resultType,scoringQueryScore"
     monkeypatch.setenv("HERE_BATCH_OUTPUT_COLUMNS", outputs)  # the DAG file is parsed again per run
     capfd.readouterr()
 
-    kept = run_dag(DAG_ID, logical_date=_at("2025-10-21"))
+    kept = run_dag(DAG_ID, logical_date=_at("2025-11-21"))
     assert set(kept.task_states.values()) <= {"success", "skipped"}, kept.describe()
     extracted = kept.xcom("geocode.extract")
     assert extracted["records_sent"] == 0
@@ -173,7 +173,7 @@ def test_an_added_output_column_resends_nothing_unless_asked(
     assert len(_job_creations(emu)) == 1  # the first night's only
 
     resent = run_dag(
-        DAG_ID, logical_date=_at("2025-10-22"), run_conf={"on_output_columns_change": "resend"}
+        DAG_ID, logical_date=_at("2025-11-22"), run_conf={"on_output_columns_change": "resend"}
     )
     assert set(resent.task_states.values()) == {"success"}, resent.describe()
     extracted = resent.xcom("geocode.extract")
@@ -182,6 +182,6 @@ def test_an_added_output_column_resends_nothing_unless_asked(
     assert extracted["records_skipped"] == len(EMPTY)
     scores = nightly.query("SELECT COUNT(*) FROM addresses_geocoded WHERE scoring_query_score IS NOT NULL")
     assert scores[0][0] > 0
-    after = run_dag(DAG_ID, logical_date=_at("2025-10-23"))
+    after = run_dag(DAG_ID, logical_date=_at("2025-11-23"))
     extracted = after.xcom("geocode.extract")
     assert (extracted["records_sent"], extracted["records_would_resend"]) == (0, {})
