@@ -31,7 +31,7 @@ FIGURES: dict[str, str] = {
     "P9": "benchmarks.p9_sink",
     "P9-MYSQL": "benchmarks.p9_mysql",
     "P10": "benchmarks.p10_quality",
-    "P11": "benchmarks.p11_dry_run",
+    "P12": "benchmarks.p12_dry_run",
 }
 COLUMNS = ("id", "what", "measured", "baseline", "ratio", "target", "pass/miss")
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ROW_IDS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P1-peer", "P8", "P9", "P9-mysql", "P10", "P11")
+ROW_IDS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P1-peer", "P8", "P9", "P9-mysql", "P10", "P12")
 
 
 def test_benchmarks_quick() -> None:

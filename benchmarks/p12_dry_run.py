@@ -1,4 +1,4 @@
-"""P11: what a dry run costs over a 1,000,000-record input, against the validation pass alone.
+"""P12: what a dry run costs over a 1,000,000-record input, against the validation pass alone.
 
 One child process (the code under test never runs in the runner's process), CPU time of the process
 (the machine is shared), best of 3 each, the two sides interleaved, on the same file in the same run:
@@ -85,12 +85,12 @@ def run(quick: bool) -> list[Row]:
             "repeat": 1 if quick else 3,
         }
         env = child_env(airflow_home=work / "airflow")
-        result = run_child("benchmarks.p11_dry_run", payload, env, timeout=3600, log=work / "child.log")
-    print(f"# P11 {json.dumps(result)}", file=sys.stderr, flush=True)
+        result = run_child("benchmarks.p12_dry_run", payload, env, timeout=3600, log=work / "child.log")
+    print(f"# P12 {json.dumps(result)}", file=sys.stderr, flush=True)
     ratio = result["measured"] / result["base"]
     return [
         Row(
-            "P11",
+            "P12",
             f"dry run of a split, {records:,} records ({size / 1e6:.0f} MB): validate, plan "
             f"{result['parts']} parts, bound, estimate (CPU)",
             f"{result['measured']:.2f} s",
