@@ -20,6 +20,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+# GS7's scoring.fieldScore fields (shared doc §17), flattened to scoringFieldScoreCity, ... (§9's rule)
+from airflow_here_batch.api.quality import FIELD_SCORES
 from airflow_here_batch.api.records import format_record
 
 __all__ = ["CsvFormatter", "JsonlFormatter", "default_columns"]
@@ -61,24 +63,6 @@ _DEFAULTS = {
     "lookup": ("displayCoordinateLat", "displayCoordinateLng", *_ADDRESS_LEAVES),
 }
 
-# GS7's scoring.fieldScore fields (shared doc §17): flattened to scoringFieldScoreCity, ... (§9's rule).
-_FIELD_SCORES = (
-    "country",
-    "state",
-    "county",
-    "city",
-    "district",
-    "subdistrict",
-    "streets",
-    "block",
-    "subblock",
-    "houseNumber",
-    "postalCode",
-    "building",
-    "unit",
-    "placeName",
-    "ontologyName",
-)
 
 # Column name -> how to get its value from an item. Keys are canonical camelCase names.
 _COORD_OBJECTS = {"position": "position", "displayCoordinate": "position", "access": "access"}
@@ -101,13 +85,13 @@ _LEAVES: dict[str, tuple[str, ...]] = {
     "localityType": ("localityType",),
     "administrativeAreaType": ("administrativeAreaType",),
     "scoringQueryScore": ("scoring", "queryScore"),
-    **{f"scoringFieldScore{f[0].upper()}{f[1:]}": ("scoring", "fieldScore", f) for f in _FIELD_SCORES},
+    **{column: ("scoring", "fieldScore", field) for field, column in FIELD_SCORES},
     **{leaf: ("address", key) for leaf, key in zip(_ADDRESS_LEAVES, _ADDRESS_KEYS, strict=True)},
 }
 _EXPAND = {
     "address": _ADDRESS_LEAVES,
     "mapView": ("mapViewWest", "mapViewSouth", "mapViewEast", "mapViewNorth"),
-    "scoring": ("scoringQueryScore", *(f"scoringFieldScore{f[0].upper()}{f[1:]}" for f in _FIELD_SCORES)),
+    "scoring": ("scoringQueryScore", *(column for _, column in FIELD_SCORES)),
 }
 _SCORING = {"scoring", *(c for c in _LEAVES if c.startswith("scoring"))}
 _SERVICE_EXCLUDES = {
