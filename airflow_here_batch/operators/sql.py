@@ -587,7 +587,12 @@ class BatchResultsToSqlOperator(BaseOperator):
                 context["outlet_events"][outlet].extra.update({k: summary[k] for k in keys})
 
     def _jobs(self) -> list[tuple[str | None, Any, Any]]:
-        """``(job id, results location, errors location)`` per job: one, or one per item of lists."""
+        """``(job id, results location, errors location)`` per job: one, or one per item of lists. A
+        location rendered from an absent one (``""``, ``"None"``: a job with no errors report) is ``None``."""
+        jobs = self._located()
+        return [(j, _no_location(r), _no_location(e)) for j, r, e in jobs]
+
+    def _located(self) -> list[tuple[str | None, Any, Any]]:
         if not isinstance(self.results, (list, tuple)):
             return [(self.job_id or None, self.results, self.errors)]
         count = len(self.results)
@@ -601,3 +606,11 @@ class BatchResultsToSqlOperator(BaseOperator):
                 "per job, in the same order"
             )
         return [(j or None, r, e) for j, r, e in zip(jobs, self.results, errors, strict=True)]
+
+
+def _no_location(value: Any) -> Any:
+    """``None`` for a location that names no file: ``None``, ``""`` or ``"None"`` (a template over an
+    absent XCom value, e.g. the errors report of a job that had none)."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return None
+    return value
