@@ -272,13 +272,7 @@ class TableDialect(SourceDialect):
         constraint (its documented parsing ambiguity), ``WHERE true`` avoids it. A record written again
         (a rerun, a changed address) replaces its row: one row per ``rec_id``, never a duplicate.
         """
-        names = [self.quote_name(c) for c in columns]
-        key = self.quote_name("rec_id")
-        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
-        return (
-            f"INSERT INTO {self.quote_name(table)} ({', '.join(names)}) {select} "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
-        )
+        return self._upsert(table, columns, select, (), "")
 
     def keep_upsert_sql(
         self, table: str, columns: Sequence[str], select: str, *, kept: Sequence[str], unless_changed: str
@@ -287,15 +281,22 @@ class TableDialect(SourceDialect):
         ``unless_changed`` column is unchanged (else sets them NULL): the review list keeps a person's
         choice for a record whose request is the same. ``kept`` columns are not in ``columns``.
         """
+        return self._upsert(table, columns, select, kept, unless_changed)
+
+    def _upsert(
+        self, table: str, columns: Sequence[str], select: str, kept: Sequence[str], unless_changed: str
+    ) -> str:
+        """The one upsert statement of both methods above (``ON CONFLICT``)."""
         names = [self.quote_name(c) for c in columns]
         key = self.quote_name("rec_id")
-        same = self.quote_name(unless_changed)
         updates = [f"{n} = excluded.{n}" for n in names if n != key]
+        same = self.quote_name(unless_changed) if kept else ""
         for column in kept:
             k = self.quote_name(column)
             updates.append(f"{k} = CASE WHEN r.{same} = excluded.{same} THEN r.{k} END")
+        alias = " AS r" if kept else ""
         return (
-            f"INSERT INTO {self.quote_name(table)} AS r ({', '.join(names)}) {select} "
+            f"INSERT INTO {self.quote_name(table)}{alias} ({', '.join(names)}) {select} "
             f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}"
         )
 
@@ -662,23 +663,17 @@ class MySqlTableDialect(TableDialect):
     def upsert_sql(self, table: str, columns: Sequence[str], select: str) -> str:
         """``INSERT INTO table (columns) <select> ON DUPLICATE KEY UPDATE c = VALUES(c), ...`` (``VALUES()``
         works on MariaDB and MySQL; MySQL 8's row alias does not exist on MariaDB)."""
-        names = [self.quote_name(c) for c in columns]
-        key = self.quote_name("rec_id")
-        updates = ", ".join(f"{n} = VALUES({n})" for n in names if n != key)
-        return (
-            f"INSERT INTO {self.quote_name(table)} ({', '.join(names)}) {select} "
-            f"ON DUPLICATE KEY UPDATE {updates}"
-        )
+        return self._upsert(table, columns, select, (), "")
 
-    def keep_upsert_sql(
-        self, table: str, columns: Sequence[str], select: str, *, kept: Sequence[str], unless_changed: str
+    def _upsert(
+        self, table: str, columns: Sequence[str], select: str, kept: Sequence[str], unless_changed: str
     ) -> str:
-        """:meth:`TableDialect.keep_upsert_sql` with ``ON DUPLICATE KEY UPDATE``: the ``kept`` columns are
-        set first, as MySQL applies the assignments left to right (a later one sees the earlier ones)."""
+        """:meth:`TableDialect._upsert` with ``ON DUPLICATE KEY UPDATE``: the ``kept`` columns are set
+        first, as MySQL applies the assignments left to right (a later one sees the earlier ones)."""
         names = [self.quote_name(c) for c in columns]
         key = self.quote_name("rec_id")
         target = self.quote_name(table)  # the row's own columns, named with the table (the SELECT has them)
-        same = self.quote_name(unless_changed)
+        same = self.quote_name(unless_changed) if kept else ""
         updates = [
             f"{self.quote_name(c)} = CASE WHEN {target}.{same} = VALUES({same}) "
             f"THEN {target}.{self.quote_name(c)} END"
