@@ -558,16 +558,9 @@ class BatchResultsToSqlOperator(BaseOperator):
 
     def _keep_watermark(self, hook: Any, data: Mapping[str, Any]) -> None:
         """Keep the extract's change-column mark beside the table (after the write: never ahead of it)."""
-        from airflow_here_batch.tables.dialect import table_dialect
-        from airflow_here_batch.tables.watermark import Watermark, save_watermark
+        from airflow_here_batch.tables.watermark import keep_watermark
 
-        mark = Watermark.from_xcom(dict(data))
-        dialect = table_dialect(hook)
-        conn = dialect.connect()
-        try:
-            save_watermark(dialect, conn, mark)
-        finally:
-            conn.close()
+        mark = keep_watermark(hook, dict(data))
         self.log.info("HERE Batch: change column %s: mark %r kept", mark.change_column, mark.value)
 
     def _annotate_outlets(self, context: Context, summary: Mapping[str, Any]) -> None:

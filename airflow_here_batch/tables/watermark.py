@@ -236,3 +236,21 @@ def save_watermark(dialect: TableDialect, conn: Any, mark: Watermark) -> None:
         raise
     finally:
         cursor.close()
+
+
+def keep_watermark(hook: Any, data: dict[str, Any]) -> Watermark:
+    """Keep the extract's mark (its XCom ``watermark`` dict) beside the target table on ``hook``'s
+    database (after the write: never ahead of it); returns it.
+
+    :raises UnsupportedDialectError: when the database is not a supported target.
+    """
+    from airflow_here_batch.tables.dialect import table_dialect
+
+    mark = Watermark.from_xcom(data)
+    dialect = table_dialect(hook)
+    conn = dialect.connect()
+    try:
+        save_watermark(dialect, conn, mark)
+    finally:
+        conn.close()
+    return mark
