@@ -399,6 +399,24 @@ class TableDialect(SourceDialect):
         confirms them (``None``: unknown)."""
         return cursor.rowcount
 
+    def _schema_column_types(self, conn: Any, table: str, current_schema: str) -> dict[str, str] | None:
+        """:meth:`column_types` from ``information_schema.columns`` (``current_schema``: the SQL naming the
+        connection's schema when ``table`` names none)."""
+        if self.table_columns(conn, table) is None:
+            return None
+        schema, _, name = table.rpartition(".")
+        ph = self.placeholder
+        cursor = conn.cursor()
+        cursor.execute(
+            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {ph} AND "
+            f"table_schema = {ph if schema else current_schema}",
+            (name, schema) if schema else (name,),
+        )
+        found = {str(n).lower(): str(t).lower() for n, t in cursor.fetchall()}
+        cursor.close()
+        conn.rollback()
+        return found
+
 
 class PostgresTableDialect(TableDialect):
     """PostgreSQL: server-side cursors, ``COPY`` loading (psycopg 3 streaming, psycopg2 ``copy_expert``),
@@ -420,20 +438,7 @@ class PostgresTableDialect(TableDialect):
     def column_types(self, conn: Any, table: str) -> dict[str, str] | None:
         # information_schema: data_type is 'text', 'character varying', 'double precision',
         # 'timestamp with time zone' ... (a domain shows its base type).
-        if self.table_columns(conn, table) is None:
-            return None
-        schema, _, name = table.rpartition(".")
-        cursor = conn.cursor()
-        ph = self.placeholder
-        cursor.execute(
-            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {ph} AND "
-            f"table_schema = {ph if schema else 'current_schema()'}",
-            (name, schema) if schema else (name,),
-        )
-        found = {str(n).lower(): str(t).lower() for n, t in cursor.fetchall()}
-        cursor.close()
-        conn.rollback()
-        return found
+        return self._schema_column_types(conn, table, "current_schema()")
 
     def stream_cursor(self, conn: Any) -> Any:
         """A server-side (named) cursor: rows arrive as fetched."""
@@ -597,20 +602,7 @@ class MySqlTableDialect(TableDialect):
 
     def column_types(self, conn: Any, table: str) -> dict[str, str] | None:
         # information_schema.columns.data_type: 'varchar', 'text', 'double', 'datetime', ...
-        if self.table_columns(conn, table) is None:
-            return None
-        schema, _, name = table.rpartition(".")
-        ph = self.placeholder
-        cursor = conn.cursor()
-        cursor.execute(
-            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {ph} AND "
-            f"table_schema = {ph if schema else 'DATABASE()'}",
-            (name, schema) if schema else (name,),
-        )
-        found = {str(n).lower(): str(t).lower() for n, t in cursor.fetchall()}
-        cursor.close()
-        conn.rollback()
-        return found
+        return self._schema_column_types(conn, table, "DATABASE()")
 
     def stream_cursor(self, conn: Any) -> Any:
         """An unbuffered cursor (rows read as fetched): mysql-connector-python's ``buffered=False``,
@@ -753,7 +745,7 @@ class MySqlTableDialect(TableDialect):
                 yield counted
             insert = self.insert_sql(table, columns)
             with open(path, encoding="utf-8", newline="") as stream:
-                lines = _lines_of(stream)
+                lines = text_lines(stream)
                 while block := [copy_fields(line) for _, line in zip(range(10_000), lines, strict=False)]:
                     cursor.executemany(insert, block)
             self.last_loaded = counted.lines
@@ -945,10 +937,13 @@ class _LineCounter:
         return self.stream.write(text)
 
 
-def _lines_of(stream: Any) -> Iterator[str]:
-    """A text file's lines, only ``\\n`` ending one."""
+def text_lines(stream: Any, size: int = 1 << 20) -> Iterator[str]:
+    """The lines of a text stream, each with its ``\\n``, read in blocks of ``size`` characters.
+
+    Only ``\\n`` ends a line (as for HERE); ``str.splitlines`` would also split at other characters.
+    """
     carry = ""
-    while block := stream.read(1 << 20):
+    while block := stream.read(size):
         parts = (carry + block).split("\n")
         carry = parts.pop()
         for part in parts:

@@ -29,7 +29,7 @@ from airflow_here_batch.api.quality import (
 )
 from airflow_here_batch.api.spend import SKIP_REASONS, SkipReason
 from airflow_here_batch.files.locations import storage_path
-from airflow_here_batch.tables.dialect import copy_value, table_dialect
+from airflow_here_batch.tables.dialect import copy_value, table_dialect, text_lines
 from airflow_here_batch.tables.records import (
     FINGERPRINT_LENGTH,
     QUALITY_COLUMNS,
@@ -124,7 +124,7 @@ def open_lines(location: Any, conn_id: str | None = None) -> Lines:
             yield None
             return
         with storage_path(location, conn_id).open("r", encoding="utf-8", newline="") as stream:
-            yield _lines(stream)
+            yield text_lines(stream)
 
     return opened
 
@@ -790,18 +790,3 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _no_fingerprint(rec_id: str) -> tuple[None, None]:
     return None, None
-
-
-def _lines(stream: Any, size: int = 1 << 20) -> Iterator[str]:
-    """The lines of a text stream, each with its ``\\n``, read in blocks of ``size`` characters.
-
-    Only ``\\n`` ends a line (as for HERE); ``str.splitlines`` would also split at other characters.
-    """
-    carry = ""
-    while block := stream.read(size):
-        parts = (carry + block).split("\n")
-        carry = parts.pop()
-        for part in parts:
-            yield part + "\n"
-    if carry:
-        yield carry

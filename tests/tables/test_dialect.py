@@ -202,7 +202,7 @@ def test_an_unsupported_target_is_refused_by_name(monkeypatch: pytest.MonkeyPatc
 
 
 def test_copy_text_lines() -> None:
-    from airflow_here_batch.tables.sink import _lines
+    from airflow_here_batch.tables.dialect import text_lines as _lines
 
     assert copy_line(["a", None, 1.5, "tab\there", "back\\slash", "new\nline"]) == (
         "a\t\\N\t1.5\ttab\\there\tback\\\\slash\tnew\\nline\n"
