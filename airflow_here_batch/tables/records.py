@@ -29,13 +29,13 @@ import hashlib
 import json
 import re
 import string
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_here_batch.api.models import ServiceType
 from airflow_here_batch.api.outputs import row_position
+from airflow_here_batch.api.queries import normalise_value
 from airflow_here_batch.api.records import split_record
 
 __all__ = [
@@ -147,17 +147,6 @@ def plain_name(name: str) -> str:
 def snake_case(name: str) -> str:
     """A HERE camelCase output column as a database column name: ``addressLabel`` -> ``address_label``."""
     return _CAMEL.sub("_", name).lower()
-
-
-def normalise_value(value: str) -> str:
-    """The form of a request value that the fingerprint sees: Unicode NFC, blanks collapsed, stripped."""
-    if not value:
-        return ""
-    if not value.isascii():
-        value = unicodedata.normalize("NFC", value)
-    if value.isprintable() and "  " not in value:  # the common case: nothing to do but strip
-        return value.strip()
-    return _WHITESPACE.sub(" ", value).strip()
 
 
 def _template_fields(template: str) -> list[str]:
